@@ -1,0 +1,57 @@
+# Two commands on a fresh machine: `make demo` (set up + offline demo) and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+DEMO_DB ?= data/demo.sqlite3
+
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+
+.PHONY: setup demo run sync console test test-fast reliability lint format bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	rm -f $(DEMO_DB) $(DEMO_DB)-wal $(DEMO_DB)-shm
+	$(PY) -m bot --db $(DEMO_DB) train data/belling-the-cat.txt --channel demo
+	$(PY) -m bot --db $(DEMO_DB) continue had a general --channel demo
+	$(PY) -m bot --db $(DEMO_DB) continue mouse mouse mouse --channel demo
+
+run: $(STAMP)
+	$(PY) -m bot run
+
+sync: $(STAMP)
+	$(PY) -m bot sync
+
+console: $(STAMP)
+	$(PY) -m bot console
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -m "not slow and not e2e"
+
+reliability: $(STAMP)
+	$(PY) -m pytest -q tests/reliability -p no:randomly -rA
+
+lint: $(STAMP)
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m mypy
+
+format: $(STAMP)
+	$(PY) -m ruff check --fix .
+	$(PY) -m ruff format .
+
+bench: $(STAMP)
+	for f in bench/bench_*.py; do echo "== $$f"; $(PY) $$f || exit 1; done
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info
