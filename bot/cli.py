@@ -1,0 +1,158 @@
+"""Command line: ``python -m bot`` (installed as ``fabulist``).
+
+    python -m bot [--config FILE] [--db FILE] [-v] COMMAND
+      run                                   connect to Discord (needs a token)
+      sync                                  register the slash commands (dev_guild_id: that guild)
+      train FILE [--channel C] [--append] [--layers N] [--n-input N] [--seed S] [--max-seconds T]
+      continue WORDS... [--channel C] [--length N] [--temperature T] [--seed S] [--top-k K]
+      status [--channel C]
+      forget [--channel C]
+      console [--channel C]                 interactive, with the slash commands' syntax
+
+Without ``--config``, ``./config.toml`` is read if it exists, else the defaults apply.
+``--channel`` names an offline channel (default "console"); see ``bot.service.console_channel``.
+Exit status: 0 ok, 1 a refused request or failed training, 2 bad configuration or usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import TextIO
+
+from bot.config import Config, load_config
+from bot.errors import ConfigError, StorageError, UserError
+
+logger = logging.getLogger(__name__)
+DEFAULT_CONFIG = Path("config.toml")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="fabulist", description="Learn a story per channel and continue it."
+    )
+    parser.add_argument("--config", type=Path, help="TOML config (default ./config.toml if any)")
+    parser.add_argument("--db", type=Path, help="SQLite database (overrides storage.database)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands.add_parser("run", help="connect to Discord")
+    commands.add_parser("sync", help="register the slash commands with Discord")
+
+    def with_channel(name: str, help: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help)
+        sub.add_argument("--channel", default="console", help="offline channel name")
+        return sub
+
+    train = with_channel("train", "train a story file into a channel")
+    train.add_argument("file", type=Path)
+    train.add_argument("--append", action="store_true", help="train on all the channel's stories")
+    train.add_argument("--layers", type=int)
+    train.add_argument("--n-input", type=int)
+    train.add_argument("--seed", type=int)
+    train.add_argument("--max-seconds", type=float)
+    cont = with_channel("continue", "continue a prompt with the channel's model")
+    cont.add_argument("words", nargs="+")
+    cont.add_argument("--length", type=int)
+    cont.add_argument("--temperature", type=float, default=0.0)
+    cont.add_argument("--seed", type=int)
+    cont.add_argument("--top-k", type=int)
+    with_channel("status", "show the channel's story card")
+    with_channel("forget", "delete the channel's stories, models and jobs")
+    with_channel("console", "interactive console with the slash commands' syntax")
+    return parser
+
+
+def resolve_config(config_path: Path | None, db: Path | None) -> Config:
+    if config_path is None and DEFAULT_CONFIG.is_file():
+        config_path = DEFAULT_CONFIG
+    config = load_config(config_path)
+    if db is not None:
+        config = config.with_database(db)
+    return config
+
+
+def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
+    out = out or sys.stdout
+    args = build_parser().parse_args(argv)
+    try:
+        config = resolve_config(args.config, args.db)
+    except ConfigError as exc:
+        sys.stderr.write(f"configuration error: {exc}\n")
+        return 2
+    level = logging.INFO if args.verbose else getattr(logging, config.logging.level)
+    if args.command in ("train", "continue", "status", "forget", "console") and not args.verbose:
+        level = max(level, logging.WARNING)  # the offline commands print their own output
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.command in ("run", "sync"):
+        if not config.discord.token:
+            sys.stderr.write(
+                "configuration error: discord.token is not set "
+                "(set DISCORD_TOKEN or [discord] token in the config file)\n"
+            )
+            return 2
+        from bot.discord_adapter.runner import run_bot, sync_commands
+
+        (run_bot if args.command == "run" else sync_commands)(config)
+        return 0
+    try:
+        return asyncio.run(_offline(args, config, out))
+    except StorageError as exc:
+        sys.stderr.write(f"database error: {exc}\n")
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+async def _offline(args: argparse.Namespace, config: Config, out: TextIO) -> int:
+    from bot.console import (
+        CONSOLE_MEMBER,
+        Console,
+        continue_text,
+        status_text,
+        train_file,
+    )
+    from bot.service import ContinueOptions, StoryService, TrainOptions, console_channel
+    from bot.storage import StoryStore
+
+    if args.command != "console":
+        # One worker is enough offline; the console may train more than once.
+        config = replace(config, workers=replace(config.workers, count=1))
+    store = await StoryStore.open(config.storage.database)
+    service = StoryService(config, store)
+    try:
+        await service.start(warm_workers=args.command in ("train", "console"))
+        if args.command == "train":
+            options = TrainOptions(
+                layers=args.layers,
+                n_input=args.n_input,
+                seed=args.seed,
+                max_seconds=args.max_seconds,
+                mode="append" if args.append else "replace",
+            )
+            ok = await train_file(service, args.channel, args.file, options, out)
+            return 0 if ok else 1
+        if args.command == "continue":
+            options_c = ContinueOptions(
+                length=args.length, temperature=args.temperature, seed=args.seed, top_k=args.top_k
+            )
+            out.write(await continue_text(service, args.channel, " ".join(args.words), options_c))
+            out.write("\n")
+        elif args.command == "status":
+            out.write(await status_text(service, args.channel) + "\n")
+        elif args.command == "forget":
+            await service.forget(console_channel(args.channel), CONSOLE_MEMBER)
+            out.write(f"Forgot channel {args.channel}.\n")
+        elif args.command == "console":
+            await Console(service, out, args.channel).run()
+        return 0
+    except UserError as exc:
+        sys.stderr.write(exc.message + "\n")
+        return 1
+    finally:
+        await service.close()
+        await store.close()

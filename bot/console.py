@@ -1,0 +1,266 @@
+"""Offline console: the slash commands' syntax against the same database, no Discord needed.
+
+    /train data/belling-the-cat.txt [mode:append] [layers:2] [n_input:4] [seed:1] [max_seconds:60]
+    /continue had a general [length:32] [temperature:0.8] [seed:7] [top_k:10]
+    /status   /cancel   /forget   /stories   /versions   /rollback [version]
+    /plot FILE.png   /channel NAME   /help   /quit
+
+Console channels map to stable ids via ``bot.service.console_channel`` (guild None). The console
+user is an admin of every console channel.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shlex
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TextIO
+
+from bot.errors import UnknownWords, UserError
+from bot.service import (
+    ContinueOptions,
+    JobProgress,
+    Member,
+    StoryService,
+    TrainOptions,
+    console_channel,
+)
+
+HELP = __doc__.split("\n\n")[1] if __doc__ else ""
+CONSOLE_MEMBER = Member(user_id=0, display_name="console", is_admin=True)
+_TRAIN_KEYS = {"mode": str, "layers": int, "n_input": int, "seed": int, "max_seconds": float}
+_CONTINUE_KEYS = {"length": int, "temperature": float, "seed": int, "top_k": int}
+
+
+class ProgressBar:
+    """Renders JobProgress to a terminal (one updating line) or a log (a line per second)."""
+
+    def __init__(self, out: TextIO, width: int = 30) -> None:
+        self.out = out
+        self.width = width
+        self.tty = out.isatty()
+        self._last = 0.0
+        self._shown = False
+
+    def __call__(self, progress: JobProgress) -> None:
+        if progress.state == "queued":
+            line = f"queued at position {progress.queue_position}"
+        else:
+            share = progress.epoch / progress.max_epochs if progress.max_epochs else 0.0
+            filled = round(share * self.width)
+            bar = "#" * filled + "-" * (self.width - filled)
+            parts = [f"[{bar}] epoch {progress.epoch}/{progress.max_epochs}"]
+            if progress.loss is not None:
+                parts.append(f"loss {progress.loss:.3f}")
+            if progress.learnable_accuracy is not None:
+                parts.append(f"accuracy {progress.learnable_accuracy:.1%}")
+            parts.append(f"{progress.elapsed_seconds:.1f} s")
+            if progress.state not in ("running", "cancelling"):
+                parts.append(progress.state)
+            line = "  ".join(parts)
+        final = progress.state not in ("queued", "running", "cancelling")
+        if self.tty:
+            self.out.write("\r" + line.ljust(79))
+            if final:
+                self.out.write("\n")
+            self.out.flush()
+            return
+        now = asyncio.get_running_loop().time()
+        if final or now - self._last >= 1.0 or not self._shown:
+            self._last = now
+            self._shown = True
+            self.out.write(line + "\n")
+            self.out.flush()
+
+
+def parse_options(words: list[str], keys: dict[str, type]) -> tuple[list[str], dict[str, Any]]:
+    """Split ``key:value`` options (only known keys) from the other words."""
+    rest: list[str] = []
+    options: dict[str, Any] = {}
+    for word in words:
+        key, sep, value = word.partition(":")
+        if sep and key in keys and value:
+            try:
+                options[key] = keys[key](value)
+            except ValueError:
+                raise UserError(f"{key} must be a {keys[key].__name__}, not {value!r}.") from None
+        else:
+            rest.append(word)
+    return rest, options
+
+
+def format_unknown(error: UnknownWords) -> str:
+    return error.message
+
+
+async def train_file(
+    service: StoryService,
+    channel_name: str,
+    path: Path,
+    options: TrainOptions,
+    out: TextIO,
+) -> bool:
+    """Train ``path`` into a console channel, showing progress; True on success."""
+    try:
+        data = await asyncio.to_thread(path.read_bytes)
+    except OSError as exc:
+        out.write(f"Cannot read {path}: {exc.strerror}\n")
+        return False
+    channel = console_channel(channel_name)
+    bar = ProgressBar(out)
+    job = await service.train(channel, CONSOLE_MEMBER, path.name, data, options, on_progress=bar)
+    result = await service.wait_for_job(job.job_id)
+    if result.state == "done" and result.figures is not None:
+        f = result.figures
+        out.write(
+            f"Trained model version {result.model_version} on {path.name}: {f.symbols} symbols, "
+            f"vocabulary {f.vocabulary_size}, {f.epochs} epochs in {f.seconds:.1f} s, "
+            f"accuracy on learnable windows {f.learnable_accuracy:.1%}.\n"
+        )
+        return True
+    out.write(f"Training {result.state}: {result.error}\n")
+    return False
+
+
+async def continue_text(
+    service: StoryService, channel_name: str, prompt: str, options: ContinueOptions
+) -> str:
+    result = await service.continue_story(console_channel(channel_name), prompt, options)
+    share = (
+        "" if result.original_share is None else f"  [{result.original_share:.0%} from the story]"
+    )
+    return result.text + share
+
+
+async def status_text(service: StoryService, channel_name: str) -> str:
+    card = await service.story_card(console_channel(channel_name))
+    lines = [f"Channel {channel_name}:"]
+    if card.has_model:
+        lines.append(
+            f"  model version {card.model_version}, trained {card.trained_at} on "
+            f"{card.story_filename} ({card.stories} stor{'y' if card.stories == 1 else 'ies'})"
+        )
+        lines.append(
+            f"  {card.symbols} symbols, vocabulary {card.vocabulary_size}, "
+            f"{card.epochs} epochs in {card.training_seconds or 0:.1f} s"
+        )
+        if card.learnable_accuracy is not None:
+            lines.append(f"  accuracy on learnable windows {card.learnable_accuracy:.1%}")
+        if card.val_accuracy is not None:
+            lines.append(
+                f"  held-out accuracy {card.val_accuracy:.1%}, perplexity {card.val_perplexity:.1f}"
+            )
+    else:
+        lines.append("  no trained model yet")
+    if card.job is not None:
+        lines.append(
+            f"  training job #{card.job.job_id}: {card.job.state}, "
+            f"epoch {card.job.epoch}/{card.job.max_epochs}"
+        )
+    if card.last_job is not None and card.last_job.state != "done":
+        lines.append(f"  last training {card.last_job.state}: {card.last_job.error}")
+    return "\n".join(lines)
+
+
+class Console:
+    def __init__(
+        self,
+        service: StoryService,
+        out: TextIO,
+        channel: str = "console",
+        read_line: Callable[[str], Awaitable[str | None]] | None = None,
+    ) -> None:
+        self.service = service
+        self.out = out
+        self.channel = channel
+        self.read_line = read_line or _read_stdin
+
+    async def run(self) -> None:
+        self.out.write(f"fabulist console, channel {self.channel!r}. Type /help.\n")
+        while True:
+            line = await self.read_line(f"{self.channel}> ")
+            if line is None:
+                break
+            try:
+                if not await self.handle(line):
+                    break
+            except UserError as exc:
+                self.out.write(exc.message + "\n")
+            self.out.flush()
+
+    async def handle(self, line: str) -> bool:
+        """Run one command line; False means quit."""
+        line = line.strip()
+        if not line:
+            return True
+        if not line.startswith("/"):
+            raise UserError("Commands start with /. Type /help.")
+        try:
+            words = shlex.split(line)
+        except ValueError as exc:
+            raise UserError(f"Cannot parse the command: {exc}.") from None
+        command, args = words[0][1:].lower(), words[1:]
+        channel = console_channel(self.channel)
+        out = self.out
+        if command in ("quit", "exit"):
+            return False
+        if command == "help":
+            out.write(HELP + "\n")
+        elif command == "channel":
+            if len(args) != 1:
+                raise UserError("Usage: /channel NAME")
+            self.channel = args[0]
+        elif command == "train":
+            rest, options = parse_options(args, _TRAIN_KEYS)
+            if len(rest) != 1:
+                raise UserError("Usage: /train FILE [mode:append] [layers:N] [seed:S] ...")
+            await train_file(
+                self.service, self.channel, Path(rest[0]), TrainOptions(**options), out
+            )
+        elif command == "continue":
+            rest, options = parse_options(args, _CONTINUE_KEYS)
+            text = await continue_text(
+                self.service, self.channel, " ".join(rest), ContinueOptions(**options)
+            )
+            out.write(text + "\n")
+        elif command == "status":
+            out.write(await status_text(self.service, self.channel) + "\n")
+        elif command == "cancel":
+            progress = await self.service.cancel(channel, CONSOLE_MEMBER)
+            out.write("Nothing to cancel.\n" if progress is None else "Cancelling.\n")
+        elif command == "forget":
+            await self.service.forget(channel, CONSOLE_MEMBER)
+            out.write(f"Forgot channel {self.channel}.\n")
+        elif command == "stories":
+            for story in await self.service.list_stories(channel):
+                out.write(
+                    f"  #{story.story_id} {story.filename} by {story.uploader_name}, "
+                    f"{story.symbols} symbols, {story.created_at}\n"
+                )
+        elif command == "versions":
+            for version in await self.service.list_versions(channel):
+                mark = "*" if version.active else " "
+                out.write(f" {mark}v{version.version} {version.created_at}\n")
+        elif command == "rollback":
+            target = int(args[0]) if args and args[0].isdigit() else None
+            version = await self.service.rollback(channel, CONSOLE_MEMBER, target)
+            out.write(f"Version {version.version} is active.\n")
+        elif command == "plot":
+            if len(args) != 1:
+                raise UserError("Usage: /plot FILE.png")
+            png = await self.service.training_plot(channel)
+            if png is None:
+                raise UserError("No trained model to plot.")
+            await asyncio.to_thread(Path(args[0]).write_bytes, png)
+            out.write(f"Wrote {args[0]}.\n")
+        else:
+            raise UserError(f"Unknown command /{command}. Type /help.")
+        return True
+
+
+async def _read_stdin(prompt: str) -> str | None:
+    try:
+        return await asyncio.to_thread(input, prompt)
+    except EOFError:
+        return None

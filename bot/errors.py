@@ -1,0 +1,83 @@
+"""Error types of the bot.
+
+``UserError`` and its subclasses carry a friendly ``.message`` that adapters show to the person who
+made the request (ephemerally on Discord). Anything that is not a ``UserError`` is a bug or an
+operational fault: adapters log it with a reference code and show a generic reply.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+
+class ConfigError(Exception):
+    """The configuration file or environment is invalid; the message names the setting."""
+
+
+class StorageError(Exception):
+    """The database cannot be opened or migrated (not a user's fault)."""
+
+
+class UserError(Exception):
+    """A request that cannot be served as asked; ``message`` is safe to show to the user."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidUpload(UserError):
+    """The uploaded story is empty, too large, not text, or too short."""
+
+
+class InvalidOption(UserError):
+    """An option (length, temperature, seed, layers, prompt...) is out of range."""
+
+
+class NoModel(UserError):
+    """The channel has no trained model yet."""
+
+
+class NotFound(UserError):
+    """A story, model version or job that the request names does not exist in this channel."""
+
+
+class UnknownWords(UserError):
+    """The prompt contains words the channel's model has never seen."""
+
+    def __init__(
+        self,
+        message: str,
+        words: Sequence[str],
+        suggestions: Mapping[str, Sequence[str]] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.words: tuple[str, ...] = tuple(words)
+        self.suggestions: dict[str, list[str]] = {
+            word: list(options) for word, options in (suggestions or {}).items()
+        }
+
+
+class Busy(UserError):
+    """The channel already has a training queued or running."""
+
+    def __init__(self, message: str, job_id: int, queue_position: int | None) -> None:
+        super().__init__(message)
+        self.job_id = job_id
+        self.queue_position = queue_position
+
+
+class NotAllowed(UserError):
+    """The member lacks the right for this action (train, forget, cancel someone else's job)."""
+
+
+class QueueFull(UserError):
+    """The global training queue is at its configured length."""
+
+
+class CoolingDown(UserError):
+    """The member asked again before their cooldown ended."""
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after

@@ -1,0 +1,86 @@
+-- fabulist database schema.
+--
+-- The file is a list of migrations. Each starts with a line "-- migration N" and moves the database
+-- from PRAGMA user_version N-1 to N; StoryStore applies the missing ones in order, each in one
+-- transaction together with the new user_version. Never edit a released migration: append one.
+-- Times are ISO 8601 UTC text. JSON columns hold plain JSON (never pickle).
+
+-- migration 1
+CREATE TABLE channels (
+    channel_id      INTEGER PRIMARY KEY,
+    guild_id        INTEGER,
+    name            TEXT,
+    -- the model that answers /continue; switched only in the transaction that stores a new one
+    active_model_id INTEGER REFERENCES models(id) ON DELETE SET NULL,
+    created_at      TEXT NOT NULL
+);
+
+CREATE TABLE stories (
+    id              INTEGER PRIMARY KEY,
+    channel_id      INTEGER NOT NULL REFERENCES channels(channel_id) ON DELETE CASCADE,
+    filename        TEXT NOT NULL,
+    uploader_id     INTEGER,
+    uploader_name   TEXT,
+    text            TEXT NOT NULL,
+    sha256          TEXT NOT NULL,
+    encoding        TEXT NOT NULL,
+    bytes           INTEGER NOT NULL,
+    symbols         INTEGER NOT NULL,
+    vocabulary_size INTEGER NOT NULL,
+    created_at      TEXT NOT NULL
+);
+CREATE INDEX stories_channel ON stories(channel_id, id);
+
+CREATE TABLE models (
+    id          INTEGER PRIMARY KEY,
+    channel_id  INTEGER NOT NULL REFERENCES channels(channel_id) ON DELETE CASCADE,
+    version     INTEGER NOT NULL,
+    config      TEXT NOT NULL,      -- ModelConfig JSON
+    vocabulary  TEXT NOT NULL,      -- Vocabulary JSON (list of symbols)
+    blob        BLOB NOT NULL,      -- model.serialization.to_bytes()
+    figures     TEXT NOT NULL,      -- TrainingFigures JSON
+    options     TEXT NOT NULL,      -- the TrainOptions used, JSON
+    job_id      INTEGER,
+    created_at  TEXT NOT NULL,
+    UNIQUE (channel_id, version)
+);
+
+-- which stories (in training order) a model has seen: removing a story removes these models
+CREATE TABLE model_stories (
+    model_id    INTEGER NOT NULL REFERENCES models(id) ON DELETE CASCADE,
+    story_id    INTEGER NOT NULL REFERENCES stories(id) ON DELETE CASCADE,
+    position    INTEGER NOT NULL,
+    PRIMARY KEY (model_id, story_id)
+);
+CREATE INDEX model_stories_story ON model_stories(story_id);
+
+CREATE TABLE jobs (
+    id                 INTEGER PRIMARY KEY,
+    channel_id         INTEGER NOT NULL REFERENCES channels(channel_id) ON DELETE CASCADE,
+    guild_id           INTEGER,
+    requested_by       INTEGER,
+    requested_by_name  TEXT,
+    state              TEXT NOT NULL CHECK (state IN
+                           ('queued', 'running', 'done', 'failed', 'cancelled', 'interrupted')),
+    story_ids          TEXT NOT NULL,  -- JSON list, training order
+    options            TEXT NOT NULL,  -- JSON
+    progress           TEXT,           -- JSON of the last progress report
+    error              TEXT,
+    model_id           INTEGER REFERENCES models(id) ON DELETE SET NULL,
+    created_at         TEXT NOT NULL,
+    started_at         TEXT,
+    finished_at        TEXT
+);
+CREATE INDEX jobs_channel ON jobs(channel_id, id);
+CREATE INDEX jobs_open ON jobs(state) WHERE state IN ('queued', 'running');
+
+-- a model without its blob, with its stories in training order and whether it is active
+CREATE VIEW model_info AS
+SELECT m.id, m.channel_id, m.version, m.config,
+       json_array_length(m.vocabulary) AS vocabulary_size,
+       m.figures, m.options, m.job_id, m.created_at,
+       (SELECT json_group_array(story_id) FROM
+           (SELECT story_id FROM model_stories WHERE model_id = m.id ORDER BY position))
+           AS story_ids,
+       (c.active_model_id IS m.id) AS active
+FROM models m JOIN channels c ON c.channel_id = m.channel_id;

@@ -1,0 +1,1130 @@
+"""StoryService: the one object the adapters (CLI, console, Discord cogs) call.
+
+It validates every request before any work starts, stores stories, queues training jobs (one per
+channel, a global FIFO queue in front of a fixed pool of spawned worker processes), reports
+progress on the event loop, activates finished models in one transaction, and answers
+``/continue`` from an LRU cache of numpy models in a thread executor. This module and everything
+it imports are TensorFlow-free; only the worker processes import TensorFlow.
+
+Restart policy: on ``start`` every job a previous process left queued or running is marked
+``interrupted`` with a message telling the member to train again; nothing is re-queued, so a
+story that crashes training cannot crash-loop the bot. Models load lazily on first use.
+
+Console/CLI channels: ``console_channel(name)`` maps a channel name to a stable id (the first 6
+bytes of SHA-256 of ``console:<name>``, so below 2**47, far below any real Discord snowflake from
+after 2015) with ``guild_id=None``; the name is stored in ``channels.name``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import codecs
+import contextlib
+import hashlib
+import inspect
+import logging
+import math
+import time
+import unicodedata
+from collections import OrderedDict, deque
+from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import numpy.typing as npt
+
+from bot.config import Config
+from bot.errors import (
+    Busy,
+    CoolingDown,
+    InvalidOption,
+    InvalidUpload,
+    NoModel,
+    NotAllowed,
+    NotFound,
+    QueueFull,
+    StorageError,
+    UnknownWords,
+    UserError,
+)
+from bot.storage import JobRecord, ModelRecord, NewStory, StoryRecord, StoryStore
+from bot.worker import TrainingOutcome, TrainingPool, TrainingTask
+from model import (
+    GenerationOptions,
+    ModelConfig,
+    ModelError,
+    NumpyLSTM,
+    TrainedModel,
+    TrainingConfig,
+    TrainingFigures,
+    UnknownWordsError,
+    detokenize,
+    from_bytes,
+    generate,
+    tokenize,
+)
+
+logger = logging.getLogger(__name__)
+
+MAX_SEED = 2**31 - 1
+MAX_N_INPUT = 10
+MAX_TOP_K = 10_000
+MAX_PROMPT_CHARS = 4_000
+NGRAM = 4
+INTERRUPTED_MESSAGE = (
+    "The bot restarted while this training was {state}; the previous model is still active. "
+    "Upload the story again to train it."
+)
+SHUTDOWN_MESSAGE = "The bot shut down during this training; the previous model is still active."
+_BINARY_MAGIC = {
+    b"\x89PNG": "a PNG image",
+    b"PK\x03\x04": "a zip archive",
+    b"\x7fELF": "an executable program",
+    b"MZ": "a Windows program",
+    b"%PDF": "a PDF document",
+    b"\x1f\x8b": "a gzip archive",
+    b"\xff\xd8\xff": "a JPEG image",
+    b"GIF8": "a GIF image",
+    b"SQLite format 3": "an SQLite database",
+}
+_ALLOWED_CONTROLS = frozenset("\t\n\r\f\v")
+
+
+# -- public value types ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ChannelRef:
+    guild_id: int | None
+    channel_id: int
+    name: str | None = None  # stored for display (console channels, Discord channel names)
+
+
+@dataclass(frozen=True)
+class Member:
+    user_id: int
+    display_name: str
+    is_admin: bool  # may train, forget, remove stories, roll back, cancel others' jobs
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    layers: int | None = None
+    n_input: int | None = None
+    seed: int | None = None
+    max_seconds: float | None = None
+    mode: Literal["replace", "append"] = "replace"
+
+
+@dataclass(frozen=True)
+class ContinueOptions:
+    length: int | None = None
+    temperature: float = 0.0
+    seed: int | None = None
+    top_k: int | None = None
+
+
+@dataclass(frozen=True)
+class JobProgress:
+    job_id: int
+    state: str  # queued | running | cancelling | done | failed | cancelled | interrupted
+    epoch: int
+    max_epochs: int
+    loss: float | None
+    accuracy: float | None
+    learnable_accuracy: float | None
+    eta_seconds: float | None
+    elapsed_seconds: float
+    queue_position: int | None
+    val_accuracy: float | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class TrainingJob:
+    job_id: int
+    channel: ChannelRef
+    state: str
+    queue_position: int | None
+    story_id: int | None
+    story_ids: tuple[int, ...]
+    requested_by: int | None
+
+
+@dataclass(frozen=True)
+class JobResult:
+    job_id: int
+    state: str  # done | failed | cancelled | interrupted
+    error: str | None
+    model_version: int | None
+    figures: TrainingFigures | None
+
+
+@dataclass(frozen=True)
+class Continuation:
+    prompt_symbols: list[str]
+    symbols: list[str]
+    text: str
+    model_version: int
+    original_share: float | None  # generated 4-grams found verbatim in the model's stories
+
+
+@dataclass(frozen=True)
+class StoryCard:
+    channel: ChannelRef
+    has_model: bool
+    model_version: int | None
+    story_filename: str | None
+    story_uploader: str | None
+    story_uploaded_at: str | None
+    stories: int  # stories the active model learned
+    symbols: int | None
+    vocabulary_size: int | None
+    vocabulary_covered_share: float | None
+    learnable_accuracy: float | None
+    accuracy: float | None
+    val_accuracy: float | None
+    val_perplexity: float | None
+    epochs: int | None
+    training_seconds: float | None
+    trained_at: str | None
+    job: JobProgress | None  # queued or running training
+    last_job: JobResult | None  # the latest finished job (to show a failure)
+
+
+@dataclass(frozen=True)
+class StoryInfo:
+    story_id: int
+    filename: str
+    uploader_id: int | None
+    uploader_name: str | None
+    symbols: int
+    created_at: str
+
+
+@dataclass(frozen=True)
+class ModelVersion:
+    version: int
+    active: bool
+    created_at: str
+    story_ids: tuple[int, ...]
+    learnable_accuracy: float | None
+    epochs: int | None
+
+
+def console_channel(name: str) -> ChannelRef:
+    """A stable channel for the CLI/console (see the module docstring)."""
+    digest = hashlib.sha256(f"console:{name}".encode()).digest()
+    return ChannelRef(guild_id=None, channel_id=int.from_bytes(digest[:6], "big") >> 1, name=name)
+
+
+# -- upload checks (pure functions, run in a thread for large files) ---------------------------
+
+
+@dataclass(frozen=True)
+class PreparedStory:
+    text: str
+    encoding: str
+    sha256: str
+    symbols: int
+    vocabulary_size: int
+
+
+def decode_story(data: bytes) -> tuple[str, str]:
+    """Bytes -> (text, encoding). UTF-8 with or without BOM, UTF-16 with BOM; else InvalidUpload."""
+    if not data:
+        raise InvalidUpload("The file is empty.")
+    kind = next((name for magic, name in _BINARY_MAGIC.items() if data.startswith(magic)), None)
+    if data.startswith(codecs.BOM_UTF8):
+        encoding, body = "utf-8-sig", data
+    elif data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        encoding, body = "utf-16", data
+    else:
+        encoding, body = "utf-8", data
+    try:
+        text = body.decode(encoding)
+    except UnicodeDecodeError:
+        if kind is not None or b"\x00" in data[:4096]:
+            raise InvalidUpload(
+                f"This looks like {kind or 'a binary file'}, not a text story. "
+                "Upload a plain .txt file."
+            ) from None
+        raise InvalidUpload(
+            "The file is not UTF-8 text (it may be Latin-1 or Windows-1252). "
+            "Save it as UTF-8 and upload it again."
+        ) from None
+    bad = next(
+        (ch for ch in text if unicodedata.category(ch) == "Cc" and ch not in _ALLOWED_CONTROLS),
+        None,
+    )
+    if bad is not None:
+        if kind is not None:
+            raise InvalidUpload(f"This looks like {kind}, not a text story.")
+        raise InvalidUpload(
+            f"The file contains a control character (U+{ord(bad):04X}"
+            f"{', NUL' if bad == chr(0) else ''}), so it is not a plain text story."
+        )
+    if not text.strip().lstrip("\ufeff"):
+        raise InvalidUpload("The file has no text in it.")
+    return text, encoding.removesuffix("-sig") + ("-bom" if encoding == "utf-8-sig" else "")
+
+
+def prepare_story(data: bytes, *, n_input: int, max_symbols: int) -> PreparedStory:
+    text, encoding = decode_story(data)
+    tokens = tokenize(text)
+    if len(tokens) < n_input + 1:
+        raise InvalidUpload(
+            f"The story is too short: {len(tokens)} words and punctuation marks; "
+            f"at least {n_input + 1} are needed."
+        )
+    if len(tokens) > max_symbols:
+        raise InvalidUpload(
+            f"The story is too long: {len(tokens):,} words and punctuation marks; "
+            f"the limit is {max_symbols:,}."
+        )
+    distinct = len(set(tokens))
+    if distinct < 2:
+        raise InvalidUpload("The story repeats a single word; it needs at least two different.")
+    return PreparedStory(
+        text=text,
+        encoding=encoding,
+        sha256=hashlib.sha256(data).hexdigest(),
+        symbols=len(tokens),
+        vocabulary_size=distinct,
+    )
+
+
+def clean_filename(filename: str) -> str:
+    """A display name only (never used as a path): last path part, no control characters."""
+    name = filename.replace("\\", "/").rsplit("/", 1)[-1]
+    name = "".join(ch for ch in name if unicodedata.category(ch)[0] != "C").strip()
+    return (name or "story.txt")[:100]
+
+
+# -- cached models -----------------------------------------------------------------------------
+
+
+@dataclass
+class _CachedModel:
+    model_id: int
+    version: int
+    model: TrainedModel
+    network: NumpyLSTM
+    ngrams: npt.NDArray[np.uint64]
+
+
+def _ngram_codes(ids: npt.NDArray[np.int64], base: int) -> npt.NDArray[np.uint64]:
+    if len(ids) < NGRAM:
+        return np.zeros(0, dtype=np.uint64)
+    values = ids.astype(np.uint64)
+    codes = np.zeros(len(ids) - NGRAM + 1, dtype=np.uint64)
+    with np.errstate(over="ignore"):  # wraps only for huge vocabularies: a rare false match
+        for k in range(NGRAM):
+            codes = codes * np.uint64(base) + values[k : len(values) - NGRAM + 1 + k]
+    return codes
+
+
+def _symbol_ids(model: TrainedModel, symbols: Sequence[str]) -> npt.NDArray[np.int64]:
+    index = {symbol: i for i, symbol in enumerate(model.vocabulary.symbols)}
+    missing = len(index)
+    return np.fromiter((index.get(s, missing) for s in symbols), dtype=np.int64, count=len(symbols))
+
+
+def _load_model(model_id: int, version: int, blob: bytes, texts: Sequence[str]) -> _CachedModel:
+    model = from_bytes(blob)
+    tokens: list[str] = []
+    for text in texts:
+        tokens.extend(tokenize(text))
+    codes = _ngram_codes(_symbol_ids(model, tokens), len(model.vocabulary) + 1)
+    return _CachedModel(model_id, version, model, NumpyLSTM(model), np.unique(codes))
+
+
+def _generate(
+    entry: _CachedModel, prompt: list[str], options: GenerationOptions
+) -> tuple[list[str], float | None]:
+    symbols = generate(entry.model, prompt, options, network=entry.network)
+    base = len(entry.model.vocabulary) + 1
+    codes = _ngram_codes(_symbol_ids(entry.model, [*prompt, *symbols]), base)
+    # Only the 4-grams that contain at least one generated symbol.
+    generated = codes[max(0, len(prompt) - NGRAM + 1) :]
+    if len(generated) == 0 or len(entry.ngrams) == 0:
+        return symbols, None if len(generated) == 0 else 0.0
+    positions = np.searchsorted(entry.ngrams, generated)
+    positions = np.minimum(positions, len(entry.ngrams) - 1)
+    found = int(np.count_nonzero(entry.ngrams[positions] == generated))
+    return symbols, found / len(generated)
+
+
+# -- jobs --------------------------------------------------------------------------------------
+
+ProgressCallback = Callable[[JobProgress], Awaitable[None] | None]
+
+
+class _Subscriber:
+    """Delivers progress to one callback, coalescing while an awaitable callback is busy."""
+
+    def __init__(self, callback: ProgressCallback, tasks: set[asyncio.Task[None]]) -> None:
+        self._callback = callback
+        self._tasks = tasks
+        self._pending: JobProgress | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    def deliver(self, progress: JobProgress) -> None:
+        if self._task is not None and not self._task.done():
+            self._pending = progress  # only the newest matters; the final one always arrives
+            return
+        try:
+            result = self._callback(progress)
+        except Exception:
+            logger.exception("progress callback failed")
+            return
+        if inspect.isawaitable(result):
+            self._task = asyncio.ensure_future(self._drain(result))
+            self._tasks.add(self._task)
+            self._task.add_done_callback(self._tasks.discard)
+
+    async def _drain(self, first: Awaitable[None]) -> None:
+        awaitable: Awaitable[None] | None = first
+        while awaitable is not None:
+            try:
+                await awaitable
+            except Exception:
+                logger.exception("progress callback failed")
+            awaitable = None
+            if self._pending is not None:
+                progress, self._pending = self._pending, None
+                try:
+                    result = self._callback(progress)
+                except Exception:
+                    logger.exception("progress callback failed")
+                    continue
+                if inspect.isawaitable(result):
+                    awaitable = result
+
+
+@dataclass
+class _Job:
+    job_id: int
+    channel: ChannelRef
+    requested_by: int | None
+    story_ids: tuple[int, ...]
+    options: dict[str, Any]
+    task: TrainingTask | None
+    result: asyncio.Future[JobResult]
+    state: str = "queued"
+    progress: dict[str, Any] | None = None
+    started: float | None = None
+    subscribers: list[_Subscriber] = field(default_factory=list)
+    cancel_requested: bool = False
+    discarded: str | None = None  # set when the outcome must not touch the database
+    last_saved: float = 0.0
+
+
+class StoryService:
+    def __init__(self, config: Config, store: StoryStore, pool: TrainingPool | None = None) -> None:
+        self.config = config
+        self.store = store
+        self._owns_pool = pool is None
+        self.pool = pool if pool is not None else TrainingPool(config.workers.count)
+        self._executor = ThreadPoolExecutor(
+            max_workers=config.workers.generation_threads, thread_name_prefix="fabulist-gen"
+        )
+        self._cache: OrderedDict[int, _CachedModel] = OrderedDict()
+        self._loading: dict[int, asyncio.Future[_CachedModel]] = {}
+        self._jobs: dict[int, _Job] = {}
+        self._by_channel: dict[int, _Job] = {}
+        self._queue: deque[_Job] = deque()
+        self._running: set[int] = set()
+        self._reserved: set[int] = set()
+        self._cooldowns: dict[int, float] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._closing = False
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self, *, warm_workers: bool = True) -> None:
+        """Mark jobs a previous process left open as interrupted; optionally start workers."""
+        stale = await self.store.mark_open_jobs_interrupted(
+            INTERRUPTED_MESSAGE.format(state="queued or running")
+        )
+        for job in stale:
+            logger.warning(
+                "job %d (channel %d) was %s: interrupted", job.id, job.channel_id, job.state
+            )
+        if warm_workers:
+            await self.pool.start()
+
+    async def close(self) -> None:
+        """Interrupt open jobs, stop owned workers and executors; never blocks the loop."""
+        self._closing = True
+        for job in list(self._jobs.values()):
+            job.discarded = "interrupted"
+            with contextlib.suppress(Exception):
+                await self.store.finish_job(job.job_id, "interrupted", SHUTDOWN_MESSAGE)
+            self._settle(job, JobResult(job.job_id, "interrupted", SHUTDOWN_MESSAGE, None, None))
+        self._queue.clear()
+        if self._owns_pool:
+            await self.pool.close()
+        else:
+            for job_id in list(self._running):
+                await self.pool.cancel(job_id)
+        await asyncio.to_thread(self._executor.shutdown, wait=True)
+        for task in list(self._tasks):
+            task.cancel()
+
+    # -- validation --------------------------------------------------------------------------
+
+    def check_upload_size(self, size: int) -> None:
+        """Reject by the attachment's declared size, before downloading it."""
+        if size <= 0:
+            raise InvalidUpload("The file is empty.")
+        limit = self.config.limits.story_bytes
+        if size > limit:
+            raise InvalidUpload(
+                f"The file is {_size(size)}; the limit is {_size(limit)}. Upload a shorter story."
+            )
+
+    def _check_train_options(self, options: TrainOptions) -> tuple[ModelConfig, TrainingConfig]:
+        defaults = self.config.training
+        layers = defaults.layers if options.layers is None else options.layers
+        n_input = defaults.n_input if options.n_input is None else options.n_input
+        _check_int("layers", layers, 1, 2)
+        _check_int("n_input", n_input, 1, MAX_N_INPUT)
+        if options.seed is not None:
+            _check_int("seed", options.seed, 0, MAX_SEED)
+        max_seconds = defaults.max_seconds
+        if options.max_seconds is not None:
+            value = options.max_seconds
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, int | float)
+                or not math.isfinite(value)
+                or not 1 <= value <= defaults.max_seconds
+            ):
+                raise InvalidOption(
+                    f"max_seconds must be a number from 1 to {defaults.max_seconds:g}."
+                )
+            max_seconds = float(value)
+        if options.mode not in ("replace", "append"):
+            raise InvalidOption("mode must be replace or append.")
+        training: dict[str, Any] = {
+            "max_epochs": defaults.max_epochs,
+            "max_seconds": max_seconds,
+            "seed": options.seed,
+        }
+        for name in ("batch_size", "learning_rate", "optimizer"):
+            if getattr(defaults, name) is not None:
+                training[name] = getattr(defaults, name)
+        try:
+            model = ModelConfig(
+                vocab_size=2,
+                n_input=n_input,
+                layers=layers,
+                units=defaults.units,
+                embedding_dim=defaults.embedding_dim,
+            )
+            return model, TrainingConfig(**training)
+        except ModelError as exc:
+            raise InvalidOption(str(exc)) from exc
+
+    def _check_continue_options(self, options: ContinueOptions) -> GenerationOptions:
+        limits = self.config.limits
+        length = limits.default_continuation_symbols if options.length is None else options.length
+        _check_int("length", length, 1, limits.continuation_symbols)
+        temperature = options.temperature
+        if (
+            isinstance(temperature, bool)
+            or not isinstance(temperature, int | float)
+            or not math.isfinite(temperature)
+            or not 0 <= temperature <= limits.max_temperature
+        ):
+            raise InvalidOption(
+                f"temperature must be a number from 0 to {limits.max_temperature:g} "
+                "(0 always picks the likeliest word)."
+            )
+        if options.seed is not None:
+            _check_int("seed", options.seed, 0, MAX_SEED)
+        if options.top_k is not None:
+            _check_int("top_k", options.top_k, 1, MAX_TOP_K)
+        return GenerationOptions(
+            length=length, temperature=float(temperature), top_k=options.top_k, seed=options.seed
+        )
+
+    def _check_prompt(self, prompt: str) -> list[str]:
+        if len(prompt) > MAX_PROMPT_CHARS:
+            raise InvalidOption(f"The prompt is too long (over {MAX_PROMPT_CHARS} characters).")
+        tokens = tokenize(prompt)
+        if not tokens:
+            raise InvalidOption("Give at least one word to continue from.")
+        limit = self.config.limits.prompt_symbols
+        if len(tokens) > limit:
+            raise InvalidOption(
+                f"The prompt has {len(tokens)} words and punctuation marks; the limit is {limit}."
+            )
+        return tokens
+
+    def _busy(self, channel: ChannelRef) -> None:
+        job = self._by_channel.get(channel.channel_id)
+        if job is not None:
+            position = self._position(job)
+            where = (
+                f"queued at position {position}"
+                if position is not None
+                else f"running ({self._progress(job).epoch} epochs done)"
+            )
+            raise Busy(
+                f"This channel already has a training (job #{job.job_id}, {where}). "
+                "Wait for it or cancel it first.",
+                job.job_id,
+                position,
+            )
+        if channel.channel_id in self._reserved:
+            raise Busy("Another story for this channel is being checked right now.", 0, None)
+
+    # -- training ----------------------------------------------------------------------------
+
+    async def train(
+        self,
+        channel: ChannelRef,
+        member: Member,
+        filename: str,
+        data: bytes,
+        options: TrainOptions,
+        on_progress: ProgressCallback | None = None,
+    ) -> TrainingJob:
+        """Validate, store the story, queue the job and return at once (UserError if refused)."""
+        if self._closing:
+            raise UserError("The bot is shutting down; try again in a minute.")
+        if not member.is_admin:
+            raise NotAllowed("You are not allowed to train fabulist in this channel.")
+        self.check_upload_size(len(data))
+        model_config, training_config = self._check_train_options(options)
+        self._busy(channel)
+        self._check_queue()
+        self._reserved.add(channel.channel_id)
+        try:
+            stories = await self.store.list_stories(channel.channel_id)
+            if len(stories) >= self.config.limits.stories_per_channel:
+                raise InvalidUpload(
+                    f"This channel already holds {len(stories)} stories (the limit); "
+                    "remove one first."
+                )
+            prepared = await asyncio.to_thread(
+                prepare_story,
+                data,
+                n_input=model_config.n_input,
+                max_symbols=self.config.limits.story_symbols,
+            )
+            if options.mode == "append":
+                total = prepared.symbols + sum(s.symbols for s in stories)
+                if total > self.config.limits.story_symbols:
+                    raise InvalidUpload(
+                        f"With the earlier stories this would be {total:,} words and "
+                        f"punctuation marks; the limit is {self.config.limits.story_symbols:,}. "
+                        "Use mode replace, or remove a story first."
+                    )
+            self._check_queue()
+            job_options = {
+                **{k: v for k, v in asdict(options).items() if v is not None},
+                "model": {k: v for k, v in model_config.to_dict().items() if k != "vocab_size"},
+                "training": asdict(training_config),
+            }
+            record = await self.store.add_story_and_job(
+                channel_id=channel.channel_id,
+                guild_id=channel.guild_id,
+                channel_name=channel.name,
+                story=NewStory(
+                    filename=clean_filename(filename),
+                    uploader_id=member.user_id,
+                    uploader_name=member.display_name,
+                    text=prepared.text,
+                    sha256=prepared.sha256,
+                    encoding=prepared.encoding,
+                    bytes=len(data),
+                    symbols=prepared.symbols,
+                    vocabulary_size=prepared.vocabulary_size,
+                ),
+                append=options.mode == "append",
+                requested_by=member.user_id,
+                requested_by_name=member.display_name,
+                options=job_options,
+            )
+        finally:
+            self._reserved.discard(channel.channel_id)
+        job = self._enqueue(channel, record, on_progress)
+        return TrainingJob(
+            job_id=job.job_id,
+            channel=channel,
+            state=job.state,
+            queue_position=self._position(job),
+            story_id=record.story_ids[-1] if record.story_ids else None,
+            story_ids=record.story_ids,
+            requested_by=member.user_id,
+        )
+
+    def _check_queue(self) -> None:
+        waiting = len(self._queue)
+        free = len(self._running) < self.pool.size
+        if waiting >= self.config.workers.queue_length and not (free and waiting == 0):
+            raise QueueFull(
+                f"The training queue is full ({waiting} waiting); try again in a few minutes."
+            )
+
+    def _enqueue(
+        self, channel: ChannelRef, record: JobRecord, on_progress: ProgressCallback | None
+    ) -> _Job:
+        loop = asyncio.get_running_loop()
+        training = dict(record.options["training"])
+        job = _Job(
+            job_id=record.id,
+            channel=channel,
+            requested_by=record.requested_by,
+            story_ids=record.story_ids,
+            options=record.options,
+            task=TrainingTask(
+                job_id=record.id,
+                texts=(),
+                model=dict(record.options["model"]),
+                training=training,
+                vocabulary_max_size=self.config.training.vocabulary_max_size,
+            ),
+            result=loop.create_future(),
+        )
+        if on_progress is not None:
+            job.subscribers.append(_Subscriber(on_progress, self._tasks))
+        self._jobs[job.job_id] = job
+        self._by_channel[channel.channel_id] = job
+        self._queue.append(job)
+        self._dispatch()
+        if job.state == "queued":
+            self._emit(job)
+        return job
+
+    def subscribe(self, job_id: int, on_progress: ProgressCallback) -> bool:
+        """Add a progress callback to an open job (False if the job is not open)."""
+        job = self._jobs.get(job_id)
+        if job is None:
+            return False
+        job.subscribers.append(_Subscriber(on_progress, self._tasks))
+        return True
+
+    def _dispatch(self) -> None:
+        while self._queue and not self._closing and len(self._running) < self.pool.size:
+            job = self._queue.popleft()
+            job.state = "running"
+            job.started = time.monotonic()
+            self._running.add(job.job_id)
+            self._spawn_task(self._run(job))
+            for waiting in self._queue:
+                self._emit(waiting)
+
+    def _spawn_task(self, coroutine: Awaitable[Any]) -> None:
+        task = asyncio.ensure_future(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _run(self, job: _Job) -> None:
+        result: JobResult
+        try:
+            await self.store.start_job(job.job_id)
+            self._emit(job)
+            texts = await self.store.story_texts(job.story_ids)
+            assert job.task is not None
+            task = TrainingTask(
+                job_id=job.task.job_id,
+                texts=tuple(texts),
+                model=job.task.model,
+                training=job.task.training,
+                vocabulary_max_size=job.task.vocabulary_max_size,
+            )
+            job.task = None  # the texts live only as long as the hand-over
+            outcome = await self.pool.run(task, lambda data: self._on_worker_progress(job, data))
+            result = await self._finish(job, outcome)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            logger.exception("training job %d failed in the service", job.job_id)
+            message = (
+                str(exc) if isinstance(exc, StorageError) else "Training failed (internal error)."
+            )
+            result = JobResult(job.job_id, "failed", message, None, None)
+            if job.discarded is None:
+                with contextlib.suppress(Exception):
+                    await self.store.finish_job(job.job_id, "failed", message)
+        self._settle(job, result)
+
+    async def _finish(self, job: _Job, outcome: TrainingOutcome) -> JobResult:
+        if job.discarded is not None:
+            message = "The channel was forgotten." if job.discarded == "forgotten" else None
+            return JobResult(job.job_id, "cancelled", message or SHUTDOWN_MESSAGE, None, None)
+        if outcome.state == "done":
+            assert outcome.blob is not None and outcome.config is not None
+            assert outcome.figures is not None and outcome.vocabulary is not None
+            try:
+                figures = TrainingFigures.from_dict(outcome.figures)
+                record = await self.store.activate_model(
+                    job_id=job.job_id,
+                    channel_id=job.channel.channel_id,
+                    config=outcome.config,
+                    vocabulary=outcome.vocabulary,
+                    blob=outcome.blob,
+                    figures=outcome.figures,
+                    options=job.options,
+                    story_ids=job.story_ids,
+                    keep_versions=self.config.storage.model_versions_kept,
+                )
+            except (StorageError, ModelError) as exc:
+                message = f"The trained model could not be stored: {exc}"
+                await self.store.finish_job(job.job_id, "failed", message)
+                return JobResult(job.job_id, "failed", message, None, None)
+            logger.info(
+                "channel %d: model version %d active (job %d)",
+                job.channel.channel_id,
+                record.version,
+                job.job_id,
+            )
+            return JobResult(job.job_id, "done", None, record.version, figures)
+        if outcome.state == "cancelled":
+            message = "Training was cancelled; the previous model is still active."
+            await self.store.finish_job(job.job_id, "cancelled", message)
+            return JobResult(job.job_id, "cancelled", message, None, None)
+        previous = await self.store.active_model_id(job.channel.channel_id)
+        message = outcome.error or "Training failed."
+        if previous is not None:
+            message += " The previous model is still active."
+        await self.store.finish_job(job.job_id, "failed", message)
+        return JobResult(job.job_id, "failed", message, None, None)
+
+    def _settle(self, job: _Job, result: JobResult) -> None:
+        self._running.discard(job.job_id)
+        self._jobs.pop(job.job_id, None)
+        if self._by_channel.get(job.channel.channel_id) is job:
+            del self._by_channel[job.channel.channel_id]
+        job.state = result.state
+        if not job.result.done():
+            job.result.set_result(result)
+        self._emit(job, error=result.error)
+        self._dispatch()
+
+    def _on_worker_progress(self, job: _Job, data: dict[str, Any]) -> None:
+        if job.job_id not in self._jobs:
+            return
+        job.progress = data
+        self._emit(job)
+        now = time.monotonic()
+        if now - job.last_saved >= 1.0 and job.discarded is None:
+            job.last_saved = now
+            self._spawn_task(self._save_progress(job.job_id, data))
+
+    async def _save_progress(self, job_id: int, data: dict[str, Any]) -> None:
+        try:
+            await self.store.update_job_progress(job_id, data)
+        except Exception:
+            logger.exception("could not save progress of job %d", job_id)
+
+    def _position(self, job: _Job) -> int | None:
+        for index, queued in enumerate(self._queue):
+            if queued is job:
+                return index + 1
+        return None
+
+    def _progress(self, job: _Job, error: str | None = None) -> JobProgress:
+        data = job.progress or {}
+        state = "cancelling" if job.cancel_requested and job.state == "running" else job.state
+        elapsed = data.get("elapsed_seconds")
+        if elapsed is None:
+            elapsed = 0.0 if job.started is None else time.monotonic() - job.started
+        return JobProgress(
+            job_id=job.job_id,
+            state=state,
+            epoch=int(data.get("epoch", 0)),
+            max_epochs=int(data.get("max_epochs", job.options["training"]["max_epochs"])),
+            loss=data.get("loss"),
+            accuracy=data.get("accuracy"),
+            learnable_accuracy=data.get("learnable_accuracy"),
+            eta_seconds=data.get("eta_seconds"),
+            elapsed_seconds=float(elapsed),
+            queue_position=self._position(job),
+            val_accuracy=data.get("val_accuracy"),
+            error=error,
+        )
+
+    def _emit(self, job: _Job, error: str | None = None) -> None:
+        if not job.subscribers:
+            return
+        progress = self._progress(job, error)
+        for subscriber in job.subscribers:
+            subscriber.deliver(progress)
+
+    async def wait_for_job(self, job_id: int) -> JobResult:
+        job = self._jobs.get(job_id)
+        if job is not None:
+            return await asyncio.shield(job.result)
+        record = await self.store.job(job_id)
+        if record is None:
+            raise NotFound(f"There is no training job #{job_id}.")
+        return await self._result_of(record)
+
+    async def _result_of(self, record: JobRecord) -> JobResult:
+        version: int | None = None
+        figures: TrainingFigures | None = None
+        if record.model_id is not None:
+            for model in await self.store.list_models(record.channel_id):
+                if model.id == record.model_id:
+                    version = model.version
+                    figures = _figures(model)
+        return JobResult(record.id, record.state, record.error, version, figures)
+
+    async def cancel(self, channel: ChannelRef, member: Member) -> JobProgress | None:
+        """Cancel the channel's queued or running job; None if there is none."""
+        job = self._by_channel.get(channel.channel_id)
+        if job is None:
+            return None
+        if not member.is_admin and member.user_id != job.requested_by:
+            raise NotAllowed("Only the member who started this training or an admin can cancel it.")
+        if job.state == "queued":
+            with contextlib.suppress(ValueError):
+                self._queue.remove(job)
+            message = "Training was cancelled before it started."
+            await self.store.finish_job(job.job_id, "cancelled", message)
+            self._settle(job, JobResult(job.job_id, "cancelled", message, None, None))
+            for waiting in self._queue:
+                self._emit(waiting)
+            return self._progress(job)
+        job.cancel_requested = True
+        await self.pool.cancel(job.job_id)
+        self._emit(job)
+        return self._progress(job)
+
+    async def job_progress(self, channel: ChannelRef) -> JobProgress | None:
+        job = self._by_channel.get(channel.channel_id)
+        return None if job is None else self._progress(job)
+
+    # -- generation --------------------------------------------------------------------------
+
+    async def continue_story(
+        self,
+        channel: ChannelRef,
+        prompt: str,
+        options: ContinueOptions,
+        *,
+        member: Member | None = None,
+    ) -> Continuation:
+        """Continue ``prompt`` with the channel's active model (off the loop).
+
+        With ``member``, the per-user cooldown ``cooldowns.continue_seconds`` applies.
+        """
+        generation = self._check_continue_options(options)
+        tokens = self._check_prompt(prompt)
+        if member is not None:
+            self._check_cooldown(member)
+        entry = await self._model_for(channel)
+        loop = asyncio.get_running_loop()
+        try:
+            symbols, share = await loop.run_in_executor(
+                self._executor, _generate, entry, tokens, generation
+            )
+        except UnknownWordsError as exc:
+            raise UnknownWords(str(exc), exc.words, exc.suggestions) from None
+        except ModelError as exc:
+            raise InvalidOption(str(exc)) from None
+        return Continuation(
+            prompt_symbols=tokens,
+            symbols=symbols,
+            text=detokenize([*tokens, *symbols]),
+            model_version=entry.version,
+            original_share=share,
+        )
+
+    def _check_cooldown(self, member: Member) -> None:
+        seconds = self.config.cooldowns.continue_seconds
+        if seconds <= 0:
+            return
+        now = time.monotonic()
+        ready_at = self._cooldowns.get(member.user_id, 0.0)
+        if now < ready_at:
+            wait = ready_at - now
+            raise CoolingDown(f"Slow down: try again in {wait:.1f} s.", wait)
+        self._cooldowns[member.user_id] = now + seconds
+        if len(self._cooldowns) > 10_000:
+            self._cooldowns = {u: t for u, t in self._cooldowns.items() if t > now}
+
+    async def complete_word(self, channel: ChannelRef, prefix: str, limit: int = 25) -> list[str]:
+        """Vocabulary words starting with ``prefix`` (autocomplete); [] without a model."""
+        try:
+            entry = await self._model_for(channel)
+        except NoModel:
+            return []
+        words = tokenize(prefix)
+        last = words[-1] if words and not prefix.endswith(" ") else ""
+        return entry.model.vocabulary.complete(last, max(1, min(limit, 25)))
+
+    async def _model_for(self, channel: ChannelRef) -> _CachedModel:
+        model_id = await self.store.active_model_id(channel.channel_id)
+        if model_id is None:
+            raise NoModel("No story has been trained in this channel yet. Use /train first.")
+        cached = self._cache.get(channel.channel_id)
+        if cached is not None and cached.model_id == model_id:
+            self._cache.move_to_end(channel.channel_id)
+            return cached
+        loading = self._loading.get(model_id)
+        if loading is None:
+            loading = asyncio.ensure_future(self._load(model_id))
+            self._loading[model_id] = loading
+            loading.add_done_callback(lambda _: self._loading.pop(model_id, None))
+        entry = await asyncio.shield(loading)
+        self._cache[channel.channel_id] = entry
+        self._cache.move_to_end(channel.channel_id)
+        while len(self._cache) > self.config.cache.models:
+            self._cache.popitem(last=False)
+        return entry
+
+    async def _load(self, model_id: int) -> _CachedModel:
+        blob = await self.store.model_blob(model_id)
+        record = await self.store.model(model_id)
+        if blob is None or record is None:
+            raise NoModel("This channel's model was just removed; try again.")
+        texts = await self.store.story_texts(record.story_ids)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(
+            self._executor, _load_model, model_id, record.version, blob, texts
+        )
+
+    @property
+    def cached_models(self) -> int:
+        return len(self._cache)
+
+    # -- cards and library -------------------------------------------------------------------
+
+    async def story_card(self, channel: ChannelRef) -> StoryCard:
+        model = await self.store.active_model(channel.channel_id)
+        stories = {s.id: s for s in await self.store.list_stories(channel.channel_id)}
+        job = self._by_channel.get(channel.channel_id)
+        recent = await self.store.jobs(channel.channel_id, limit=5)
+        last = next((r for r in recent if r.state not in ("queued", "running")), None)
+        last_result = None if last is None else await self._result_of(last)
+        latest: StoryRecord | None = None
+        figures: TrainingFigures | None = None
+        if model is not None:
+            known = [stories[i] for i in model.story_ids if i in stories]
+            latest = known[-1] if known else None
+            figures = _figures(model)
+        return StoryCard(
+            channel=channel,
+            has_model=model is not None,
+            model_version=None if model is None else model.version,
+            story_filename=None if latest is None else latest.filename,
+            story_uploader=None if latest is None else latest.uploader_name,
+            story_uploaded_at=None if latest is None else latest.created_at,
+            stories=0 if model is None else len(model.story_ids),
+            symbols=None if figures is None else figures.symbols,
+            vocabulary_size=None if model is None else model.vocabulary_size,
+            vocabulary_covered_share=None if figures is None else figures.covered_share,
+            learnable_accuracy=None if figures is None else figures.learnable_accuracy,
+            accuracy=None if figures is None else figures.accuracy,
+            val_accuracy=None if figures is None else figures.val_accuracy,
+            val_perplexity=None if figures is None else figures.val_perplexity,
+            epochs=None if figures is None else figures.epochs,
+            training_seconds=None if figures is None else figures.seconds,
+            trained_at=None if model is None else model.created_at,
+            job=None if job is None else self._progress(job),
+            last_job=last_result,
+        )
+
+    async def forget(self, channel: ChannelRef, member: Member) -> None:
+        """Delete the channel's stories, models and jobs (cancelling an open job)."""
+        if not member.is_admin:
+            raise NotAllowed("You are not allowed to make fabulist forget this channel.")
+        job = self._by_channel.get(channel.channel_id)
+        if job is not None:
+            job.discarded = "forgotten"
+            if job.state == "queued":
+                with contextlib.suppress(ValueError):
+                    self._queue.remove(job)
+                self._settle(
+                    job,
+                    JobResult(job.job_id, "cancelled", "The channel was forgotten.", None, None),
+                )
+            else:
+                await self.pool.cancel(job.job_id)
+        await self.store.forget_channel(channel.channel_id)
+        self._cache.pop(channel.channel_id, None)
+
+    async def training_plot(self, channel: ChannelRef) -> bytes | None:
+        """PNG of the active model's loss and accuracy per epoch (rendered off the loop)."""
+        model = await self.store.active_model(channel.channel_id)
+        if model is None:
+            return None
+        figures = _figures(model)
+        if figures is None or not figures.history:
+            return None
+        from bot.plot import training_plot_png
+
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, training_plot_png, figures)
+
+    async def list_stories(self, channel: ChannelRef) -> list[StoryInfo]:
+        return [
+            StoryInfo(s.id, s.filename, s.uploader_id, s.uploader_name, s.symbols, s.created_at)
+            for s in await self.store.list_stories(channel.channel_id)
+        ]
+
+    async def list_versions(self, channel: ChannelRef) -> list[ModelVersion]:
+        versions = []
+        for model in await self.store.list_models(channel.channel_id):
+            figures = _figures(model)
+            versions.append(
+                ModelVersion(
+                    version=model.version,
+                    active=model.active,
+                    created_at=model.created_at,
+                    story_ids=model.story_ids,
+                    learnable_accuracy=None if figures is None else figures.learnable_accuracy,
+                    epochs=None if figures is None else figures.epochs,
+                )
+            )
+        return versions
+
+    async def rollback(
+        self, channel: ChannelRef, member: Member, version: int | None = None
+    ) -> ModelVersion:
+        """Make a kept version active (default: the one before the active one)."""
+        if not member.is_admin:
+            raise NotAllowed("You are not allowed to roll back this channel's model.")
+        versions = await self.list_versions(channel)
+        if not versions:
+            raise NoModel("This channel has no trained model to roll back.")
+        if version is None:
+            active = next((v.version for v in versions if v.active), None)
+            older = [v.version for v in versions if active is None or v.version < active]
+            if not older:
+                raise NotFound("There is no earlier model version to roll back to.")
+            version = older[0]
+        record = await self.store.set_active_version(channel.channel_id, version)
+        if record is None:
+            kept = ", ".join(str(v.version) for v in versions)
+            raise NotFound(f"Version {version} is not kept; kept versions: {kept}.")
+        return next(v for v in await self.list_versions(channel) if v.version == version)
+
+
+def _figures(model: ModelRecord) -> TrainingFigures | None:
+    try:
+        return TrainingFigures.from_dict(model.figures)
+    except ModelError:
+        logger.warning("model %d has unreadable figures", model.id)
+        return None
+
+
+def _check_int(name: str, value: object, low: int, high: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise InvalidOption(f"{name} must be a whole number from {low} to {high}.")
+
+
+def _size(n: int) -> str:
+    if n >= 1024 * 1024:
+        return f"{n / (1024 * 1024):.1f} MiB"
+    if n >= 1024:
+        return f"{n / 1024:.0f} KiB"
+    return f"{n} bytes"

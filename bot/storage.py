@@ -1,0 +1,638 @@
+"""SQLite storage for stories, models and training jobs (aiosqlite).
+
+One ``StoryStore`` owns one connection; every statement goes through it under one asyncio lock, so
+a multi-statement transaction of one coroutine never interleaves with another's statements. The
+connection runs in autocommit mode and transactions are explicit (``BEGIN IMMEDIATE``).
+
+The schema lives in ``schema.sql`` as numbered migrations; ``PRAGMA user_version`` records how far a
+database is. WAL journal, ``foreign_keys=ON``. All SQL is parameterized.
+
+A new model becomes a channel's active model only in ``activate_model``: one transaction that
+inserts the model, its story links, points the channel at it, marks the job done and prunes old
+versions. Until that commits, the previous model keeps answering.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+import sqlite3
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from bot.errors import StorageError
+
+logger = logging.getLogger(__name__)
+
+OPEN_STATES = ("queued", "running")
+FINAL_STATES = ("done", "failed", "cancelled", "interrupted")
+_MIGRATION = re.compile(r"^-- migration (\d+)\s*$", re.MULTILINE)
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def load_migrations(text: str | None = None) -> list[tuple[int, str]]:
+    """Split schema.sql into (version, sql) pairs; versions must be 1, 2, 3... in order."""
+    if text is None:
+        text = resources.files("bot").joinpath("schema.sql").read_text(encoding="utf-8")
+    parts = _MIGRATION.split(text)
+    migrations = [(int(parts[i]), parts[i + 1]) for i in range(1, len(parts), 2)]
+    for expected, (version, _) in enumerate(migrations, start=1):
+        if version != expected:
+            raise StorageError(f"schema.sql: migration {version} found where {expected} expected")
+    return migrations
+
+
+@dataclass(frozen=True)
+class ChannelRecord:
+    channel_id: int
+    guild_id: int | None
+    name: str | None
+    active_model_id: int | None
+    created_at: str
+
+
+@dataclass(frozen=True)
+class NewStory:
+    filename: str
+    uploader_id: int | None
+    uploader_name: str | None
+    text: str
+    sha256: str
+    encoding: str
+    bytes: int
+    symbols: int
+    vocabulary_size: int
+
+
+@dataclass(frozen=True)
+class StoryRecord:
+    id: int
+    channel_id: int
+    filename: str
+    uploader_id: int | None
+    uploader_name: str | None
+    sha256: str
+    encoding: str
+    bytes: int
+    symbols: int
+    vocabulary_size: int
+    created_at: str
+
+
+@dataclass(frozen=True)
+class ModelRecord:
+    id: int
+    channel_id: int
+    version: int
+    config: dict[str, Any]
+    vocabulary_size: int
+    figures: dict[str, Any]
+    options: dict[str, Any]
+    job_id: int | None
+    created_at: str
+    story_ids: tuple[int, ...]
+    active: bool
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    id: int
+    channel_id: int
+    guild_id: int | None
+    requested_by: int | None
+    requested_by_name: str | None
+    state: str
+    story_ids: tuple[int, ...]
+    options: dict[str, Any]
+    progress: dict[str, Any] | None
+    error: str | None
+    model_id: int | None
+    created_at: str
+    started_at: str | None
+    finished_at: str | None
+
+
+class StoryStore:
+    """The bot's only database connection. Create with ``await StoryStore.open(path)``."""
+
+    def __init__(self, connection: aiosqlite.Connection, path: Path) -> None:
+        self._db = connection
+        self._lock = asyncio.Lock()
+        self.path = path
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    @classmethod
+    async def open(cls, path: Path) -> StoryStore:
+        try:
+            if str(path) != ":memory:":
+                path.parent.mkdir(parents=True, exist_ok=True)
+            connection = await aiosqlite.connect(path, isolation_level=None)
+        except (OSError, sqlite3.Error) as exc:
+            raise StorageError(f"cannot open database {path}: {exc}") from exc
+        connection.row_factory = aiosqlite.Row
+        store = cls(connection, path)
+        try:
+            await store._configure()
+            await store._migrate()
+        except BaseException:
+            await connection.close()
+            raise
+        return store
+
+    async def close(self) -> None:
+        async with self._lock:
+            await self._db.close()
+
+    async def _configure(self) -> None:
+        try:
+            await self._db.execute("PRAGMA busy_timeout = 5000")
+            async with self._db.execute("PRAGMA journal_mode = WAL") as cursor:
+                row = await cursor.fetchone()
+            if row is None or str(row[0]).lower() not in ("wal", "memory"):
+                logger.warning("database %s is not in WAL mode (%s)", self.path, row)
+            await self._db.execute("PRAGMA foreign_keys = ON")
+            await self._db.execute("PRAGMA synchronous = NORMAL")
+        except sqlite3.DatabaseError as exc:
+            raise StorageError(f"{self.path} is not a usable SQLite database: {exc}") from exc
+
+    async def _migrate(self) -> None:
+        migrations = load_migrations()
+        async with self._lock:
+            current = await self._scalar("PRAGMA user_version")
+            latest = migrations[-1][0]
+            if current > latest:
+                raise StorageError(
+                    f"database {self.path} has schema version {current}, newer than this "
+                    f"fabulist's {latest}; upgrade fabulist"
+                )
+            for version, sql in migrations:
+                if version <= current:
+                    continue
+                logger.info("migrating %s to schema version %d", self.path, version)
+                # executescript cannot take parameters; the version is an int from schema.sql.
+                script = f"BEGIN IMMEDIATE;\n{sql}\nPRAGMA user_version = {int(version)};\nCOMMIT;"
+                try:
+                    await self._db.executescript(script)
+                except sqlite3.Error as exc:
+                    if self._db.in_transaction:
+                        await self._db.execute("ROLLBACK")
+                    raise StorageError(f"migration {version} of {self.path} failed: {exc}") from exc
+
+    async def schema_version(self) -> int:
+        async with self._lock:
+            return await self._scalar("PRAGMA user_version")
+
+    async def integrity_check(self) -> str:
+        async with self._lock, self._db.execute("PRAGMA integrity_check") as cursor:
+            rows = await cursor.fetchall()
+        return "; ".join(str(row[0]) for row in rows)
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    async def _scalar(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        async with self._db.execute(sql, params) as cursor:
+            row = await cursor.fetchone()
+        return None if row is None else row[0]
+
+    async def _all(self, sql: str, params: Sequence[Any] = ()) -> list[aiosqlite.Row]:
+        async with self._db.execute(sql, params) as cursor:
+            return list(await cursor.fetchall())
+
+    async def _one(self, sql: str, params: Sequence[Any] = ()) -> aiosqlite.Row | None:
+        async with self._db.execute(sql, params) as cursor:
+            return await cursor.fetchone()
+
+    @asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+        async with self._lock:
+            await self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                await self._db.execute("ROLLBACK")
+                raise
+            else:
+                await self._db.execute("COMMIT")
+
+    async def _ensure_channel(
+        self, channel_id: int, guild_id: int | None, name: str | None
+    ) -> None:
+        await self._db.execute(
+            "INSERT INTO channels (channel_id, guild_id, name, created_at) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (channel_id) DO UPDATE SET "
+            "name = coalesce(excluded.name, channels.name), "
+            "guild_id = coalesce(channels.guild_id, excluded.guild_id)",
+            (channel_id, guild_id, name, now_iso()),
+        )
+
+    # -- channels --------------------------------------------------------------------------
+
+    async def channel(self, channel_id: int) -> ChannelRecord | None:
+        async with self._lock:
+            row = await self._one(
+                "SELECT channel_id, guild_id, name, active_model_id, created_at FROM channels "
+                "WHERE channel_id = ?",
+                (channel_id,),
+            )
+        return None if row is None else ChannelRecord(**dict(row))
+
+    async def ensure_channel(
+        self, channel_id: int, guild_id: int | None, name: str | None = None
+    ) -> None:
+        async with self._transaction():
+            await self._ensure_channel(channel_id, guild_id, name)
+
+    async def forget_channel(self, channel_id: int) -> bool:
+        """Delete the channel with its stories, models and jobs. True if it existed."""
+        async with self._transaction() as db:
+            cursor = await db.execute("DELETE FROM channels WHERE channel_id = ?", (channel_id,))
+            return cursor.rowcount > 0
+
+    # -- stories ---------------------------------------------------------------------------
+
+    async def add_story_and_job(
+        self,
+        *,
+        channel_id: int,
+        guild_id: int | None,
+        channel_name: str | None,
+        story: NewStory,
+        append: bool,
+        requested_by: int | None,
+        requested_by_name: str | None,
+        options: dict[str, Any],
+    ) -> JobRecord:
+        """Store an uploaded story and queue its training job, in one transaction.
+
+        ``append`` trains on all the channel's stories in upload order; otherwise on this one.
+        """
+        async with self._transaction() as db:
+            await self._ensure_channel(channel_id, guild_id, channel_name)
+            cursor = await db.execute(
+                "INSERT INTO stories (channel_id, filename, uploader_id, uploader_name, text, "
+                "sha256, encoding, bytes, symbols, vocabulary_size, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    channel_id,
+                    story.filename,
+                    story.uploader_id,
+                    story.uploader_name,
+                    story.text,
+                    story.sha256,
+                    story.encoding,
+                    story.bytes,
+                    story.symbols,
+                    story.vocabulary_size,
+                    now_iso(),
+                ),
+            )
+            story_id = cursor.lastrowid
+            assert story_id is not None
+            if append:
+                rows = await self._all(
+                    "SELECT id FROM stories WHERE channel_id = ? ORDER BY id", (channel_id,)
+                )
+                story_ids = [int(row["id"]) for row in rows]
+            else:
+                story_ids = [story_id]
+            job_id = await self._insert_job(
+                channel_id, guild_id, requested_by, requested_by_name, story_ids, options
+            )
+            row = await self._one("SELECT * FROM jobs WHERE id = ?", (job_id,))
+        assert row is not None
+        return _job(row)
+
+    async def list_stories(self, channel_id: int) -> list[StoryRecord]:
+        async with self._lock:
+            rows = await self._all(
+                "SELECT id, channel_id, filename, uploader_id, uploader_name, sha256, encoding, "
+                "bytes, symbols, vocabulary_size, created_at FROM stories "
+                "WHERE channel_id = ? ORDER BY id",
+                (channel_id,),
+            )
+        return [StoryRecord(**dict(row)) for row in rows]
+
+    async def story_texts(self, story_ids: Sequence[int]) -> list[str]:
+        """Texts in the given order; StorageError if one is missing."""
+        async with self._lock:
+            texts = []
+            for story_id in story_ids:
+                row = await self._one("SELECT text FROM stories WHERE id = ?", (story_id,))
+                if row is None:
+                    raise StorageError(f"story {story_id} no longer exists")
+                texts.append(str(row["text"]))
+        return texts
+
+    async def remove_story(self, channel_id: int, story_id: int) -> list[int] | None:
+        """Delete a story and every model trained on it; returns those model ids (None: no story).
+
+        The models go too because a model has memorized its stories' text.
+        """
+        async with self._transaction() as db:
+            exists = await self._scalar(
+                "SELECT 1 FROM stories WHERE id = ? AND channel_id = ?", (story_id, channel_id)
+            )
+            if exists is None:
+                return None
+            rows = await self._all(
+                "SELECT model_id FROM model_stories WHERE story_id = ?", (story_id,)
+            )
+            model_ids = [int(row["model_id"]) for row in rows]
+            await db.executemany("DELETE FROM models WHERE id = ?", [(m,) for m in model_ids])
+            await db.execute("DELETE FROM stories WHERE id = ?", (story_id,))
+        return model_ids
+
+    # -- jobs ------------------------------------------------------------------------------
+
+    async def _insert_job(
+        self,
+        channel_id: int,
+        guild_id: int | None,
+        requested_by: int | None,
+        requested_by_name: str | None,
+        story_ids: Sequence[int],
+        options: dict[str, Any],
+    ) -> int:
+        cursor = await self._db.execute(
+            "INSERT INTO jobs (channel_id, guild_id, requested_by, requested_by_name, state, "
+            "story_ids, options, created_at) VALUES (?, ?, ?, ?, 'queued', ?, ?, ?)",
+            (
+                channel_id,
+                guild_id,
+                requested_by,
+                requested_by_name,
+                json.dumps(list(story_ids)),
+                json.dumps(options),
+                now_iso(),
+            ),
+        )
+        assert cursor.lastrowid is not None
+        return cursor.lastrowid
+
+    async def create_job(
+        self,
+        *,
+        channel_id: int,
+        guild_id: int | None,
+        requested_by: int | None,
+        requested_by_name: str | None,
+        story_ids: Sequence[int],
+        options: dict[str, Any],
+    ) -> JobRecord:
+        """Queue a training on stories already stored (e.g. a retrain after a removal)."""
+        async with self._transaction():
+            await self._ensure_channel(channel_id, guild_id, None)
+            job_id = await self._insert_job(
+                channel_id, guild_id, requested_by, requested_by_name, story_ids, options
+            )
+            row = await self._one("SELECT * FROM jobs WHERE id = ?", (job_id,))
+        assert row is not None
+        return _job(row)
+
+    async def job(self, job_id: int) -> JobRecord | None:
+        async with self._lock:
+            row = await self._one("SELECT * FROM jobs WHERE id = ?", (job_id,))
+        return None if row is None else _job(row)
+
+    async def jobs(self, channel_id: int, limit: int = 20) -> list[JobRecord]:
+        async with self._lock:
+            rows = await self._all(
+                "SELECT * FROM jobs WHERE channel_id = ? ORDER BY id DESC LIMIT ?",
+                (channel_id, limit),
+            )
+        return [_job(row) for row in rows]
+
+    async def open_jobs(self) -> list[JobRecord]:
+        async with self._lock:
+            rows = await self._all(
+                "SELECT * FROM jobs WHERE state IN ('queued', 'running') ORDER BY id"
+            )
+        return [_job(row) for row in rows]
+
+    async def start_job(self, job_id: int) -> None:
+        async with self._transaction() as db:
+            await db.execute(
+                "UPDATE jobs SET state = 'running', started_at = ? "
+                "WHERE id = ? AND state = 'queued'",
+                (now_iso(), job_id),
+            )
+
+    async def update_job_progress(self, job_id: int, progress: dict[str, Any]) -> None:
+        async with self._transaction() as db:
+            await db.execute(
+                "UPDATE jobs SET progress = ? WHERE id = ? AND state IN ('queued', 'running')",
+                (json.dumps(progress), job_id),
+            )
+
+    async def finish_job(self, job_id: int, state: str, error: str | None = None) -> None:
+        """Record a job's final state (not 'done': ``activate_model`` does that)."""
+        if state not in FINAL_STATES or state == "done":
+            raise ValueError(f"finish_job cannot set state {state!r}")
+        async with self._transaction() as db:
+            await db.execute(
+                "UPDATE jobs SET state = ?, error = ?, finished_at = ? "
+                "WHERE id = ? AND state IN ('queued', 'running')",
+                (state, error, now_iso(), job_id),
+            )
+
+    async def mark_open_jobs_interrupted(self, message: str) -> list[JobRecord]:
+        """On start-up: every job left queued or running by a previous process is interrupted."""
+        async with self._transaction() as db:
+            rows = await self._all(
+                "SELECT * FROM jobs WHERE state IN ('queued', 'running') ORDER BY id"
+            )
+            await db.execute(
+                "UPDATE jobs SET state = 'interrupted', error = ?, finished_at = ? "
+                "WHERE state IN ('queued', 'running')",
+                (message, now_iso()),
+            )
+        return [_job(row) for row in rows]
+
+    # -- models ----------------------------------------------------------------------------
+
+    async def activate_model(
+        self,
+        *,
+        job_id: int,
+        channel_id: int,
+        config: dict[str, Any],
+        vocabulary: Sequence[str],
+        blob: bytes,
+        figures: dict[str, Any],
+        options: dict[str, Any],
+        story_ids: Sequence[int],
+        keep_versions: int,
+    ) -> ModelRecord:
+        """Store a completely trained model and make it active, in one transaction.
+
+        Raises StorageError (nothing changed) if the channel or one of the stories is gone.
+        """
+        async with self._transaction() as db:
+            known = await self._scalar("SELECT 1 FROM channels WHERE channel_id = ?", (channel_id,))
+            if known is None:
+                raise StorageError("the channel was forgotten while it trained")
+            for story_id in story_ids:
+                owner = await self._scalar(
+                    "SELECT channel_id FROM stories WHERE id = ?", (story_id,)
+                )
+                if owner != channel_id:
+                    raise StorageError("a story was removed while the model trained on it")
+            version = 1 + int(
+                await self._scalar(
+                    "SELECT coalesce(max(version), 0) FROM models WHERE channel_id = ?",
+                    (channel_id,),
+                )
+            )
+            cursor = await db.execute(
+                "INSERT INTO models (channel_id, version, config, vocabulary, blob, figures, "
+                "options, job_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    channel_id,
+                    version,
+                    json.dumps(config),
+                    json.dumps(list(vocabulary)),
+                    sqlite3.Binary(blob),
+                    json.dumps(figures),
+                    json.dumps(options),
+                    job_id,
+                    now_iso(),
+                ),
+            )
+            model_id = cursor.lastrowid
+            assert model_id is not None
+            await db.executemany(
+                "INSERT INTO model_stories (model_id, story_id, position) VALUES (?, ?, ?)",
+                [(model_id, story_id, pos) for pos, story_id in enumerate(story_ids)],
+            )
+            await db.execute(
+                "UPDATE channels SET active_model_id = ? WHERE channel_id = ?",
+                (model_id, channel_id),
+            )
+            await db.execute(
+                "UPDATE jobs SET state = 'done', model_id = ?, error = NULL, finished_at = ? "
+                "WHERE id = ?",
+                (model_id, now_iso(), job_id),
+            )
+            await self._prune(channel_id, keep_versions)
+            row = await self._one(
+                "SELECT * FROM model_info WHERE id = ?",
+                (model_id,),
+            )
+        assert row is not None
+        return _model(row)
+
+    async def _prune(self, channel_id: int, keep_versions: int) -> None:
+        await self._db.execute(
+            "DELETE FROM models WHERE channel_id = ? "
+            "AND id IS NOT (SELECT active_model_id FROM channels WHERE channel_id = ?) "
+            "AND version NOT IN (SELECT version FROM models WHERE channel_id = ? "
+            "                    ORDER BY version DESC LIMIT ?)",
+            (channel_id, channel_id, channel_id, keep_versions),
+        )
+
+    async def active_model(self, channel_id: int) -> ModelRecord | None:
+        async with self._lock:
+            row = await self._one(
+                "SELECT * FROM model_info WHERE channel_id = ? AND active",
+                (channel_id,),
+            )
+        return None if row is None else _model(row)
+
+    async def active_model_id(self, channel_id: int) -> int | None:
+        async with self._lock:
+            value = await self._scalar(
+                "SELECT active_model_id FROM channels WHERE channel_id = ?", (channel_id,)
+            )
+        return None if value is None else int(value)
+
+    async def model(self, model_id: int) -> ModelRecord | None:
+        async with self._lock:
+            row = await self._one("SELECT * FROM model_info WHERE id = ?", (model_id,))
+        return None if row is None else _model(row)
+
+    async def model_blob(self, model_id: int) -> bytes | None:
+        async with self._lock:
+            value = await self._scalar("SELECT blob FROM models WHERE id = ?", (model_id,))
+        return None if value is None else bytes(value)
+
+    async def list_models(self, channel_id: int) -> list[ModelRecord]:
+        async with self._lock:
+            rows = await self._all(
+                "SELECT * FROM model_info WHERE channel_id = ? ORDER BY version DESC",
+                (channel_id,),
+            )
+        return [_model(row) for row in rows]
+
+    async def set_active_version(self, channel_id: int, version: int) -> ModelRecord | None:
+        """Roll back (or forward) to a kept version, in one transaction; None if not kept."""
+        async with self._transaction() as db:
+            model_id = await self._scalar(
+                "SELECT id FROM models WHERE channel_id = ? AND version = ?", (channel_id, version)
+            )
+            if model_id is None:
+                return None
+            await db.execute(
+                "UPDATE channels SET active_model_id = ? WHERE channel_id = ?",
+                (model_id, channel_id),
+            )
+            row = await self._one(
+                "SELECT * FROM model_info WHERE id = ?",
+                (model_id,),
+            )
+        assert row is not None
+        return _model(row)
+
+
+def _json_ids(value: Any) -> tuple[int, ...]:
+    if value is None:
+        return ()
+    data: Iterable[Any] = json.loads(value)
+    return tuple(int(item) for item in data)
+
+
+def _job(row: aiosqlite.Row) -> JobRecord:
+    return JobRecord(
+        id=row["id"],
+        channel_id=row["channel_id"],
+        guild_id=row["guild_id"],
+        requested_by=row["requested_by"],
+        requested_by_name=row["requested_by_name"],
+        state=row["state"],
+        story_ids=_json_ids(row["story_ids"]),
+        options=json.loads(row["options"]),
+        progress=None if row["progress"] is None else json.loads(row["progress"]),
+        error=row["error"],
+        model_id=row["model_id"],
+        created_at=row["created_at"],
+        started_at=row["started_at"],
+        finished_at=row["finished_at"],
+    )
+
+
+def _model(row: aiosqlite.Row) -> ModelRecord:
+    return ModelRecord(
+        id=row["id"],
+        channel_id=row["channel_id"],
+        version=row["version"],
+        config=json.loads(row["config"]),
+        vocabulary_size=int(row["vocabulary_size"] or 0),
+        figures=json.loads(row["figures"]),
+        options=json.loads(row["options"]),
+        job_id=row["job_id"],
+        created_at=row["created_at"],
+        story_ids=_json_ids(row["story_ids"]),
+        active=bool(row["active"]),
+    )

@@ -1,0 +1,154 @@
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from bot.errors import StorageError
+from bot.storage import NewStory, StoryStore, load_migrations
+
+
+def _story(text: str = "the cat sat on the mat .") -> NewStory:
+    return NewStory("s.txt", 1, "u", text, "0" * 64, "utf-8", len(text), 7, 6)
+
+
+async def _job_and_model(store: StoryStore, channel_id: int, *, append: bool = False) -> int:
+    job = await store.add_story_and_job(
+        channel_id=channel_id,
+        guild_id=9,
+        channel_name=None,
+        story=_story(),
+        append=append,
+        requested_by=1,
+        requested_by_name="u",
+        options={},
+    )
+    await store.start_job(job.id)
+    model = await store.activate_model(
+        job_id=job.id,
+        channel_id=channel_id,
+        config={"units": 1},
+        vocabulary=["a", "b"],
+        blob=b"blob",
+        figures={},
+        options={},
+        story_ids=job.story_ids,
+        keep_versions=2,
+    )
+    return model.version
+
+
+async def test_fresh_database_is_migrated_wal_with_foreign_keys(tmp_path: Path) -> None:
+    store = await StoryStore.open(tmp_path / "sub" / "db.sqlite3")
+    assert await store.schema_version() == len(load_migrations())
+    await store.close()
+    raw = sqlite3.connect(tmp_path / "sub" / "db.sqlite3")
+    assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    tables = {row[0] for row in raw.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    assert {"channels", "stories", "models", "model_stories", "jobs"} <= tables
+    raw.close()
+    again = await StoryStore.open(tmp_path / "sub" / "db.sqlite3")  # idempotent
+    assert await again.schema_version() == len(load_migrations())
+    await again.close()
+
+
+async def test_newer_schema_is_refused(tmp_path: Path) -> None:
+    raw = sqlite3.connect(tmp_path / "db.sqlite3")
+    raw.execute("PRAGMA user_version = 999")
+    raw.close()
+    with pytest.raises(StorageError, match="newer"):
+        await StoryStore.open(tmp_path / "db.sqlite3")
+
+
+async def test_not_a_database_is_a_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "db.sqlite3").write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(StorageError):
+        await StoryStore.open(tmp_path / "db.sqlite3")
+
+
+def test_migrations_must_be_numbered_in_order() -> None:
+    with pytest.raises(StorageError, match="migration 3"):
+        load_migrations("-- migration 1\nSELECT 1;\n-- migration 3\nSELECT 1;\n")
+
+
+async def test_versions_prune_rollback_and_activation(store: StoryStore) -> None:
+    for expected in (1, 2, 3):
+        assert await _job_and_model(store, 5) == expected
+    models = await store.list_models(5)
+    assert [(m.version, m.active) for m in models] == [(3, True), (2, False)]
+    rolled = await store.set_active_version(5, 2)
+    assert rolled is not None and rolled.active
+    assert (await store.active_model(5)).version == 2  # type: ignore[union-attr]
+    assert await store.set_active_version(5, 1) is None  # pruned
+    # A new version after a rollback keeps the newest N plus nothing else.
+    assert await _job_and_model(store, 5) == 4
+    assert [m.version for m in await store.list_models(5)] == [4, 3]
+    job = (await store.jobs(5))[0]
+    assert job.state == "done" and job.model_id is not None
+    assert await store.integrity_check() == "ok"
+
+
+async def test_remove_story_removes_models_trained_on_it(store: StoryStore) -> None:
+    await _job_and_model(store, 5)
+    await _job_and_model(store, 5, append=True)  # trained on stories 1 and 2
+    stories = await store.list_stories(5)
+    assert len(stories) == 2
+    removed = await store.remove_story(5, stories[0].id)
+    assert removed is not None and len(removed) == 2
+    assert await store.active_model(5) is None
+    assert await store.remove_story(5, 12345) is None
+    assert await store.remove_story(6, stories[1].id) is None  # another channel's story
+
+
+async def test_activation_refused_when_story_vanished(store: StoryStore) -> None:
+    job = await store.add_story_and_job(
+        channel_id=5,
+        guild_id=None,
+        channel_name="x",
+        story=_story(),
+        append=False,
+        requested_by=1,
+        requested_by_name="u",
+        options={},
+    )
+    await store.remove_story(5, job.story_ids[0])
+    with pytest.raises(StorageError, match="removed"):
+        await store.activate_model(
+            job_id=job.id,
+            channel_id=5,
+            config={},
+            vocabulary=["a"],
+            blob=b"x",
+            figures={},
+            options={},
+            story_ids=job.story_ids,
+            keep_versions=3,
+        )
+    assert await store.list_models(5) == []
+    assert (await store.job(job.id)).state == "queued"  # type: ignore[union-attr]
+
+
+async def test_forget_cascades_and_open_jobs_interrupted(store: StoryStore) -> None:
+    await _job_and_model(store, 5)
+    await _job_and_model(store, 6)
+    open_job = await store.add_story_and_job(
+        channel_id=6,
+        guild_id=None,
+        channel_name=None,
+        story=_story(),
+        append=False,
+        requested_by=1,
+        requested_by_name="u",
+        options={},
+    )
+    await store.start_job(open_job.id)
+    stale = await store.mark_open_jobs_interrupted("restarted")
+    assert [j.id for j in stale] == [open_job.id]
+    record = await store.job(open_job.id)
+    assert record is not None and record.state == "interrupted" and record.error == "restarted"
+    assert await store.forget_channel(5)
+    assert await store.list_stories(5) == [] and await store.list_models(5) == []
+    assert await store.jobs(5) == []
+    assert len(await store.list_models(6)) == 1
+    assert not await store.forget_channel(5)
