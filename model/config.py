@@ -1,0 +1,126 @@
+"""Hyper-parameters of the network and of training (frozen, JSON round-trip, validated).
+
+Training defaults were chosen by measurement on this 2-core machine (see
+``bench/bench_training_speed.py`` and ``/work/shared/MEASUREMENTS.md``): Adam with learning
+rate 1e-2 reaches all 199 learnable windows of the article's story in ~26 full-batch epochs;
+the article's RMSProp 1e-3 with batch 1 needs tens of thousands of steps. ``batch_size`` is an
+upper bound: a story with fewer windows trains full-batch.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+from model.errors import ModelError
+
+OPTIMIZERS = ("adam", "rmsprop")
+
+
+def _check_int(name: str, value: object, low: int, high: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ModelError(f"{name} must be a whole number from {low} to {high}.")
+
+
+def _check_float(name: str, value: object, low: float, high: float) -> None:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(float(value))
+        or not low <= float(value) <= high
+    ):
+        raise ModelError(f"{name} must be a number from {low:g} to {high:g}.")
+
+
+def _from_dict(cls: type[Any], data: object) -> Any:
+    if not isinstance(data, dict):
+        raise ModelError(f"{cls.__name__} must be a JSON object.")
+    names = {f.name for f in fields(cls)}
+    extra = set(data) - names
+    if extra:
+        raise ModelError(f"{cls.__name__} has unknown fields: {', '.join(sorted(extra))}.")
+    try:
+        return cls(**data)
+    except TypeError as exc:
+        raise ModelError(f"{cls.__name__} is incomplete: {exc}") from exc
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    vocab_size: int
+    n_input: int = 3
+    layers: int = 1
+    units: int = 512
+    embedding_dim: int = 64
+
+    def __post_init__(self) -> None:
+        _check_int("vocab_size", self.vocab_size, 2, 1_000_000)
+        _check_int("n_input", self.n_input, 1, 64)
+        _check_int("layers", self.layers, 1, 2)
+        _check_int("units", self.units, 1, 4096)
+        _check_int("embedding_dim", self.embedding_dim, 1, 4096)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: object) -> ModelConfig:
+        result: ModelConfig = _from_dict(cls, data)
+        return result
+
+    @property
+    def parameter_count(self) -> int:
+        count = self.vocab_size * self.embedding_dim
+        width = self.embedding_dim
+        for _ in range(self.layers):
+            count += 4 * self.units * (width + self.units + 1)
+            width = self.units
+        return count + self.units * self.vocab_size + self.vocab_size
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    optimizer: str = "adam"
+    learning_rate: float = 1e-2
+    batch_size: int = 1024
+    max_epochs: int = 500
+    max_seconds: float = 600.0
+    seed: int | None = None
+    validation_fraction: float = 0.1
+    min_symbols_for_validation: int = 5000
+    clip_norm: float | None = 5.0
+
+    def __post_init__(self) -> None:
+        if self.optimizer not in OPTIMIZERS:
+            raise ModelError(f"optimizer must be one of {', '.join(OPTIMIZERS)}.")
+        _check_float("learning_rate", self.learning_rate, 1e-7, 1.0)
+        _check_int("batch_size", self.batch_size, 1, 1 << 20)
+        _check_int("max_epochs", self.max_epochs, 1, 1_000_000)
+        _check_float("max_seconds", self.max_seconds, 0.01, 7 * 24 * 3600.0)
+        if self.seed is not None:
+            _check_int("seed", self.seed, 0, 2**31 - 1)
+        _check_float("validation_fraction", self.validation_fraction, 0.0, 0.5)
+        _check_int("min_symbols_for_validation", self.min_symbols_for_validation, 0, 1 << 40)
+        if self.clip_norm is not None:
+            _check_float("clip_norm", self.clip_norm, 1e-6, 1e6)
+
+    @classmethod
+    def article(cls, **overrides: Any) -> TrainingConfig:
+        """The article's method: RMSProp, learning rate 0.001, batch 1."""
+        values: dict[str, Any] = {
+            "optimizer": "rmsprop",
+            "learning_rate": 1e-3,
+            "batch_size": 1,
+            "clip_norm": None,
+        }
+        values.update(overrides)
+        return cls(**values)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: object) -> TrainingConfig:
+        result: TrainingConfig = _from_dict(cls, data)
+        return result

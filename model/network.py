@@ -1,0 +1,68 @@
+"""The Keras 3 network: Embedding -> LSTM (1 or 2 layers) -> Dense logits.
+
+Only ``keras.*`` APIs, so it runs on the TensorFlow and the JAX backend alike. The weights
+map one-to-one onto the named arrays of :mod:`model.serialization` (``extract_weights`` /
+``assign_weights``), which the numpy forward pass of :mod:`model.generation` reads.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+import numpy as np
+import numpy.typing as npt
+
+from model.config import ModelConfig
+
+
+def build_network(config: ModelConfig) -> keras.Model:
+    """A fresh, uncompiled model: int ids ``[batch, n_input]`` -> logits ``[batch, vocab]``.
+
+    Initial weights come from Keras' global seed; call ``keras.utils.set_random_seed`` first
+    for a reproducible model.
+    """
+    inputs = keras.Input(shape=(config.n_input,), dtype="int32", name="context")
+    x = keras.layers.Embedding(config.vocab_size, config.embedding_dim, name="embedding")(inputs)
+    for layer in range(config.layers):
+        x = keras.layers.LSTM(
+            config.units, return_sequences=layer < config.layers - 1, name=f"lstm{layer}"
+        )(x)
+    logits = keras.layers.Dense(config.vocab_size, name="dense")(x)
+    return keras.Model(inputs, logits, name="fabulist")
+
+
+def extract_weights(model: keras.Model, config: ModelConfig) -> dict[str, npt.NDArray[Any]]:
+    """The network's weights as the named float32 arrays of the serialization format."""
+    weights: dict[str, npt.NDArray[Any]] = {
+        "embedding": _array(model.get_layer("embedding").get_weights()[0])
+    }
+    for layer in range(config.layers):
+        kernel, recurrent, bias = model.get_layer(f"lstm{layer}").get_weights()
+        weights[f"lstm{layer}_kernel"] = _array(kernel)
+        weights[f"lstm{layer}_recurrent"] = _array(recurrent)
+        weights[f"lstm{layer}_bias"] = _array(bias)
+    kernel, bias = model.get_layer("dense").get_weights()
+    weights["dense_kernel"] = _array(kernel)
+    weights["dense_bias"] = _array(bias)
+    return weights
+
+
+def assign_weights(
+    model: keras.Model, config: ModelConfig, weights: dict[str, npt.NDArray[Any]]
+) -> None:
+    """Load named arrays (e.g. from a saved TrainedModel) into a network built for ``config``."""
+    model.get_layer("embedding").set_weights([weights["embedding"]])
+    for layer in range(config.layers):
+        model.get_layer(f"lstm{layer}").set_weights(
+            [
+                weights[f"lstm{layer}_kernel"],
+                weights[f"lstm{layer}_recurrent"],
+                weights[f"lstm{layer}_bias"],
+            ]
+        )
+    model.get_layer("dense").set_weights([weights["dense_kernel"], weights["dense_bias"]])
+
+
+def _array(value: Any) -> npt.NDArray[np.float32]:
+    return np.ascontiguousarray(np.asarray(value, dtype=np.float32))

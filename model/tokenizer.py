@@ -1,0 +1,135 @@
+"""Turn raw Unicode prose into symbols (words and punctuation) and back.
+
+Rules of :func:`tokenize` (one documented way for each case):
+
+* The text is NFC-normalized; a byte-order mark, ``\\r\\n``/``\\r`` line endings and all
+  whitespace only separate symbols. Underscores (Gutenberg's italics markup) are dropped.
+* A number with inner ``. , : /`` (``3.5``, ``1,000``, ``10:30``) is one symbol.
+* A **word** is a run of letters, digits and combining marks. A hyphen or apostrophe *between*
+  two letters stays inside the word (``cat-maiden``, ``don't``, ``ass's``); curly apostrophes
+  ``’`` / ``ʼ`` become ``'`` there. A trailing ``s’`` (``boys’``) is read as a closing quote.
+* **Quotes** become curly symbols: ``“`` opens, ``”`` closes (a straight ``"`` is opening
+  when it follows whitespace, the start or an opening bracket/quote, closing otherwise);
+  single quotes likewise ``‘`` / ``’``; ``«`` and ``»`` stay.
+* **Dashes**: ``—``, ``―``, ``–`` and ``--`` all become the one symbol ``—``.
+  **Ellipses**: ``…`` and two or more dots become ``…``.
+* Every other punctuation mark (``, . ; : ? ! ¿ ¡ ( )`` ...) is one symbol per character.
+* Characters of scripts written without spaces (Han, Hiragana, Katakana, Thai, ...) are one
+  symbol each, so such text still trains.
+* Lower-case by default (``lowercase=False`` keeps case).
+
+:func:`detokenize` renders symbols as prose: no space before ``, . ; : ? ! … ) ”`` etc.,
+no space after ``¿ ¡ ( “`` etc., dashes joined to their neighbours, no spaces between
+characters of spaceless scripts.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Sequence
+
+# Scripts written without spaces between words: one symbol per character.
+_SPACELESS = (
+    "\u0e00-\u0e7f"  # Thai
+    "\u0e80-\u0eff"  # Lao
+    "\u1000-\u109f"  # Myanmar
+    "\u1780-\u17ff"  # Khmer
+    "\u3040-\u30ff"  # Hiragana, Katakana
+    "\u3100-\u312f"  # Bopomofo
+    "\u31f0-\u31ff"  # Katakana extension
+    "\u3400-\u4dbf"  # CJK extension A
+    "\u4e00-\u9fff"  # CJK unified
+    "\uf900-\ufaff"  # CJK compatibility
+    "\U00020000-\U0002fa1f"  # CJK extensions B-F, compatibility supplement
+)
+_LETTER = rf"(?:[^\W_{_SPACELESS}]|[\u0300-\u036f])"
+_APOSTROPHES = "'’ʼ"
+_TOKEN = re.compile(
+    r"(?P<number>\d+(?:[.,:/]\d+)+)"
+    rf"|(?P<word>{_LETTER}+(?:(?:[{_APOSTROPHES}]|-){_LETTER}+)*)"
+    r"|(?P<ellipsis>…|\.{2,})"
+    r"|(?P<dash>--+|[—―–])"
+    rf"|(?P<spaceless>[{_SPACELESS}])"
+    r"|(?P<space>\s+)"
+    r"|(?P<other>.)",
+    re.DOTALL,
+)
+_OPENERS = frozenset("([{“‘«¿¡")
+_CLOSERS = frozenset(",.;:?!…)]}”’»%")
+_SPACELESS_RE = re.compile(rf"[{_SPACELESS}\u3000-\u303f\uff00-\uffef]")
+_DOUBLE_QUOTES = {"“": "“", "„": "“", "”": "”", "«": "«", "»": "»"}
+_SINGLE_QUOTES = {"‘": "‘", "‚": "‘", "’": "’"}
+
+
+def _normalize(text: str) -> str:
+    text = unicodedata.normalize("NFC", text)
+    return text.replace("\ufeff", "").replace("\r\n", "\n").replace("\r", "\n").replace("_", " ")
+
+
+def tokenize(text: str, *, lowercase: bool = True) -> list[str]:
+    """Split raw prose into symbols; see the module docstring for the exact rules."""
+    symbols: list[str] = []
+    # Whether the previous character was whitespace / start / opener: decides "open" for ".
+    opening_position = True
+    for match in _TOKEN.finditer(_normalize(text)):
+        kind = match.lastgroup
+        piece = match.group()
+        if kind == "space":
+            opening_position = True
+            continue
+        if kind == "number":
+            symbol = piece
+        elif kind == "word":
+            symbol = re.sub(f"[{_APOSTROPHES}]", "'", piece)
+        elif kind == "ellipsis":
+            symbol = "…"
+        elif kind == "dash":
+            symbol = "—"
+        elif piece == '"':
+            symbol = "“" if opening_position else "”"
+        elif piece == "'":
+            symbol = "‘" if opening_position else "’"
+        elif piece in _DOUBLE_QUOTES:
+            symbol = _DOUBLE_QUOTES[piece]
+        elif piece in _SINGLE_QUOTES:
+            symbol = _SINGLE_QUOTES[piece]
+        else:
+            symbol = piece
+        symbols.append(symbol.lower() if lowercase else symbol)
+        opening_position = symbol in _OPENERS or symbol == "—"
+    return symbols
+
+
+def _is_spaceless(symbol: str) -> bool:
+    return len(symbol) == 1 and _SPACELESS_RE.match(symbol) is not None
+
+
+def detokenize(symbols: Sequence[str]) -> str:
+    """Render symbols as natural prose (see the module docstring)."""
+    out: list[str] = []
+    previous: str | None = None
+    straight_open = False  # parity of straight quotes, for symbols from other sources
+    for symbol in symbols:
+        if not symbol:
+            continue
+        space = previous is not None
+        if symbol == '"':
+            straight_open = not straight_open
+            if straight_open:
+                space = space and previous not in _OPENERS
+                out.append((" " if space else "") + symbol)
+                previous = "“"
+                continue
+            space = False
+        if previous is not None and (
+            symbol in _CLOSERS
+            or previous in _OPENERS
+            or symbol == "—"
+            or previous == "—"
+            or (_is_spaceless(symbol) and _is_spaceless(previous))
+        ):
+            space = False
+        out.append((" " if space else "") + symbol)
+        previous = symbol
+    return "".join(out)

@@ -1,0 +1,390 @@
+"""Train the story network (Keras 3; imported by training workers only).
+
+Signature::
+
+    train_model(
+        tokens: Sequence[str],
+        model_config: ModelConfig | Mapping[str, Any] | None = None,
+        training: TrainingConfig | None = None,
+        *,
+        on_progress: Callable[[TrainingProgress], None] | None = None,
+        should_cancel: Callable[[], bool] | None = None,
+        vocabulary_max_size: int | None = None,
+    ) -> TrainedModel
+
+* ``tokens``: the story, already tokenized (:func:`model.tokenizer.tokenize`).
+* ``model_config``: a ModelConfig (its ``vocab_size`` is replaced by the real vocabulary size)
+  or a mapping of ModelConfig overrides such as ``{"layers": 2, "n_input": 4}``; None = defaults.
+* ``training``: TrainingConfig; None = defaults (Adam 1e-2, batches of up to 1024 windows).
+* ``on_progress``: called with a picklable :class:`TrainingProgress` after every epoch and,
+  for long epochs, about every ``PROGRESS_INTERVAL`` seconds within one.
+* ``should_cancel``: polled between training steps; True raises TrainingCancelled.
+* ``vocabulary_max_size``: cap of the vocabulary (rare words become ``<unk>``).
+
+Raises StoryTooShortError (fewer than ``n_input + 1`` symbols), TrainingCancelled,
+TrainingDiverged (loss NaN/inf, or above 3x the untrained loss) and ModelError.
+
+Training stops when every learnable training window is predicted right, after
+``max_epochs``, or when ``max_seconds`` of training have passed (checked between steps, so
+the budget holds within one step). With a validation split (stories of at least
+``min_symbols_for_validation`` symbols) the weights of the epoch with the lowest held-out loss
+are the ones returned, and held-out accuracy and perplexity are reported.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+import keras
+import numpy as np
+import numpy.typing as npt
+
+from model import backend
+from model.config import ModelConfig, TrainingConfig
+from model.errors import ModelError, StoryTooShortError, TrainingCancelled, TrainingDiverged
+from model.generation import left_context_table
+from model.network import build_network, extract_weights
+from model.serialization import TrainedModel, TrainingFigures
+from model.vocabulary import Vocabulary
+from model.windows import (
+    achievable_correct,
+    batches,
+    context_groups,
+    even_batch_size,
+    split_indices,
+    window_count,
+)
+
+logger = logging.getLogger(__name__)
+
+PROGRESS_INTERVAL = 2.0
+EXACT_EVALUATION_MAX_WINDOWS = 20_000
+JIT_MIN_WINDOWS = 20_000
+EVAL_BATCH = 2048
+
+
+@dataclass(frozen=True)
+class TrainingProgress:
+    """One progress report; picklable so it crosses a process boundary."""
+
+    epoch: int  # epochs completed
+    max_epochs: int
+    loss: float
+    accuracy: float
+    learnable_accuracy: float
+    elapsed_seconds: float
+    eta_seconds: float | None
+    val_loss: float | None = None
+    val_accuracy: float | None = None
+    step: int = 0  # steps done in the current epoch (== steps_per_epoch at epoch end)
+    steps_per_epoch: int = 0
+
+
+@dataclass
+class _Evaluation:
+    loss: float
+    accuracy: float
+    correct: int
+
+
+def _resolve_config(
+    model_config: ModelConfig | Mapping[str, Any] | None, vocab_size: int
+) -> ModelConfig:
+    if model_config is None:
+        return ModelConfig(vocab_size=vocab_size)
+    if isinstance(model_config, ModelConfig):
+        return replace(model_config, vocab_size=vocab_size)
+    values = {k: v for k, v in dict(model_config).items() if k != "vocab_size" and v is not None}
+    try:
+        return ModelConfig(vocab_size=vocab_size, **values)
+    except TypeError as exc:
+        raise ModelError(f"Unknown model option: {exc}") from exc
+
+
+def _optimizer(training: TrainingConfig) -> keras.optimizers.Optimizer:
+    if training.optimizer == "rmsprop":
+        return keras.optimizers.RMSprop(training.learning_rate, clipnorm=training.clip_norm)
+    return keras.optimizers.Adam(training.learning_rate, clipnorm=training.clip_norm)
+
+
+def evaluate(
+    network: keras.Model, ids: npt.NDArray[np.int32], indices: npt.NDArray[np.int64], n_input: int
+) -> _Evaluation:
+    """Exact mean cross-entropy and accuracy of ``network`` on the given windows."""
+    total_loss = 0.0
+    correct = 0
+    size = min(EVAL_BATCH, len(indices))
+    for x, y in batches(ids, n_input, indices, size):
+        if len(y) < size:
+            # Pad to the traced shape instead of tracing predict again for the remainder.
+            x = np.concatenate([x, np.zeros((size - len(y), n_input), dtype=x.dtype)])
+        logits = np.asarray(network.predict_on_batch(x), dtype=np.float64)[: len(y)]
+        top = logits.max(axis=1, keepdims=True)
+        log_z = np.log(np.exp(logits - top).sum(axis=1)) + top[:, 0]
+        total_loss += float((log_z - logits[np.arange(len(y)), y]).sum())
+        correct += int((logits.argmax(axis=1) == y).sum())
+    n = max(1, len(indices))
+    return _Evaluation(loss=total_loss / n, accuracy=correct / n, correct=correct)
+
+
+class _Clock:
+    """Step timing for the ETA: the first step (tracing) is timed apart from the others."""
+
+    def __init__(self) -> None:
+        self.start = time.perf_counter()
+        self.first_step: float | None = None
+        self.step_seconds = 0.0
+        self.steps = 0
+        self.eval_seconds = 0.0
+        self.evals = 0
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.start
+
+    def record_step(self, seconds: float) -> None:
+        if self.first_step is None:
+            self.first_step = seconds
+        else:
+            self.step_seconds += seconds
+            self.steps += 1
+
+    def per_step(self) -> float:
+        if self.steps:
+            return self.step_seconds / self.steps
+        return self.first_step or 0.0
+
+    def eta(
+        self, epochs_left: float, steps_per_epoch: int, steps_left_in_epoch: int, budget: float
+    ) -> float:
+        per_eval = self.eval_seconds / self.evals if self.evals else 0.0
+        by_epochs = (epochs_left * steps_per_epoch + steps_left_in_epoch) * self.per_step()
+        by_epochs += (epochs_left + (1 if steps_left_in_epoch else 0)) * per_eval
+        return max(0.0, min(by_epochs, budget - self.elapsed()))
+
+
+def train_model(
+    tokens: Sequence[str],
+    model_config: ModelConfig | Mapping[str, Any] | None = None,
+    training: TrainingConfig | None = None,
+    *,
+    on_progress: Callable[[TrainingProgress], None] | None = None,
+    should_cancel: Callable[[], bool] | None = None,
+    vocabulary_max_size: int | None = None,
+) -> TrainedModel:
+    """Train on ``tokens`` and return the trained model (see the module docstring)."""
+    training = training or TrainingConfig()
+    vocabulary = Vocabulary.build(tokens, max_size=vocabulary_max_size)
+    config = _resolve_config(model_config, max(2, len(vocabulary)))
+    if len(tokens) < config.n_input + 1:
+        raise StoryTooShortError(len(tokens), config.n_input + 1)
+    if len(vocabulary) < 2:
+        # A one-word story: the model needs at least two classes to mean anything.
+        vocabulary = Vocabulary((*vocabulary.symbols, "<unk>"), covered_share=1.0)
+    ids = np.asarray(vocabulary.encode(tokens), dtype=np.int32)
+    n_windows = window_count(len(ids), config.n_input)
+
+    use_validation = (
+        len(tokens) >= training.min_symbols_for_validation and training.validation_fraction > 0
+    )
+    if use_validation:
+        train_idx, val_idx = split_indices(n_windows, training.validation_fraction, config.n_input)
+    else:
+        train_idx, val_idx = np.arange(n_windows, dtype=np.int64), np.zeros(0, dtype=np.int64)
+
+    groups, n_groups = context_groups(ids, config.n_input)
+    targets = ids[config.n_input :]
+    learnable = achievable_correct(groups[train_idx], targets[train_idx], n_groups)
+    exact = len(train_idx) <= EXACT_EVALUATION_MAX_WINDOWS
+
+    if training.seed is not None:
+        keras.utils.set_random_seed(training.seed)
+        backend.make_deterministic()
+    rng = np.random.default_rng(training.seed)
+    network = build_network(config)
+    network.compile(
+        optimizer=_optimizer(training),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+        jit_compile=len(train_idx) >= JIT_MIN_WINDOWS,
+    )
+    batch_size = even_batch_size(len(train_idx), training.batch_size)
+    steps_per_epoch = math.ceil(len(train_idx) / batch_size)
+    blowup = 3.0 * math.log(len(vocabulary)) + 1.0
+
+    # Trace predict before the clock starts, so epoch 1's timing predicts the later ones.
+    for n_eval in {min(EVAL_BATCH, len(train_idx)), min(EVAL_BATCH, len(val_idx))} - {0}:
+        network.predict_on_batch(np.zeros((n_eval, config.n_input), dtype=np.int32))
+    clock = _Clock()
+    history: list[dict[str, Any]] = []
+    best_val: float | None = None
+    best_weights: list[Any] | None = None
+    best_epoch: int | None = None
+    stopped = "max_epochs"
+    epoch = 0
+    loss = accuracy = learnable_accuracy = float("nan")
+    val_eval: _Evaluation | None = None
+    last_report = time.perf_counter()
+
+    def report(
+        epoch_no: int, step: int, progress_loss: float, progress_acc: float, learn: float
+    ) -> None:
+        if on_progress is None:
+            return
+        epochs_left = training.max_epochs - epoch_no
+        eta = clock.eta(epochs_left, steps_per_epoch, steps_per_epoch - step, training.max_seconds)
+        on_progress(
+            TrainingProgress(
+                epoch=epoch_no,
+                max_epochs=training.max_epochs,
+                loss=progress_loss,
+                accuracy=progress_acc,
+                learnable_accuracy=learn,
+                elapsed_seconds=clock.elapsed(),
+                eta_seconds=eta,
+                val_loss=None if val_eval is None else val_eval.loss,
+                val_accuracy=None if val_eval is None else val_eval.accuracy,
+                step=step,
+                steps_per_epoch=steps_per_epoch,
+            )
+        )
+
+    def consider_best(epoch_no: int) -> None:
+        nonlocal val_eval, best_val, best_weights, best_epoch
+        t0 = time.perf_counter()
+        val_eval = evaluate(network, ids, val_idx, config.n_input)
+        clock.eval_seconds += time.perf_counter() - t0
+        if best_val is None or val_eval.loss < best_val:
+            best_val, best_epoch = val_eval.loss, epoch_no
+            best_weights = [np.array(w, copy=True) for w in network.get_weights()]
+
+    out_of_time = False
+    while epoch < training.max_epochs and not out_of_time:
+        epoch += 1
+        seen = 0
+        loss_sum = 0.0
+        correct_sum = 0.0
+        step = 0
+        stream: Iterator[tuple[Any, Any]] = batches(
+            ids,
+            config.n_input,
+            train_idx,
+            batch_size,
+            rng if steps_per_epoch > 1 else None,
+            fill=True,
+        )
+        for x, y in stream:
+            if should_cancel is not None and should_cancel():
+                raise TrainingCancelled()
+            if clock.elapsed() >= training.max_seconds:
+                out_of_time = True
+                break
+            t0 = time.perf_counter()
+            logs = network.train_on_batch(x, y, return_dict=True)
+            clock.record_step(time.perf_counter() - t0)
+            step_loss = float(logs["loss"])
+            if not math.isfinite(step_loss):
+                raise TrainingDiverged(
+                    "Training diverged: the loss became NaN or infinite. Try a lower learning rate."
+                )
+            step += 1
+            seen += len(y)
+            loss_sum += step_loss * len(y)
+            correct_sum += float(logs["accuracy"]) * len(y)
+            if (
+                on_progress is not None
+                and step < steps_per_epoch
+                and time.perf_counter() - last_report >= PROGRESS_INTERVAL
+            ):
+                last_report = time.perf_counter()
+                running_acc = correct_sum / seen
+                report(epoch - 1, step, loss_sum / seen, running_acc, float("nan"))
+        if step == 0:
+            epoch -= 1
+            break
+        t0 = time.perf_counter()
+        if exact:
+            train_eval = evaluate(network, ids, train_idx, config.n_input)
+            loss, accuracy = train_eval.loss, train_eval.accuracy
+            correct = train_eval.correct
+        else:
+            loss, accuracy = loss_sum / seen, correct_sum / seen
+            correct = round(correct_sum)
+        clock.eval_seconds += time.perf_counter() - t0
+        clock.evals += 1
+        learnable_accuracy = min(1.0, correct / learnable) if learnable else 1.0
+        if not math.isfinite(loss) or loss > blowup:
+            raise TrainingDiverged(
+                f"Training diverged: the loss rose to {loss:.3g}. Try a lower learning rate."
+            )
+        if use_validation:
+            consider_best(epoch)
+        entry: dict[str, Any] = {
+            "epoch": epoch,
+            "loss": loss,
+            "accuracy": accuracy,
+            "learnable_accuracy": learnable_accuracy,
+            "seconds": clock.elapsed(),
+        }
+        if val_eval is not None:
+            entry["val_loss"] = val_eval.loss
+            entry["val_accuracy"] = val_eval.accuracy
+        if out_of_time:
+            entry["partial"] = True
+        history.append(entry)
+        last_report = time.perf_counter()
+        report(epoch, steps_per_epoch, loss, accuracy, learnable_accuracy)
+        if exact and correct >= learnable:
+            stopped = "learned"
+            break
+    if out_of_time or (stopped != "learned" and epoch < training.max_epochs):
+        stopped = "max_seconds"
+    seconds = clock.elapsed()
+
+    if best_weights is not None and best_epoch is not None:
+        network.set_weights(best_weights)
+        best = history[best_epoch - 1]
+        loss, accuracy = best["loss"], best["accuracy"]
+        learnable_accuracy = best["learnable_accuracy"]
+        val_eval = _Evaluation(best["val_loss"], best["val_accuracy"], 0)
+
+    weights = extract_weights(network, config)
+    weights["left_context"] = left_context_table(ids, len(vocabulary), config.n_input)
+    figures = TrainingFigures(
+        symbols=len(tokens),
+        windows=n_windows,
+        learnable_windows=learnable,
+        epochs=epoch,
+        seconds=seconds,
+        loss=float(loss),
+        accuracy=float(accuracy),
+        learnable_accuracy=float(learnable_accuracy),
+        val_accuracy=None if val_eval is None else float(val_eval.accuracy),
+        val_perplexity=None if val_eval is None else float(min(math.exp(val_eval.loss), 1e30)),
+        history=history,
+        val_loss=None if val_eval is None else float(val_eval.loss),
+        best_epoch=best_epoch,
+        stopped=stopped,
+        training_windows=len(train_idx),
+        validation_windows=len(val_idx),
+        vocabulary_size=len(vocabulary),
+        vocabulary_cap=vocabulary_max_size,
+        covered_share=vocabulary.covered_share,
+        first_step_seconds=clock.first_step,
+        windows_per_second=(len(train_idx) / clock.per_step() / steps_per_epoch)
+        if clock.per_step()
+        else None,
+    )
+    logger.info(
+        "trained %d symbols: %d epochs, %.1f s, learnable accuracy %.3f (%s)",
+        len(tokens),
+        epoch,
+        seconds,
+        learnable_accuracy,
+        stopped,
+    )
+    return TrainedModel(config=config, vocabulary=vocabulary, weights=weights, figures=figures)

@@ -1,0 +1,130 @@
+"""The story's vocabulary (the article's Listing 2): id <-> symbol, most frequent first."""
+
+from __future__ import annotations
+
+import difflib
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from model.errors import ModelError, UnknownWordsError
+
+UNKNOWN = "<unk>"
+MAX_SYMBOL_LENGTH = 200
+
+
+@dataclass(frozen=True)
+class Vocabulary:
+    """Symbols ordered by frequency, ties by first occurrence.
+
+    With ``max_size`` the vocabulary keeps the ``max_size - 1`` most frequent symbols plus
+    :data:`UNKNOWN` (last id) whenever the story has more symbols than that; rare words are then
+    encoded as ``UNKNOWN``. ``covered_share`` is the share of the training tokens that are not
+    ``UNKNOWN`` (1.0 when nothing was cut; ``None`` for a vocabulary loaded from a plain list).
+    """
+
+    symbols: tuple[str, ...]
+    covered_share: float | None = field(default=None, compare=False)
+
+    def __post_init__(self) -> None:
+        index = {symbol: i for i, symbol in enumerate(self.symbols)}
+        if len(index) != len(self.symbols):
+            raise ModelError("A vocabulary cannot hold the same symbol twice.")
+        object.__setattr__(self, "_index", index)
+
+    @property
+    def _ids(self) -> dict[str, int]:
+        index: dict[str, int] = self.__dict__["_index"]
+        return index
+
+    @classmethod
+    def build(cls, tokens: Sequence[str], max_size: int | None = None) -> Vocabulary:
+        if max_size is not None and max_size < 2:
+            raise ModelError("A vocabulary cap must allow at least 2 symbols.")
+        counts = Counter(tokens)
+        first: dict[str, int] = {}
+        for i, token in enumerate(tokens):
+            first.setdefault(token, i)
+        ordered = sorted(counts, key=lambda s: (-counts[s], first[s]))
+        if max_size is None or len(ordered) <= max_size:
+            return cls(tuple(ordered), covered_share=1.0)
+        kept = [s for s in ordered[: max_size - 1] if s != UNKNOWN]
+        covered = sum(counts[s] for s in kept)
+        share = covered / len(tokens) if tokens else 1.0
+        return cls((*kept, UNKNOWN), covered_share=share)
+
+    def __len__(self) -> int:
+        return len(self.symbols)
+
+    def __contains__(self, symbol: object) -> bool:
+        return symbol in self._ids
+
+    @property
+    def has_unknown(self) -> bool:
+        return UNKNOWN in self._ids
+
+    def id_of(self, symbol: str) -> int:
+        """The id of ``symbol``; ``KeyError`` if absent (even when ``UNKNOWN`` exists)."""
+        return self._ids[symbol]
+
+    def encode(self, tokens: Sequence[str]) -> list[int]:
+        """Ids of ``tokens``; absent ones become ``UNKNOWN`` if present, else UnknownWordsError."""
+        ids = self._ids
+        unknown_id = ids.get(UNKNOWN)
+        out: list[int] = []
+        missing: list[str] = []
+        for token in tokens:
+            i = ids.get(token, unknown_id)
+            if i is None:
+                missing.append(token)
+            else:
+                out.append(i)
+        if missing:
+            words = list(dict.fromkeys(missing))
+            raise UnknownWordsError(words, {w: self.suggest(w) for w in words})
+        return out
+
+    def decode(self, ids: Sequence[int]) -> list[str]:
+        return [self.symbols[int(i)] for i in ids]
+
+    def suggest(self, word: str, limit: int = 3) -> list[str]:
+        """Vocabulary words close to ``word`` (difflib ratio >= 0.6), best first."""
+        candidates = [s for s in self.symbols if s != UNKNOWN]
+        return difflib.get_close_matches(word, candidates, n=limit, cutoff=0.6)
+
+    def complete(self, prefix: str, limit: int = 25) -> list[str]:
+        """Symbols starting with ``prefix`` (case-insensitive), most frequent first."""
+        folded = prefix.casefold()
+        out: list[str] = []
+        for symbol in self.symbols:
+            if symbol != UNKNOWN and symbol.casefold().startswith(folded):
+                out.append(symbol)
+                if len(out) >= limit:
+                    break
+        return out
+
+    def to_json(self) -> list[str]:
+        return list(self.symbols)
+
+    @classmethod
+    def from_json(cls, data: object) -> Vocabulary:
+        """Accepts ``to_json()`` output or ``{"symbols": [...], "covered_share": x}``."""
+        share: object = None
+        if isinstance(data, dict):
+            share = data.get("covered_share")
+            data = data.get("symbols")
+        if not isinstance(data, list) or not data:
+            raise ModelError("A vocabulary must be a non-empty list of symbols.")
+        for symbol in data:
+            if not isinstance(symbol, str) or not symbol or len(symbol) > MAX_SYMBOL_LENGTH:
+                raise ModelError("A vocabulary symbol must be a non-empty short string.")
+        if share is not None and (
+            isinstance(share, bool)
+            or not isinstance(share, int | float)
+            or not 0.0 <= float(share) <= 1.0
+        ):
+            raise ModelError("covered_share must be a number between 0 and 1.")
+        return cls(tuple(data), covered_share=None if share is None else float(share))
+
+    def to_dict(self) -> dict[str, object]:
+        return {"symbols": list(self.symbols), "covered_share": self.covered_share}

@@ -1,0 +1,34 @@
+"""Issue 2 acceptance at the article's full size (512 units), 1 and 2 layers."""
+
+from __future__ import annotations
+
+import pytest
+
+from model import TrainingConfig, generate, tokenize
+from model.training import train_model
+from tests.model.conftest import ARTICLE_PREFIX, four_grams, jacobs_fable
+
+
+def _check(tokens: list[str], layers: int) -> None:
+    model = train_model(tokens, {"layers": layers}, TrainingConfig(seed=1))
+    assert model.config.units == 512 and model.config.layers == layers
+    assert model.figures.learnable_accuracy == 1.0 and model.figures.stopped == "learned"
+    prompt = ["had", "a", "general"]
+    out = generate(model, prompt)
+    assert out[: len(ARTICLE_PREFIX)] == ARTICLE_PREFIX
+    grams = four_grams(tokens)
+    full = prompt + out
+    assert all(tuple(full[i : i + 4]) in grams for i in range(len(full) - 3))
+    assert len(generate(model, ["mouse", "mouse", "mouse"])) == 32
+
+
+@pytest.mark.slow
+def test_article_story_one_layer_and_raw_fable(story_tokens: list[str]) -> None:
+    _check(story_tokens, 1)
+    raw = tokenize(jacobs_fable())
+    _check(raw, 1)
+
+
+@pytest.mark.slow
+def test_article_story_two_layers(story_tokens: list[str]) -> None:
+    _check(story_tokens, 2)

@@ -1,0 +1,176 @@
+"""Issue 2, point 6: numpy generation, same symbols as Keras; prompts; sampling."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+from model import GenerationOptions, ModelConfig, TrainedModel, UnknownWordsError, generate
+from model.generation import NumpyLSTM
+from model.network import assign_weights, build_network, extract_weights
+from model.serialization import TrainingFigures
+from model.vocabulary import UNKNOWN, Vocabulary
+from model.windows import gather
+from tests.model.conftest import four_grams
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _keras_greedy(
+    network: keras.Model, model: TrainedModel, prompt: list[str], n: int
+) -> list[str]:
+    ids = model.vocabulary.encode(prompt)
+    out: list[str] = []
+    for _ in range(n):
+        logits = network.predict_on_batch(np.asarray([ids[-model.config.n_input :]], np.int32))
+        ids.append(int(np.argmax(logits[0])))
+        out.append(model.vocabulary.symbols[ids[-1]])
+    return out
+
+
+@pytest.mark.parametrize("layers", [1, 2])
+def test_numpy_forward_matches_keras(story_tokens: list[str], layers: int) -> None:
+    vocabulary = Vocabulary.build(story_tokens)
+    config = ModelConfig(vocab_size=len(vocabulary), layers=layers, units=24, embedding_dim=8)
+    keras.utils.set_random_seed(7)
+    network = build_network(config)
+    # Larger random weights than the initializer's, so the comparison is not near zero.
+    rng = np.random.default_rng(0)
+    network.set_weights(
+        [rng.normal(0, 0.5, w.shape).astype(np.float32) for w in network.get_weights()]
+    )
+    weights = extract_weights(network, config)
+    weights["left_context"] = np.full((len(vocabulary), 2), -1, np.int32)
+    figures = TrainingFigures(0, 0, 0, 0, 0.0, 0.0, 0.0, 0.0)
+    model = TrainedModel(config, vocabulary, weights, figures)
+    ids = np.asarray(vocabulary.encode(story_tokens), np.int32)
+    x, _ = gather(ids, np.arange(len(ids) - 3), 3)
+    expected = network.predict_on_batch(x)
+    net = NumpyLSTM(model)
+    got = np.stack([net.logits(list(row)) for row in x])
+    np.testing.assert_allclose(got, expected, atol=1e-4, rtol=1e-4)
+    prompt = ["had", "a", "general"]
+    assert generate(model, prompt) == _keras_greedy(network, model, prompt, 32)
+    # The weights load back into a Keras network unchanged.
+    again = build_network(config)
+    assign_weights(again, config, weights)
+    np.testing.assert_array_equal(again.predict_on_batch(x[:5]), expected[:5])
+
+
+def test_trained_model_continues_the_story(
+    tiny_model: TrainedModel, story_tokens: list[str]
+) -> None:
+    out = generate(tiny_model, ["had", "a", "general"])
+    assert len(out) == 32
+    assert out[:17] == [
+        "council",
+        "to",
+        "consider",
+        "what",
+        "measures",
+        "they",
+        "could",
+        "take",
+        "to",
+        "outwit",
+        "their",
+        "common",
+        "enemy",
+        ",",
+        "the",
+        "cat",
+        ".",
+    ]
+    grams = four_grams(story_tokens)
+    full = ["had", "a", "general", *out]
+    assert all(tuple(full[i : i + 4]) in grams for i in range(len(full) - 3))
+    assert len(generate(tiny_model, ["mouse", "mouse", "mouse"])) == 32
+
+
+def test_prompt_lengths(tiny_model: TrainedModel) -> None:
+    net = NumpyLSTM(tiny_model)
+    vocabulary = tiny_model.vocabulary
+    # Longer prompts use their last n_input symbols.
+    long_prompt = ["long", "ago", ",", "the", "mice", "had", "a", "general"]
+    assert generate(tiny_model, long_prompt) == generate(tiny_model, ["had", "a", "general"])
+    # Shorter prompts are completed on the left with the story's most frequent predecessors.
+    assert vocabulary.decode(net.padded_context(vocabulary.encode(["general"]))) == [
+        "had",
+        "a",
+        "general",
+    ]
+    assert generate(tiny_model, ["general"])[:2] == ["council", "to"]
+    assert generate(tiny_model, ["a", "general"])[:2] == ["council", "to"]
+    # "long" opens the story: nothing precedes it, so the short context is used as it is.
+    assert vocabulary.decode(net.padded_context(vocabulary.encode(["long"]))) == ["long"]
+    assert len(generate(tiny_model, ["long"])) == 32
+    assert len(generate(tiny_model, [])) == 32
+
+
+def test_unknown_words_name_them(tiny_model: TrainedModel) -> None:
+    with pytest.raises(UnknownWordsError) as caught:
+        generate(tiny_model, ["the", "dgo", "barked"])
+    assert caught.value.words == ("dgo", "barked")
+    assert caught.value.suggestions["dgo"]
+
+
+def test_sampling_is_seeded_and_top_k_one_is_greedy(tiny_model: TrainedModel) -> None:
+    prompt = ["the", "old", "mouse"]
+    hot = GenerationOptions(temperature=1.5, seed=11)
+    assert generate(tiny_model, prompt, hot) == generate(tiny_model, prompt, hot)
+    samples = {
+        tuple(generate(tiny_model, prompt, GenerationOptions(temperature=2.0, seed=s)))
+        for s in range(5)
+    }
+    assert len(samples) > 1
+    top1 = GenerationOptions(temperature=1.0, top_k=1, seed=3)
+    assert generate(tiny_model, prompt, top1) == generate(tiny_model, prompt)
+    assert len(generate(tiny_model, prompt, GenerationOptions(length=5))) == 5
+
+
+def test_stop_at_sentence_end(tiny_model: TrainedModel) -> None:
+    out = generate(
+        tiny_model, ["had", "a", "general"], GenerationOptions(stop_at_sentence_end=True)
+    )
+    assert out[-1] == "." and out.count(".") == 1 and len(out) == 17
+
+
+def test_unknown_symbol_is_never_generated(story_tokens: list[str]) -> None:
+    vocabulary = Vocabulary.build(story_tokens, max_size=10)
+    config = ModelConfig(vocab_size=10, units=8, embedding_dim=4)
+    keras.utils.set_random_seed(1)
+    weights = extract_weights(build_network(config), config)
+    weights["dense_bias"][vocabulary.id_of(UNKNOWN)] = 100.0  # make <unk> the favourite
+    weights["left_context"] = np.full((10, 2), -1, np.int32)
+    model = TrainedModel(
+        config, vocabulary, weights, TrainingFigures(0, 0, 0, 0, 0.0, 0.0, 0.0, 0.0)
+    )
+    out = generate(model, ["zebra", "the", "cat"])  # unknown prompt words map to <unk>
+    assert len(out) == 32 and UNKNOWN not in out
+
+
+def test_generation_needs_no_tensorflow(tiny_model: TrainedModel, tmp_path: Path) -> None:
+    from model import to_bytes
+
+    path = tmp_path / "m.bin"
+    path.write_bytes(to_bytes(tiny_model))
+    code = (
+        "import sys; from pathlib import Path; from model import from_bytes, generate\n"
+        f"m = from_bytes(Path({str(path)!r}).read_bytes())\n"
+        "print(' '.join(generate(m, ['had', 'a', 'general'])))\n"
+        "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert result.stdout.split() == generate(tiny_model, ["had", "a", "general"])

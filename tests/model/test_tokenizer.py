@@ -1,0 +1,66 @@
+"""Issue 2, point 1: tokenizer for raw text, and the detokenizer."""
+
+from __future__ import annotations
+
+from model import detokenize, tokenize
+from tests.model.conftest import jacobs_fable
+
+
+def test_article_story_has_204_symbols_112_unique(story_tokens: list[str]) -> None:
+    assert len(story_tokens) == 204
+    assert len(set(story_tokens)) == 112
+
+
+def test_raw_jacobs_fable_gives_the_articles_words(story_tokens: list[str]) -> None:
+    raw = tokenize(jacobs_fable())
+    assert "“" in raw and "”" in raw and ";" in raw
+    # The article dropped the quotes, the semicolon and the colons of the raw fable.
+    assert [s for s in raw if s not in {"“", "”", ";", ":"}] == story_tokens
+
+
+def test_bom_crlf_and_case() -> None:
+    text = "\ufeffThe Cat\r\nsat.\r\n"
+    assert tokenize(text) == ["the", "cat", "sat", "."]
+    assert tokenize(text, lowercase=False) == ["The", "Cat", "sat", "."]
+
+
+def test_unicode_punctuation_quotes_dashes_ellipses() -> None:
+    text = '“Don’t,” she said—quietly… ¿Qué? ¡Sí! It\'s "fine" -- really...'
+    assert tokenize(text) == [
+        "“", "don't", ",", "”", "she", "said", "—", "quietly", "…",
+        "¿", "qué", "?", "¡", "sí", "!", "it's", "“", "fine", "”", "—", "really", "…",
+    ]  # fmt: skip
+
+
+def test_inner_apostrophe_and_hyphen_stay_in_the_word() -> None:
+    assert tokenize("The Ass’s Brains; the Cat-Maiden") == [
+        "the", "ass's", "brains", ";", "the", "cat-maiden",
+    ]  # fmt: skip
+    # A trailing apostrophe closes a quote instead.
+    assert tokenize("the boys’ toys") == ["the", "boys", "’", "toys"]
+
+
+def test_accents_numbers_and_italics_underscores() -> None:
+    assert tokenize("Café naïve _very_ 3.5% of 1,000") == [
+        "café", "naïve", "very", "3.5", "%", "of", "1,000",
+    ]  # fmt: skip
+
+
+def test_spaceless_scripts_fall_back_to_characters() -> None:
+    assert tokenize("我爱你。日本語") == ["我", "爱", "你", "。", "日", "本", "語"]
+    assert detokenize(tokenize("我爱你。日本語")) == "我爱你。日本語"
+
+
+def test_detokenize_renders_prose() -> None:
+    symbols = tokenize("“You will all agree,” said he; “that is — well… ¿no? (yes)!")
+    assert detokenize(symbols) == "“you will all agree,” said he; “that is—well… ¿no? (yes)!"
+
+
+def test_detokenize_roundtrips_the_raw_fable_words() -> None:
+    raw = tokenize(jacobs_fable())
+    assert tokenize(detokenize(raw)) == raw
+    assert detokenize(raw).startswith("long ago, the mice had a general council")
+
+
+def test_detokenize_straight_quotes_by_parity() -> None:
+    assert detokenize(["he", "said", '"', "hi", '"', "."]) == 'he said "hi".'

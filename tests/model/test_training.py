@@ -1,0 +1,132 @@
+"""Issue 2, points 4-5 (network, training) and issue 6 (validation, budget, ETA, cap)."""
+
+from __future__ import annotations
+
+import math
+import pickle
+
+import numpy as np
+import pytest
+
+from model import (
+    GenerationOptions,
+    StoryTooShortError,
+    TrainedModel,
+    TrainingCancelled,
+    TrainingConfig,
+    TrainingDiverged,
+    generate,
+    tokenize,
+)
+from model.training import TrainingProgress, train_model
+from tests.model.conftest import ARTICLE_PREFIX, CORPORA
+
+TINY = {"units": 32, "embedding_dim": 16}
+
+
+@pytest.fixture(scope="module")
+def jacobs_tokens() -> list[str]:
+    return tokenize((CORPORA / "fables-of-aesop-jacobs.txt").read_text(encoding="utf-8"))
+
+
+def test_tiny_model_learns_every_learnable_window(tiny_model: TrainedModel) -> None:
+    figures = tiny_model.figures
+    assert (figures.symbols, figures.windows, figures.learnable_windows) == (204, 201, 199)
+    assert figures.learnable_accuracy == 1.0 and figures.stopped == "learned"
+    assert figures.accuracy == pytest.approx(199 / 201)
+    assert figures.val_accuracy is None and figures.val_perplexity is None
+    assert len(figures.history) == figures.epochs
+    assert tiny_model.config.units == 32 and tiny_model.config.vocab_size == 112
+
+
+def test_progress_is_reported_and_picklable(story_tokens: list[str]) -> None:
+    reports: list[TrainingProgress] = []
+    train_model(
+        story_tokens, TINY, TrainingConfig(seed=1, max_epochs=6), on_progress=reports.append
+    )
+    reports = [r for r in reports if r.step == r.steps_per_epoch]  # drop mid-epoch reports
+    assert [r.epoch for r in reports] == [1, 2, 3, 4, 5, 6]
+    assert all(r.max_epochs == 6 and r.eta_seconds is not None for r in reports)
+    assert reports[-1].eta_seconds == 0.0
+    assert pickle.loads(pickle.dumps(reports[0])) == reports[0]
+
+
+def test_cancel_between_steps(story_tokens: list[str]) -> None:
+    calls = iter(range(100))
+    with pytest.raises(TrainingCancelled):
+        train_model(
+            story_tokens, TINY, TrainingConfig(seed=1), should_cancel=lambda: next(calls) >= 3
+        )
+
+
+def test_divergence_is_a_clear_error(story_tokens: list[str]) -> None:
+    config = TrainingConfig(seed=3, optimizer="rmsprop", learning_rate=1.0, clip_norm=None)
+    with pytest.raises(TrainingDiverged, match="learning rate"):
+        train_model(story_tokens, TINY, config)
+
+
+def test_too_short_story(story_tokens: list[str]) -> None:
+    with pytest.raises(StoryTooShortError):
+        train_model(story_tokens[:3], TINY)
+    with pytest.raises(StoryTooShortError):
+        train_model(story_tokens[:4], {**TINY, "n_input": 4})
+
+
+def test_seeded_runs_are_reproducible(story_tokens: list[str]) -> None:
+    config = TrainingConfig(seed=21, max_epochs=5)
+    a = train_model(story_tokens, TINY, config)
+    b = train_model(story_tokens, TINY, config)
+    for name in a.weights:
+        np.testing.assert_array_equal(a.weights[name], b.weights[name])
+
+
+@pytest.mark.parametrize("overrides", [{"n_input": 4}, {"layers": 2}])
+def test_other_shapes_learn_the_story(story_tokens: list[str], overrides: dict[str, int]) -> None:
+    model = train_model(
+        story_tokens, {**TINY, **overrides}, TrainingConfig(seed=3, learning_rate=3e-2)
+    )
+    assert model.figures.stopped == "learned"
+    n = model.config.n_input
+    prompt = ["mice", "had", "a", "general"][-n:]
+    assert generate(model, prompt)[:17] == ARTICLE_PREFIX
+
+
+def test_book_validation_budget_best_weights_and_cap(jacobs_tokens: list[str]) -> None:
+    reports: list[TrainingProgress] = []
+    model = train_model(
+        jacobs_tokens,
+        {"units": 16, "embedding_dim": 8},
+        TrainingConfig(seed=2, batch_size=512, max_seconds=4.0),
+        on_progress=reports.append,
+        vocabulary_max_size=500,
+    )
+    figures = model.figures
+    assert model.config.vocab_size == 500 and figures.vocabulary_cap == 500
+    assert figures.covered_share is not None and 0.7 < figures.covered_share < 1
+    assert figures.stopped == "max_seconds" and figures.seconds < 4.0 + 1.0
+    assert figures.validation_windows and figures.validation_windows > 1000
+    assert figures.val_accuracy is not None and 0 < figures.val_accuracy < 1
+    assert figures.val_perplexity is not None and 1 < figures.val_perplexity < 500
+    losses = [h["val_loss"] for h in figures.history]
+    assert figures.val_loss == min(losses) and figures.best_epoch == 1 + losses.index(min(losses))
+    assert figures.val_loss is not None
+    assert math.exp(figures.val_loss) == pytest.approx(figures.val_perplexity)
+    first = next(r for r in reports if r.epoch == 1 and r.step == r.steps_per_epoch)
+    assert first.eta_seconds is not None
+    assert first.elapsed_seconds + first.eta_seconds == pytest.approx(figures.seconds, rel=0.2)
+    assert len(generate(model, ["the", "zebra", "said"], GenerationOptions(length=8))) == 8
+
+
+def test_eta_after_first_epoch_when_epochs_bind(jacobs_tokens: list[str]) -> None:
+    reports: list[TrainingProgress] = []
+    model = train_model(
+        jacobs_tokens[:8000],
+        {"units": 16, "embedding_dim": 8},
+        TrainingConfig(seed=2, batch_size=256, max_epochs=5),
+        on_progress=reports.append,
+    )
+    first = next(r for r in reports if r.epoch == 1 and r.step == r.steps_per_epoch)
+    assert first.eta_seconds is not None
+    predicted = first.elapsed_seconds + first.eta_seconds
+    assert model.figures.stopped == "max_epochs" and model.figures.epochs == 5
+    assert predicted == pytest.approx(model.figures.seconds, rel=0.2)
