@@ -1,0 +1,134 @@
+"""The Discord client: a ``commands.Bot`` wired to one ``StoryService``.
+
+Start-up follows discord.py's "advanced startup" pattern: everything asynchronous happens in
+``setup_hook`` (open the service, load the cogs, sync the commands to the dev guild), which runs
+once after login and before the gateway connects; ``on_ready`` can fire again after every
+reconnect, so it only logs. Global command sync is a separate deliberate step
+(``python -m bot sync``, see ``runner.sync_commands``) because Discord rate-limits it.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot.discord_adapter.common import NO_MENTIONS, report_error
+
+if TYPE_CHECKING:
+    from bot.config import Config
+    from bot.service import StoryService
+
+log = logging.getLogger(__name__)
+
+COG_EXTENSIONS = (
+    "bot.discord_adapter.cogs.training",
+    "bot.discord_adapter.cogs.continuation",
+    "bot.discord_adapter.cogs.story",
+)
+
+
+def bot_intents() -> discord.Intents:
+    """No privileged intents: slash commands carry everything the cogs need."""
+    intents = discord.Intents.none()
+    intents.guilds = True
+    return intents
+
+
+class FabulistTree(app_commands.CommandTree[Any]):
+    async def on_error(
+        self, interaction: discord.Interaction[Any], error: app_commands.AppCommandError
+    ) -> None:
+        await report_error(interaction, error)
+
+
+class FabulistBot(commands.Bot):
+    """The bot. ``service`` is None only for ``sync_commands``, which never connects."""
+
+    def __init__(
+        self,
+        config: Config,
+        service: StoryService | None,
+        *,
+        sync_dev_guild: bool = True,
+        **options: Any,
+    ) -> None:
+        super().__init__(
+            command_prefix=commands.when_mentioned,
+            help_command=None,
+            intents=bot_intents(),
+            allowed_mentions=NO_MENTIONS,
+            tree_cls=FabulistTree,
+            **options,
+        )
+        self.config = config
+        self._service = service
+        self._sync_dev_guild = sync_dev_guild
+        self._service_started = False
+        self._service_closed = False
+
+    @property
+    def service(self) -> StoryService:
+        if self._service is None:
+            raise RuntimeError("this bot was built without a story service (sync only)")
+        return self._service
+
+    async def setup_hook(self) -> None:
+        if self._service is not None:
+            await self._service.start()
+            self._service_started = True
+        for extension in COG_EXTENSIONS:
+            await self.load_extension(extension)
+        guild_id = self.config.discord.dev_guild_id
+        if self._sync_dev_guild and guild_id is not None:
+            guild = discord.Object(id=guild_id)
+            self.tree.copy_global_to(guild=guild)
+            synced = await self.tree.sync(guild=guild)
+            log.info("synced %d commands to dev guild %s", len(synced), guild_id)
+
+    async def on_ready(self) -> None:
+        user = self.user
+        log.info(
+            "connected as %s (id %s) to %d guilds",
+            user,
+            user.id if user else "?",
+            len(self.guilds),
+        )
+
+    async def close(self) -> None:
+        # Order matters: closing the service settles open jobs, the training cog's unload then
+        # lets their progress messages say so, and only then does the connection close.
+        if self._service is not None and self._service_started and not self._service_closed:
+            self._service_closed = True
+            try:
+                await self._service.close()
+            except Exception:
+                log.exception("closing the story service failed")
+        for extension in reversed(COG_EXTENSIONS):
+            if extension in self.extensions:
+                await self.unload_extension(extension)
+        await super().close()
+
+
+class ShardedFabulistBot(FabulistBot, commands.AutoShardedBot):
+    """The same bot over discord.py's ``AutoShardedBot`` (one process, several shards)."""
+
+
+def create_bot(
+    config: Config, service: StoryService | None, *, sync_dev_guild: bool = True
+) -> FabulistBot:
+    """A ``ShardedFabulistBot`` when config names shards, else a plain ``FabulistBot``."""
+    settings = config.discord
+    if settings.shard_count is not None or settings.shard_ids is not None:
+        shard_ids = list(settings.shard_ids) if settings.shard_ids is not None else None
+        return ShardedFabulistBot(
+            config,
+            service,
+            sync_dev_guild=sync_dev_guild,
+            shard_count=settings.shard_count,
+            shard_ids=shard_ids,
+        )
+    return FabulistBot(config, service, sync_dev_guild=sync_dev_guild)

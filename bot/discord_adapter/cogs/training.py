@@ -1,0 +1,323 @@
+"""/train, /cancel, the Cancel button and the live progress message."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+import aiohttp
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot.discord_adapter.common import (
+    NO_MENTIONS,
+    admin_check,
+    bot_of,
+    channel_ref,
+    member_of,
+    report_error,
+)
+from bot.discord_adapter.rendering import escape_text, progress_text, result_text
+from bot.errors import InvalidUpload
+from bot.service import ChannelRef, JobProgress, TrainOptions
+
+if TYPE_CHECKING:
+    from bot.discord_adapter.client import FabulistBot
+    from bot.service import JobResult, StoryService, TrainingJob
+
+log = logging.getLogger(__name__)
+
+# Discord allows 5 edits per 5 s per channel; one edit every 2 s leaves room for everything else.
+PROGRESS_INTERVAL_SECONDS = 2.0
+DOWNLOAD_CHUNK_BYTES = 64 * 1024
+DOWNLOAD_TIMEOUT_SECONDS = 60.0
+FINAL_EDIT_SECONDS = 5.0
+
+
+class ProgressMessage:
+    """Throttled edits of one channel message from a stream of ``JobProgress`` updates.
+
+    The message is a regular channel message, not the interaction response, because
+    interaction tokens expire after 15 minutes and trainings may run longer.
+    """
+
+    def __init__(self, filename: str, interval: float = PROGRESS_INTERVAL_SECONDS) -> None:
+        self.filename = filename
+        self.interval = interval
+        self.message: discord.Message | discord.PartialMessage | None = None
+        self._latest: JobProgress | None = None
+        self._shown: str | None = None
+        self._changed = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def update(self, progress: JobProgress) -> None:
+        """The service's ``on_progress`` callback (runs on the event loop, must not block)."""
+        self._latest = progress
+        self._changed.set()
+
+    def attach(self, message: discord.Message | discord.PartialMessage) -> None:
+        self.message = message
+        self._shown = message.content if isinstance(message, discord.Message) else None
+        self._task = asyncio.create_task(self._run(), name=f"progress-{message.id}")
+
+    async def _run(self) -> None:
+        while True:
+            await self._changed.wait()
+            self._changed.clear()
+            progress = self._latest
+            if progress is None or self.message is None:
+                continue
+            text = progress_text(self.filename, progress)
+            if text == self._shown:
+                continue
+            started = time.monotonic()
+            try:
+                await self.message.edit(content=text)
+                self._shown = text
+            except discord.HTTPException as exc:
+                log.warning("progress edit of message %s failed: %s", self.message.id, exc)
+            await asyncio.sleep(max(0.0, self.interval - (time.monotonic() - started)))
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+
+class CancelButton(
+    discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"fabulist:cancel:(?P<job_id>[0-9]+)"
+):
+    """Cancel a training job; the job id lives in the custom id, so it survives restarts."""
+
+    def __init__(self, job_id: int) -> None:
+        super().__init__(
+            discord.ui.Button(
+                label="Cancel",
+                style=discord.ButtonStyle.danger,
+                custom_id=f"fabulist:cancel:{job_id}",
+            )
+        )
+        self.job_id = job_id
+
+    @classmethod
+    async def from_custom_id(
+        cls,
+        interaction: discord.Interaction[Any],
+        item: discord.ui.Item[Any],
+        match: Any,
+        /,
+    ) -> CancelButton:
+        return cls(int(match["job_id"]))
+
+    async def callback(self, interaction: discord.Interaction[Any]) -> None:
+        try:
+            await interaction.response.defer(ephemeral=True, thinking=True)
+            text = await cancel_job(interaction, self.job_id)
+            await interaction.followup.send(text, ephemeral=True, allowed_mentions=NO_MENTIONS)
+        except Exception as error:
+            await report_error(interaction, error)
+
+
+async def cancel_job(interaction: discord.Interaction[Any], job_id: int | None) -> str:
+    """Cancel this channel's job (only ``job_id`` if given); returns the reply text."""
+    service = bot_of(interaction).service
+    channel = channel_ref(interaction)
+    if job_id is not None:
+        current = await service.job_progress(channel)
+        if current is None or current.job_id != job_id:
+            return f"Training job #{job_id} has already ended."
+    progress = await service.cancel(channel, member_of(interaction))
+    if progress is None:
+        return "Nothing is training in this channel."
+    return f"Cancelling training job #{progress.job_id}…"
+
+
+class TrainingCog(commands.Cog):
+    def __init__(self, bot: FabulistBot) -> None:
+        self.bot = bot
+        self._watchers: set[asyncio.Task[None]] = set()
+        self._http: aiohttp.ClientSession | None = None
+
+    @property
+    def service(self) -> StoryService:
+        return self.bot.service
+
+    async def cog_load(self) -> None:
+        self.bot.add_dynamic_items(CancelButton)
+        if self.bot.config.permissions.train_role_ids:
+            # Role holders without the permission must still see the command; the check decides.
+            self.train.default_permissions = None
+
+    async def cog_unload(self) -> None:
+        self.bot.remove_dynamic_items(CancelButton)
+        if self._watchers:
+            # On shutdown the service has just settled open jobs as interrupted: let the
+            # watchers say so in their progress messages before the connection closes.
+            _, pending = await asyncio.wait(self._watchers, timeout=FINAL_EDIT_SECONDS)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+        if self._http is not None:
+            await self._http.close()
+            self._http = None
+
+    @app_commands.command(name="train")
+    @app_commands.guild_only()
+    @app_commands.default_permissions(manage_channels=True)
+    @app_commands.check(admin_check)
+    @app_commands.describe(
+        story="A plain-text (UTF-8) file with the story to learn",
+        layers="LSTM layers: 1 (default) or 2",
+        n_input="How many previous words the model looks at (1-10, default 3)",
+        seed="Random seed, for a reproducible training",
+    )
+    async def train(
+        self,
+        interaction: discord.Interaction[Any],
+        story: discord.Attachment,
+        layers: app_commands.Range[int, 1, 2] | None = None,
+        n_input: app_commands.Range[int, 1, 10] | None = None,
+        seed: int | None = None,
+    ) -> None:
+        """Teach this channel a story from a text file; replaces the story it knows now."""
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        self.service.check_upload_size(story.size)
+        data = await self._download(story)
+        options = TrainOptions(layers=layers, n_input=n_input, seed=seed)
+        await self._start(interaction, story.filename, data, options)
+
+    @app_commands.command(name="cancel")
+    @app_commands.guild_only()
+    async def cancel(self, interaction: discord.Interaction[Any]) -> None:
+        """Stop this channel's training (yours, or anyone's if you manage the channel)."""
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        text = await cancel_job(interaction, None)
+        await interaction.followup.send(text, ephemeral=True, allowed_mentions=NO_MENTIONS)
+
+    async def _download(self, attachment: discord.Attachment) -> bytes:
+        """Read the attachment, but never more than the configured limit (+1 byte to tell)."""
+        limit = self.bot.config.limits.story_bytes
+        if self._http is None:
+            timeout = aiohttp.ClientTimeout(total=DOWNLOAD_TIMEOUT_SECONDS)
+            self._http = aiohttp.ClientSession(timeout=timeout)
+        buffer = bytearray()
+        async with self._http.get(attachment.url) as response:
+            response.raise_for_status()
+            async for chunk in response.content.iter_chunked(DOWNLOAD_CHUNK_BYTES):
+                buffer.extend(chunk)
+                if len(buffer) > limit:
+                    break
+        if len(buffer) > limit:
+            # The metadata understated the size; the exact size is unknown (we stopped reading).
+            raise InvalidUpload(
+                f"The file is larger than the {limit / 1024:,.0f} KiB limit (larger than its "
+                "upload said). Upload a shorter story."
+            )
+        self.service.check_upload_size(len(buffer))
+        return bytes(buffer)
+
+    async def _start(
+        self,
+        interaction: discord.Interaction[Any],
+        filename: str,
+        data: bytes,
+        options: TrainOptions,
+    ) -> None:
+        channel = channel_ref(interaction)
+        tracker = ProgressMessage(filename)
+        job = await self.service.train(
+            channel, member_of(interaction), filename, data, options, on_progress=tracker.update
+        )
+        view = discord.ui.View(timeout=None)
+        view.add_item(CancelButton(job.job_id))
+        intro = progress_text(filename, _initial_progress(job))
+        messageable = self.bot.get_partial_messageable(
+            channel.channel_id, guild_id=channel.guild_id
+        )
+        message: discord.Message | None = None
+        try:
+            message = await messageable.send(intro, view=view, allowed_mentions=NO_MENTIONS)
+        except discord.HTTPException as exc:
+            log.warning("cannot post progress in channel %s: %s", channel.channel_id, exc)
+        if message is not None:
+            tracker.attach(message)
+            where = f" Progress: {message.jump_url}"
+        else:
+            where = " (I cannot post in this channel, so there is no live progress.)"
+        task = asyncio.create_task(
+            self._watch(job.job_id, channel, filename, tracker), name=f"watch-job-{job.job_id}"
+        )
+        self._watchers.add(task)
+        task.add_done_callback(self._watchers.discard)
+        await interaction.followup.send(
+            f"Training job #{job.job_id} on {escape_text(filename)} {_state_phrase(job)}.{where}",
+            ephemeral=True,
+            allowed_mentions=NO_MENTIONS,
+        )
+
+    async def _watch(
+        self, job_id: int, channel: ChannelRef, filename: str, tracker: ProgressMessage
+    ) -> None:
+        try:
+            try:
+                result = await self.service.wait_for_job(job_id)
+            finally:
+                await tracker.stop()
+            await self._finish(result, channel, filename, tracker.message)
+        except Exception:
+            log.exception("could not report the end of training job %s", job_id)
+
+    async def _finish(
+        self,
+        result: JobResult,
+        channel: ChannelRef,
+        filename: str,
+        message: discord.Message | discord.PartialMessage | None,
+    ) -> None:
+        png: bytes | None = None
+        if result.state == "done":
+            png = await self.service.training_plot(channel)
+        text = result_text(filename, result)
+        files = [discord.File(io.BytesIO(png), filename="training.png")] if png else []
+        if message is not None:
+            await message.edit(content=text, view=None, attachments=files)
+        else:
+            messageable = self.bot.get_partial_messageable(
+                channel.channel_id, guild_id=channel.guild_id
+            )
+            await messageable.send(text, files=files, allowed_mentions=NO_MENTIONS)
+
+
+def _state_phrase(job: TrainingJob) -> str:
+    if job.state == "queued":
+        return f"is queued (position {job.queue_position})" if job.queue_position else "is queued"
+    return "has started"
+
+
+def _initial_progress(job: TrainingJob) -> JobProgress:
+    return JobProgress(
+        job_id=job.job_id,
+        state=job.state,
+        epoch=0,
+        max_epochs=0,
+        loss=None,
+        accuracy=None,
+        learnable_accuracy=None,
+        eta_seconds=None,
+        elapsed_seconds=0.0,
+        queue_position=job.queue_position,
+    )
+
+
+async def setup(bot: commands.Bot) -> None:
+    from bot.discord_adapter.client import FabulistBot
+
+    assert isinstance(bot, FabulistBot)
+    await bot.add_cog(TrainingCog(bot))

@@ -1,0 +1,298 @@
+"""Text and embed rendering for the Discord adapter (no I/O, no service calls).
+
+Untrusted text policy: everything that comes from a story (generated continuations, file names,
+uploader names) goes through :func:`escape_text` before it is put into a message. That escapes
+Discord markdown (bold, italics, strike-through, spoiler bars, code spans and fences, quotes,
+headings, lists, masked links) with backslashes, so the text is shown literally and cannot end
+or open a formatting span of the surrounding reply. Mentions are also neutralised with a
+zero-width space, and every message is additionally sent with ``AllowedMentions.none()`` (the
+bot's default), so nothing a story contains can ever ping anyone.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+import discord
+
+if TYPE_CHECKING:
+    from bot.service import JobProgress, JobResult, StoryCard
+
+MESSAGE_LIMIT = 2000
+EMBED_FIELD_LIMIT = 1024
+CHOICE_LIMIT = 100
+BAR_WIDTH = 20
+
+_STATE_LABELS = {
+    "queued": "Queued",
+    "running": "Training",
+    "cancelling": "Cancelling",
+    "done": "Finished",
+    "failed": "Failed",
+    "cancelled": "Cancelled",
+    "interrupted": "Interrupted",
+}
+
+
+def escape_text(text: str) -> str:
+    """Make user-derived text display literally: no markdown, no mentions."""
+    return discord.utils.escape_mentions(discord.utils.escape_markdown(text))
+
+
+def truncate(text: str, limit: int, ellipsis: str = "…") -> str:
+    """Cut ``text`` to at most ``limit`` characters, marking the cut."""
+    if len(text) <= limit:
+        return text
+    return text[: max(0, limit - len(ellipsis))] + ellipsis
+
+
+def split_message(text: str, limit: int = MESSAGE_LIMIT) -> list[str]:
+    """Split ``text`` into chunks of at most ``limit`` characters.
+
+    Prefers line breaks, then spaces; never splits right after a backslash, so an escape
+    produced by :func:`escape_text` always stays with the character it escapes.
+    """
+    if limit < 2:
+        raise ValueError("limit must be at least 2")
+    chunks: list[str] = []
+    rest = text
+    while len(rest) > limit:
+        window = rest[:limit]
+        cut = window.rfind("\n")
+        if cut < limit // 2:
+            cut = window.rfind(" ")
+        if cut < limit // 2:
+            cut = limit
+            while cut > 1 and rest[cut - 1] == "\\":
+                cut -= 1
+        chunk = rest[:cut].rstrip()
+        if chunk:
+            chunks.append(chunk)
+        rest = rest[cut:].lstrip()
+    if rest.strip() or not chunks:
+        chunks.append(rest)
+    return chunks
+
+
+def progress_bar(fraction: float, width: int = BAR_WIDTH) -> str:
+    """A text bar such as ``████████░░░░``; ``fraction`` is clamped to 0..1."""
+    if math.isnan(fraction):
+        fraction = 0.0
+    fraction = min(1.0, max(0.0, fraction))
+    filled = round(fraction * width)
+    return "█" * filled + "░" * (width - filled)
+
+
+def format_duration(seconds: float | None) -> str:
+    """``42 s``, ``3 min 05 s``, ``1 h 02 min``; ``?`` when unknown."""
+    if seconds is None or math.isnan(seconds) or seconds < 0:
+        return "?"
+    total = round(seconds)
+    if total < 60:
+        return f"{total} s"
+    minutes, secs = divmod(total, 60)
+    if minutes < 60:
+        return f"{minutes} min {secs:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"
+
+
+def format_percent(value: float | None) -> str:
+    if value is None or math.isnan(value):
+        return "–"
+    return f"{value * 100:.1f}%"
+
+
+def format_number(value: float | None, digits: int = 3) -> str:
+    if value is None or math.isnan(value):
+        return "–"
+    return f"{value:.{digits}f}"
+
+
+def format_timestamp(value: datetime | str | float | None) -> str:
+    """A Discord timestamp tag (renders in the reader's time zone) or the raw value."""
+    if value is None:
+        return "–"
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value)
+        except ValueError:
+            return escape_text(str(value))
+    if isinstance(value, int | float):
+        return f"<t:{int(value)}:f>"
+    return discord.utils.format_dt(value, "f")
+
+
+def progress_text(filename: str, progress: JobProgress) -> str:
+    """The live progress message of one training job."""
+    state = _STATE_LABELS.get(progress.state, progress.state.capitalize())
+    header = f"**{state}** {escape_text(filename)} · job #{progress.job_id}"
+    if progress.state == "queued":
+        position = progress.queue_position
+        where = f" (position {position} in the queue)" if position else ""
+        return f"{header}\nWaiting for a free training worker{where}."
+    if progress.state == "running" and progress.epoch == 0:
+        return f"{header}\nStarting: preparing the story and the network…"
+    fraction = progress.epoch / progress.max_epochs if progress.max_epochs else 0.0
+    lines = [
+        header,
+        f"`{progress_bar(fraction)}` {fraction * 100:.0f}% · epoch {progress.epoch}"
+        f"/{progress.max_epochs}",
+        f"loss {format_number(progress.loss)} · accuracy {format_percent(progress.accuracy)}"
+        f" · learnable {format_percent(progress.learnable_accuracy)}",
+        f"elapsed {format_duration(progress.elapsed_seconds)}"
+        f" · ETA {format_duration(progress.eta_seconds)}",
+    ]
+    return "\n".join(lines)
+
+
+_STOPPED = {
+    "learned": "learned the story",
+    "max_epochs": "reached the epoch limit",
+    "max_seconds": "reached the time limit",
+}
+
+
+def result_text(filename: str, result: JobResult) -> str:
+    """The message that replaces the progress message once a job has ended."""
+    state = _STATE_LABELS.get(result.state, result.state.capitalize())
+    header = f"**{state}** {escape_text(filename)} · job #{result.job_id}"
+    if result.state != "done":
+        reason = f"\n{escape_text(result.error)}" if result.error else ""
+        return truncate(header + reason, MESSAGE_LIMIT)
+    if result.model_version is not None:
+        header += f" · model v{result.model_version}"
+    lines = [header]
+    figures = result.figures
+    if figures is not None:
+        parts = [f"{figures.symbols:,} symbols"]
+        if figures.vocabulary_size is not None:
+            parts.append(f"vocabulary {figures.vocabulary_size:,}")
+        parts.append(f"{figures.epochs} epochs in {format_duration(figures.seconds)}")
+        stopped = _STOPPED.get(figures.stopped)
+        if stopped:
+            parts.append(stopped)
+        lines.append(" · ".join(parts))
+        lines.append(
+            f"learnable accuracy {format_percent(figures.learnable_accuracy)}"
+            f" · accuracy {format_percent(figures.accuracy)}"
+            f" · loss {format_number(figures.loss)}"
+        )
+        if figures.val_accuracy is not None or figures.val_perplexity is not None:
+            lines.append(
+                f"held-out accuracy {format_percent(figures.val_accuracy)}"
+                f" · perplexity {format_number(figures.val_perplexity, 1)}"
+            )
+        else:
+            lines.append("No held-out figures: the story is too short to set text aside.")
+    lines.append("Try `/continue` with a few words from the story.")
+    return truncate("\n".join(lines), MESSAGE_LIMIT)
+
+
+def continuation_text(text: str, *, model_version: int, original_share: float | None) -> str:
+    """A continuation as prose, escaped, with a one-line footer (split it to send it)."""
+    footer = f"-# model v{model_version}"
+    if original_share is not None:
+        footer += f" · {original_share * 100:.0f}% from the story"
+    body = escape_text(text.strip()) or "…"
+    return f"{body}\n{footer}"
+
+
+def story_card_embed(card: StoryCard) -> discord.Embed:
+    """The ``/story card`` embed."""
+    # Titles render mentions as raw text, so the title uses the channel's name.
+    name = card.channel.name
+    title = f"Story card · #{escape_text(name)}" if name else "Story card"
+    embed = discord.Embed(title=truncate(title, 256), colour=discord.Colour.blurple())
+    job = card.job
+    if not card.has_model:
+        embed.description = (
+            "No story learned in this channel yet. Someone with Manage Channels can teach one "
+            "with `/train`."
+        )
+    if card.story_filename:
+        name = escape_text(card.story_filename)
+        if card.stories > 1:
+            name += f" (+{card.stories - 1} earlier)"
+        embed.add_field(name="Story", value=truncate(name, EMBED_FIELD_LIMIT), inline=True)
+    if card.story_uploader:
+        embed.add_field(
+            name="Uploaded by",
+            value=truncate(escape_text(card.story_uploader), EMBED_FIELD_LIMIT),
+            inline=True,
+        )
+    if card.story_uploaded_at is not None:
+        embed.add_field(
+            name="Uploaded", value=format_timestamp(card.story_uploaded_at), inline=True
+        )
+    if card.has_model:
+        embed.add_field(name="Model version", value=f"v{card.model_version}", inline=True)
+        if card.symbols is not None:
+            embed.add_field(name="Symbols", value=f"{card.symbols:,}", inline=True)
+        if card.vocabulary_size is not None:
+            vocab = f"{card.vocabulary_size:,}"
+            if card.vocabulary_covered_share is not None:
+                vocab += f" (covers {format_percent(card.vocabulary_covered_share)})"
+            embed.add_field(name="Vocabulary", value=vocab, inline=True)
+        embed.add_field(
+            name="Learnable accuracy", value=format_percent(card.learnable_accuracy), inline=True
+        )
+        if card.val_accuracy is not None or card.val_perplexity is not None:
+            embed.add_field(
+                name="Held-out",
+                value=f"accuracy {format_percent(card.val_accuracy)} · perplexity "
+                f"{format_number(card.val_perplexity, 1)}",
+                inline=True,
+            )
+        if card.epochs is not None:
+            embed.add_field(
+                name="Training time",
+                value=f"{card.epochs} epochs, {format_duration(card.training_seconds)}",
+                inline=True,
+            )
+        embed.add_field(name="Trained", value=format_timestamp(card.trained_at), inline=True)
+    embed.add_field(name="Training", value=_training_state(job), inline=False)
+    last = card.last_job
+    if job is None and last is not None and last.state != "done":
+        embed.add_field(
+            name="Last training",
+            value=truncate(
+                f"job #{last.job_id} {last.state}"
+                + (f": {escape_text(last.error)}" if last.error else ""),
+                EMBED_FIELD_LIMIT,
+            ),
+            inline=False,
+        )
+    return embed
+
+
+def _training_state(job: JobProgress | None) -> str:
+    if job is None:
+        return "idle"
+    if job.state == "queued":
+        if job.queue_position:
+            return f"job #{job.job_id} queued (position {job.queue_position})"
+        return f"job #{job.job_id} queued"
+    if job.state in ("running", "cancelling"):
+        fraction = job.epoch / job.max_epochs if job.max_epochs else 0.0
+        return (
+            f"job #{job.job_id} {job.state}: `{progress_bar(fraction, 10)}` epoch "
+            f"{job.epoch}/{job.max_epochs}, ETA {format_duration(job.eta_seconds)}"
+        )
+    return f"job #{job.job_id} {job.state}"
+
+
+def word_choices(typed: str, words: Iterable[str]) -> list[tuple[str, str]]:
+    """Autocomplete choices ``(name, value)`` that replace the word being typed in ``typed``."""
+    head, _, _ = typed.rpartition(" ")
+    prefix = f"{head} " if head else ""
+    choices: list[tuple[str, str]] = []
+    for word in words:
+        value = prefix + word
+        # Discord rejects longer choices; a prompt this long has nothing useful to complete.
+        if len(value) <= CHOICE_LIMIT:
+            choices.append((value, value))
+    return choices[:25]

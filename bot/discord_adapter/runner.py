@@ -1,0 +1,104 @@
+"""Entry points for ``python -m bot run`` and ``python -m bot sync``."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from typing import TYPE_CHECKING
+
+import discord
+import discord.gateway
+import discord.http
+import yarl
+
+from bot.discord_adapter.client import create_bot
+from bot.errors import ConfigError
+
+if TYPE_CHECKING:
+    from bot.config import Config
+    from bot.discord_adapter.client import FabulistBot
+
+log = logging.getLogger(__name__)
+
+
+def apply_endpoints(config: Config) -> None:
+    """Point discord.py at another API / gateway (a self-hosted proxy or the test fake)."""
+    settings = config.discord
+    if settings.api_base_url:
+        discord.http.Route.BASE = settings.api_base_url.rstrip("/")
+        log.info("Discord API base URL: %s", discord.http.Route.BASE)
+    if settings.gateway_url:
+        discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(settings.gateway_url)
+        log.info("Discord gateway URL: %s", settings.gateway_url)
+
+
+def _token(config: Config) -> str:
+    token = config.discord.token
+    if not token:
+        raise ConfigError("discord.token is not set (set it in the config file or DISCORD_TOKEN)")
+    return token
+
+
+def _ensure_logging(config: Config) -> None:
+    if not logging.getLogger().handlers:
+        discord.utils.setup_logging(level=logging.getLevelName(config.logging.level))
+
+
+def run_bot(config: Config) -> None:
+    """Run the bot until SIGTERM/SIGINT, then close the gateway, the service and the database."""
+    token = _token(config)
+    _ensure_logging(config)
+    apply_endpoints(config)
+    asyncio.run(_run(config, token))
+
+
+async def _run(config: Config, token: str) -> None:
+    from bot.service import StoryService
+    from bot.storage import StoryStore
+
+    store = await StoryStore.open(config.storage.database)
+    try:
+        service = StoryService(config, store)
+        bot = create_bot(config, service)
+        loop = asyncio.get_running_loop()
+        closing: list[asyncio.Task[None]] = []
+
+        def request_stop(signum: signal.Signals) -> None:
+            log.info("received %s, shutting down", signum.name)
+            if not closing:
+                closing.append(loop.create_task(bot.close()))
+
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, request_stop, signum)
+        try:
+            async with bot:
+                await bot.start(token)
+        finally:
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(signum)
+            if closing:
+                await closing[0]
+    finally:
+        await store.close()
+    log.info("stopped")
+
+
+def sync_commands(config: Config) -> None:
+    """Log in (no gateway connection), replace the global command set, exit."""
+    token = _token(config)
+    _ensure_logging(config)
+    apply_endpoints(config)
+    asyncio.run(_sync(config, token))
+
+
+async def _sync(config: Config, token: str) -> None:
+    bot: FabulistBot = create_bot(config, None, sync_dev_guild=False)
+    async with bot:
+        await bot.login(token)
+        synced = await bot.tree.sync()
+        log.info(
+            "synced %d global commands: %s",
+            len(synced),
+            ", ".join(f"/{command.name}" for command in synced),
+        )

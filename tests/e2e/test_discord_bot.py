@@ -1,0 +1,376 @@
+"""End to end: the real bot process (``python -m bot --config X run``) against the fake Discord.
+
+One fake Discord and one bot process serve the whole module (starting TensorFlow workers is the
+expensive part), so the tests run in file order and build on each other: #story is trained once
+on the article's story, then continued, carded, and finally forgotten; #other never has a model
+until the cancel test trains (and cancels) a larger story there.
+"""
+
+# ruff: noqa: ASYNC109  # the harness API takes explicit timeouts so failures say what was awaited
+
+from __future__ import annotations
+
+import itertools
+import re
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+import pytest_asyncio
+
+from tests.fake_discord import BotProcess, FakeDiscord, FakeMessage, World, make_bot_process
+from tests.fake_discord.handles import InteractionHandle
+
+pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
+
+REPO = Path(__file__).resolve().parents[2]
+ARTICLE = REPO / "data" / "belling-the-cat.txt"
+CORPORA = REPO / ".." / "shared" / "corpora"
+CANCEL = "fabulist:cancel:"
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+OPENING = "council to consider what measures they could take to outwit their common enemy, the cat."
+# Article-size defaults (512 units) learn the story in a few seconds; the worker's TensorFlow
+# import and the first compile add a few more on a loaded 2-core machine.
+TRAIN_TIMEOUT = 120.0
+STORY_BYTES = 100_000
+BOT_CONFIG = {
+    "cooldowns": {"continue_seconds": 0.0},
+    "limits": {"story_bytes": STORY_BYTES},
+    "workers": {"count": 1},
+}
+
+
+@dataclass
+class Env:
+    fake: FakeDiscord
+    world: World
+    bot: BotProcess
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def env(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Env]:
+    fake = FakeDiscord()
+    world = fake.default_world()
+    await fake.start()
+    tmp_path = tmp_path_factory.mktemp("discord-bot")
+    config = {"discord": {"dev_guild_id": world.guild.id}, **BOT_CONFIG}
+    bot = make_bot_process(fake, tmp_path, config)
+    try:
+        await bot.start(wait_commands_for=world.guild.id, command_names=["train", "continue"])
+        yield Env(fake, world, bot)
+    finally:
+        code = await bot.stop()
+        print(f"----- {bot.log_path} -----\n{bot.log_tail(200)}")
+        for message in fake.messages(include_deleted=True):
+            print(f"----- message {message.id} ({message.kind}, flags {message.flags})")
+            for state in message.history:
+                print("  ", state)
+        await fake.stop()
+    assert code == 0, f"the bot did not exit cleanly on SIGTERM (exit code {code})"
+    fake.assert_no_unknown_requests()
+    fake.assert_no_violations()
+    bot.assert_log_clean()
+
+
+@pytest.fixture(autouse=True)
+def _clean_api_use(env: Env) -> Iterator[None]:
+    """Fail the test that caused it, not only the module teardown."""
+    yield
+    env.fake.assert_no_unknown_requests()
+    env.fake.assert_no_violations()
+
+
+async def _ephemeral_reply(handle: InteractionHandle, timeout: float = 15.0) -> FakeMessage:
+    reply = await handle.wait_reply(timeout)
+    assert reply.ephemeral, f"expected an ephemeral reply, got {reply.content!r}"
+    assert not reply.pings_anyone()
+    return reply
+
+
+async def _train(
+    env: Env, channel_name: str, filename: str, data: bytes, **options: object
+) -> tuple[InteractionHandle, FakeMessage]:
+    """/train as the admin; returns the interaction and the channel progress message."""
+    channel = env.world.channel if channel_name == "story" else env.world.other_channel
+    attachment = env.fake.add_attachment(filename, data, channel=channel)
+    handle = await env.fake.send_slash_command(
+        "train", {"story": attachment, **options}, user=env.world.admin, channel=channel
+    )
+    reply = await _ephemeral_reply(handle, 30.0)
+    assert "Training job #" in reply.content
+    progress = await env.fake.wait_for_message(
+        lambda m: (
+            m.kind == "channel" and any(c.startswith("fabulist:cancel:") for c in m.custom_ids())
+        ),
+        channel=channel,
+        timeout=15.0,
+    )
+    return handle, progress
+
+
+def _assert_throttled(env: Env, message: FakeMessage) -> None:
+    """Progress edits come at most every ~2 s (the final result edit may follow sooner)."""
+    edits = [
+        r.at
+        for r in env.fake.requests_to("PATCH /channels/{channel_id}/messages/{message_id}")
+        if r.path.endswith(f"/{message.id}")
+    ]
+    gaps = [later - earlier for earlier, later in itertools.pairwise(edits[:-1])]
+    assert all(gap >= 1.9 for gap in gaps), gaps
+
+
+async def _continue(env: Env, prompt: str, **options: object) -> InteractionHandle:
+    return await env.fake.send_slash_command(
+        "continue", {"prompt": prompt, **options}, user=env.world.member, channel=env.world.channel
+    )
+
+
+# -- tests, in order ---------------------------------------------------------------------------
+
+
+async def test_commands_are_synced_to_the_dev_guild(env: Env) -> None:
+    commands = await env.fake.wait_for_commands(env.world.guild)
+    assert {"train", "continue", "story", "forget", "cancel"} <= set(commands)
+    assert not env.fake.commands.get(None), "run must not sync globally"
+
+
+async def test_continue_in_a_channel_with_no_model(env: Env) -> None:
+    handle = await env.fake.send_slash_command(
+        "continue",
+        {"prompt": "had a general"},
+        user=env.world.member,
+        channel=env.world.other_channel,
+    )
+    reply = await _ephemeral_reply(handle)
+    assert "/train" in reply.content
+
+
+async def test_train_is_denied_without_manage_channels(env: Env) -> None:
+    attachment = env.fake.add_attachment("story.txt", ARTICLE.read_bytes())
+    handle = await env.fake.send_slash_command(
+        "train", {"story": attachment}, user=env.world.member, channel=env.world.channel
+    )
+    reply = await _ephemeral_reply(handle)
+    assert "Manage Channels" in reply.content
+    # Refused before any download: the fake CDN never served the file.
+    assert _downloads(env, attachment.url) == 0
+
+
+def _downloads(env: Env, url: str) -> int:
+    path = urlsplit(url).path
+    assert path.startswith("/attachments/")
+    return len([r for r in env.fake.requests if r.path == path])
+
+
+async def test_oversize_attachment_is_refused_from_its_metadata(env: Env) -> None:
+    attachment = env.fake.add_attachment(
+        "huge.txt", ARTICLE.read_bytes(), declared_size=2 * STORY_BYTES
+    )
+    handle = await env.fake.send_slash_command(
+        "train", {"story": attachment}, user=env.world.admin, channel=env.world.channel
+    )
+    reply = await _ephemeral_reply(handle)
+    assert "limit" in reply.content
+    assert _downloads(env, attachment.url) == 0
+
+
+async def test_download_larger_than_its_metadata_is_refused(env: Env) -> None:
+    data = b"the cat . " * (STORY_BYTES // 5)
+    attachment = env.fake.add_attachment("liar.txt", data, declared_size=1000)
+    handle = await env.fake.send_slash_command(
+        "train", {"story": attachment}, user=env.world.admin, channel=env.world.channel
+    )
+    reply = await _ephemeral_reply(handle)
+    assert "limit" in reply.content
+    assert _downloads(env, attachment.url) == 1
+
+
+async def test_train_article_story_to_finished_message_with_plot(env: Env) -> None:
+    _, progress = await _train(env, "story", "belling-the-cat.txt", ARTICLE.read_bytes(), seed=1)
+    done = await env.fake.wait_until(
+        lambda: progress if progress.content.startswith("**Finished**") else None,
+        TRAIN_TIMEOUT,
+        "the finished training message",
+    )
+    text = done.content
+    assert "belling-the-cat.txt" in text
+    assert re.search(r"\b2\d\d symbols\b", text), text
+    assert "vocabulary" in text and "learnable accuracy" in text
+    assert not done.custom_ids(), "the Cancel button must go once training ended"
+    _assert_throttled(env, done)
+    plot = done.file("training.png")
+    assert plot.data.startswith(PNG_SIGNATURE)
+    assert not done.pings_anyone()
+
+
+async def test_continue_had_a_general_gives_the_articles_opening(env: Env) -> None:
+    handle = await _continue(env, "had a general")
+    reply = await handle.wait_reply(15.0)
+    assert not reply.ephemeral
+    assert OPENING in reply.content, reply.content
+    assert reply.content.startswith("had a general council")
+    assert {"Reroll", "Continue"} <= {c.get("label") for c in reply.iter_components()}
+    assert reply.allowed_mentions is not None and not reply.pings_anyone()
+
+
+async def test_continue_button_extends_from_the_last_words(env: Env) -> None:
+    handle = await _continue(env, "had a general", length=8)
+    reply = await handle.wait_reply(15.0)
+    more = next(c for c in reply.custom_ids() if c.startswith("fabulist:more:"))
+    click = await env.fake.send_component_click(reply, more, env.world.member)
+    extended = await click.wait_reply(15.0)
+    assert not extended.ephemeral
+    # "had a general council to consider what" + 8 -> continues "... could take to outwit"
+    # It restarts from the last few words only, so the beginning is not repeated.
+    assert extended.content.startswith("…"), extended.content
+    assert "had a" not in extended.content
+    assert "outwit their common enemy" in extended.content, extended.content
+
+
+async def test_reroll_button_samples_a_new_continuation(env: Env) -> None:
+    handle = await _continue(env, "the mice")
+    reply = await handle.wait_reply(15.0)
+    reroll = next(c for c in reply.custom_ids() if c.startswith("fabulist:reroll:"))
+    click = await env.fake.send_component_click(reply, reroll, env.world.admin)
+    rerolled = await click.wait_reply(15.0)
+    assert not rerolled.ephemeral
+    assert rerolled.content.startswith("the mice")
+
+
+async def test_unknown_words_get_a_private_error_with_suggestions(env: Env) -> None:
+    handle = await _continue(env, "had a generel")
+    reply = await _ephemeral_reply(handle)
+    assert "generel" in reply.content
+    assert "general" in reply.content.replace("generel", "")
+
+
+async def test_autocomplete_offers_vocabulary_words(env: Env) -> None:
+    handle = await env.fake.send_autocomplete(
+        "continue",
+        {"prompt": "had a gen"},
+        "prompt",
+        user=env.world.member,
+        channel=env.world.channel,
+    )
+    choices = await handle.wait_autocomplete()
+    values = [c["value"] for c in choices]
+    assert "had a general" in values, values
+
+
+async def test_story_card(env: Env) -> None:
+    handle = await env.fake.send_slash_command(
+        "story", {}, subcommand="card", user=env.world.member, channel=env.world.channel
+    )
+    reply = await handle.wait_reply(15.0)
+    text = reply.text()
+    assert "#story" in text
+    assert "Story: belling-the-cat.txt" in text
+    assert "Model version: v1" in text
+    assert "Uploaded by: Alice" in text
+    assert "Symbols: 204" in text
+    assert "Training: idle" in text
+
+
+async def test_second_train_while_one_runs_and_cancel(env: Env) -> None:
+    # A slice of a book: an epoch takes a few seconds, so the job is surely running when
+    # cancelled, and the first live progress does not keep the suite waiting long.
+    book = (CORPORA / "fables-of-aesop-jacobs.txt").read_bytes()[:30_000]
+    book = book[: book.rindex(b"\n")]
+    handle, progress = await _train(env, "other", "aesop.txt", book)
+    # A second /train in the same channel while the first is queued or running.
+    again = env.fake.add_attachment("again.txt", ARTICLE.read_bytes())
+    second = await env.fake.send_slash_command(
+        "train", {"story": again}, user=env.world.admin, channel=env.world.other_channel
+    )
+    busy = await _ephemeral_reply(second, 30.0)
+    cancel_id = next(c for c in progress.custom_ids() if c.startswith(CANCEL))
+    assert f"job #{cancel_id.removeprefix(CANCEL)}" in busy.content, busy.content
+    # Wait for live progress, then a member who did not start it may not cancel it.
+    await env.fake.wait_until(
+        lambda: progress if re.search(r"epoch [1-9]", progress.content) else None,
+        TRAIN_TIMEOUT,
+        "live training progress",
+    )
+    assert re.search(r"loss \d+\.\d+ · accuracy \d+\.\d%", progress.content), progress.content
+    assert "ETA" in progress.content
+    denied = await env.fake.send_component_click(progress, cancel_id, env.world.member)
+    refusal = await _ephemeral_reply(denied)
+    assert "cancel" in refusal.content.lower()
+    # The uploader may.
+    click = await env.fake.send_component_click(progress, cancel_id, env.world.admin)
+    ack = await _ephemeral_reply(click)
+    assert "Cancelling" in ack.content
+    await env.fake.wait_until(
+        lambda: progress if progress.content.startswith("**Cancelled**") else None,
+        60.0,
+        "the cancelled training message",
+    )
+    assert not progress.custom_ids()
+    _assert_throttled(env, progress)
+    # The channel keeps its model-less state: the cancelled job activated nothing.
+    handle = await env.fake.send_slash_command(
+        "continue", {"prompt": "the"}, user=env.world.member, channel=env.world.other_channel
+    )
+    assert "/train" in (await _ephemeral_reply(handle)).content
+
+
+async def test_story_markup_and_mentions_cannot_format_or_ping(env: Env) -> None:
+    line = (
+        "the bard said **loud** words to @everyone and @here and <@123456789012345678> , "
+        "then ||hid|| the `code` and ~~struck~~ it . "
+    )
+    _, progress = await _train(env, "other", "markup.txt", (line * 15).encode(), seed=2)
+    await env.fake.wait_until(
+        lambda: progress if progress.content.startswith("**Finished**") else None,
+        TRAIN_TIMEOUT,
+        "the finished training message",
+    )
+    handle = await env.fake.send_slash_command(
+        "continue",
+        {"prompt": "the bard said", "length": 60},
+        user=env.world.member,
+        channel=env.world.other_channel,
+    )
+    reply = await handle.wait_reply(15.0)
+    body = reply.content.rsplit("\n-# ", 1)[0]
+    assert "everyone" in body and "`" in body and "|" in body, body
+    assert not re.search(r"(?<!\\)[*_`|~]", body), body
+    assert reply.allowed_mentions == {"parse": []}
+    assert not reply.pings_anyone()
+    assert "@everyone" not in body and "@here" not in body
+
+
+async def test_sync_command_registers_globally_and_exits(env: Env, tmp_path: Path) -> None:
+    identifies = env.fake.identify_count
+    proc = make_bot_process(env.fake, tmp_path, {}, args=("sync",), name="sync")
+    await proc.start(wait_identify=False, wait_commands_for=False)
+    code = await proc.wait_exit(60.0)
+    assert code == 0, proc.log_tail()
+    assert (None, sorted(["cancel", "continue", "forget", "story", "train"])) in [
+        (guild, sorted(names)) for guild, names in env.fake.command_syncs
+    ]
+    assert env.fake.identify_count == identifies, "sync must not open a gateway session"
+
+
+async def test_forget_needs_the_right_and_a_confirmation(env: Env) -> None:
+    handle = await env.fake.send_slash_command(
+        "forget", {}, user=env.world.member, channel=env.world.channel
+    )
+    await _ephemeral_reply(handle)
+    handle = await env.fake.send_slash_command(
+        "forget", {}, user=env.world.admin, channel=env.world.channel
+    )
+    question = await _ephemeral_reply(handle)
+    confirm = next(
+        c["custom_id"] for c in question.iter_components() if c.get("label") == "Forget everything"
+    )
+    click = await env.fake.send_component_click(question, confirm, env.world.admin)
+    await click.wait_response()
+    await env.fake.wait_until(
+        lambda: question if "deleted" in question.content else None, 15.0, "forget confirmation"
+    )
+    after = await _continue(env, "had a general")
+    reply = await _ephemeral_reply(after)
+    assert "/train" in reply.content
