@@ -6,6 +6,12 @@
       train FILE [--channel C] [--append] [--layers N] [--n-input N] [--seed S] [--max-seconds T]
       continue WORDS... [--channel C] [--length N] [--temperature T] [--seed S] [--top-k K]
       status [--channel C]
+      stories [--channel C]                 the channel's stories (id, file, uploader, size, date)
+      remove ID [--channel C]               remove a story and every model trained on it
+      versions [--channel C]                the kept model versions (* = active)
+      rollback [VERSION] [--channel C]      make a kept version active (default: the previous)
+      export [--channel C] [--out FILE]     write the channel's export file
+      import FILE [--channel C]             restore an export file into the channel
       forget [--channel C]
       console [--channel C]                 interactive, with the slash commands' syntax
 
@@ -23,10 +29,13 @@ import sys
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from bot.config import Config, load_config
 from bot.errors import ConfigError, StorageError, UserError
+
+if TYPE_CHECKING:
+    from bot.service import StoryService
 
 logger = logging.getLogger(__name__)
 DEFAULT_CONFIG = Path("config.toml")
@@ -62,6 +71,18 @@ def build_parser() -> argparse.ArgumentParser:
     cont.add_argument("--seed", type=int)
     cont.add_argument("--top-k", type=int)
     with_channel("status", "show the channel's story card")
+    with_channel("stories", "list the channel's stories")
+    remove = with_channel("remove", "remove a story and the models trained on it")
+    remove.add_argument("story_id", type=int, metavar="ID")
+    with_channel("versions", "list the kept model versions")
+    rollback = with_channel("rollback", "make a kept model version active")
+    rollback.add_argument("version", type=int, nargs="?")
+    export = with_channel("export", "write the channel's export file")
+    export.add_argument(
+        "--out", type=Path, help="file to write (default: <channel>-vN.fabulist.zip)"
+    )
+    imp = with_channel("import", "restore an export file into the channel")
+    imp.add_argument("file", type=Path)
     with_channel("forget", "delete the channel's stories, models and jobs")
     with_channel("console", "interactive console with the slash commands' syntax")
     return parser
@@ -85,7 +106,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
         sys.stderr.write(f"configuration error: {exc}\n")
         return 2
     level = logging.INFO if args.verbose else getattr(logging, config.logging.level)
-    if args.command in ("train", "continue", "status", "forget", "console") and not args.verbose:
+    if args.command not in ("run", "sync") and not args.verbose:
         level = max(level, logging.WARNING)  # the offline commands print their own output
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.command in ("run", "sync"):
@@ -113,8 +134,13 @@ async def _offline(args: argparse.Namespace, config: Config, out: TextIO) -> int
         CONSOLE_MEMBER,
         Console,
         continue_text,
+        export_file,
+        import_file,
+        rollback_text,
         status_text,
+        stories_text,
         train_file,
+        versions_text,
     )
     from bot.service import ContinueOptions, StoryService, TrainOptions, console_channel
     from bot.storage import StoryStore
@@ -125,7 +151,8 @@ async def _offline(args: argparse.Namespace, config: Config, out: TextIO) -> int
     store = await StoryStore.open(config.storage.database)
     service = StoryService(config, store)
     try:
-        await service.start(warm_workers=args.command in ("train", "console"))
+        # A removal may queue a retraining, which this process then runs to the end.
+        await service.start(warm_workers=args.command in ("train", "console", "remove"))
         if args.command == "train":
             options = TrainOptions(
                 layers=args.layers,
@@ -144,6 +171,19 @@ async def _offline(args: argparse.Namespace, config: Config, out: TextIO) -> int
             out.write("\n")
         elif args.command == "status":
             out.write(await status_text(service, args.channel) + "\n")
+        elif args.command == "stories":
+            out.write(await stories_text(service, args.channel) + "\n")
+        elif args.command == "remove":
+            return await _remove(service, args.channel, args.story_id, out)
+        elif args.command == "versions":
+            out.write(await versions_text(service, args.channel) + "\n")
+        elif args.command == "rollback":
+            version = None if args.version is None else str(args.version)
+            out.write(await rollback_text(service, args.channel, version) + "\n")
+        elif args.command == "export":
+            await export_file(service, args.channel, args.out, out)
+        elif args.command == "import":
+            await import_file(service, args.channel, args.file, out)
         elif args.command == "forget":
             await service.forget(console_channel(args.channel), CONSOLE_MEMBER)
             out.write(f"Forgot channel {args.channel}.\n")
@@ -156,3 +196,19 @@ async def _offline(args: argparse.Namespace, config: Config, out: TextIO) -> int
     finally:
         await service.close()
         await store.close()
+
+
+async def _remove(service: StoryService, channel_name: str, story_id: int, out: TextIO) -> int:
+    """Remove a story; if that queues a retraining, show it through to the end."""
+    from bot.console import CONSOLE_MEMBER, ProgressBar
+    from bot.service import console_channel
+
+    removal = await service.remove_story(
+        console_channel(channel_name), CONSOLE_MEMBER, story_id, on_progress=ProgressBar(out)
+    )
+    out.write(removal.describe() + "\n")
+    if removal.retraining is None:
+        return 0
+    result = await service.wait_for_job(removal.retraining.job_id)
+    out.write(f"Retraining {result.state}" + (f": {result.error}" if result.error else ".") + "\n")
+    return 0 if result.state == "done" else 1

@@ -1,11 +1,14 @@
 """Offline console: the slash commands' syntax against the same database, no Discord needed.
 
     /train data/belling-the-cat.txt [mode:append] [layers:2] [n_input:4] [seed:1] [max_seconds:60]
+    /train FILE.fabulist.zip          (an export file is imported)
     /continue had a general [length:32] [temperature:0.8] [seed:7] [top_k:10]
-    /status   /cancel   /forget   /stories   /versions   /rollback [version]
-    /plot FILE.png   /channel NAME   /help   /quit
+    /story show   /story list   /story remove ID   /story versions   /story rollback [VERSION]
+    /story export [FILE]   /story import FILE
+    /status   /cancel   /forget   /plot FILE.png   /channel NAME   /help   /quit
 
-Console channels map to stable ids via ``bot.service.console_channel`` (guild None). The console
+``/stories``, ``/versions`` and ``/rollback`` still work as short forms. Console channels map
+to stable ids via ``bot.service.console_channel`` (guild None). The console
 user is an admin of every console channel.
 """
 
@@ -18,6 +21,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from bot.errors import UnknownWords, UserError
+from bot.export import looks_like_export
 from bot.service import (
     ContinueOptions,
     JobProgress,
@@ -108,6 +112,10 @@ async def train_file(
         out.write(f"Cannot read {path}: {exc.strerror}\n")
         return False
     channel = console_channel(channel_name)
+    if looks_like_export(data):
+        imported = await service.import_channel(channel, CONSOLE_MEMBER, data)
+        out.write(imported.describe() + "\n")
+        return True
     bar = ProgressBar(out)
     job = await service.train(channel, CONSOLE_MEMBER, path.name, data, options, on_progress=bar)
     result = await service.wait_for_job(job.job_id)
@@ -158,9 +166,78 @@ async def status_text(service: StoryService, channel_name: str) -> str:
             f"  training job #{card.job.job_id}: {card.job.state}, "
             f"epoch {card.job.epoch}/{card.job.max_epochs}"
         )
+    if card.notice is not None:
+        lines.append(f"  {card.notice}")
     if card.last_job is not None and card.last_job.state != "done":
         lines.append(f"  last training {card.last_job.state}: {card.last_job.error}")
     return "\n".join(lines)
+
+
+async def stories_text(service: StoryService, channel_name: str) -> str:
+    stories = await service.list_stories(console_channel(channel_name))
+    if not stories:
+        return f"Channel {channel_name} has no stories."
+    return "\n".join(
+        f"  #{story.story_id} {story.filename} by {story.uploader_name}, "
+        f"{story.symbols} symbols, {story.created_at}"
+        for story in stories
+    )
+
+
+async def versions_text(service: StoryService, channel_name: str) -> str:
+    versions = await service.list_versions(console_channel(channel_name))
+    if not versions:
+        return f"Channel {channel_name} has no model versions."
+    lines = []
+    for version in versions:
+        mark = "*" if version.active else " "
+        accuracy = (
+            ""
+            if version.learnable_accuracy is None
+            else f", accuracy {version.learnable_accuracy:.1%}"
+        )
+        stories = ", ".join(f"#{i}" for i in version.story_ids)
+        lines.append(f" {mark}v{version.version} {version.created_at}, stories {stories}{accuracy}")
+    return "\n".join(lines)
+
+
+async def export_file(
+    service: StoryService, channel_name: str, path: Path | None, out: TextIO
+) -> Path:
+    """Write the channel's export to ``path`` (default: its own name in the current folder)."""
+    filename, data = await service.export_channel(console_channel(channel_name), CONSOLE_MEMBER)
+    target = path if path is not None else Path(filename)
+    await asyncio.to_thread(target.write_bytes, data)
+    out.write(f"Wrote {target} ({len(data):,} bytes).\n")
+    return target
+
+
+async def import_file(service: StoryService, channel_name: str, path: Path, out: TextIO) -> None:
+    try:
+        data = await asyncio.to_thread(path.read_bytes)
+    except OSError as exc:
+        raise UserError(f"Cannot read {path}: {exc.strerror}") from None
+    imported = await service.import_channel(console_channel(channel_name), CONSOLE_MEMBER, data)
+    out.write(imported.describe() + "\n")
+
+
+async def remove_text(service: StoryService, channel_name: str, story_id: str) -> str:
+    if not story_id.lstrip("#").isdigit():
+        raise UserError("Usage: /story remove ID (the number /story list shows)")
+    removal = await service.remove_story(
+        console_channel(channel_name), CONSOLE_MEMBER, int(story_id.lstrip("#"))
+    )
+    return removal.describe()
+
+
+async def rollback_text(service: StoryService, channel_name: str, version: str | None) -> str:
+    target: int | None = None
+    if version is not None:
+        if not version.lstrip("v").isdigit():
+            raise UserError("Usage: /story rollback [VERSION]")
+        target = int(version.lstrip("v"))
+    rolled = await service.rollback(console_channel(channel_name), CONSOLE_MEMBER, target)
+    return f"Version {rolled.version} is active."
 
 
 class Console:
@@ -232,20 +309,10 @@ class Console:
         elif command == "forget":
             await self.service.forget(channel, CONSOLE_MEMBER)
             out.write(f"Forgot channel {self.channel}.\n")
-        elif command == "stories":
-            for story in await self.service.list_stories(channel):
-                out.write(
-                    f"  #{story.story_id} {story.filename} by {story.uploader_name}, "
-                    f"{story.symbols} symbols, {story.created_at}\n"
-                )
-        elif command == "versions":
-            for version in await self.service.list_versions(channel):
-                mark = "*" if version.active else " "
-                out.write(f" {mark}v{version.version} {version.created_at}\n")
-        elif command == "rollback":
-            target = int(args[0]) if args and args[0].isdigit() else None
-            version = await self.service.rollback(channel, CONSOLE_MEMBER, target)
-            out.write(f"Version {version.version} is active.\n")
+        elif command == "story":
+            await self._story(args)
+        elif command in ("stories", "versions", "rollback"):
+            await self._story([{"stories": "list"}.get(command, command), *args])
         elif command == "plot":
             if len(args) != 1:
                 raise UserError("Usage: /plot FILE.png")
@@ -257,6 +324,39 @@ class Console:
         else:
             raise UserError(f"Unknown command /{command}. Type /help.")
         return True
+
+    async def _story(self, args: list[str]) -> None:
+        sub, rest = (args[0].lower(), args[1:]) if args else ("show", [])
+        out = self.out
+        if sub in ("show", "card"):
+            out.write(await status_text(self.service, self.channel) + "\n")
+        elif sub == "list":
+            out.write(await stories_text(self.service, self.channel) + "\n")
+        elif sub == "remove":
+            if len(rest) != 1:
+                raise UserError("Usage: /story remove ID (the number /story list shows)")
+            out.write(await remove_text(self.service, self.channel, rest[0]) + "\n")
+        elif sub == "versions":
+            out.write(await versions_text(self.service, self.channel) + "\n")
+        elif sub == "rollback":
+            if len(rest) > 1:
+                raise UserError("Usage: /story rollback [VERSION]")
+            out.write(
+                await rollback_text(self.service, self.channel, rest[0] if rest else None) + "\n"
+            )
+        elif sub == "export":
+            if len(rest) > 1:
+                raise UserError("Usage: /story export [FILE]")
+            await export_file(self.service, self.channel, Path(rest[0]) if rest else None, out)
+        elif sub == "import":
+            if len(rest) != 1:
+                raise UserError("Usage: /story import FILE")
+            await import_file(self.service, self.channel, Path(rest[0]), out)
+        else:
+            raise UserError(
+                "Usage: /story show | list | remove ID | versions | rollback [V] | "
+                "export [FILE] | import FILE"
+            )
 
 
 async def _read_stdin(prompt: str) -> str | None:

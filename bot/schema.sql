@@ -84,3 +84,9 @@ SELECT m.id, m.channel_id, m.version, m.config,
            AS story_ids,
        (c.active_model_id IS m.id) AS active
 FROM models m JOIN channels c ON c.channel_id = m.channel_id;
+
+-- migration 2
+-- Versions never repeat within a channel, even after the newest were deleted with a story.
+ALTER TABLE channels ADD COLUMN last_version INTEGER NOT NULL DEFAULT 0;
+UPDATE channels SET last_version =
+    coalesce((SELECT max(version) FROM models m WHERE m.channel_id = channels.channel_id), 0);

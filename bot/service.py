@@ -49,7 +49,25 @@ from bot.errors import (
     UnknownWords,
     UserError,
 )
-from bot.storage import JobRecord, ModelRecord, NewStory, StoryRecord, StoryStore
+from bot.export import (
+    ChannelExport,
+    ExportedStory,
+    ExportLimits,
+    InvalidExport,
+    export_filename,
+    looks_like_export,
+    read_export,
+    write_export,
+)
+from bot.storage import (
+    ImportedStory,
+    JobRecord,
+    ModelRecord,
+    NewStory,
+    StoryRecord,
+    StoryStore,
+    now_iso,
+)
 from bot.worker import TrainingOutcome, TrainingPool, TrainingTask
 from model import (
     GenerationOptions,
@@ -140,6 +158,7 @@ class JobProgress:
     queue_position: int | None
     val_accuracy: float | None = None
     error: str | None = None
+    reason: str | None = None  # why the bot queued it itself (e.g. retraining after a removal)
 
 
 @dataclass(frozen=True)
@@ -160,6 +179,7 @@ class JobResult:
     error: str | None
     model_version: int | None
     figures: TrainingFigures | None
+    imported: bool = False  # the "job" was an import of an export file, not a training
 
 
 @dataclass(frozen=True)
@@ -192,6 +212,7 @@ class StoryCard:
     trained_at: str | None
     job: JobProgress | None  # queued or running training
     last_job: JobResult | None  # the latest finished job (to show a failure)
+    notice: str | None = None  # e.g. "retraining after story #3 (x.txt) was removed"
 
 
 @dataclass(frozen=True)
@@ -212,6 +233,50 @@ class ModelVersion:
     story_ids: tuple[int, ...]
     learnable_accuracy: float | None
     epochs: int | None
+
+
+@dataclass(frozen=True)
+class StoryRemoval:
+    story_id: int
+    filename: str
+    deleted_versions: tuple[int, ...]  # every model version trained on the story
+    active_version: int | None  # the version answering now (an older kept one), or None
+    retraining: TrainingJob | None  # queued on the remaining stories, or None
+
+    def describe(self) -> str:
+        """Plain-text summary for any adapter."""
+        parts = [f"Removed story #{self.story_id} ({self.filename})."]
+        if self.deleted_versions:
+            listed = ", ".join(f"v{v}" for v in self.deleted_versions)
+            parts.append(f"Deleted the model versions trained on it: {listed}.")
+        if self.active_version is not None:
+            parts.append(f"Version {self.active_version} answers now.")
+        elif self.deleted_versions:
+            parts.append("No model answers until a new one is trained.")
+        if self.retraining is not None:
+            parts.append(
+                f"Retraining on the remaining stories (job #{self.retraining.job_id}) is "
+                + ("running." if self.retraining.state == "running" else "queued.")
+            )
+        return " ".join(parts)
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    job_id: int
+    model_version: int
+    story_ids: tuple[int, ...]
+    source_channel: str | None
+    exported_at: str
+    figures: TrainingFigures
+
+    def describe(self) -> str:
+        source = f" from #{self.source_channel}" if self.source_channel else ""
+        count = len(self.story_ids)
+        return (
+            f"Imported {count} stor{'y' if count == 1 else 'ies'} and a model{source} "
+            f"(exported {self.exported_at}); it is now version {self.model_version}."
+        )
 
 
 def console_channel(name: str) -> ChannelRef:
@@ -312,7 +377,8 @@ class _CachedModel:
     version: int
     model: TrainedModel
     network: NumpyLSTM
-    ngrams: npt.NDArray[np.uint64]
+    ngrams: npt.NDArray[np.uint64]  # sorted unique 4-gram codes of the model's stories
+    index: dict[str, int]  # symbol -> id, built once per model
 
 
 def _ngram_codes(ids: npt.NDArray[np.int64], base: int) -> npt.NDArray[np.uint64]:
@@ -326,19 +392,20 @@ def _ngram_codes(ids: npt.NDArray[np.int64], base: int) -> npt.NDArray[np.uint64
     return codes
 
 
-def _symbol_ids(model: TrainedModel, symbols: Sequence[str]) -> npt.NDArray[np.int64]:
-    index = {symbol: i for i, symbol in enumerate(model.vocabulary.symbols)}
+def _symbol_ids(index: dict[str, int], symbols: Sequence[str]) -> npt.NDArray[np.int64]:
     missing = len(index)
     return np.fromiter((index.get(s, missing) for s in symbols), dtype=np.int64, count=len(symbols))
 
 
 def _load_model(model_id: int, version: int, blob: bytes, texts: Sequence[str]) -> _CachedModel:
     model = from_bytes(blob)
-    tokens: list[str] = []
+    index = {symbol: i for i, symbol in enumerate(model.vocabulary.symbols)}
+    codes: list[npt.NDArray[np.uint64]] = []
     for text in texts:
-        tokens.extend(tokenize(text))
-    codes = _ngram_codes(_symbol_ids(model, tokens), len(model.vocabulary) + 1)
-    return _CachedModel(model_id, version, model, NumpyLSTM(model), np.unique(codes))
+        # Per story: a 4-gram never spans two stories.
+        codes.append(_ngram_codes(_symbol_ids(index, tokenize(text)), len(index) + 1))
+    ngrams = np.unique(np.concatenate(codes)) if codes else np.zeros(0, dtype=np.uint64)
+    return _CachedModel(model_id, version, model, NumpyLSTM(model), ngrams, index)
 
 
 def _generate(
@@ -346,7 +413,7 @@ def _generate(
 ) -> tuple[list[str], float | None]:
     symbols = generate(entry.model, prompt, options, network=entry.network)
     base = len(entry.model.vocabulary) + 1
-    codes = _ngram_codes(_symbol_ids(entry.model, [*prompt, *symbols]), base)
+    codes = _ngram_codes(_symbol_ids(entry.index, [*prompt, *symbols]), base)
     # Only the 4-grams that contain at least one generated symbol.
     generated = codes[max(0, len(prompt) - NGRAM + 1) :]
     if len(generated) == 0 or len(entry.ngrams) == 0:
@@ -476,11 +543,25 @@ class StoryService:
 
     # -- validation --------------------------------------------------------------------------
 
-    def check_upload_size(self, size: int) -> None:
-        """Reject by the attachment's declared size, before downloading it."""
+    @property
+    def export_limits(self) -> ExportLimits:
+        limits = self.config.limits
+        return ExportLimits(story_bytes=limits.story_bytes, stories=limits.stories_per_channel)
+
+    def upload_limit(self, filename: str | None = None) -> int:
+        """The most bytes to download for an upload: an export file (by name) may be larger."""
+        if filename is not None and filename.lower().endswith((".zip", ".fabulist")):
+            return max(self.config.limits.story_bytes, self.export_limits.file_bytes)
+        return self.config.limits.story_bytes
+
+    def check_upload_size(self, size: int, filename: str | None = None) -> None:
+        """Reject by the attachment's declared size, before downloading it.
+
+        With ``filename``, an export file (``.zip``) gets the export limit instead of the story's.
+        """
         if size <= 0:
             raise InvalidUpload("The file is empty.")
-        limit = self.config.limits.story_bytes
+        limit = self.upload_limit(filename)
         if size > limit:
             raise InvalidUpload(
                 f"The file is {_size(size)}; the limit is {_size(limit)}. Upload a shorter story."
@@ -594,11 +675,26 @@ class StoryService:
         options: TrainOptions,
         on_progress: ProgressCallback | None = None,
     ) -> TrainingJob:
-        """Validate, store the story, queue the job and return at once (UserError if refused)."""
+        """Validate, store the story, queue the job and return at once (UserError if refused).
+
+        An export file (see ``bot.export``) is imported instead: the returned job is already
+        ``done`` and ``wait_for_job`` reports the imported model (``JobResult.imported``).
+        """
         if self._closing:
             raise UserError("The bot is shutting down; try again in a minute.")
         if not member.is_admin:
             raise NotAllowed("You are not allowed to train fabulist in this channel.")
+        if looks_like_export(data):
+            imported = await self.import_channel(channel, member, data)
+            return TrainingJob(
+                job_id=imported.job_id,
+                channel=channel,
+                state="done",
+                queue_position=None,
+                story_id=imported.story_ids[-1],
+                story_ids=imported.story_ids,
+                requested_by=member.user_id,
+            )
         self.check_upload_size(len(data))
         model_config, training_config = self._check_train_options(options)
         self._busy(channel)
@@ -626,11 +722,7 @@ class StoryService:
                         "Use mode replace, or remove a story first."
                     )
             self._check_queue()
-            job_options = {
-                **{k: v for k, v in asdict(options).items() if v is not None},
-                "model": {k: v for k, v in model_config.to_dict().items() if k != "vocab_size"},
-                "training": asdict(training_config),
-            }
+            job_options = _job_options(options, model_config, training_config)
             record = await self.store.add_story_and_job(
                 channel_id=channel.channel_id,
                 guild_id=channel.guild_id,
@@ -849,6 +941,7 @@ class StoryService:
             queue_position=self._position(job),
             val_accuracy=data.get("val_accuracy"),
             error=error,
+            reason=job.options.get("reason"),
         )
 
     def _emit(self, job: _Job, error: str | None = None) -> None:
@@ -875,7 +968,8 @@ class StoryService:
                 if model.id == record.model_id:
                     version = model.version
                     figures = _figures(model)
-        return JobResult(record.id, record.state, record.error, version, figures)
+        imported = record.options.get("mode") == "import"
+        return JobResult(record.id, record.state, record.error, version, figures, imported)
 
     async def cancel(self, channel: ChannelRef, member: Member) -> JobProgress | None:
         """Cancel the channel's queued or running job; None if there is none."""
@@ -1031,6 +1125,7 @@ class StoryService:
             trained_at=None if model is None else model.created_at,
             job=None if job is None else self._progress(job),
             last_job=last_result,
+            notice=None if job is None else job.options.get("reason"),
         )
 
     async def forget(self, channel: ChannelRef, member: Member) -> None:
@@ -1093,6 +1188,8 @@ class StoryService:
         """Make a kept version active (default: the one before the active one)."""
         if not member.is_admin:
             raise NotAllowed("You are not allowed to roll back this channel's model.")
+        if version is not None:
+            _check_int("version", version, 1, 2**31 - 1)
         versions = await self.list_versions(channel)
         if not versions:
             raise NoModel("This channel has no trained model to roll back.")
@@ -1107,6 +1204,241 @@ class StoryService:
             kept = ", ".join(str(v.version) for v in versions)
             raise NotFound(f"Version {version} is not kept; kept versions: {kept}.")
         return next(v for v in await self.list_versions(channel) if v.version == version)
+
+    async def remove_story(
+        self,
+        channel: ChannelRef,
+        member: Member,
+        story_id: int,
+        on_progress: ProgressCallback | None = None,
+    ) -> StoryRemoval:
+        """Delete a story and every model trained on it; queue a retraining on what remains.
+
+        Allowed for the story's uploader and admins. Refused (Busy) while the channel trains.
+        If the active model was trained on the story, the newest kept version not trained on it
+        answers meanwhile; the retraining uses the active model's other stories (or, if it had
+        none and no older version is kept, the newest remaining story).
+        """
+        if self._closing:
+            raise UserError("The bot is shutting down; try again in a minute.")
+        _check_int("story id", story_id, 1, 2**63 - 1)
+        story = await self.store.story(channel.channel_id, story_id)
+        if story is None:
+            raise NotFound(f"This channel has no story #{story_id}; /story list shows them.")
+        if not member.is_admin and member.user_id != story.uploader_id:
+            raise NotAllowed("Only the member who uploaded this story or an admin can remove it.")
+        self._busy(channel)
+        self._reserved.add(channel.channel_id)
+        try:
+            active = await self.store.active_model(channel.channel_id)
+            deletion = await self.store.delete_story(
+                channel.channel_id,
+                story_id,
+                guild_id=channel.guild_id,
+                retrain_options=self._retrain_options(active),
+                requested_by=member.user_id,
+                requested_by_name=member.display_name,
+            )
+        finally:
+            self._reserved.discard(channel.channel_id)
+        if deletion is None:
+            raise NotFound(f"This channel has no story #{story_id}; /story list shows them.")
+        self._cache.pop(channel.channel_id, None)
+        logger.info(
+            "channel %d: story %d removed with versions %s",
+            channel.channel_id,
+            story_id,
+            deletion.deleted_versions,
+        )
+        retraining: TrainingJob | None = None
+        if deletion.retrain_job is not None:
+            job = self._enqueue(channel, deletion.retrain_job, on_progress)
+            retraining = TrainingJob(
+                job_id=job.job_id,
+                channel=channel,
+                state=job.state,
+                queue_position=self._position(job),
+                story_id=None,
+                story_ids=job.story_ids,
+                requested_by=member.user_id,
+            )
+        return StoryRemoval(
+            story_id=story_id,
+            filename=story.filename,
+            deleted_versions=deletion.deleted_versions,
+            active_version=deletion.active_version,
+            retraining=retraining,
+        )
+
+    def _retrain_options(self, active: ModelRecord | None) -> dict[str, Any]:
+        """Job options for a retraining: the active model's layers, n_input and seed."""
+        config = {} if active is None else active.config
+        seed = None if active is None else active.options.get("seed")
+        candidate = TrainOptions(
+            layers=config.get("layers"),
+            n_input=config.get("n_input"),
+            seed=seed if isinstance(seed, int) and not isinstance(seed, bool) else None,
+        )
+        try:
+            model_config, training_config = self._check_train_options(candidate)
+        except InvalidOption:
+            candidate = TrainOptions()
+            model_config, training_config = self._check_train_options(candidate)
+        return _job_options(candidate, model_config, training_config)
+
+    async def export_channel(
+        self, channel: ChannelRef, member: Member | None = None
+    ) -> tuple[str, bytes]:
+        """(file name, bytes) of the channel's export: stories, active model, its card.
+
+        With ``member``, only admins may export (the file holds every uploaded text).
+        """
+        if member is not None and not member.is_admin:
+            raise NotAllowed("You are not allowed to export this channel's stories.")
+        snapshot = await self.store.snapshot(channel.channel_id)
+        if snapshot is None:
+            raise NoModel("This channel has no trained model to export. Use /train first.")
+        card = await self.story_card(channel)
+        positions = {record.id: i for i, (record, _) in enumerate(snapshot.stories)}
+        export = ChannelExport(
+            channel_name=_printable(snapshot.channel.name or channel.name),
+            exported_at=now_iso(),
+            stories=tuple(
+                ExportedStory(
+                    filename=record.filename,
+                    uploader_id=record.uploader_id,
+                    uploader_name=_printable(record.uploader_name),
+                    created_at=record.created_at,
+                    text=text,
+                    sha256="",
+                    symbols=record.symbols,
+                )
+                for record, text in snapshot.stories
+            ),
+            model_blob=snapshot.blob,
+            model_sha256="",
+            model_version=snapshot.model.version,
+            model_created_at=snapshot.model.created_at,
+            model_story_indexes=tuple(positions[i] for i in snapshot.model.story_ids),
+            options={
+                k: v
+                for k, v in snapshot.model.options.items()
+                if k in ("layers", "n_input", "seed", "mode") and v is not None
+            },
+            card={k: v for k, v in _card_fields(card).items() if v is not None},
+        )
+        data = await asyncio.to_thread(write_export, export)
+        if len(data) > self.export_limits.file_bytes:
+            raise UserError("This channel's export would be too large to import again.")
+        return export_filename(export.channel_name, snapshot.model.version), data
+
+    async def import_channel(
+        self, channel: ChannelRef, member: Member, data: bytes
+    ) -> ImportResult:
+        """Restore an export into ``channel``: its stories join the channel's, its model becomes
+        the active new version (earlier versions stay, so /story rollback undoes it).
+
+        Every field is checked first (InvalidExport); on any error nothing is changed.
+        """
+        if self._closing:
+            raise UserError("The bot is shutting down; try again in a minute.")
+        if not member.is_admin:
+            raise NotAllowed("You are not allowed to import into this channel.")
+        limits = self.export_limits
+        if len(data) > limits.file_bytes:
+            raise InvalidExport(
+                f"The file is {_size(len(data))}; an export may be {_size(limits.file_bytes)}."
+            )
+        self._busy(channel)
+        self._reserved.add(channel.channel_id)
+        try:
+            parsed = await asyncio.to_thread(read_export, data, limits)
+            assert parsed.model is not None
+            model = parsed.model
+            if model.config.n_input > MAX_N_INPUT:
+                raise InvalidExport(f"The model's n_input is above {MAX_N_INPUT}.")
+            stories = await asyncio.to_thread(self._check_imported_stories, parsed)
+            options: dict[str, Any] = {
+                **parsed.options,
+                "mode": "import",
+                "model": {k: v for k, v in model.config.to_dict().items() if k != "vocab_size"},
+            }
+            try:
+                job, record, story_ids = await self.store.import_channel(
+                    channel_id=channel.channel_id,
+                    guild_id=channel.guild_id,
+                    channel_name=channel.name,
+                    stories=stories,
+                    model_story_positions=parsed.model_story_indexes,
+                    config=model.config.to_dict(),
+                    vocabulary=model.vocabulary.symbols,
+                    blob=parsed.model_blob,
+                    figures=model.figures.to_dict(),
+                    options=options,
+                    requested_by=member.user_id,
+                    requested_by_name=member.display_name,
+                    max_stories=self.config.limits.stories_per_channel,
+                    keep_versions=self.config.storage.model_versions_kept,
+                )
+            except StorageError as exc:
+                raise InvalidUpload(f"The export cannot be imported here: {exc}.") from None
+        finally:
+            self._reserved.discard(channel.channel_id)
+        self._cache.pop(channel.channel_id, None)
+        logger.info(
+            "channel %d: imported %d stories, model version %d (job %d)",
+            channel.channel_id,
+            len(story_ids),
+            record.version,
+            job.id,
+        )
+        return ImportResult(
+            job_id=job.id,
+            model_version=record.version,
+            story_ids=story_ids,
+            source_channel=parsed.channel_name,
+            exported_at=parsed.exported_at,
+            figures=model.figures,
+        )
+
+    def _check_imported_stories(self, parsed: ChannelExport) -> list[ImportedStory]:
+        """Each story must pass the upload checks and match its declared symbol count."""
+        assert parsed.model is not None
+        stories = []
+        for number, story in enumerate(parsed.stories, start=1):
+            raw = story.text.encode("utf-8")
+            try:
+                prepared = prepare_story(
+                    raw,
+                    n_input=parsed.model.config.n_input,
+                    max_symbols=self.config.limits.story_symbols,
+                )
+            except InvalidUpload as exc:
+                raise InvalidExport(
+                    f"Story {number} in the file is refused: {exc.message}"
+                ) from None
+            if prepared.symbols != story.symbols:
+                raise InvalidExport(
+                    f"Story {number} in the file has {prepared.symbols} symbols, "
+                    f"its manifest says {story.symbols}. Nothing was imported."
+                )
+            stories.append(
+                ImportedStory(
+                    NewStory(
+                        filename=clean_filename(story.filename),
+                        uploader_id=story.uploader_id,
+                        uploader_name=story.uploader_name,
+                        text=prepared.text,
+                        sha256=prepared.sha256,
+                        encoding="utf-8",
+                        bytes=len(raw),
+                        symbols=prepared.symbols,
+                        vocabulary_size=prepared.vocabulary_size,
+                    ),
+                    story.created_at,
+                )
+            )
+        return stories
 
 
 def _figures(model: ModelRecord) -> TrainingFigures | None:
@@ -1128,3 +1460,48 @@ def _size(n: int) -> str:
     if n >= 1024:
         return f"{n / 1024:.0f} KiB"
     return f"{n} bytes"
+
+
+def _job_options(
+    options: TrainOptions, model_config: ModelConfig, training_config: TrainingConfig
+) -> dict[str, Any]:
+    return {
+        **{k: v for k, v in asdict(options).items() if v is not None},
+        "model": {k: v for k, v in model_config.to_dict().items() if k != "vocab_size"},
+        "training": asdict(training_config),
+    }
+
+
+def _card_fields(card: StoryCard) -> dict[str, Any]:
+    """The card's plain fields for an export (finite numbers, short texts only)."""
+    fields: dict[str, Any] = {}
+    for name in (
+        "model_version",
+        "story_filename",
+        "story_uploader",
+        "stories",
+        "symbols",
+        "vocabulary_size",
+        "vocabulary_covered_share",
+        "learnable_accuracy",
+        "accuracy",
+        "val_accuracy",
+        "val_perplexity",
+        "epochs",
+        "training_seconds",
+        "trained_at",
+    ):
+        value = getattr(card, name)
+        if isinstance(value, float) and not math.isfinite(value):
+            value = None
+        if isinstance(value, str):
+            value = "".join(ch for ch in value if ch.isprintable())[:200] or None
+        fields[name] = value
+    return fields
+
+
+def _printable(value: str | None) -> str | None:
+    if value is None:
+        return None
+    cleaned = "".join(ch for ch in value if ch.isprintable())[:200]
+    return cleaned or None

@@ -29,7 +29,7 @@ from typing import Any
 
 import aiosqlite
 
-from bot.errors import StorageError
+from bot.errors import StorageError, StorageUnavailable
 
 logger = logging.getLogger(__name__)
 
@@ -107,6 +107,33 @@ class ModelRecord:
 
 
 @dataclass(frozen=True)
+class StoryDeletion:
+    """What ``delete_story`` did, in its one transaction."""
+
+    story: StoryRecord
+    deleted_versions: tuple[int, ...]  # model versions trained on the story, now deleted
+    active_deleted: bool
+    active_version: int | None  # the version active afterwards (an older one kept), or None
+    retrain_job: JobRecord | None  # queued on the remaining stories, or None
+
+
+@dataclass(frozen=True)
+class ImportedStory:
+    story: NewStory
+    created_at: str
+
+
+@dataclass(frozen=True)
+class ChannelSnapshot:
+    """A channel's active model with its blob and all its stories' texts, read at one instant."""
+
+    channel: ChannelRecord
+    model: ModelRecord
+    blob: bytes
+    stories: tuple[tuple[StoryRecord, str], ...]
+
+
+@dataclass(frozen=True)
 class JobRecord:
     id: int
     channel_id: int
@@ -164,6 +191,8 @@ class StoryStore:
             if row is None or str(row[0]).lower() not in ("wal", "memory"):
                 logger.warning("database %s is not in WAL mode (%s)", self.path, row)
             await self._db.execute("PRAGMA foreign_keys = ON")
+            # A removed story (or a model that memorized it) must not linger in free pages.
+            await self._db.execute("PRAGMA secure_delete = ON")
             await self._db.execute("PRAGMA synchronous = NORMAL")
         except sqlite3.DatabaseError as exc:
             raise StorageError(f"{self.path} is not a usable SQLite database: {exc}") from exc
@@ -218,14 +247,21 @@ class StoryStore:
     @asynccontextmanager
     async def _transaction(self) -> AsyncIterator[aiosqlite.Connection]:
         async with self._lock:
-            await self._db.execute("BEGIN IMMEDIATE")
             try:
-                yield self._db
-            except BaseException:
-                await self._db.execute("ROLLBACK")
-                raise
-            else:
-                await self._db.execute("COMMIT")
+                await self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    yield self._db
+                    await self._db.execute("COMMIT")
+                except BaseException:
+                    # SQLite has already rolled back after some errors (a full disk).
+                    if self._db.in_transaction:
+                        await self._db.execute("ROLLBACK")
+                    raise
+            except sqlite3.OperationalError as exc:
+                unavailable = _unavailable(self.path, exc)
+                if unavailable is None:
+                    raise
+                raise unavailable from exc
 
     async def _ensure_channel(
         self, channel_id: int, guild_id: int | None, name: str | None
@@ -279,28 +315,9 @@ class StoryStore:
 
         ``append`` trains on all the channel's stories in upload order; otherwise on this one.
         """
-        async with self._transaction() as db:
+        async with self._transaction():
             await self._ensure_channel(channel_id, guild_id, channel_name)
-            cursor = await db.execute(
-                "INSERT INTO stories (channel_id, filename, uploader_id, uploader_name, text, "
-                "sha256, encoding, bytes, symbols, vocabulary_size, created_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    channel_id,
-                    story.filename,
-                    story.uploader_id,
-                    story.uploader_name,
-                    story.text,
-                    story.sha256,
-                    story.encoding,
-                    story.bytes,
-                    story.symbols,
-                    story.vocabulary_size,
-                    now_iso(),
-                ),
-            )
-            story_id = cursor.lastrowid
-            assert story_id is not None
+            story_id = await self._insert_story(channel_id, story, now_iso())
             if append:
                 rows = await self._all(
                     "SELECT id FROM stories WHERE channel_id = ? ORDER BY id", (channel_id,)
@@ -314,6 +331,28 @@ class StoryStore:
             row = await self._one("SELECT * FROM jobs WHERE id = ?", (job_id,))
         assert row is not None
         return _job(row)
+
+    async def _insert_story(self, channel_id: int, story: NewStory, created_at: str) -> int:
+        cursor = await self._db.execute(
+            "INSERT INTO stories (channel_id, filename, uploader_id, uploader_name, text, "
+            "sha256, encoding, bytes, symbols, vocabulary_size, created_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                channel_id,
+                story.filename,
+                story.uploader_id,
+                story.uploader_name,
+                story.text,
+                story.sha256,
+                story.encoding,
+                story.bytes,
+                story.symbols,
+                story.vocabulary_size,
+                created_at,
+            ),
+        )
+        assert cursor.lastrowid is not None
+        return cursor.lastrowid
 
     async def list_stories(self, channel_id: int) -> list[StoryRecord]:
         async with self._lock:
@@ -336,6 +375,16 @@ class StoryStore:
                 texts.append(str(row["text"]))
         return texts
 
+    async def story(self, channel_id: int, story_id: int) -> StoryRecord | None:
+        async with self._lock:
+            row = await self._one(
+                "SELECT id, channel_id, filename, uploader_id, uploader_name, sha256, encoding, "
+                "bytes, symbols, vocabulary_size, created_at FROM stories "
+                "WHERE id = ? AND channel_id = ?",
+                (story_id, channel_id),
+            )
+        return None if row is None else StoryRecord(**dict(row))
+
     async def remove_story(self, channel_id: int, story_id: int) -> list[int] | None:
         """Delete a story and every model trained on it; returns those model ids (None: no story).
 
@@ -354,6 +403,192 @@ class StoryStore:
             await db.executemany("DELETE FROM models WHERE id = ?", [(m,) for m in model_ids])
             await db.execute("DELETE FROM stories WHERE id = ?", (story_id,))
         return model_ids
+
+    async def delete_story(
+        self,
+        channel_id: int,
+        story_id: int,
+        *,
+        guild_id: int | None,
+        retrain_options: dict[str, Any],
+        requested_by: int | None,
+        requested_by_name: str | None,
+    ) -> StoryDeletion | None:
+        """Remove a story and its models; fall back and queue a retraining, in one transaction.
+
+        If the active model was trained on the story, the newest kept version that was not
+        becomes active (if any), and a job is queued on the active model's other stories; when
+        it had none, on the newest remaining story unless an older version already answers.
+        Afterwards the WAL is checkpointed so the text is gone from the files (secure_delete).
+        None if the channel has no such story.
+        """
+        async with self._transaction() as db:
+            row = await self._one(
+                "SELECT id, channel_id, filename, uploader_id, uploader_name, sha256, encoding, "
+                "bytes, symbols, vocabulary_size, created_at FROM stories "
+                "WHERE id = ? AND channel_id = ?",
+                (story_id, channel_id),
+            )
+            if row is None:
+                return None
+            story = StoryRecord(**dict(row))
+            active_row = await self._one(
+                "SELECT * FROM model_info WHERE channel_id = ? AND active", (channel_id,)
+            )
+            active = None if active_row is None else _model(active_row)
+            rows = await self._all(
+                "SELECT m.id, m.version FROM models m JOIN model_stories ms ON ms.model_id = m.id "
+                "WHERE ms.story_id = ? ORDER BY m.version",
+                (story_id,),
+            )
+            model_ids = [int(r["id"]) for r in rows]
+            versions = tuple(int(r["version"]) for r in rows)
+            await db.executemany("DELETE FROM models WHERE id = ?", [(m,) for m in model_ids])
+            await db.execute("DELETE FROM stories WHERE id = ?", (story_id,))
+            active_deleted = active is not None and active.id in model_ids
+            fallback: int | None = None
+            if active_deleted:
+                fallback_row = await self._one(
+                    "SELECT id, version FROM models WHERE channel_id = ? "
+                    "ORDER BY version DESC LIMIT 1",
+                    (channel_id,),
+                )
+                if fallback_row is not None:
+                    fallback = int(fallback_row["version"])
+                    await db.execute(
+                        "UPDATE channels SET active_model_id = ? WHERE channel_id = ?",
+                        (fallback_row["id"], channel_id),
+                    )
+            else:
+                fallback = None if active is None else active.version
+            retrain: list[int] = []
+            if active_deleted and active is not None:
+                retrain = [i for i in active.story_ids if i != story_id]
+                if not retrain and fallback is None:
+                    newest = await self._scalar(
+                        "SELECT max(id) FROM stories WHERE channel_id = ?", (channel_id,)
+                    )
+                    retrain = [] if newest is None else [int(newest)]
+            job: JobRecord | None = None
+            if retrain:
+                job_id = await self._insert_job(
+                    channel_id,
+                    guild_id,
+                    requested_by,
+                    requested_by_name,
+                    retrain,
+                    {
+                        **retrain_options,
+                        "reason": f"retraining after story #{story_id} "
+                        f"({story.filename}) was removed",
+                    },
+                )
+                job_row = await self._one("SELECT * FROM jobs WHERE id = ?", (job_id,))
+                assert job_row is not None
+                job = _job(job_row)
+        await self.checkpoint()
+        return StoryDeletion(story, versions, active_deleted, fallback, job)
+
+    async def checkpoint(self) -> None:
+        """Copy the WAL into the database and truncate it (best effort)."""
+        async with self._lock:
+            try:
+                await self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            except sqlite3.Error as exc:
+                logger.warning("WAL checkpoint of %s failed: %s", self.path, exc)
+
+    async def snapshot(self, channel_id: int) -> ChannelSnapshot | None:
+        """The active model, its blob and every story with its text (None without a model)."""
+        async with self._lock:
+            channel_row = await self._one(
+                "SELECT channel_id, guild_id, name, active_model_id, created_at FROM channels "
+                "WHERE channel_id = ?",
+                (channel_id,),
+            )
+            model_row = await self._one(
+                "SELECT * FROM model_info WHERE channel_id = ? AND active", (channel_id,)
+            )
+            if channel_row is None or model_row is None:
+                return None
+            blob = await self._scalar("SELECT blob FROM models WHERE id = ?", (model_row["id"],))
+            rows = await self._all(
+                "SELECT id, channel_id, filename, uploader_id, uploader_name, sha256, encoding, "
+                "bytes, symbols, vocabulary_size, created_at, text FROM stories "
+                "WHERE channel_id = ? ORDER BY id",
+                (channel_id,),
+            )
+        stories = []
+        for row in rows:
+            values = dict(row)
+            text = str(values.pop("text"))
+            stories.append((StoryRecord(**values), text))
+        return ChannelSnapshot(
+            ChannelRecord(**dict(channel_row)), _model(model_row), bytes(blob), tuple(stories)
+        )
+
+    async def import_channel(
+        self,
+        *,
+        channel_id: int,
+        guild_id: int | None,
+        channel_name: str | None,
+        stories: Sequence[ImportedStory],
+        model_story_positions: Sequence[int],
+        config: dict[str, Any],
+        vocabulary: Sequence[str],
+        blob: bytes,
+        figures: dict[str, Any],
+        options: dict[str, Any],
+        requested_by: int | None,
+        requested_by_name: str | None,
+        max_stories: int,
+        keep_versions: int,
+    ) -> tuple[JobRecord, ModelRecord, tuple[int, ...]]:
+        """Add imported stories and make their model the active new version, in one transaction.
+
+        The import is recorded as a job that is already done. Returns (job, model, story ids).
+        Raises StorageError (nothing changed) if the channel would exceed ``max_stories``.
+        """
+        async with self._transaction() as db:
+            await self._ensure_channel(channel_id, guild_id, channel_name)
+            held = int(
+                await self._scalar(
+                    "SELECT count(*) FROM stories WHERE channel_id = ?", (channel_id,)
+                )
+            )
+            if held + len(stories) > max_stories:
+                raise StorageError(
+                    f"this channel holds {held} stories and the file {len(stories)}; "
+                    f"the limit is {max_stories}"
+                )
+            story_ids = []
+            for imported in stories:
+                story_ids.append(
+                    await self._insert_story(channel_id, imported.story, imported.created_at)
+                )
+            trained_on = [story_ids[i] for i in model_story_positions]
+            job_id = await self._insert_job(
+                channel_id, guild_id, requested_by, requested_by_name, trained_on, options
+            )
+            await db.execute(
+                "UPDATE jobs SET state = 'running', started_at = ? WHERE id = ?",
+                (now_iso(), job_id),
+            )
+            model_id = await self._insert_model(
+                job_id=job_id,
+                channel_id=channel_id,
+                config=config,
+                vocabulary=vocabulary,
+                blob=blob,
+                figures=figures,
+                options=options,
+                story_ids=trained_on,
+                keep_versions=keep_versions,
+            )
+            model_row = await self._one("SELECT * FROM model_info WHERE id = ?", (model_id,))
+            job_row = await self._one("SELECT * FROM jobs WHERE id = ?", (job_id,))
+        assert model_row is not None and job_row is not None
+        return _job(job_row), _model(model_row), tuple(story_ids)
 
     # -- jobs ------------------------------------------------------------------------------
 
@@ -480,7 +715,7 @@ class StoryStore:
 
         Raises StorageError (nothing changed) if the channel or one of the stories is gone.
         """
-        async with self._transaction() as db:
+        async with self._transaction():
             known = await self._scalar("SELECT 1 FROM channels WHERE channel_id = ?", (channel_id,))
             if known is None:
                 raise StorageError("the channel was forgotten while it trained")
@@ -490,49 +725,81 @@ class StoryStore:
                 )
                 if owner != channel_id:
                     raise StorageError("a story was removed while the model trained on it")
-            version = 1 + int(
-                await self._scalar(
-                    "SELECT coalesce(max(version), 0) FROM models WHERE channel_id = ?",
-                    (channel_id,),
-                )
+            model_id = await self._insert_model(
+                job_id=job_id,
+                channel_id=channel_id,
+                config=config,
+                vocabulary=vocabulary,
+                blob=blob,
+                figures=figures,
+                options=options,
+                story_ids=story_ids,
+                keep_versions=keep_versions,
             )
-            cursor = await db.execute(
-                "INSERT INTO models (channel_id, version, config, vocabulary, blob, figures, "
-                "options, job_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    channel_id,
-                    version,
-                    json.dumps(config),
-                    json.dumps(list(vocabulary)),
-                    sqlite3.Binary(blob),
-                    json.dumps(figures),
-                    json.dumps(options),
-                    job_id,
-                    now_iso(),
-                ),
-            )
-            model_id = cursor.lastrowid
-            assert model_id is not None
-            await db.executemany(
-                "INSERT INTO model_stories (model_id, story_id, position) VALUES (?, ?, ?)",
-                [(model_id, story_id, pos) for pos, story_id in enumerate(story_ids)],
-            )
-            await db.execute(
-                "UPDATE channels SET active_model_id = ? WHERE channel_id = ?",
-                (model_id, channel_id),
-            )
-            await db.execute(
-                "UPDATE jobs SET state = 'done', model_id = ?, error = NULL, finished_at = ? "
-                "WHERE id = ?",
-                (model_id, now_iso(), job_id),
-            )
-            await self._prune(channel_id, keep_versions)
             row = await self._one(
                 "SELECT * FROM model_info WHERE id = ?",
                 (model_id,),
             )
         assert row is not None
         return _model(row)
+
+    async def _insert_model(
+        self,
+        *,
+        job_id: int,
+        channel_id: int,
+        config: dict[str, Any],
+        vocabulary: Sequence[str],
+        blob: bytes,
+        figures: dict[str, Any],
+        options: dict[str, Any],
+        story_ids: Sequence[int],
+        keep_versions: int,
+    ) -> int:
+        """Inside a transaction: insert the next version, activate it, finish its job, prune."""
+        db = self._db
+        version = 1 + int(
+            await self._scalar(
+                "SELECT max(c.last_version, coalesce((SELECT max(version) FROM models "
+                "WHERE channel_id = c.channel_id), 0)) FROM channels c WHERE c.channel_id = ?",
+                (channel_id,),
+            )
+        )
+        await db.execute(
+            "UPDATE channels SET last_version = ? WHERE channel_id = ?", (version, channel_id)
+        )
+        cursor = await db.execute(
+            "INSERT INTO models (channel_id, version, config, vocabulary, blob, figures, "
+            "options, job_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                channel_id,
+                version,
+                json.dumps(config),
+                json.dumps(list(vocabulary)),
+                sqlite3.Binary(blob),
+                json.dumps(figures),
+                json.dumps(options),
+                job_id,
+                now_iso(),
+            ),
+        )
+        model_id = cursor.lastrowid
+        assert model_id is not None
+        await db.executemany(
+            "INSERT INTO model_stories (model_id, story_id, position) VALUES (?, ?, ?)",
+            [(model_id, story_id, pos) for pos, story_id in enumerate(story_ids)],
+        )
+        await db.execute(
+            "UPDATE channels SET active_model_id = ? WHERE channel_id = ?",
+            (model_id, channel_id),
+        )
+        await db.execute(
+            "UPDATE jobs SET state = 'done', model_id = ?, error = NULL, finished_at = ? "
+            "WHERE id = ?",
+            (model_id, now_iso(), job_id),
+        )
+        await self._prune(channel_id, keep_versions)
+        return model_id
 
     async def _prune(self, channel_id: int, keep_versions: int) -> None:
         await self._db.execute(
@@ -594,6 +861,23 @@ class StoryStore:
             )
         assert row is not None
         return _model(row)
+
+
+# SQLITE_READONLY, SQLITE_IOERR, SQLITE_FULL, SQLITE_CANTOPEN (primary result codes)
+_UNAVAILABLE_CODES = {8, 10, 13, 14}
+UNAVAILABLE_MESSAGE = (
+    "I cannot save anything right now (my storage is full or read-only), so nothing was "
+    "changed. Please tell the bot's operator."
+)
+
+
+def _unavailable(path: Path, exc: sqlite3.OperationalError) -> StorageUnavailable | None:
+    """A write refused by the disk becomes a clear StorageUnavailable; None for anything else."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is None or code & 0xFF not in _UNAVAILABLE_CODES:
+        return None
+    logger.error("database %s refused a write: %s", path, exc)
+    return StorageUnavailable(UNAVAILABLE_MESSAGE)
 
 
 def _json_ids(value: Any) -> tuple[int, ...]:

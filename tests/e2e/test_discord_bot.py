@@ -261,7 +261,7 @@ async def test_autocomplete_offers_vocabulary_words(env: Env) -> None:
 
 async def test_story_card(env: Env) -> None:
     handle = await env.fake.send_slash_command(
-        "story", {}, subcommand="card", user=env.world.member, channel=env.world.channel
+        "story", {}, subcommand="show", user=env.world.member, channel=env.world.channel
     )
     reply = await handle.wait_reply(15.0)
     text = reply.text()

@@ -1,8 +1,13 @@
-"""/story (a command group: ``card`` now; list, remove, versions... later) and /forget."""
+"""/story (a group: show, list, remove, versions, rollback, export) and /forget.
+
+Thin: each command calls one StoryService method and renders its answer. UserErrors raised here
+reach the bot's error handler, which answers them ephemerally.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -18,7 +23,15 @@ from bot.discord_adapter.common import (
     channel_ref,
     member_of,
 )
-from bot.discord_adapter.rendering import story_card_embed
+from bot.discord_adapter.rendering import (
+    EMBED_FIELD_LIMIT,
+    MESSAGE_LIMIT,
+    escape_text,
+    format_percent,
+    format_timestamp,
+    story_card_embed,
+    truncate,
+)
 
 if TYPE_CHECKING:
     from bot.discord_adapter.client import FabulistBot
@@ -81,12 +94,110 @@ class StoryCog(commands.Cog):
             # Role holders without the permission must still see the command; the check decides.
             self.forget.default_permissions = None
 
-    @story.command(name="card")
-    async def card(self, interaction: discord.Interaction[Any]) -> None:
+    @story.command(name="show")
+    async def show(self, interaction: discord.Interaction[Any]) -> None:
         """Show what this channel has learned: story, uploader, size, accuracy, training state."""
         card = await self.service.story_card(channel_ref(interaction))
+        embed = story_card_embed(card)
+        if card.notice:
+            embed.add_field(
+                name="Note",
+                value=truncate(escape_text(card.notice), EMBED_FIELD_LIMIT),
+                inline=False,
+            )
+        await interaction.response.send_message(embed=embed, allowed_mentions=NO_MENTIONS)
+
+    @story.command(name="list")
+    async def list_stories(self, interaction: discord.Interaction[Any]) -> None:
+        """List this channel's stories: id, file, uploader, size and date."""
+        stories = await self.service.list_stories(channel_ref(interaction))
+        if not stories:
+            text = "This channel has no stories yet. Teach one with `/train`."
+        else:
+            lines = [f"**{len(stories)} stor{'y' if len(stories) == 1 else 'ies'}**"]
+            for story in stories:
+                uploader = escape_text(story.uploader_name or "someone")
+                lines.append(
+                    f"`#{story.story_id}` {escape_text(story.filename)} · {uploader} · "
+                    f"{story.symbols:,} symbols · {format_timestamp(story.created_at)}"
+                )
+            text = truncate("\n".join(lines), MESSAGE_LIMIT)
+        await interaction.response.send_message(text, allowed_mentions=NO_MENTIONS)
+
+    @story.command(name="remove")
+    @app_commands.describe(id="The story's number, as /story list shows it")
+    async def remove(
+        self, interaction: discord.Interaction[Any], id: app_commands.Range[int, 1]
+    ) -> None:
+        """Remove a story (yours, or any if you manage the channel) and the models trained on it."""
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        removal = await self.service.remove_story(
+            channel_ref(interaction), member_of(interaction), id
+        )
+        await interaction.followup.send(
+            truncate(escape_text(removal.describe()), MESSAGE_LIMIT),
+            ephemeral=True,
+            allowed_mentions=NO_MENTIONS,
+        )
+
+    @story.command(name="versions")
+    async def versions(self, interaction: discord.Interaction[Any]) -> None:
+        """List the kept model versions of this channel (the active one is marked)."""
+        versions = await self.service.list_versions(channel_ref(interaction))
+        if not versions:
+            text = "This channel has no trained model yet."
+        else:
+            lines = ["**Model versions** (newest first)"]
+            for version in versions:
+                stories = ", ".join(f"#{i}" for i in version.story_ids)
+                lines.append(
+                    f"{'**active** ' if version.active else ''}`v{version.version}` · "
+                    f"{format_timestamp(version.created_at)} · stories {stories} · "
+                    f"learnable accuracy {format_percent(version.learnable_accuracy)}"
+                )
+            text = truncate("\n".join(lines), MESSAGE_LIMIT)
+        await interaction.response.send_message(text, allowed_mentions=NO_MENTIONS)
+
+    @story.command(name="rollback")
+    @app_commands.describe(version="The version to make active (default: the one before)")
+    @app_commands.check(admin_check)
+    async def rollback(
+        self,
+        interaction: discord.Interaction[Any],
+        version: app_commands.Range[int, 1] | None = None,
+    ) -> None:
+        """Make an earlier kept model version answer /continue again."""
+        rolled = await self.service.rollback(
+            channel_ref(interaction), member_of(interaction), version
+        )
         await interaction.response.send_message(
-            embed=story_card_embed(card), allowed_mentions=NO_MENTIONS
+            f"Model version v{rolled.version} is active now.", allowed_mentions=NO_MENTIONS
+        )
+
+    @story.command(name="export")
+    @app_commands.check(admin_check)
+    async def export(self, interaction: discord.Interaction[Any]) -> None:
+        """Download this channel's stories and active model as one file (import it with /train)."""
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        filename, data = await self.service.export_channel(
+            channel_ref(interaction), member_of(interaction)
+        )
+        limit = interaction.guild.filesize_limit if interaction.guild is not None else 10 << 20
+        if len(data) > limit:
+            await interaction.followup.send(
+                f"The export is {len(data) / (1 << 20):.1f} MiB, more than this server lets me "
+                f"upload ({limit / (1 << 20):.0f} MiB). Run `python -m bot export --channel ...` "
+                "on the bot's machine instead.",
+                ephemeral=True,
+                allowed_mentions=NO_MENTIONS,
+            )
+            return
+        await interaction.followup.send(
+            "This channel's stories and active model. Import it into a channel with `/train` "
+            "and this file as the story.",
+            file=discord.File(io.BytesIO(data), filename=filename),
+            ephemeral=True,
+            allowed_mentions=NO_MENTIONS,
         )
 
     @app_commands.command(name="forget")

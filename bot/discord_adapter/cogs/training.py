@@ -7,7 +7,7 @@ import contextlib
 import io
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import aiohttp
 import discord
@@ -173,10 +173,11 @@ class TrainingCog(commands.Cog):
     @app_commands.default_permissions(manage_channels=True)
     @app_commands.check(admin_check)
     @app_commands.describe(
-        story="A plain-text (UTF-8) file with the story to learn",
+        story="A plain-text (UTF-8) story, or a fabulist export file to import",
         layers="LSTM layers: 1 (default) or 2",
         n_input="How many previous words the model looks at (1-10, default 3)",
         seed="Random seed, for a reproducible training",
+        mode="replace: learn this story alone (default); append: add it to the earlier ones",
     )
     async def train(
         self,
@@ -185,12 +186,13 @@ class TrainingCog(commands.Cog):
         layers: app_commands.Range[int, 1, 2] | None = None,
         n_input: app_commands.Range[int, 1, 10] | None = None,
         seed: int | None = None,
+        mode: Literal["replace", "append"] = "replace",
     ) -> None:
-        """Teach this channel a story from a text file; replaces the story it knows now."""
+        """Teach this channel a story from a text file (or import an export file)."""
         await interaction.response.defer(ephemeral=True, thinking=True)
-        self.service.check_upload_size(story.size)
+        self.service.check_upload_size(story.size, story.filename)
         data = await self._download(story)
-        options = TrainOptions(layers=layers, n_input=n_input, seed=seed)
+        options = TrainOptions(layers=layers, n_input=n_input, seed=seed, mode=mode)
         await self._start(interaction, story.filename, data, options)
 
     @app_commands.command(name="cancel")
@@ -203,7 +205,7 @@ class TrainingCog(commands.Cog):
 
     async def _download(self, attachment: discord.Attachment) -> bytes:
         """Read the attachment, but never more than the configured limit (+1 byte to tell)."""
-        limit = self.bot.config.limits.story_bytes
+        limit = self.service.upload_limit(attachment.filename)
         if self._http is None:
             timeout = aiohttp.ClientTimeout(total=DOWNLOAD_TIMEOUT_SECONDS)
             self._http = aiohttp.ClientSession(timeout=timeout)
@@ -220,7 +222,7 @@ class TrainingCog(commands.Cog):
                 f"The file is larger than the {limit / 1024:,.0f} KiB limit (larger than its "
                 "upload said). Upload a shorter story."
             )
-        self.service.check_upload_size(len(buffer))
+        self.service.check_upload_size(len(buffer), attachment.filename)
         return bytes(buffer)
 
     async def _start(
@@ -296,6 +298,8 @@ class TrainingCog(commands.Cog):
 
 
 def _state_phrase(job: TrainingJob) -> str:
+    if job.state == "done":
+        return "was an export file: imported"
     if job.state == "queued":
         return f"is queued (position {job.queue_position})" if job.queue_position else "is queued"
     return "has started"
