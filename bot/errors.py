@@ -26,6 +26,13 @@ class UserError(Exception):
         self.message = message
 
 
+class StorageUnavailable(StorageError, UserError):
+    """The database refused a write (disk full, read-only, I/O error); nothing was changed.
+
+    A ``UserError`` too, so adapters answer with its clear message instead of a bug reply.
+    """
+
+
 class InvalidUpload(UserError):
     """The uploaded story is empty, too large, not text, or too short."""
 
