@@ -70,6 +70,9 @@ def worker_main(conn: Connection) -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     # Ctrl-C in a terminal reaches the whole process group; the bot decides when workers stop.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # Training is batch work: on a busy machine the bot's event loop must win the CPU.
+    with contextlib.suppress(OSError):
+        os.nice(10)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s worker: %(message)s")
     import model.training  # noqa: F401  (warm-up: the first job must not pay the import)
 
@@ -94,16 +97,23 @@ def _serve(conn: Connection, task: dict[str, Any]) -> bool:
     state = {"cancelled": False, "stop": False}
 
     def should_cancel() -> bool:
-        while conn.poll():
-            message = conn.recv()
-            if message[0] == "cancel" and message[1] == job_id:
-                state["cancelled"] = True
-            elif message[0] == "stop":
-                state["cancelled"] = state["stop"] = True
+        try:
+            while conn.poll():
+                message = conn.recv()
+                if message[0] == "cancel" and message[1] == job_id:
+                    state["cancelled"] = True
+                elif message[0] == "stop":
+                    state["cancelled"] = state["stop"] = True
+        except (EOFError, OSError):
+            # The bot process is gone (killed): stop training and exit quietly.
+            state["cancelled"] = state["stop"] = True
         return state["cancelled"]
 
     def on_progress(progress: Any) -> None:
-        conn.send(("progress", job_id, dataclasses.asdict(progress)))
+        try:
+            conn.send(("progress", job_id, dataclasses.asdict(progress)))
+        except OSError:
+            state["cancelled"] = state["stop"] = True
 
     try:
         tokens: list[str] = []
@@ -125,16 +135,20 @@ def _serve(conn: Connection, task: dict[str, Any]) -> bool:
             "vocabulary": list(model.vocabulary.to_json()),
             "figures": model.figures.to_dict(),
         }
-        conn.send(("done", job_id, result))
+        reply: tuple[Any, ...] = ("done", job_id, result)
     except TrainingCancelled:
-        conn.send(("cancelled", job_id))
+        reply = ("cancelled", job_id)
     except ModelError as exc:
-        conn.send(("failed", job_id, str(exc)))
+        reply = ("failed", job_id, str(exc))
     except MemoryError:
-        conn.send(("failed", job_id, "Training ran out of memory; try a smaller story or model."))
+        reply = ("failed", job_id, "Training ran out of memory; try a smaller story or model.")
     except Exception as exc:
         logging.getLogger(__name__).exception("training job %d failed", job_id)
-        conn.send(("failed", job_id, f"Training failed unexpectedly ({type(exc).__name__})."))
+        reply = ("failed", job_id, f"Training failed unexpectedly ({type(exc).__name__}).")
+    try:
+        conn.send(reply)
+    except OSError:  # the bot process is gone
+        return False
     return not state["stop"]
 
 
