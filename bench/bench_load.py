@@ -28,7 +28,7 @@ sys.path.insert(0, str(REPO))
 from bot.config import load_config  # noqa: E402
 from bot.service import ChannelRef, ContinueOptions, Member, StoryService, TrainOptions  # noqa: E402
 from bot.storage import StoryStore  # noqa: E402
-from tests.reliability.conftest import STORY, synthetic_blob  # noqa: E402
+from tests.reliability.conftest import STORY, synthetic_blob, target_line  # noqa: E402
 from tests.reliability.helpers import seed_model  # noqa: E402
 from tests.service.conftest import long_story  # noqa: E402
 
@@ -135,6 +135,7 @@ async def load(db: Path) -> None:
     print(line("  no training", baseline, probe0))
     print(line("  2 trainings running", loaded, probe1))
     print(f"  ratio p99 loaded/baseline: {pct(loaded, 0.99) / pct(baseline, 0.99):.2f}")
+    print("  " + target_line("2 trainings running", pct(loaded, 0.99), max(probe1.lags) * 1000))
     await service.close()
     await store.close()
 

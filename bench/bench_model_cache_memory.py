@@ -1,8 +1,17 @@
-"""Resident memory of the bot process with 0, 1 and 50 cached channel models.
+"""Resident memory of the bot process as its model cache fills, bounded by count and by MiB.
 
-One article-size model (512 units) is trained through the service, its stored blob is copied into
-49 more channels, and one /continue per channel loads each into the LRU cache (bound 64).
-RSS is read from /proc/self/status (Linux). Run: .venv/bin/python bench/bench_model_cache_memory.py
+One article-size model (512 units) is trained through the service and its stored blob is copied
+into 49 more channels. Then, in a fresh process per configuration, one /continue per channel
+(256 sampled symbols, so most of each model's first-step table gets built) loads each model
+into the LRU cache:
+
+- baseline: ``[cache] models = 64``, ``megabytes`` large enough for all 50 (count bound only);
+- bounded: the same count bound and ``megabytes = 64``.
+
+RSS is read from /proc/self/status (Linux). The bounded run must grow by at most ``megabytes``
+plus ``OVERHEAD_MB`` (SQLite's page cache, the model being loaded and the copies
+``from_bytes`` makes, the allocator's freed-but-kept memory); the script exits non-zero if not.
+Run: .venv/bin/python bench/bench_model_cache_memory.py
 """
 
 from __future__ import annotations
@@ -10,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import os
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -20,11 +30,16 @@ sys.path.insert(0, str(REPO))
 
 from bot.config import load_config  # noqa: E402
 from bot.service import ChannelRef, ContinueOptions, Member, StoryService, TrainOptions  # noqa: E402
-from bot.storage import NewStory, StoryStore  # noqa: E402
+from bot.storage import NewModel, NewStory, StoryStore  # noqa: E402
 
 STORY = (REPO / "data" / "belling-the-cat.txt").read_bytes()
 ADMIN = Member(1, "bench", True)
 CHANNELS = 50
+MAX_MODELS = 64
+BOUNDED_MB = 64
+BASELINE_MB = 4096
+OVERHEAD_MB = 24
+REPLY = ContinueOptions(length=256, temperature=1.0, seed=1)
 
 
 def rss_mb() -> float:
@@ -35,17 +50,22 @@ def rss_mb() -> float:
     return float("nan")
 
 
-async def measure(db: Path) -> list[tuple[int, float]]:
-    config = load_config(
-        data={"storage": {"database": str(db)}, "cache": {"models": 64}}, environ={}
-    )
+async def prepare(db: Path) -> None:
+    config = load_config(data={"storage": {"database": str(db)}}, environ={})
     store = await StoryStore.open(db)
     service = StoryService(config, store)
     await service.start(warm_workers=False)
+    try:
+        await copy_trained_model(service, store)
+    finally:  # the training worker must not outlive a failure here
+        await service.close()
+        await store.close()
+
+
+async def copy_trained_model(service: StoryService, store: StoryStore) -> None:
     job = await service.train(ChannelRef(None, 1), ADMIN, "story.txt", STORY, TrainOptions(seed=1))
     result = await service.wait_for_job(job.job_id)
     assert result.state == "done", result.error
-    await service.pool.close()  # the worker is another process; only the bot's RSS counts
     source = await store.active_model(1)
     assert source is not None
     blob = await store.model_blob(source.id)
@@ -67,36 +87,81 @@ async def measure(db: Path) -> list[tuple[int, float]]:
         await store.activate_model(
             job_id=copy.id,
             channel_id=channel_id,
-            config=source.config,
-            vocabulary=vocabulary,
-            blob=blob,
-            figures=source.figures,
-            options={},
+            model=NewModel(
+                config=source.config,
+                vocabulary=vocabulary,
+                blob=blob,
+                figures=source.figures,
+                options={},
+            ),
             story_ids=copy.story_ids,
             keep_versions=3,
         )
-    figures = [(0, rss_mb())]
-    for channel_id in range(1, CHANNELS + 1):
-        await service.continue_story(
-            ChannelRef(None, channel_id), "had a general", ContinueOptions()
-        )
-        if channel_id in (1, CHANNELS):
-            figures.append((service.cached_models, rss_mb()))
+
+
+async def measure(db: Path, megabytes: int) -> None:
+    """Print ``base peak models cached_mib per_model_mib`` (run in its own process)."""
+    config = load_config(
+        data={
+            "storage": {"database": str(db)},
+            "cache": {"models": MAX_MODELS, "megabytes": megabytes},
+            "cooldowns": {"continue_seconds": 0.0},
+        },
+        environ={},
+    )
+    store = await StoryStore.open(db)
+    service = StoryService(config, store)
+    await service.start(warm_workers=False)
+    await service.continue_story(ChannelRef(None, 1), "had a general", REPLY)
+    per_model = service.cache_stats.bytes / 2**20
+    base = peak = rss_mb()
+    for channel_id in range(2, CHANNELS + 1):
+        await service.continue_story(ChannelRef(None, channel_id), "had a general", REPLY)
+        peak = max(peak, rss_mb())
+    stats = service.cache_stats
+    print(base, peak, stats.models, stats.bytes / 2**20, per_model, flush=True)
     await service.close()
     await store.close()
-    return figures
+
+
+def run(db: Path, megabytes: int) -> tuple[float, float, int, float, float]:
+    out = subprocess.run(
+        [sys.executable, __file__, "--measure", str(db), str(megabytes)],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    ).stdout.split()
+    base, peak, models, cached, per_model = (float(x) for x in out[-5:])
+    return base, peak, int(models), cached, per_model
 
 
 def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
-        figures = asyncio.run(measure(Path(folder) / "bench.sqlite3"))
-    print("bot process resident memory by cached models (article story, 512 units)")
-    print(f"{'models':>8}{'RSS MB':>10}{'per model MB':>15}")
-    base = figures[0][1]
-    for count, mb in figures:
-        per = (mb - base) / count if count else 0.0
-        print(f"{count:>8}{mb:>10.1f}{per:>15.2f}")
+        db = Path(folder) / "bench.sqlite3"
+        asyncio.run(prepare(db))
+        figures = {mb: run(db, mb) for mb in (BASELINE_MB, BOUNDED_MB)}
+    per_model = figures[BOUNDED_MB][4]
+    print(
+        f"bot process resident memory, {CHANNELS} channels (article story, 512 units, "
+        f"{per_model:.2f} MiB counted per model)"
+    )
+    print(f"{'bound':>24}{'cached':>8}{'cache MiB':>11}{'RSS MB':>9}{'growth MB':>11}")
+    for mb, (base, peak, models, cached, _) in figures.items():
+        label = f"{MAX_MODELS} models" if mb == BASELINE_MB else f"{MAX_MODELS} models/{mb} MiB"
+        print(f"{label:>24}{models:>8}{cached:>11.1f}{peak:>9.1f}{peak - base:>11.1f}")
+    base, peak, _, _, _ = figures[BOUNDED_MB]
+    growth = peak - base
+    baseline_growth = figures[BASELINE_MB][1] - figures[BASELINE_MB][0]
+    print(f"ratio growth bounded/baseline: {growth / baseline_growth:.2f}")
+    limit = BOUNDED_MB + OVERHEAD_MB
+    print(f"bounded growth {growth:.1f} MB <= {BOUNDED_MB} + {OVERHEAD_MB} MB: {growth <= limit}")
+    if growth > limit:
+        sys.exit(1)
 
 
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:2] == ["--measure"]:
+        asyncio.run(measure(Path(sys.argv[2]), int(sys.argv[3])))
+    else:
+        main()

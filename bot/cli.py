@@ -17,6 +17,8 @@
 
 Without ``--config``, ``./config.toml`` is read if it exists, else the defaults apply.
 ``--channel`` names an offline channel (default "console"); see ``bot.service.console_channel``.
+``--channel-id ID`` (with ``--guild-id ID`` for a server channel) names a Discord channel instead,
+e.g. to export a channel whose export is too large for Discord to upload.
 Exit status: 0 ok, 1 a refused request or failed training, 2 bad configuration or usage.
 """
 
@@ -35,7 +37,7 @@ from bot.config import Config, load_config
 from bot.errors import ConfigError, StorageError, UserError
 
 if TYPE_CHECKING:
-    from bot.service import StoryService
+    from bot.service import ChannelRef, StoryService
 
 logger = logging.getLogger(__name__)
 DEFAULT_CONFIG = Path("config.toml")
@@ -55,6 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
     def with_channel(name: str, help: str) -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=help)
         sub.add_argument("--channel", default="console", help="offline channel name")
+        sub.add_argument("--channel-id", type=int, help="a Discord channel's id (not --channel)")
+        sub.add_argument("--guild-id", type=int, help="the Discord server's id (--channel-id)")
         return sub
 
     train = with_channel("train", "train a story file into a channel")
@@ -109,6 +113,9 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     if args.command not in ("run", "sync") and not args.verbose:
         level = max(level, logging.WARNING)  # the offline commands print their own output
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if getattr(args, "guild_id", None) is not None and args.channel_id is None:
+        sys.stderr.write("usage error: --guild-id needs --channel-id\n")
+        return 2
     if args.command in ("run", "sync"):
         if not config.discord.token:
             sys.stderr.write(
@@ -133,18 +140,24 @@ async def _offline(args: argparse.Namespace, config: Config, out: TextIO) -> int
     from bot.console import (
         CONSOLE_MEMBER,
         Console,
+        channel_label,
         continue_text,
         export_file,
         import_file,
+        resolve_channel,
         rollback_text,
         status_text,
         stories_text,
         train_file,
         versions_text,
     )
-    from bot.service import ContinueOptions, StoryService, TrainOptions, console_channel
+    from bot.service import ChannelRef, ContinueOptions, StoryService, TrainOptions
     from bot.storage import StoryStore
 
+    # --channel-id names a Discord channel; else --channel a console channel (by name).
+    channel: str | ChannelRef = args.channel
+    if args.channel_id is not None:
+        channel = ChannelRef(guild_id=args.guild_id, channel_id=args.channel_id)
     if args.command != "console":
         # One worker is enough offline; the console may train more than once.
         config = replace(config, workers=replace(config.workers, count=1))
@@ -161,34 +174,34 @@ async def _offline(args: argparse.Namespace, config: Config, out: TextIO) -> int
                 max_seconds=args.max_seconds,
                 mode="append" if args.append else "replace",
             )
-            ok = await train_file(service, args.channel, args.file, options, out)
+            ok = await train_file(service, channel, args.file, options, out)
             return 0 if ok else 1
         if args.command == "continue":
             options_c = ContinueOptions(
                 length=args.length, temperature=args.temperature, seed=args.seed, top_k=args.top_k
             )
-            out.write(await continue_text(service, args.channel, " ".join(args.words), options_c))
+            out.write(await continue_text(service, channel, " ".join(args.words), options_c))
             out.write("\n")
         elif args.command == "status":
-            out.write(await status_text(service, args.channel) + "\n")
+            out.write(await status_text(service, channel) + "\n")
         elif args.command == "stories":
-            out.write(await stories_text(service, args.channel) + "\n")
+            out.write(await stories_text(service, channel) + "\n")
         elif args.command == "remove":
-            return await _remove(service, args.channel, args.story_id, out)
+            return await _remove(service, channel, args.story_id, out)
         elif args.command == "versions":
-            out.write(await versions_text(service, args.channel) + "\n")
+            out.write(await versions_text(service, channel) + "\n")
         elif args.command == "rollback":
             version = None if args.version is None else str(args.version)
-            out.write(await rollback_text(service, args.channel, version) + "\n")
+            out.write(await rollback_text(service, channel, version) + "\n")
         elif args.command == "export":
-            await export_file(service, args.channel, args.out, out)
+            await export_file(service, channel, args.out, out)
         elif args.command == "import":
-            await import_file(service, args.channel, args.file, out)
+            await import_file(service, channel, args.file, out)
         elif args.command == "forget":
-            await service.forget(console_channel(args.channel), CONSOLE_MEMBER)
-            out.write(f"Forgot channel {args.channel}.\n")
+            await service.forget(resolve_channel(channel), CONSOLE_MEMBER)
+            out.write(f"Forgot channel {channel_label(channel)}.\n")
         elif args.command == "console":
-            await Console(service, out, args.channel).run()
+            await Console(service, out, channel).run()
         return 0
     except UserError as exc:
         sys.stderr.write(exc.message + "\n")
@@ -198,13 +211,14 @@ async def _offline(args: argparse.Namespace, config: Config, out: TextIO) -> int
         await store.close()
 
 
-async def _remove(service: StoryService, channel_name: str, story_id: int, out: TextIO) -> int:
+async def _remove(
+    service: StoryService, channel: str | ChannelRef, story_id: int, out: TextIO
+) -> int:
     """Remove a story; if that queues a retraining, show it through to the end."""
-    from bot.console import CONSOLE_MEMBER, ProgressBar
-    from bot.service import console_channel
+    from bot.console import CONSOLE_MEMBER, ProgressBar, resolve_channel
 
     removal = await service.remove_story(
-        console_channel(channel_name), CONSOLE_MEMBER, story_id, on_progress=ProgressBar(out)
+        resolve_channel(channel), CONSOLE_MEMBER, story_id, on_progress=ProgressBar(out)
     )
     out.write(removal.describe() + "\n")
     if removal.retraining is None:

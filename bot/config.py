@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from bot.errors import ConfigError
+from model.config import MAX_N_INPUT
 
 __all__ = [
     "CacheConfig",
@@ -80,7 +81,7 @@ class TrainingDefaults:
     layers: int = field(default=1, metadata=_c(min=1, max=2))
     units: int = field(default=512, metadata=_c(min=1, max=4096))
     embedding_dim: int = field(default=64, metadata=_c(min=1, max=4096))
-    n_input: int = field(default=3, metadata=_c(min=1, max=16))
+    n_input: int = field(default=3, metadata=_c(min=1, max=MAX_N_INPUT))
     max_epochs: int = field(default=300, metadata=_c(min=1))
     max_seconds: float = field(default=600.0, metadata=_c(min=0.1))
     vocabulary_max_size: int = field(default=20_000, metadata=_c(min=2))
@@ -99,7 +100,9 @@ class WorkersConfig:
 
 @dataclass(frozen=True)
 class CacheConfig:
+    # Both bounds hold: at most ``models`` cached models taking at most ``megabytes`` MiB.
     models: int = field(default=32, metadata=_c(min=1))
+    megabytes: int = field(default=512, metadata=_c(min=1, max=1_048_576))
 
 
 @dataclass(frozen=True)

@@ -20,9 +20,10 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TextIO
 
-from bot.errors import UnknownWords, UserError
-from bot.export import looks_like_export
+from bot.display import display_prose, format_bytes, training_fraction
+from bot.errors import UserError
 from bot.service import (
+    ChannelRef,
     ContinueOptions,
     JobProgress,
     Member,
@@ -35,6 +36,17 @@ HELP = __doc__.split("\n\n")[1] if __doc__ else ""
 CONSOLE_MEMBER = Member(user_id=0, display_name="console", is_admin=True)
 _TRAIN_KEYS = {"mode": str, "layers": int, "n_input": int, "seed": int, "max_seconds": float}
 _CONTINUE_KEYS = {"length": int, "temperature": float, "seed": int, "top_k": int}
+
+
+def resolve_channel(channel: str | ChannelRef) -> ChannelRef:
+    """A console channel by name, or a channel given by id (``--channel-id``)."""
+    return console_channel(channel) if isinstance(channel, str) else channel
+
+
+def channel_label(channel: str | ChannelRef) -> str:
+    if isinstance(channel, str):
+        return channel
+    return channel.name or f"<#{channel.channel_id}>"
 
 
 class ProgressBar:
@@ -51,7 +63,9 @@ class ProgressBar:
         if progress.state == "queued":
             line = f"queued at position {progress.queue_position}"
         else:
-            share = progress.epoch / progress.max_epochs if progress.max_epochs else 0.0
+            share = training_fraction(
+                progress.epoch, progress.max_epochs, progress.elapsed_seconds, progress.eta_seconds
+            )
             filled = round(share * self.width)
             bar = "#" * filled + "-" * (self.width - filled)
             parts = [f"[{bar}] epoch {progress.epoch}/{progress.max_epochs}"]
@@ -94,13 +108,9 @@ def parse_options(words: list[str], keys: dict[str, type]) -> tuple[list[str], d
     return rest, options
 
 
-def format_unknown(error: UnknownWords) -> str:
-    return error.message
-
-
 async def train_file(
     service: StoryService,
-    channel_name: str,
+    channel_name: str | ChannelRef,
     path: Path,
     options: TrainOptions,
     out: TextIO,
@@ -111,14 +121,18 @@ async def train_file(
     except OSError as exc:
         out.write(f"Cannot read {path}: {exc.strerror}\n")
         return False
-    channel = console_channel(channel_name)
-    if looks_like_export(data):
-        imported = await service.import_channel(channel, CONSOLE_MEMBER, data)
-        out.write(imported.describe() + "\n")
-        return True
+    channel = resolve_channel(channel_name)
     bar = ProgressBar(out)
+    # An export file is imported by train itself (the job is done at once, result.imported).
     job = await service.train(channel, CONSOLE_MEMBER, path.name, data, options, on_progress=bar)
     result = await service.wait_for_job(job.job_id)
+    if result.imported and result.state == "done":
+        count = len(job.story_ids)
+        out.write(
+            f"Imported {count} stor{'y' if count == 1 else 'ies'} and a model from {path.name}; "
+            f"it is now version {result.model_version}.\n"
+        )
+        return True
     if result.state == "done" and result.figures is not None:
         f = result.figures
         out.write(
@@ -132,18 +146,18 @@ async def train_file(
 
 
 async def continue_text(
-    service: StoryService, channel_name: str, prompt: str, options: ContinueOptions
+    service: StoryService, channel_name: str | ChannelRef, prompt: str, options: ContinueOptions
 ) -> str:
-    result = await service.continue_story(console_channel(channel_name), prompt, options)
+    result = await service.continue_story(resolve_channel(channel_name), prompt, options)
     share = (
         "" if result.original_share is None else f"  [{result.original_share:.0%} from the story]"
     )
-    return result.text + share
+    return display_prose(result.text) + share
 
 
-async def status_text(service: StoryService, channel_name: str) -> str:
-    card = await service.story_card(console_channel(channel_name))
-    lines = [f"Channel {channel_name}:"]
+async def status_text(service: StoryService, channel_name: str | ChannelRef) -> str:
+    card = await service.story_card(resolve_channel(channel_name))
+    lines = [f"Channel {channel_label(channel_name)}:"]
     if card.has_model:
         lines.append(
             f"  model version {card.model_version}, trained {card.trained_at} on "
@@ -173,10 +187,10 @@ async def status_text(service: StoryService, channel_name: str) -> str:
     return "\n".join(lines)
 
 
-async def stories_text(service: StoryService, channel_name: str) -> str:
-    stories = await service.list_stories(console_channel(channel_name))
+async def stories_text(service: StoryService, channel_name: str | ChannelRef) -> str:
+    stories = await service.list_stories(resolve_channel(channel_name))
     if not stories:
-        return f"Channel {channel_name} has no stories."
+        return f"Channel {channel_label(channel_name)} has no stories."
     return "\n".join(
         f"  #{story.story_id} {story.filename} by {story.uploader_name}, "
         f"{story.symbols} symbols, {story.created_at}"
@@ -184,10 +198,10 @@ async def stories_text(service: StoryService, channel_name: str) -> str:
     )
 
 
-async def versions_text(service: StoryService, channel_name: str) -> str:
-    versions = await service.list_versions(console_channel(channel_name))
+async def versions_text(service: StoryService, channel_name: str | ChannelRef) -> str:
+    versions = await service.list_versions(resolve_channel(channel_name))
     if not versions:
-        return f"Channel {channel_name} has no model versions."
+        return f"Channel {channel_label(channel_name)} has no model versions."
     lines = []
     for version in versions:
         mark = "*" if version.active else " "
@@ -202,41 +216,45 @@ async def versions_text(service: StoryService, channel_name: str) -> str:
 
 
 async def export_file(
-    service: StoryService, channel_name: str, path: Path | None, out: TextIO
+    service: StoryService, channel_name: str | ChannelRef, path: Path | None, out: TextIO
 ) -> Path:
     """Write the channel's export to ``path`` (default: its own name in the current folder)."""
-    filename, data = await service.export_channel(console_channel(channel_name), CONSOLE_MEMBER)
+    filename, data = await service.export_channel(resolve_channel(channel_name), CONSOLE_MEMBER)
     target = path if path is not None else Path(filename)
     await asyncio.to_thread(target.write_bytes, data)
-    out.write(f"Wrote {target} ({len(data):,} bytes).\n")
+    out.write(f"Wrote {target} ({format_bytes(len(data))}).\n")
     return target
 
 
-async def import_file(service: StoryService, channel_name: str, path: Path, out: TextIO) -> None:
+async def import_file(
+    service: StoryService, channel_name: str | ChannelRef, path: Path, out: TextIO
+) -> None:
     try:
         data = await asyncio.to_thread(path.read_bytes)
     except OSError as exc:
         raise UserError(f"Cannot read {path}: {exc.strerror}") from None
-    imported = await service.import_channel(console_channel(channel_name), CONSOLE_MEMBER, data)
+    imported = await service.import_channel(resolve_channel(channel_name), CONSOLE_MEMBER, data)
     out.write(imported.describe() + "\n")
 
 
-async def remove_text(service: StoryService, channel_name: str, story_id: str) -> str:
+async def remove_text(service: StoryService, channel_name: str | ChannelRef, story_id: str) -> str:
     if not story_id.lstrip("#").isdigit():
         raise UserError("Usage: /story remove ID (the number /story list shows)")
     removal = await service.remove_story(
-        console_channel(channel_name), CONSOLE_MEMBER, int(story_id.lstrip("#"))
+        resolve_channel(channel_name), CONSOLE_MEMBER, int(story_id.lstrip("#"))
     )
     return removal.describe()
 
 
-async def rollback_text(service: StoryService, channel_name: str, version: str | None) -> str:
+async def rollback_text(
+    service: StoryService, channel_name: str | ChannelRef, version: str | None
+) -> str:
     target: int | None = None
     if version is not None:
         if not version.lstrip("v").isdigit():
             raise UserError("Usage: /story rollback [VERSION]")
         target = int(version.lstrip("v"))
-    rolled = await service.rollback(console_channel(channel_name), CONSOLE_MEMBER, target)
+    rolled = await service.rollback(resolve_channel(channel_name), CONSOLE_MEMBER, target)
     return f"Version {rolled.version} is active."
 
 
@@ -245,18 +263,18 @@ class Console:
         self,
         service: StoryService,
         out: TextIO,
-        channel: str = "console",
+        channel: str | ChannelRef = "console",
         read_line: Callable[[str], Awaitable[str | None]] | None = None,
     ) -> None:
         self.service = service
         self.out = out
-        self.channel = channel
+        self.channel: str | ChannelRef = channel
         self.read_line = read_line or _read_stdin
 
     async def run(self) -> None:
-        self.out.write(f"fabulist console, channel {self.channel!r}. Type /help.\n")
+        self.out.write(f"fabulist console, channel {channel_label(self.channel)!r}. Type /help.\n")
         while True:
-            line = await self.read_line(f"{self.channel}> ")
+            line = await self.read_line(f"{channel_label(self.channel)}> ")
             if line is None:
                 break
             try:
@@ -278,7 +296,7 @@ class Console:
         except ValueError as exc:
             raise UserError(f"Cannot parse the command: {exc}.") from None
         command, args = words[0][1:].lower(), words[1:]
-        channel = console_channel(self.channel)
+        channel = resolve_channel(self.channel)
         out = self.out
         if command in ("quit", "exit"):
             return False
@@ -308,7 +326,7 @@ class Console:
             out.write("Nothing to cancel.\n" if progress is None else "Cancelling.\n")
         elif command == "forget":
             await self.service.forget(channel, CONSOLE_MEMBER)
-            out.write(f"Forgot channel {self.channel}.\n")
+            out.write(f"Forgot channel {channel_label(self.channel)}.\n")
         elif command == "story":
             await self._story(args)
         elif command in ("stories", "versions", "rollback"):

@@ -32,8 +32,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from bot.display import format_bytes
 from bot.errors import InvalidUpload
 from model import ModelError, TrainedModel, from_bytes
+from model.config import MAX_N_INPUT
 
 logger = logging.getLogger(__name__)
 
@@ -196,7 +198,7 @@ def _write(archive: zipfile.ZipFile, name: str, data: bytes, method: int) -> Non
 def read_export(data: bytes, limits: ExportLimits) -> ChannelExport:
     """Parse and check an export file; InvalidExport on anything wrong (CPU-bound: use a thread)."""
     if len(data) > limits.file_bytes:
-        raise _bad(f"the file is larger than the {limits.file_bytes >> 20} MiB limit.")
+        raise _bad(f"the file is larger than the {format_bytes(limits.file_bytes)} limit.")
     if not looks_like_export(data):
         raise _bad("it does not start with the fabulist export header.")
     try:
@@ -295,22 +297,18 @@ def _check_directory(infos: Sequence[zipfile.ZipInfo], limits: ExportLimits) -> 
             MODEL_NAME: limits.model_bytes,
         }.get(info.filename, limits.story_bytes)
         if info.file_size > limit:
-            raise _bad(f"{info.filename} is larger than its {_size(limit)} limit.")
+            raise _bad(f"{info.filename} is larger than its {format_bytes(limit)} limit.")
         total += info.file_size
     if total > limits.uncompressed_bytes:
-        raise _bad(f"its contents exceed {limits.uncompressed_bytes >> 20} MiB.")
+        raise _bad(f"its contents exceed {format_bytes(limits.uncompressed_bytes)}.")
     story_total = sum(i.file_size for i in infos if i.filename.startswith("stories/"))
     if story_total > limits.total_story_bytes:
-        raise _bad(f"its stories exceed {limits.total_story_bytes >> 20} MiB in all.")
-
-
-def _size(n: int) -> str:
-    return f"{n / (1 << 20):.1f} MiB" if n >= 1 << 20 else f"{n:,} bytes"
+        raise _bad(f"its stories exceed {format_bytes(limits.total_story_bytes)} in all.")
 
 
 def _read(archive: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int) -> bytes:
     if info.file_size > limit:
-        raise _bad(f"{info.filename} is larger than its {_size(limit)} limit.")
+        raise _bad(f"{info.filename} is larger than its {format_bytes(limit)} limit.")
     try:
         with archive.open(info) as handle:
             # zipfile never yields more than the declared size and checks the CRC at the end.
@@ -451,7 +449,7 @@ def _check_manifest(manifest: object, limits: ExportLimits) -> dict[str, Any]:
     options = _keys(
         model["options"], "model options", set(), frozenset({"layers", "n_input", "seed", "mode"})
     )
-    for name, high in (("layers", 2), ("n_input", 16), ("seed", 2**31 - 1)):
+    for name, high in (("layers", 2), ("n_input", MAX_N_INPUT), ("seed", 2**31 - 1)):
         if options.get(name) is not None:
             _int(options[name], f"model options {name}", 0, high)
     if options.get("mode") not in (None, "replace", "append", "import"):

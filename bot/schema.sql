@@ -90,3 +90,16 @@ FROM models m JOIN channels c ON c.channel_id = m.channel_id;
 ALTER TABLE channels ADD COLUMN last_version INTEGER NOT NULL DEFAULT 0;
 UPDATE channels SET last_version =
     coalesce((SELECT max(version) FROM models m WHERE m.channel_id = channels.channel_id), 0);
+
+-- migration 3
+-- Where an adapter shows a job's live progress (a Discord channel message), kept until the adapter
+-- has updated it to the job's end: after a crash the next process finds the messages that would
+-- otherwise show a running job forever.
+ALTER TABLE jobs ADD COLUMN progress_channel_id INTEGER;
+ALTER TABLE jobs ADD COLUMN progress_message_id INTEGER;
+CREATE INDEX jobs_progress_message ON jobs(id) WHERE progress_message_id IS NOT NULL;
+
+-- migration 4
+-- The process that runs a job (see bot/owner.py): start-up interrupts only open jobs whose owner
+-- is gone, so an offline command never interrupts the live bot's jobs. NULL: written before.
+ALTER TABLE jobs ADD COLUMN owner TEXT;

@@ -6,9 +6,19 @@ progress on the event loop, activates finished models in one transaction, and an
 ``/continue`` from an LRU cache of numpy models in a thread executor. This module and everything
 it imports are TensorFlow-free; only the worker processes import TensorFlow.
 
-Restart policy: on ``start`` every job a previous process left queued or running is marked
-``interrupted`` with a message telling the member to train again; nothing is re-queued, so a
-story that crashes training cannot crash-loop the bot. Models load lazily on first use.
+Model cache: bounded both by count (``[cache] models``) and by memory (``[cache] megabytes``);
+each model's size is measured from its arrays at load, counting its first-step table fully
+built (see :func:`model_cache_bytes`). A model larger than the byte bound answers but is not
+kept. ``StoryService.cache_stats`` reports the cache's models and bytes.
+
+Restart policy: on ``start`` every job that a process which is gone left queued or running is
+marked ``interrupted`` with a message telling the member to train again; nothing is re-queued,
+so a story that crashes training cannot crash-loop the bot. Jobs of a live process (the running
+bot, seen from an offline ``python -m bot status``) are left alone: each job records its owner
+process (see ``bot.owner``). Models load lazily on first use.
+
+Cancels: a cancel or /forget that arrives before the worker has the job is never lost: ``_run``
+looks before each hand-over, and the pool and the worker remember an early cancel.
 
 Console/CLI channels: ``console_channel(name)`` maps a channel name to a stable id (the first 6
 bytes of SHA-256 of ``console:<name>``, so below 2**47, far below any real Discord snowflake from
@@ -24,6 +34,7 @@ import hashlib
 import inspect
 import logging
 import math
+import sys
 import time
 import unicodedata
 from collections import OrderedDict, deque
@@ -36,6 +47,7 @@ import numpy as np
 import numpy.typing as npt
 
 from bot.config import Config
+from bot.display import format_bytes as _size
 from bot.errors import (
     Busy,
     CoolingDown,
@@ -63,6 +75,7 @@ from bot.storage import (
     ImportedStory,
     JobRecord,
     ModelRecord,
+    NewModel,
     NewStory,
     StoryRecord,
     StoryStore,
@@ -83,19 +96,20 @@ from model import (
     generate,
     tokenize,
 )
+from model.config import MAX_N_INPUT
 
 logger = logging.getLogger(__name__)
 
 MAX_SEED = 2**31 - 1
-MAX_N_INPUT = 10
 MAX_TOP_K = 10_000
 MAX_PROMPT_CHARS = 4_000
 NGRAM = 4
 INTERRUPTED_MESSAGE = (
-    "The bot restarted while this training was {state}; the previous model is still active. "
+    "The bot restarted while this training was queued or running.{kept} "
     "Upload the story again to train it."
 )
-SHUTDOWN_MESSAGE = "The bot shut down during this training; the previous model is still active."
+SHUTDOWN_MESSAGE = "The bot shut down during this training.{kept}"
+KEPT = " The previous model is still active."
 _BINARY_MAGIC = {
     b"\x89PNG": "a PNG image",
     b"PK\x03\x04": "a zip archive",
@@ -180,6 +194,18 @@ class JobResult:
     model_version: int | None
     figures: TrainingFigures | None
     imported: bool = False  # the "job" was an import of an export file, not a training
+
+
+@dataclass(frozen=True)
+class EndedJob:
+    """An ended job and what its progress message should now show."""
+
+    channel: ChannelRef
+    filename: str | None  # of the job's (last) story; None if it was removed since
+    result: JobResult
+    # the progress message an adapter recorded and has not yet updated, and its channel
+    message_id: int | None
+    message_channel_id: int | None
 
 
 @dataclass(frozen=True)
@@ -371,6 +397,30 @@ def clean_filename(filename: str) -> str:
 # -- cached models -----------------------------------------------------------------------------
 
 
+MIB = 1 << 20
+# Python objects around each word's first-step entry in NumpyLSTM's table, measured with
+# tracemalloc on CPython 3.11 (~420 bytes a word at 1 layer): per layer two ndarray headers
+# (112 bytes each) and an (h, c) tuple (56); per word the list (88), the int key (28) and a
+# dict slot at the table's worst load factor (64).
+_FIRST_STEP_LAYER_OVERHEAD = 2 * 112 + 56
+_FIRST_STEP_WORD_OVERHEAD = 88 + 28 + 64
+_INT_BYTES = 28  # an int object above the 256 CPython keeps shared
+# The Python objects around a model's arrays (the entry, TrainedModel, its config and figures,
+# ndarray headers): ~5 KB measured with tracemalloc, whatever the model's size.
+_MODEL_OVERHEAD = 8 * 1024
+
+
+@dataclass(frozen=True)
+class CacheStats:
+    """The model cache now: ``models`` cached taking ``bytes`` (see :func:`model_cache_bytes`)."""
+
+    models: int
+    bytes: int
+    max_models: int
+    max_bytes: int
+    channels: tuple[int, ...] = ()  # the cached channels' ids, least recently used first
+
+
 @dataclass
 class _CachedModel:
     model_id: int
@@ -379,6 +429,55 @@ class _CachedModel:
     network: NumpyLSTM
     ngrams: npt.NDArray[np.uint64]  # sorted unique 4-gram codes of the model's stories
     index: dict[str, int]  # symbol -> id, built once per model
+    nbytes: int = 0  # model_cache_bytes(), set once at load: it already counts the table's growth
+
+
+def first_step_table_bytes(config: ModelConfig) -> int:
+    """NumpyLSTM's per-word first-step table once every word has been a context's first word.
+
+    The table fills lazily (a word's entry on its first use as a context's first symbol) and is
+    never emptied, so the cache counts it fully built from the start: the bound holds however
+    long a model stays cached, at the price of over-counting models that use few words.
+    """
+    per_layer = 2 * 4 * config.units + _FIRST_STEP_LAYER_OVERHEAD  # float32 h and c
+    return config.vocab_size * (config.layers * per_layer + _FIRST_STEP_WORD_OVERHEAD)
+
+
+def _array_bytes(arrays: Sequence[npt.NDArray[Any]]) -> int:
+    # NumpyLSTM keeps views of the stored weights when the dtype already matches: count each
+    # buffer once (by its start address), and the copies it makes (left_context as int64) too.
+    sizes: dict[int, int] = {}
+    for array in arrays:
+        address = int(array.__array_interface__["data"][0])
+        sizes[address] = max(sizes.get(address, 0), int(array.nbytes))
+    return sum(sizes.values())
+
+
+def model_cache_bytes(
+    model: TrainedModel,
+    network: NumpyLSTM,
+    ngrams: npt.NDArray[np.uint64],
+    index: dict[str, int],
+) -> int:
+    """What one cached model keeps in memory, in bytes.
+
+    Exact for the arrays (the weights' buffers, the network's own copies, the 4-gram index);
+    the first-step table by :func:`first_step_table_bytes`; the vocabulary as its symbols
+    tuple, each symbol string, and two symbol -> id dicts (the Vocabulary's and ``index``) as
+    large as ``index`` (``sys.getsizeof``, which counts a dict's table but not its keys or
+    values) with their int ids (28 bytes each; the strings are shared with the tuple); plus a
+    fixed 8 KiB for the Python objects around the arrays. Checked against tracemalloc in
+    tests/service/test_model_cache.py (within a few percent at load and with a full table).
+    """
+    arrays: list[npt.NDArray[Any]] = [*model.weights.values(), ngrams]
+    arrays += [network.embedding, network.dense_kernel, network.dense_bias, network.left_context]
+    for layer in network.layers:
+        arrays += list(layer)
+    symbols = model.vocabulary.symbols
+    vocabulary = sys.getsizeof(symbols) + sum(sys.getsizeof(symbol) for symbol in symbols)
+    vocabulary += 2 * (sys.getsizeof(index) + _INT_BYTES * len(index))
+    table = first_step_table_bytes(model.config)
+    return _array_bytes(arrays) + table + vocabulary + _MODEL_OVERHEAD
 
 
 def _ngram_codes(ids: npt.NDArray[np.int64], base: int) -> npt.NDArray[np.uint64]:
@@ -405,7 +504,9 @@ def _load_model(model_id: int, version: int, blob: bytes, texts: Sequence[str]) 
         # Per story: a 4-gram never spans two stories.
         codes.append(_ngram_codes(_symbol_ids(index, tokenize(text)), len(index) + 1))
     ngrams = np.unique(np.concatenate(codes)) if codes else np.zeros(0, dtype=np.uint64)
-    return _CachedModel(model_id, version, model, NumpyLSTM(model), ngrams, index)
+    network = NumpyLSTM(model)
+    size = model_cache_bytes(model, network, ngrams, index)
+    return _CachedModel(model_id, version, model, network, ngrams, index, size)
 
 
 def _generate(
@@ -477,8 +578,7 @@ class _Job:
     channel: ChannelRef
     requested_by: int | None
     story_ids: tuple[int, ...]
-    options: dict[str, Any]
-    task: TrainingTask | None
+    options: dict[str, Any]  # the job's stored options: "model", "training", TrainOptions fields
     result: asyncio.Future[JobResult]
     state: str = "queued"
     progress: dict[str, Any] | None = None
@@ -512,9 +612,13 @@ class StoryService:
     # -- lifecycle ---------------------------------------------------------------------------
 
     async def start(self, *, warm_workers: bool = True) -> None:
-        """Mark jobs a previous process left open as interrupted; optionally start workers."""
-        stale = await self.store.mark_open_jobs_interrupted(
-            INTERRUPTED_MESSAGE.format(state="queued or running")
+        """Mark the open jobs of processes that are gone as interrupted; optionally start workers.
+
+        A live process's jobs (the running bot's, seen from an offline command) are left alone:
+        see ``bot.owner``.
+        """
+        stale = await self.store.interrupt_orphaned_jobs(
+            INTERRUPTED_MESSAGE.format(kept=""), INTERRUPTED_MESSAGE.format(kept=KEPT)
         )
         for job in stale:
             logger.warning(
@@ -528,9 +632,11 @@ class StoryService:
         self._closing = True
         for job in list(self._jobs.values()):
             job.discarded = "interrupted"
+            message = SHUTDOWN_MESSAGE.format(kept="")
             with contextlib.suppress(Exception):
-                await self.store.finish_job(job.job_id, "interrupted", SHUTDOWN_MESSAGE)
-            self._settle(job, JobResult(job.job_id, "interrupted", SHUTDOWN_MESSAGE, None, None))
+                message = SHUTDOWN_MESSAGE.format(kept=await self._kept(job.channel))
+                await self.store.finish_job(job.job_id, "interrupted", message)
+            self._settle(job, JobResult(job.job_id, "interrupted", message, None, None))
         self._queue.clear()
         if self._owns_pool:
             await self.pool.close()
@@ -577,17 +683,8 @@ class StoryService:
             _check_int("seed", options.seed, 0, MAX_SEED)
         max_seconds = defaults.max_seconds
         if options.max_seconds is not None:
-            value = options.max_seconds
-            if (
-                isinstance(value, bool)
-                or not isinstance(value, int | float)
-                or not math.isfinite(value)
-                or not 1 <= value <= defaults.max_seconds
-            ):
-                raise InvalidOption(
-                    f"max_seconds must be a number from 1 to {defaults.max_seconds:g}."
-                )
-            max_seconds = float(value)
+            _check_float("max_seconds", options.max_seconds, 1, defaults.max_seconds)
+            max_seconds = float(options.max_seconds)
         if options.mode not in ("replace", "append"):
             raise InvalidOption("mode must be replace or append.")
         training: dict[str, Any] = {
@@ -615,16 +712,13 @@ class StoryService:
         length = limits.default_continuation_symbols if options.length is None else options.length
         _check_int("length", length, 1, limits.continuation_symbols)
         temperature = options.temperature
-        if (
-            isinstance(temperature, bool)
-            or not isinstance(temperature, int | float)
-            or not math.isfinite(temperature)
-            or not 0 <= temperature <= limits.max_temperature
-        ):
-            raise InvalidOption(
-                f"temperature must be a number from 0 to {limits.max_temperature:g} "
-                "(0 always picks the likeliest word)."
-            )
+        _check_float(
+            "temperature",
+            temperature,
+            0,
+            limits.max_temperature,
+            " (0 always picks the likeliest word)",
+        )
         if options.seed is not None:
             _check_int("seed", options.seed, 0, MAX_SEED)
         if options.top_k is not None:
@@ -768,20 +862,12 @@ class StoryService:
         self, channel: ChannelRef, record: JobRecord, on_progress: ProgressCallback | None
     ) -> _Job:
         loop = asyncio.get_running_loop()
-        training = dict(record.options["training"])
         job = _Job(
             job_id=record.id,
             channel=channel,
             requested_by=record.requested_by,
             story_ids=record.story_ids,
             options=record.options,
-            task=TrainingTask(
-                job_id=record.id,
-                texts=(),
-                model=dict(record.options["model"]),
-                training=training,
-                vocabulary_max_size=self.config.training.vocabulary_max_size,
-            ),
             result=loop.create_future(),
         )
         if on_progress is not None:
@@ -822,19 +908,28 @@ class StoryService:
         try:
             await self.store.start_job(job.job_id)
             self._emit(job)
-            texts = await self.store.story_texts(job.story_ids)
-            assert job.task is not None
-            task = TrainingTask(
-                job_id=job.task.job_id,
-                texts=tuple(texts),
-                model=job.task.model,
-                training=job.task.training,
-                vocabulary_max_size=job.task.vocabulary_max_size,
-            )
-            job.task = None  # the texts live only as long as the hand-over
-            outcome = await self.pool.run(task, lambda data: self._on_worker_progress(job, data))
+            # A cancel or /forget may arrive while this task still awaits the database: it must
+            # not be lost (the worker has not got the job yet), so look before each hand-over.
+            outcome: TrainingOutcome | None = None
+            if not self._stopped(job):
+                texts = await self.store.story_texts(job.story_ids)
+                if not self._stopped(job):
+                    task = TrainingTask(
+                        job_id=job.job_id,
+                        texts=tuple(texts),
+                        model=dict(job.options["model"]),
+                        training=dict(job.options["training"]),
+                        vocabulary_max_size=self.config.training.vocabulary_max_size,
+                    )
+                    del texts  # the texts live only as long as the hand-over
+                    outcome = await self.pool.run(
+                        task, lambda data: self._on_worker_progress(job, data)
+                    )
+            if outcome is None:
+                outcome = TrainingOutcome(job.job_id, "cancelled", error="Training was cancelled.")
             result = await self._finish(job, outcome)
         except asyncio.CancelledError:
+            self.pool.forget_cancel(job.job_id)
             raise
         except Exception as exc:
             logger.exception("training job %d failed in the service", job.job_id)
@@ -845,12 +940,32 @@ class StoryService:
             if job.discarded is None:
                 with contextlib.suppress(Exception):
                     await self.store.finish_job(job.job_id, "failed", message)
+        # A cancel the pool remembered for a job it never ran must not hit a later job that
+        # reuses the id (a forgotten channel's rows are deleted).
+        self.pool.forget_cancel(job.job_id)
         self._settle(job, result)
+
+    @staticmethod
+    def _stopped(job: _Job) -> bool:
+        return job.cancel_requested or job.discarded is not None
+
+    async def _kept(self, channel: ChannelRef) -> str:
+        """:data:`KEPT` if the channel still has an active model, else an empty string."""
+        kept = await self.store.active_model_id(channel.channel_id) is not None
+        return KEPT if kept else ""
 
     async def _finish(self, job: _Job, outcome: TrainingOutcome) -> JobResult:
         if job.discarded is not None:
-            message = "The channel was forgotten." if job.discarded == "forgotten" else None
-            return JobResult(job.job_id, "cancelled", message or SHUTDOWN_MESSAGE, None, None)
+            if job.discarded == "forgotten":
+                message = "The channel was forgotten."
+            else:
+                message = SHUTDOWN_MESSAGE.format(kept="")
+                with contextlib.suppress(Exception):
+                    message = SHUTDOWN_MESSAGE.format(kept=await self._kept(job.channel))
+            return JobResult(job.job_id, "cancelled", message, None, None)
+        if outcome.state == "done" and job.cancel_requested:
+            # The cancel came too late to stop the worker: keep the promise, not the model.
+            outcome = TrainingOutcome(job.job_id, "cancelled")
         if outcome.state == "done":
             assert outcome.blob is not None and outcome.config is not None
             assert outcome.figures is not None and outcome.vocabulary is not None
@@ -859,11 +974,13 @@ class StoryService:
                 record = await self.store.activate_model(
                     job_id=job.job_id,
                     channel_id=job.channel.channel_id,
-                    config=outcome.config,
-                    vocabulary=outcome.vocabulary,
-                    blob=outcome.blob,
-                    figures=outcome.figures,
-                    options=job.options,
+                    model=NewModel(
+                        config=outcome.config,
+                        vocabulary=outcome.vocabulary,
+                        blob=outcome.blob,
+                        figures=outcome.figures,
+                        options=job.options,
+                    ),
                     story_ids=job.story_ids,
                     keep_versions=self.config.storage.model_versions_kept,
                 )
@@ -879,13 +996,10 @@ class StoryService:
             )
             return JobResult(job.job_id, "done", None, record.version, figures)
         if outcome.state == "cancelled":
-            message = "Training was cancelled; the previous model is still active."
+            message = "Training was cancelled." + await self._kept(job.channel)
             await self.store.finish_job(job.job_id, "cancelled", message)
             return JobResult(job.job_id, "cancelled", message, None, None)
-        previous = await self.store.active_model_id(job.channel.channel_id)
-        message = outcome.error or "Training failed."
-        if previous is not None:
-            message += " The previous model is still active."
+        message = (outcome.error or "Training failed.") + await self._kept(job.channel)
         await self.store.finish_job(job.job_id, "failed", message)
         return JobResult(job.job_id, "failed", message, None, None)
 
@@ -963,11 +1077,10 @@ class StoryService:
     async def _result_of(self, record: JobRecord) -> JobResult:
         version: int | None = None
         figures: TrainingFigures | None = None
-        if record.model_id is not None:
-            for model in await self.store.list_models(record.channel_id):
-                if model.id == record.model_id:
-                    version = model.version
-                    figures = _figures(model)
+        model = None if record.model_id is None else await self.store.model(record.model_id)
+        if model is not None:
+            version = model.version
+            figures = _figures(model)
         imported = record.options.get("mode") == "import"
         return JobResult(record.id, record.state, record.error, version, figures, imported)
 
@@ -996,6 +1109,52 @@ class StoryService:
         job = self._by_channel.get(channel.channel_id)
         return None if job is None else self._progress(job)
 
+    # -- progress messages (kept for adapters across restarts) ---------------------------------
+
+    async def set_progress_message(self, job_id: int, channel_id: int, message_id: int) -> None:
+        """Record the message that shows ``job_id``'s progress until ``progress_message_updated``.
+
+        A process killed before it updates the message leaves it showing a running job (and
+        its Cancel button); the next process finds it in ``stale_progress_messages``.
+        """
+        await self.store.set_progress_message(job_id, channel_id, message_id)
+
+    async def progress_message_updated(self, job_id: int) -> None:
+        """The job's progress message now shows its end (or is gone): forget it."""
+        await self.store.clear_progress_message(job_id)
+
+    async def stale_progress_messages(self) -> list[EndedJob]:
+        """Recorded progress messages of ended jobs that were never updated to show the end.
+
+        Call after ``start``: the jobs a killed process left open are interrupted by then.
+        """
+        return [await self._ended(record) for record in await self.store.stale_progress_messages()]
+
+    async def ended_job(self, channel: ChannelRef, job_id: int) -> EndedJob | None:
+        """``job_id`` of this channel if it has ended; None while it is open, or if unknown."""
+        if job_id in self._jobs:
+            return None
+        record = await self.store.job(job_id)
+        if record is None or record.channel_id != channel.channel_id:
+            return None
+        if record.state in ("queued", "running"):
+            return None
+        return await self._ended(record)
+
+    async def _ended(self, record: JobRecord) -> EndedJob:
+        story = (
+            await self.store.story(record.channel_id, record.story_ids[-1])
+            if record.story_ids
+            else None
+        )
+        return EndedJob(
+            channel=ChannelRef(guild_id=record.guild_id, channel_id=record.channel_id),
+            filename=story.filename if story is not None else None,
+            result=await self._result_of(record),
+            message_id=record.progress_message_id,
+            message_channel_id=record.progress_channel_id,
+        )
+
     # -- generation --------------------------------------------------------------------------
 
     async def continue_story(
@@ -1008,22 +1167,28 @@ class StoryService:
     ) -> Continuation:
         """Continue ``prompt`` with the channel's active model (off the loop).
 
-        With ``member``, the per-user cooldown ``cooldowns.continue_seconds`` applies.
+        With ``member``, the per-user cooldown ``cooldowns.continue_seconds`` applies. It is
+        charged up front (so concurrent requests cannot slip through) and refunded when the
+        request fails, so a member can correct a refused prompt at once.
         """
         generation = self._check_continue_options(options)
         tokens = self._check_prompt(prompt)
-        if member is not None:
-            self._check_cooldown(member)
-        entry = await self._model_for(channel)
-        loop = asyncio.get_running_loop()
+        charge = None if member is None else self._charge_cooldown(member)
         try:
-            symbols, share = await loop.run_in_executor(
-                self._executor, _generate, entry, tokens, generation
-            )
-        except UnknownWordsError as exc:
-            raise UnknownWords(str(exc), exc.words, exc.suggestions) from None
-        except ModelError as exc:
-            raise InvalidOption(str(exc)) from None
+            entry = await self._model_for(channel)
+            loop = asyncio.get_running_loop()
+            try:
+                symbols, share = await loop.run_in_executor(
+                    self._executor, _generate, entry, tokens, generation
+                )
+            except UnknownWordsError as exc:
+                raise UnknownWords(str(exc), exc.words, exc.suggestions) from None
+            except ModelError as exc:
+                raise InvalidOption(str(exc)) from None
+        except BaseException:
+            if member is not None and charge is not None:
+                self._refund_cooldown(member, charge)
+            raise
         return Continuation(
             prompt_symbols=tokens,
             symbols=symbols,
@@ -1032,18 +1197,30 @@ class StoryService:
             original_share=share,
         )
 
-    def _check_cooldown(self, member: Member) -> None:
+    def _charge_cooldown(self, member: Member) -> tuple[float | None, float] | None:
+        """CoolingDown if the member must wait; else start the cooldown and return
+        (the previous ready time, the new one) for :meth:`_refund_cooldown`."""
         seconds = self.config.cooldowns.continue_seconds
         if seconds <= 0:
-            return
+            return None
         now = time.monotonic()
-        ready_at = self._cooldowns.get(member.user_id, 0.0)
-        if now < ready_at:
-            wait = ready_at - now
+        previous = self._cooldowns.get(member.user_id)
+        if previous is not None and now < previous:
+            wait = previous - now
             raise CoolingDown(f"Slow down: try again in {wait:.1f} s.", wait)
         self._cooldowns[member.user_id] = now + seconds
         if len(self._cooldowns) > 10_000:
             self._cooldowns = {u: t for u, t in self._cooldowns.items() if t > now}
+        return previous, now + seconds
+
+    def _refund_cooldown(self, member: Member, charge: tuple[float | None, float]) -> None:
+        previous, charged = charge
+        if self._cooldowns.get(member.user_id) != charged:
+            return  # a later request charged it meanwhile
+        if previous is None:
+            del self._cooldowns[member.user_id]
+        else:
+            self._cooldowns[member.user_id] = previous
 
     async def complete_word(self, channel: ChannelRef, prefix: str, limit: int = 25) -> list[str]:
         """Vocabulary words starting with ``prefix`` (autocomplete); [] without a model."""
@@ -1069,11 +1246,29 @@ class StoryService:
             self._loading[model_id] = loading
             loading.add_done_callback(lambda _: self._loading.pop(model_id, None))
         entry = await asyncio.shield(loading)
-        self._cache[channel.channel_id] = entry
-        self._cache.move_to_end(channel.channel_id)
-        while len(self._cache) > self.config.cache.models:
-            self._cache.popitem(last=False)
+        self._keep(channel.channel_id, entry)
         return entry
+
+    def _keep(self, channel_id: int, entry: _CachedModel) -> None:
+        """Cache ``entry`` as most recently used, then drop the least recently used models
+        until both bounds hold. A model larger than the whole byte bound is not kept: it
+        answers the request that loaded it and loads again next time (keeping it would break
+        the bound; refusing it would leave the channel without answers)."""
+        self._cache.pop(channel_id, None)
+        max_bytes = self.config.cache.megabytes * MIB
+        if entry.nbytes > max_bytes:
+            logger.warning(
+                "model %d takes %.0f MiB, more than [cache] megabytes = %d: not cached",
+                entry.model_id,
+                entry.nbytes / MIB,
+                self.config.cache.megabytes,
+            )
+            return
+        self._cache[channel_id] = entry
+        total = sum(cached.nbytes for cached in self._cache.values())
+        while len(self._cache) > self.config.cache.models or total > max_bytes:
+            _, evicted = self._cache.popitem(last=False)
+            total -= evicted.nbytes
 
     async def _load(self, model_id: int) -> _CachedModel:
         blob = await self.store.model_blob(model_id)
@@ -1089,6 +1284,16 @@ class StoryService:
     @property
     def cached_models(self) -> int:
         return len(self._cache)
+
+    @property
+    def cache_stats(self) -> CacheStats:
+        return CacheStats(
+            models=len(self._cache),
+            bytes=sum(entry.nbytes for entry in self._cache.values()),
+            max_models=self.config.cache.models,
+            max_bytes=self.config.cache.megabytes * MIB,
+            channels=tuple(self._cache),
+        )
 
     # -- cards and library -------------------------------------------------------------------
 
@@ -1370,11 +1575,13 @@ class StoryService:
                     channel_name=channel.name,
                     stories=stories,
                     model_story_positions=parsed.model_story_indexes,
-                    config=model.config.to_dict(),
-                    vocabulary=model.vocabulary.symbols,
-                    blob=parsed.model_blob,
-                    figures=model.figures.to_dict(),
-                    options=options,
+                    model=NewModel(
+                        config=model.config.to_dict(),
+                        vocabulary=model.vocabulary.symbols,
+                        blob=parsed.model_blob,
+                        figures=model.figures.to_dict(),
+                        options=options,
+                    ),
                     requested_by=member.user_id,
                     requested_by_name=member.display_name,
                     max_stories=self.config.limits.stories_per_channel,
@@ -1454,12 +1661,14 @@ def _check_int(name: str, value: object, low: int, high: int) -> None:
         raise InvalidOption(f"{name} must be a whole number from {low} to {high}.")
 
 
-def _size(n: int) -> str:
-    if n >= 1024 * 1024:
-        return f"{n / (1024 * 1024):.1f} MiB"
-    if n >= 1024:
-        return f"{n / 1024:.0f} KiB"
-    return f"{n} bytes"
+def _check_float(name: str, value: object, low: float, high: float, hint: str = "") -> None:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)
+        or not low <= value <= high
+    ):
+        raise InvalidOption(f"{name} must be a number from {low:g} to {high:g}{hint}.")
 
 
 def _job_options(

@@ -25,11 +25,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import aiosqlite
 
 from bot.errors import StorageError, StorageUnavailable
+from bot.owner import new_owner, owner_alive
 
 logger = logging.getLogger(__name__)
 
@@ -112,9 +113,19 @@ class StoryDeletion:
 
     story: StoryRecord
     deleted_versions: tuple[int, ...]  # model versions trained on the story, now deleted
-    active_deleted: bool
     active_version: int | None  # the version active afterwards (an older one kept), or None
     retrain_job: JobRecord | None  # queued on the remaining stories, or None
+
+
+@dataclass(frozen=True)
+class NewModel:
+    """A completely trained model to store (``activate_model``, ``import_channel``)."""
+
+    config: dict[str, Any]  # ModelConfig JSON
+    vocabulary: Sequence[str]
+    blob: bytes  # model.serialization.to_bytes()
+    figures: dict[str, Any]  # TrainingFigures JSON
+    options: dict[str, Any]  # the job's options
 
 
 @dataclass(frozen=True)
@@ -149,12 +160,21 @@ class JobRecord:
     created_at: str
     started_at: str | None
     finished_at: str | None
+    # the message showing the job's progress, until the adapter has shown the job's end there
+    progress_channel_id: int | None = None
+    progress_message_id: int | None = None
 
 
 class StoryStore:
     """The bot's only database connection. Create with ``await StoryStore.open(path)``."""
 
+    # Owners (see bot.owner) of the stores open in this process: a job of this process whose
+    # store was closed without finishing it is orphaned.
+    _open_owners: ClassVar[set[str]] = set()
+
     def __init__(self, connection: aiosqlite.Connection, path: Path) -> None:
+        self.owner = new_owner()
+        StoryStore._open_owners.add(self.owner)
         self._db = connection
         self._lock = asyncio.Lock()
         self.path = path
@@ -175,11 +195,13 @@ class StoryStore:
             await store._configure()
             await store._migrate()
         except BaseException:
+            StoryStore._open_owners.discard(store.owner)
             await connection.close()
             raise
         return store
 
     async def close(self) -> None:
+        StoryStore._open_owners.discard(self.owner)
         async with self._lock:
             await self._db.close()
 
@@ -276,21 +298,6 @@ class StoryStore:
 
     # -- channels --------------------------------------------------------------------------
 
-    async def channel(self, channel_id: int) -> ChannelRecord | None:
-        async with self._lock:
-            row = await self._one(
-                "SELECT channel_id, guild_id, name, active_model_id, created_at FROM channels "
-                "WHERE channel_id = ?",
-                (channel_id,),
-            )
-        return None if row is None else ChannelRecord(**dict(row))
-
-    async def ensure_channel(
-        self, channel_id: int, guild_id: int | None, name: str | None = None
-    ) -> None:
-        async with self._transaction():
-            await self._ensure_channel(channel_id, guild_id, name)
-
     async def forget_channel(self, channel_id: int) -> bool:
         """Delete the channel with its stories, models and jobs. True if it existed."""
         async with self._transaction() as db:
@@ -385,25 +392,6 @@ class StoryStore:
             )
         return None if row is None else StoryRecord(**dict(row))
 
-    async def remove_story(self, channel_id: int, story_id: int) -> list[int] | None:
-        """Delete a story and every model trained on it; returns those model ids (None: no story).
-
-        The models go too because a model has memorized its stories' text.
-        """
-        async with self._transaction() as db:
-            exists = await self._scalar(
-                "SELECT 1 FROM stories WHERE id = ? AND channel_id = ?", (story_id, channel_id)
-            )
-            if exists is None:
-                return None
-            rows = await self._all(
-                "SELECT model_id FROM model_stories WHERE story_id = ?", (story_id,)
-            )
-            model_ids = [int(row["model_id"]) for row in rows]
-            await db.executemany("DELETE FROM models WHERE id = ?", [(m,) for m in model_ids])
-            await db.execute("DELETE FROM stories WHERE id = ?", (story_id,))
-        return model_ids
-
     async def delete_story(
         self,
         channel_id: int,
@@ -487,7 +475,7 @@ class StoryStore:
                 assert job_row is not None
                 job = _job(job_row)
         await self.checkpoint()
-        return StoryDeletion(story, versions, active_deleted, fallback, job)
+        return StoryDeletion(story, versions, fallback, job)
 
     async def checkpoint(self) -> None:
         """Copy the WAL into the database and truncate it (best effort)."""
@@ -534,11 +522,7 @@ class StoryStore:
         channel_name: str | None,
         stories: Sequence[ImportedStory],
         model_story_positions: Sequence[int],
-        config: dict[str, Any],
-        vocabulary: Sequence[str],
-        blob: bytes,
-        figures: dict[str, Any],
-        options: dict[str, Any],
+        model: NewModel,
         requested_by: int | None,
         requested_by_name: str | None,
         max_stories: int,
@@ -546,8 +530,10 @@ class StoryStore:
     ) -> tuple[JobRecord, ModelRecord, tuple[int, ...]]:
         """Add imported stories and make their model the active new version, in one transaction.
 
-        The import is recorded as a job that is already done. Returns (job, model, story ids).
-        Raises StorageError (nothing changed) if the channel would exceed ``max_stories``.
+        The import is recorded as a job that is already done. Returns (job, model, story ids);
+        the ids are of the stories kept: pruning (see ``_prune``) drops the file's stories
+        that its model did not learn. Raises StorageError (nothing changed) if the channel
+        would exceed ``max_stories``.
         """
         async with self._transaction() as db:
             await self._ensure_channel(channel_id, guild_id, channel_name)
@@ -568,27 +554,31 @@ class StoryStore:
                 )
             trained_on = [story_ids[i] for i in model_story_positions]
             job_id = await self._insert_job(
-                channel_id, guild_id, requested_by, requested_by_name, trained_on, options
+                channel_id, guild_id, requested_by, requested_by_name, trained_on, model.options
             )
             await db.execute(
                 "UPDATE jobs SET state = 'running', started_at = ? WHERE id = ?",
                 (now_iso(), job_id),
             )
-            model_id = await self._insert_model(
+            model_id, pruned = await self._insert_model(
                 job_id=job_id,
                 channel_id=channel_id,
-                config=config,
-                vocabulary=vocabulary,
-                blob=blob,
-                figures=figures,
-                options=options,
+                model=model,
                 story_ids=trained_on,
                 keep_versions=keep_versions,
             )
             model_row = await self._one("SELECT * FROM model_info WHERE id = ?", (model_id,))
             job_row = await self._one("SELECT * FROM jobs WHERE id = ?", (job_id,))
+            kept = {
+                int(row["id"])
+                for row in await self._all(
+                    "SELECT id FROM stories WHERE channel_id = ?", (channel_id,)
+                )
+            }
         assert model_row is not None and job_row is not None
-        return _job(job_row), _model(model_row), tuple(story_ids)
+        if pruned:
+            await self.checkpoint()
+        return _job(job_row), _model(model_row), tuple(i for i in story_ids if i in kept)
 
     # -- jobs ------------------------------------------------------------------------------
 
@@ -603,7 +593,7 @@ class StoryStore:
     ) -> int:
         cursor = await self._db.execute(
             "INSERT INTO jobs (channel_id, guild_id, requested_by, requested_by_name, state, "
-            "story_ids, options, created_at) VALUES (?, ?, ?, ?, 'queued', ?, ?, ?)",
+            "story_ids, options, created_at, owner) VALUES (?, ?, ?, ?, 'queued', ?, ?, ?, ?)",
             (
                 channel_id,
                 guild_id,
@@ -612,30 +602,11 @@ class StoryStore:
                 json.dumps(list(story_ids)),
                 json.dumps(options),
                 now_iso(),
+                self.owner,
             ),
         )
         assert cursor.lastrowid is not None
         return cursor.lastrowid
-
-    async def create_job(
-        self,
-        *,
-        channel_id: int,
-        guild_id: int | None,
-        requested_by: int | None,
-        requested_by_name: str | None,
-        story_ids: Sequence[int],
-        options: dict[str, Any],
-    ) -> JobRecord:
-        """Queue a training on stories already stored (e.g. a retrain after a removal)."""
-        async with self._transaction():
-            await self._ensure_channel(channel_id, guild_id, None)
-            job_id = await self._insert_job(
-                channel_id, guild_id, requested_by, requested_by_name, story_ids, options
-            )
-            row = await self._one("SELECT * FROM jobs WHERE id = ?", (job_id,))
-        assert row is not None
-        return _job(row)
 
     async def job(self, job_id: int) -> JobRecord | None:
         async with self._lock:
@@ -696,6 +667,49 @@ class StoryStore:
             )
         return [_job(row) for row in rows]
 
+    async def interrupt_orphaned_jobs(self, message: str, kept_message: str) -> list[JobRecord]:
+        """On start-up: interrupt the open jobs whose owner process is gone (``bot.owner``).
+
+        The error is ``kept_message`` where the channel still has an active model, else
+        ``message``. Jobs of live processes (the running bot) are left alone.
+        """
+        async with self._transaction() as db:
+            rows = await self._all(
+                "SELECT * FROM jobs WHERE state IN ('queued', 'running') ORDER BY id"
+            )
+            orphans = [r for r in rows if not owner_alive(r["owner"], StoryStore._open_owners)]
+            await db.executemany(
+                "UPDATE jobs SET state = 'interrupted', finished_at = ?, error = CASE WHEN "
+                "(SELECT active_model_id FROM channels c WHERE c.channel_id = jobs.channel_id) "
+                "IS NULL THEN ? ELSE ? END WHERE id = ? AND state IN ('queued', 'running')",
+                [(now_iso(), message, kept_message, r["id"]) for r in orphans],
+            )
+        return [_job(row) for row in orphans]
+
+    async def set_progress_message(self, job_id: int, channel_id: int, message_id: int) -> None:
+        async with self._transaction() as db:
+            await db.execute(
+                "UPDATE jobs SET progress_channel_id = ?, progress_message_id = ? WHERE id = ?",
+                (channel_id, message_id, job_id),
+            )
+
+    async def clear_progress_message(self, job_id: int) -> None:
+        async with self._transaction() as db:
+            await db.execute(
+                "UPDATE jobs SET progress_channel_id = NULL, progress_message_id = NULL "
+                "WHERE id = ?",
+                (job_id,),
+            )
+
+    async def stale_progress_messages(self) -> list[JobRecord]:
+        """Ended jobs whose progress message was never updated to show the end."""
+        async with self._lock:
+            rows = await self._all(
+                "SELECT * FROM jobs WHERE progress_message_id IS NOT NULL "
+                "AND state NOT IN ('queued', 'running') ORDER BY id"
+            )
+        return [_job(row) for row in rows]
+
     # -- models ----------------------------------------------------------------------------
 
     async def activate_model(
@@ -703,11 +717,7 @@ class StoryStore:
         *,
         job_id: int,
         channel_id: int,
-        config: dict[str, Any],
-        vocabulary: Sequence[str],
-        blob: bytes,
-        figures: dict[str, Any],
-        options: dict[str, Any],
+        model: NewModel,
         story_ids: Sequence[int],
         keep_versions: int,
     ) -> ModelRecord:
@@ -725,14 +735,10 @@ class StoryStore:
                 )
                 if owner != channel_id:
                     raise StorageError("a story was removed while the model trained on it")
-            model_id = await self._insert_model(
+            model_id, pruned = await self._insert_model(
                 job_id=job_id,
                 channel_id=channel_id,
-                config=config,
-                vocabulary=vocabulary,
-                blob=blob,
-                figures=figures,
-                options=options,
+                model=model,
                 story_ids=story_ids,
                 keep_versions=keep_versions,
             )
@@ -741,6 +747,8 @@ class StoryStore:
                 (model_id,),
             )
         assert row is not None
+        if pruned:
+            await self.checkpoint()  # the pruned stories' text must leave the WAL too
         return _model(row)
 
     async def _insert_model(
@@ -748,15 +756,14 @@ class StoryStore:
         *,
         job_id: int,
         channel_id: int,
-        config: dict[str, Any],
-        vocabulary: Sequence[str],
-        blob: bytes,
-        figures: dict[str, Any],
-        options: dict[str, Any],
+        model: NewModel,
         story_ids: Sequence[int],
         keep_versions: int,
-    ) -> int:
-        """Inside a transaction: insert the next version, activate it, finish its job, prune."""
+    ) -> tuple[int, int]:
+        """Inside a transaction: insert the next version, activate it, finish its job, prune.
+
+        Returns (the model's id, how many stories were pruned).
+        """
         db = self._db
         version = 1 + int(
             await self._scalar(
@@ -774,11 +781,11 @@ class StoryStore:
             (
                 channel_id,
                 version,
-                json.dumps(config),
-                json.dumps(list(vocabulary)),
-                sqlite3.Binary(blob),
-                json.dumps(figures),
-                json.dumps(options),
+                json.dumps(model.config),
+                json.dumps(list(model.vocabulary)),
+                sqlite3.Binary(model.blob),
+                json.dumps(model.figures),
+                json.dumps(model.options),
                 job_id,
                 now_iso(),
             ),
@@ -798,10 +805,13 @@ class StoryStore:
             "WHERE id = ?",
             (model_id, now_iso(), job_id),
         )
-        await self._prune(channel_id, keep_versions)
-        return model_id
+        pruned = await self._prune(channel_id, keep_versions)
+        return model_id, pruned
 
-    async def _prune(self, channel_id: int, keep_versions: int) -> None:
+    async def _prune(self, channel_id: int, keep_versions: int) -> int:
+        """Keep the newest ``keep_versions`` versions and the active one; then delete the
+        stories no kept version learned and no open job needs (nothing could ever use them
+        again: no rollback reaches them). Returns how many stories were deleted."""
         await self._db.execute(
             "DELETE FROM models WHERE channel_id = ? "
             "AND id IS NOT (SELECT active_model_id FROM channels WHERE channel_id = ?) "
@@ -809,6 +819,15 @@ class StoryStore:
             "                    ORDER BY version DESC LIMIT ?)",
             (channel_id, channel_id, channel_id, keep_versions),
         )
+        cursor = await self._db.execute(
+            "DELETE FROM stories WHERE channel_id = ? "
+            "AND id NOT IN (SELECT ms.story_id FROM model_stories ms "
+            "               JOIN models m ON m.id = ms.model_id WHERE m.channel_id = ?) "
+            "AND id NOT IN (SELECT CAST(j.value AS INTEGER) FROM jobs, json_each(jobs.story_ids) j "
+            "               WHERE jobs.channel_id = ? AND jobs.state IN ('queued', 'running'))",
+            (channel_id, channel_id, channel_id),
+        )
+        return max(cursor.rowcount, 0)
 
     async def active_model(self, channel_id: int) -> ModelRecord | None:
         async with self._lock:
@@ -903,6 +922,8 @@ def _job(row: aiosqlite.Row) -> JobRecord:
         created_at=row["created_at"],
         started_at=row["started_at"],
         finished_at=row["finished_at"],
+        progress_channel_id=row["progress_channel_id"],
+        progress_message_id=row["progress_message_id"],
     )
 
 

@@ -38,6 +38,7 @@ from typing import Any, Literal
 logger = logging.getLogger(__name__)
 
 ProgressCallback = Callable[[dict[str, Any]], None]
+CANCELLED = "Training was cancelled."
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,8 @@ def worker_main(conn: Connection) -> None:
     import model.training  # noqa: F401  (warm-up: the first job must not pay the import)
 
     conn.send(("ready", os.getpid()))
+    # A cancel can overtake its job's task (both are sent from threads): remember it.
+    cancelled: set[int] = set()
     while True:
         try:
             message = conn.recv()
@@ -84,17 +87,23 @@ def worker_main(conn: Connection) -> None:
             return
         if message[0] == "stop":
             return
-        if message[0] == "train" and not _serve(conn, message[1]):
-            return
+        if message[0] == "cancel":
+            cancelled.add(int(message[1]))
+        if message[0] == "train":
+            early = int(message[1]["job_id"]) in cancelled
+            cancelled.clear()  # only the next task can be the one a cancel overtook
+            if not _serve(conn, message[1], cancelled=early):
+                return
 
 
-def _serve(conn: Connection, task: dict[str, Any]) -> bool:
-    """Run one task; False when a stop arrived meanwhile."""
+def _serve(conn: Connection, task: dict[str, Any], *, cancelled: bool = False) -> bool:
+    """Run one task (or answer "cancelled" at once if ``cancelled``); False when a stop
+    arrived meanwhile."""
     from model import ModelError, TrainingCancelled, TrainingConfig, to_bytes, tokenize
     from model.training import train_model
 
     job_id = int(task["job_id"])
-    state = {"cancelled": False, "stop": False}
+    state = {"cancelled": cancelled, "stop": False}
 
     def should_cancel() -> bool:
         try:
@@ -116,6 +125,8 @@ def _serve(conn: Connection, task: dict[str, Any]) -> bool:
             state["cancelled"] = state["stop"] = True
 
     try:
+        if should_cancel():
+            raise TrainingCancelled()
         tokens: list[str] = []
         for text in task["texts"]:
             tokens.extend(tokenize(text))
@@ -203,6 +214,9 @@ class TrainingPool:
         self._closing = False
         self._started = False
         self._failed_starts = 0
+        # Jobs cancelled before any worker had them (``run`` not yet called or still waiting for a
+        # worker): ``run`` then answers "cancelled" without training. Oldest dropped past 1024.
+        self._cancelled: dict[int, None] = {}
         self.restarts = 0
         self.broken = False
 
@@ -262,22 +276,12 @@ class TrainingPool:
 
     # -- jobs --------------------------------------------------------------------------------
 
-    def has_idle_worker(self) -> bool:
-        with self._lock:
-            if not self._started:
-                return not self._closing
-            return any(w.alive and w.assignment is None for w in self._workers)
-
     def pid_for_job(self, job_id: int) -> int | None:
         with self._lock:
             for worker in self._workers:
                 if worker.assignment is not None and worker.assignment.job_id == job_id:
                     return worker.process.pid
         return None
-
-    def pids(self) -> list[int]:
-        with self._lock:
-            return [w.process.pid for w in self._workers if w.alive and w.process.pid]
 
     async def run(
         self, task: TrainingTask, on_progress: ProgressCallback | None = None
@@ -293,6 +297,9 @@ class TrainingPool:
         deadline = loop.time() + 60.0
         while True:
             with self._lock:
+                if task.job_id in self._cancelled:
+                    del self._cancelled[task.job_id]
+                    return TrainingOutcome(task.job_id, "cancelled", error=CANCELLED)
                 if self._closing:
                     raise RuntimeError("the training pool is closed")
                 worker = next((w for w in self._workers if w.alive and w.assignment is None), None)
@@ -312,6 +319,7 @@ class TrainingPool:
         return await future
 
     async def cancel(self, job_id: int) -> bool:
+        """Stop ``job_id``: True if a worker had it; else a later ``run`` of it is cancelled."""
         with self._lock:
             worker = next(
                 (
@@ -321,13 +329,21 @@ class TrainingPool:
                 ),
                 None,
             )
-        if worker is None:
-            return False
+            if worker is None:
+                self._cancelled[job_id] = None
+                while len(self._cancelled) > 1024:
+                    del self._cancelled[next(iter(self._cancelled))]
+                return False
         try:
             await asyncio.to_thread(self._send, worker, ("cancel", job_id))
         except (OSError, ValueError):
             return False
         return True
+
+    def forget_cancel(self, job_id: int) -> None:
+        """Drop a remembered cancel of a job that will not ``run`` (a job id can be reused)."""
+        with self._lock:
+            self._cancelled.pop(job_id, None)
 
     @staticmethod
     def _send(worker: _Worker, message: tuple[Any, ...]) -> None:
@@ -376,7 +392,7 @@ class TrainingPool:
                 figures=result["figures"],
             )
         elif kind == "cancelled":
-            outcome = TrainingOutcome(job_id, "cancelled", error="Training was cancelled.")
+            outcome = TrainingOutcome(job_id, "cancelled", error=CANCELLED)
         else:
             outcome = TrainingOutcome(job_id, "failed", error=str(message[2]))
         _resolve(assignment, outcome)

@@ -16,6 +16,9 @@ from typing import Any
 from model.errors import ModelError
 
 OPTIMIZERS = ("adam", "rmsprop")
+# The most previous words a model may look at, wherever the bot accepts one (config, /train,
+# the service, imports). ModelConfig itself accepts more so that any stored model still loads.
+MAX_N_INPUT = 10
 
 
 def _check_int(name: str, value: object, low: int, high: int) -> None:

@@ -71,6 +71,10 @@ class FabulistBot(commands.Bot):
         self._service_closed = False
 
     @property
+    def has_service(self) -> bool:
+        return self._service is not None
+
+    @property
     def service(self) -> StoryService:
         if self._service is None:
             raise RuntimeError("this bot was built without a story service (sync only)")

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 import discord
 from discord import app_commands
 
+from bot.discord_adapter.rendering import MESSAGE_LIMIT, escape_text, truncate
 from bot.errors import UserError
 from bot.service import ChannelRef, Member
 
@@ -101,7 +102,12 @@ def user_error_message(error: Exception) -> str | None:
     if isinstance(error, app_commands.CommandInvokeError):
         error = error.original
     if isinstance(error, UserError):
-        return error.message[:2000]
+        # UserError messages are plain text (none of ours uses markdown), yet many quote what the
+        # member sent: prompt words, suggestions from the story, file and zip entry names. So
+        # the whole message is escaped: our words still show exactly as written (a backslash
+        # before a markdown character does not show), the quoted parts show literally, and
+        # nothing a member sends can format, hide or link text in the reply.
+        return truncate(escape_text(error.message), MESSAGE_LIMIT)
     if isinstance(error, Denied):
         return error.message
     if isinstance(error, app_commands.NoPrivateMessage):

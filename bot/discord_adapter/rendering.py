@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING
 
 import discord
 
+from bot.display import display_prose, training_fraction
+
 if TYPE_CHECKING:
     from bot.service import JobProgress, JobResult, StoryCard
 
@@ -136,7 +138,7 @@ def progress_text(filename: str, progress: JobProgress) -> str:
         return f"{header}\nWaiting for a free training worker{where}."
     if progress.state == "running" and progress.epoch == 0:
         return f"{header}\nStarting: preparing the story and the network…"
-    fraction = progress.epoch / progress.max_epochs if progress.max_epochs else 0.0
+    fraction = job_fraction(progress)
     lines = [
         header,
         f"`{progress_bar(fraction)}` {fraction * 100:.0f}% · epoch {progress.epoch}"
@@ -163,9 +165,16 @@ def result_text(filename: str, result: JobResult) -> str:
     if result.state != "done":
         reason = f"\n{escape_text(result.error)}" if result.error else ""
         return truncate(header + reason, MESSAGE_LIMIT)
+    if result.imported:
+        header = f"**Imported** {escape_text(filename)} · job #{result.job_id}"
     if result.model_version is not None:
         header += f" · model v{result.model_version}"
     lines = [header]
+    if result.imported:
+        lines.append(
+            "An export file: its stories and trained model were imported, no training ran here."
+            + (" Its figures:" if result.figures is not None else "")
+        )
     figures = result.figures
     if figures is not None:
         parts = [f"{figures.symbols:,} symbols"]
@@ -192,17 +201,31 @@ def result_text(filename: str, result: JobResult) -> str:
     return truncate("\n".join(lines), MESSAGE_LIMIT)
 
 
-def continuation_text(text: str, *, model_version: int, original_share: float | None) -> str:
-    """A continuation as prose, escaped, with a one-line footer (split it to send it)."""
+def job_fraction(progress: JobProgress) -> float:
+    """How far a job is, 0..1 (time-based once the ETA is known; see ``training_fraction``)."""
+    return training_fraction(
+        progress.epoch, progress.max_epochs, progress.elapsed_seconds, progress.eta_seconds
+    )
+
+
+def continuation_text(
+    text: str, *, model_version: int, original_share: float | None, lead: str = ""
+) -> str:
+    """A continuation as prose, escaped, with a one-line footer (split it to send it).
+
+    ``lead`` ("…" for a Continue reply) goes before the text; the text is capitalised for
+    display (:func:`bot.display.display_prose`), not at the start after a lead.
+    """
     footer = f"-# model v{model_version}"
     if original_share is not None:
         footer += f" · {original_share * 100:.0f}% from the story"
-    body = escape_text(text.strip()) or "…"
+    body = text.strip()
+    body = escape_text(display_prose(lead + body)) if body else "…"
     return f"{body}\n{footer}"
 
 
-def story_card_embed(card: StoryCard) -> discord.Embed:
-    """The ``/story card`` embed."""
+def story_card_embed(card: StoryCard, *, permission: str = "Manage Channels") -> discord.Embed:
+    """The ``/story show`` embed; ``permission`` names the right that lets members train."""
     # Titles render mentions as raw text, so the title uses the channel's name.
     name = card.channel.name
     title = f"Story card · #{escape_text(name)}" if name else "Story card"
@@ -210,7 +233,7 @@ def story_card_embed(card: StoryCard) -> discord.Embed:
     job = card.job
     if not card.has_model:
         embed.description = (
-            "No story learned in this channel yet. Someone with Manage Channels can teach one "
+            f"No story learned in this channel yet. Someone with {permission} can teach one "
             "with `/train`."
         )
     if card.story_filename:
@@ -266,6 +289,10 @@ def story_card_embed(card: StoryCard) -> discord.Embed:
             ),
             inline=False,
         )
+    if card.notice:
+        embed.add_field(
+            name="Note", value=truncate(escape_text(card.notice), EMBED_FIELD_LIMIT), inline=False
+        )
     return embed
 
 
@@ -277,7 +304,7 @@ def _training_state(job: JobProgress | None) -> str:
             return f"job #{job.job_id} queued (position {job.queue_position})"
         return f"job #{job.job_id} queued"
     if job.state in ("running", "cancelling"):
-        fraction = job.epoch / job.max_epochs if job.max_epochs else 0.0
+        fraction = job_fraction(job)
         return (
             f"job #{job.job_id} {job.state}: `{progress_bar(fraction, 10)}` epoch "
             f"{job.epoch}/{job.max_epochs}, ETA {format_duration(job.eta_seconds)}"

@@ -13,14 +13,14 @@ from __future__ import annotations
 import itertools
 import re
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 import pytest_asyncio
 
-from tests.fake_discord import BotProcess, FakeDiscord, FakeMessage, World, make_bot_process
+from tests.fake_discord import FakeMessage, make_bot_process
+from tests.fake_discord.fixtures import BotEnv, module_bot_env
 from tests.fake_discord.handles import InteractionHandle
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
@@ -30,7 +30,11 @@ ARTICLE = REPO / "data" / "belling-the-cat.txt"
 CORPORA = REPO / ".." / "shared" / "corpora"
 CANCEL = "fabulist:cancel:"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-OPENING = "council to consider what measures they could take to outwit their common enemy, the cat."
+# As users see it: the model's lower-case text, with sentence starts capitalised for display.
+OPENING = (
+    "Had a general council to consider what measures they could take to outwit their common "
+    "enemy, the cat."
+)
 # Article-size defaults (512 units) learn the story in a few seconds; the worker's TensorFlow
 # import and the first compile add a few more on a loaded 2-core machine.
 TRAIN_TIMEOUT = 120.0
@@ -42,36 +46,19 @@ BOT_CONFIG = {
 }
 
 
-@dataclass
-class Env:
-    fake: FakeDiscord
-    world: World
-    bot: BotProcess
+Env = BotEnv
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def env(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Env]:
-    fake = FakeDiscord()
-    world = fake.default_world()
-    await fake.start()
-    tmp_path = tmp_path_factory.mktemp("discord-bot")
-    config = {"discord": {"dev_guild_id": world.guild.id}, **BOT_CONFIG}
-    bot = make_bot_process(fake, tmp_path, config)
-    try:
-        await bot.start(wait_commands_for=world.guild.id, command_names=["train", "continue"])
-        yield Env(fake, world, bot)
-    finally:
-        code = await bot.stop()
-        print(f"----- {bot.log_path} -----\n{bot.log_tail(200)}")
-        for message in fake.messages(include_deleted=True):
-            print(f"----- message {message.id} ({message.kind}, flags {message.flags})")
-            for state in message.history:
-                print("  ", state)
-        await fake.stop()
-    assert code == 0, f"the bot did not exit cleanly on SIGTERM (exit code {code})"
-    fake.assert_no_unknown_requests()
-    fake.assert_no_violations()
-    bot.assert_log_clean()
+    async with module_bot_env(
+        tmp_path_factory,
+        "discord-bot",
+        BOT_CONFIG,
+        command_names=("train", "continue"),
+        dump_messages=True,
+    ) as started:
+        yield started
 
 
 @pytest.fixture(autouse=True)
@@ -111,14 +98,23 @@ async def _train(
 
 
 def _assert_throttled(env: Env, message: FakeMessage) -> None:
-    """Progress edits come at most every ~2 s (the final result edit may follow sooner)."""
+    """Progress edits are throttled to one per ~2 s (the final result edit may follow sooner).
+
+    Counted over the whole training rather than gap by gap: on a loaded machine one slow edit
+    request can arrive at the fake just before the next, so single gaps may look short. An
+    unthrottled message (an edit per epoch or per report) would still far exceed the bound.
+    """
     edits = [
         r.at
         for r in env.fake.requests_to("PATCH /channels/{channel_id}/messages/{message_id}")
         if r.path.endswith(f"/{message.id}")
     ]
-    gaps = [later - earlier for earlier, later in itertools.pairwise(edits[:-1])]
-    assert all(gap >= 1.9 for gap in gaps), gaps
+    progress = edits[:-1]
+    if len(progress) < 2:
+        return
+    span = progress[-1] - progress[0]
+    gaps = [later - earlier for earlier, later in itertools.pairwise(progress)]
+    assert len(progress) <= 2 + span / 1.5, gaps
 
 
 async def _continue(env: Env, prompt: str, **options: object) -> InteractionHandle:
@@ -187,6 +183,18 @@ async def test_download_larger_than_its_metadata_is_refused(env: Env) -> None:
     assert _downloads(env, attachment.url) == 1
 
 
+async def test_attachment_that_cannot_be_downloaded_gets_a_friendly_reply(env: Env) -> None:
+    attachment = env.fake.add_attachment("gone.txt", ARTICLE.read_bytes())
+    del env.fake.attachments_by_id[attachment.id]  # the CDN answers 404, as for an expired URL
+    handle = await env.fake.send_slash_command(
+        "train", {"story": attachment}, user=env.world.admin, channel=env.world.channel
+    )
+    reply = await _ephemeral_reply(handle)
+    assert "couldn't download the attachment" in reply.content, reply.content
+    assert "reference code" not in reply.content
+    assert _downloads(env, attachment.url) == 1
+
+
 async def test_train_article_story_to_finished_message_with_plot(env: Env) -> None:
     _, progress = await _train(env, "story", "belling-the-cat.txt", ARTICLE.read_bytes(), seed=1)
     done = await env.fake.wait_until(
@@ -209,8 +217,7 @@ async def test_continue_had_a_general_gives_the_articles_opening(env: Env) -> No
     handle = await _continue(env, "had a general")
     reply = await handle.wait_reply(15.0)
     assert not reply.ephemeral
-    assert OPENING in reply.content, reply.content
-    assert reply.content.startswith("had a general council")
+    assert reply.content.startswith(OPENING), reply.content
     assert {"Reroll", "Continue"} <= {c.get("label") for c in reply.iter_components()}
     assert reply.allowed_mentions is not None and not reply.pings_anyone()
 
@@ -236,7 +243,7 @@ async def test_reroll_button_samples_a_new_continuation(env: Env) -> None:
     click = await env.fake.send_component_click(reply, reroll, env.world.admin)
     rerolled = await click.wait_reply(15.0)
     assert not rerolled.ephemeral
-    assert rerolled.content.startswith("the mice")
+    assert rerolled.content.startswith("The mice")
 
 
 async def test_unknown_words_get_a_private_error_with_suggestions(env: Env) -> None:

@@ -8,23 +8,18 @@ exported; the export is imported into #other, and a tampered copy is refused in 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
+import sqlite3
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 import pytest_asyncio
 
-from tests.fake_discord import (
-    BotProcess,
-    FakeChannel,
-    FakeDiscord,
-    FakeMessage,
-    FakeUser,
-    World,
-    make_bot_process,
-)
+from tests.fake_discord import FakeChannel, FakeMessage, FakeUser
+from tests.fake_discord.fixtures import BotEnv, module_bot_env
 from tests.fake_discord.handles import InteractionHandle
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
@@ -43,33 +38,15 @@ BOT_CONFIG = {
 }
 
 
-@dataclass
-class Env:
-    fake: FakeDiscord
-    world: World
-    bot: BotProcess
-    shared: dict[str, object] = field(default_factory=dict)
+Env = BotEnv
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def env(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Env]:
-    fake = FakeDiscord()
-    world = fake.default_world()
-    await fake.start()
-    tmp_path = tmp_path_factory.mktemp("discord-library")
-    config = {"discord": {"dev_guild_id": world.guild.id}, **BOT_CONFIG}
-    bot = make_bot_process(fake, tmp_path, config)
-    try:
-        await bot.start(wait_commands_for=world.guild.id, command_names=["train", "story"])
-        yield Env(fake, world, bot)
-    finally:
-        code = await bot.stop()
-        print(f"----- {bot.log_path} -----\n{bot.log_tail(200)}")
-        await fake.stop()
-    assert code == 0, f"the bot did not exit cleanly on SIGTERM (exit code {code})"
-    fake.assert_no_unknown_requests()
-    fake.assert_no_violations()
-    bot.assert_log_clean()
+    async with module_bot_env(
+        tmp_path_factory, "discord-library", BOT_CONFIG, command_names=("train", "story")
+    ) as started:
+        yield started
 
 
 @pytest.fixture(autouse=True)
@@ -109,14 +86,16 @@ async def _train(
     return handle, await handle.wait_reply(30.0)
 
 
-async def _finished(env: Env, channel: FakeChannel, version: int) -> FakeMessage:
+async def _finished(
+    env: Env, channel: FakeChannel, version: int, state: str = "Finished"
+) -> FakeMessage:
     return await env.fake.wait_until(
         lambda: next(
             (
                 m
                 for m in env.fake.messages(channel)
                 if m.kind == "channel"
-                and m.content.startswith("**Finished**")
+                and m.content.startswith(f"**{state}**")
                 and f"model v{version}" in m.content
             ),
             None,
@@ -158,7 +137,7 @@ async def test_append_then_list(env: Env) -> None:
     _, reply = await _train(env, channel, "chapter.txt", CHAPTER, seed=1, mode="append")
     await _finished(env, channel, 2)
     reply = await _continue(env, "zebra quietly", channel, length=3)
-    assert "zebra quietly painted purple umbrellas" in reply.content, reply.content
+    assert "Zebra quietly painted purple umbrellas" in reply.content, reply.content
     listing = await _story(env, "list", user=env.world.member)
     text = listing.text()
     assert "belling-the-cat.txt" in text and "chapter.txt" in text and "Alice" in text
@@ -198,7 +177,7 @@ async def test_remove_needs_the_uploader_or_an_admin_then_retrains(env: Env) -> 
     listing = await _story(env, "list")
     assert _story_ids(listing.text()) == [article_id] and "chapter.txt" not in listing.text()
     reply = await _continue(env, "had a general", channel, length=30)
-    assert reply.content.startswith("had a general council to consider")
+    assert reply.content.startswith("Had a general council to consider")
     assert "walrus" not in reply.content and "model v3" in reply.content
 
 
@@ -219,7 +198,7 @@ async def test_versions_and_rollback(env: Env) -> None:
     assert "v1 is active" in rolled.text()
     reply = await serving.wait_reply(20.0)
     assert re.search(r"model v[13]\b", reply.content)
-    assert reply.content.startswith("had a general council to consider")
+    assert reply.content.startswith("Had a general council to consider")
     after = await _continue(env, "had a general", channel, length=5)
     assert "model v1" in after.content
     missing = await _story(env, "rollback", {"version": 2})
@@ -240,8 +219,9 @@ async def test_export_then_import_into_another_channel(env: Env) -> None:
 
     other = env.world.other_channel
     _, reply = await _train(env, other, attachment.filename, data)
-    assert reply.ephemeral and "imported" in reply.content
-    await _finished(env, other, 1)
+    assert reply.ephemeral and "imported 1 story and the trained model" in reply.content
+    done = await _finished(env, other, 1, "Imported")
+    assert "no training ran here" in done.content and "204 symbols" in done.content
     here = await _continue(env, "had a general", env.world.channel, length=40)
     there = await _continue(env, "had a general", other, length=40)
     strip = re.compile(r"-# model v\d+")
@@ -264,3 +244,41 @@ async def test_tampered_export_is_refused_and_nothing_changes(env: Env) -> None:
     assert "no stories" in listing.text()
     card = await _story(env, "show", channel=third)
     assert "No story learned" in card.text()
+
+
+async def test_long_lists_are_sent_in_pages_with_every_id(env: Env) -> None:
+    # Thirty stories would take thirty trainings: the rows go straight into the bot's database
+    # (the listing only reads them), with names that markdown escaping doubles in length.
+    many = env.fake.add_channel(env.world.guild, "many")
+    db = env.bot.db_path
+    assert db is not None
+    now = datetime.now(UTC).isoformat()
+    with contextlib.closing(sqlite3.connect(db, timeout=30.0)) as conn, conn:
+        conn.execute(
+            "INSERT INTO channels (channel_id, guild_id, name, created_at) VALUES (?, ?, ?, ?)",
+            (many.id, env.world.guild.id, "many", now),
+        )
+        for i in range(30):
+            conn.execute(
+                "INSERT INTO stories (channel_id, filename, uploader_id, uploader_name, text, "
+                "sha256, encoding, bytes, symbols, vocabulary_size, created_at) "
+                "VALUES (?, ?, ?, ?, 'the cat .', ?, 'utf-8', 9, 3, 3, ?)",
+                (many.id, f"{'_' * 90}{i}.txt", env.world.admin.id, "Alice", f"{i:064x}", now),
+            )
+        ids = [
+            r[0] for r in conn.execute("SELECT id FROM stories WHERE channel_id = ?", (many.id,))
+        ]
+    handle = await env.fake.send_slash_command(
+        "story", {}, subcommand="list", user=env.world.member, channel=many
+    )
+
+    def listed() -> list[int] | None:
+        texts = [m.content for m in handle.messages()]
+        found = [i for text in texts for i in _story_ids(text)]
+        return found if len(found) >= len(ids) else None
+
+    found = await env.fake.wait_until(listed, 20.0, "every story id across the pages")
+    pages = handle.messages()
+    assert found == ids, found
+    assert len(pages) >= 3 and all(len(p.content) <= 2000 for p in pages)
+    assert all(not p.ephemeral and not p.pings_anyone() for p in pages)

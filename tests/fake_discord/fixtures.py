@@ -7,14 +7,16 @@ from tests.fake_discord.fixtures import bot, bot_config, fake_discord, start_bot
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.fake_discord.bot_process import BotProcess, make_bot_process
-from tests.fake_discord.server import FakeDiscord
+from tests.fake_discord.server import FakeDiscord, World
 
 StartBot = Callable[..., Awaitable[BotProcess]]
 
@@ -93,3 +95,58 @@ async def start_bot(
 async def bot(start_bot: StartBot) -> BotProcess:
     """The bot running with the default config, connected and with commands synced."""
     return await start_bot()
+
+
+@dataclass
+class BotEnv:
+    """One fake Discord and one bot process shared by a test module (see ``module_bot_env``)."""
+
+    fake: FakeDiscord
+    world: World
+    bot: BotProcess
+    shared: dict[str, object] = field(default_factory=dict)  # state the ordered tests pass on
+
+
+@contextlib.asynccontextmanager
+async def module_bot_env(
+    tmp_path_factory: pytest.TempPathFactory,
+    name: str,
+    config: Mapping[str, Any],
+    *,
+    command_names: Sequence[str] = (),
+    dump_messages: bool = False,
+) -> AsyncIterator[BotEnv]:
+    """Start a fake Discord and the bot (``config`` over the dev-guild key) for a whole module.
+
+    For module-scoped fixtures, where starting TensorFlow workers once pays off::
+
+        @pytest_asyncio.fixture(scope="module", loop_scope="module")
+        async def env(tmp_path_factory):
+            async with module_bot_env(tmp_path_factory, "lib", CONFIG) as env:
+                yield env
+
+    On exit the bot gets SIGTERM and must exit with 0; its log is printed (with every bot
+    message's history when ``dump_messages``), and unknown routes, API-rule violations and
+    errors in the bot's log fail the module.
+    """
+    fake = FakeDiscord()
+    world = fake.default_world()
+    await fake.start()
+    tmp_path = tmp_path_factory.mktemp(name)
+    bot = make_bot_process(fake, tmp_path, {"discord": {"dev_guild_id": world.guild.id}, **config})
+    try:
+        await bot.start(wait_commands_for=world.guild.id, command_names=command_names)
+        yield BotEnv(fake, world, bot)
+    finally:
+        code = await bot.stop()
+        print(f"----- {bot.log_path} -----\n{bot.log_tail(200)}")
+        if dump_messages:
+            for message in fake.messages(include_deleted=True):
+                print(f"----- message {message.id} ({message.kind}, flags {message.flags})")
+                for state in message.history:
+                    print("  ", state)
+        await fake.stop()
+    assert code == 0, f"the bot did not exit cleanly on SIGTERM (exit code {code})"
+    fake.assert_no_unknown_requests()
+    fake.assert_no_violations()
+    bot.assert_log_clean()

@@ -91,19 +91,20 @@ def test_other_shapes_learn_the_story(story_tokens: list[str], overrides: dict[s
     assert generate(model, prompt)[:17] == ARTICLE_PREFIX
 
 
-def test_book_validation_budget_best_weights_and_cap(jacobs_tokens: list[str]) -> None:
+def test_book_validation_best_weights_and_cap(jacobs_tokens: list[str]) -> None:
+    # Bound by epochs, not by time, so the figures do not depend on the machine's load.
     reports: list[TrainingProgress] = []
     model = train_model(
         jacobs_tokens,
         {"units": 16, "embedding_dim": 8},
-        TrainingConfig(seed=2, batch_size=512, max_seconds=4.0),
+        TrainingConfig(seed=2, batch_size=512, max_epochs=3),
         on_progress=reports.append,
         vocabulary_max_size=500,
     )
     figures = model.figures
     assert model.config.vocab_size == 500 and figures.vocabulary_cap == 500
     assert figures.covered_share is not None and 0.7 < figures.covered_share < 1
-    assert figures.stopped == "max_seconds" and figures.seconds < 4.0 + 1.0
+    assert figures.stopped == "max_epochs" and figures.epochs == 3
     assert figures.validation_windows and figures.validation_windows > 1000
     assert figures.val_accuracy is not None and 0 < figures.val_accuracy < 1
     assert figures.val_perplexity is not None and 1 < figures.val_perplexity < 500
@@ -112,9 +113,21 @@ def test_book_validation_budget_best_weights_and_cap(jacobs_tokens: list[str]) -
     assert figures.val_loss is not None
     assert math.exp(figures.val_loss) == pytest.approx(figures.val_perplexity)
     first = next(r for r in reports if r.epoch == 1 and r.step == r.steps_per_epoch)
-    assert first.eta_seconds is not None
-    assert first.elapsed_seconds + first.eta_seconds == pytest.approx(figures.seconds, rel=0.2)
+    assert first.eta_seconds is not None and first.eta_seconds >= 0
     assert len(generate(model, ["the", "zebra", "said"], GenerationOptions(length=8))) == 8
+
+
+def test_time_budget_stops_training(jacobs_tokens: list[str]) -> None:
+    # Only what holds on any machine: the budget, not the epoch limit, ends the training, and
+    # it ends soon after the budget (a step or an evaluation may overrun it).
+    model = train_model(
+        jacobs_tokens[:8000],
+        {"units": 16, "embedding_dim": 8},
+        TrainingConfig(seed=2, batch_size=256, max_epochs=100_000, max_seconds=1.0),
+    )
+    figures = model.figures
+    assert figures.stopped == "max_seconds" and figures.epochs < 100_000
+    assert figures.seconds < 1.0 + 30.0
 
 
 def test_eta_after_first_epoch_when_epochs_bind(jacobs_tokens: list[str]) -> None:

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import difflib
+import random
+import string
+
 import pytest
 
 from model import UNKNOWN, ModelError, UnknownWordsError, Vocabulary
@@ -53,3 +57,47 @@ def test_json_roundtrip_and_validation(story_tokens: list[str]) -> None:
     for bad in ([], "cat", ["a", "a"], ["a", 3], ["a", ""], {"symbols": ["a"], "covered_share": 2}):
         with pytest.raises(ModelError):
             Vocabulary.from_json(bad)
+
+
+def _large_vocabulary(size: int = 20_000) -> Vocabulary:
+    rng = random.Random(0)
+    real = ["council", "mouse", "general", "consider", "neighbourhood"]
+    words = dict.fromkeys(real)
+    while len(words) < size:
+        length = rng.randint(3, 11)
+        words["".join(rng.choice(string.ascii_lowercase) for _ in range(length))] = None
+    return Vocabulary(tuple(words))
+
+
+def test_suggestions_stay_correct_in_a_large_vocabulary() -> None:
+    vocabulary = _large_vocabulary()
+    assert len(vocabulary) == 20_000
+    candidates = [s for s in vocabulary.symbols if s != UNKNOWN]
+    rng = random.Random(1)
+    typos = ["councel", "mouze", "genral", "considder", "neighborhood"]
+    originals = ["council", "mouse", "general", "consider", "neighbourhood"]
+    for word in rng.sample([w for w in candidates[5:] if len(w) >= 7], 20):
+        i = rng.randrange(1, len(word))
+        typos.append(word[:i] + ("a" if word[i] != "a" else "b") + word[i + 1 :])
+        originals.append(word)
+    for typo, original in zip(typos, originals, strict=True):
+        fast = vocabulary.suggest(typo)
+        full = difflib.get_close_matches(typo, candidates, n=3, cutoff=0.6)
+        assert original in fast, (typo, fast)
+        # Nothing better was filtered out: the best match scores as the whole scan's best.
+        best = difflib.SequenceMatcher(None, typo, fast[0]).ratio()
+        assert best == difflib.SequenceMatcher(None, typo, full[0]).ratio(), (typo, fast, full)
+    # A typo in the first letter still finds a frequent word.
+    assert "council" in vocabulary.suggest("xouncil")
+    assert vocabulary.suggest("qqqqqqqqq") == []
+
+
+def test_only_the_first_unknown_words_get_suggestions() -> None:
+    vocabulary = _large_vocabulary()
+    prompt = ["mouze", "councel", "genral", "considder", "zzzzzq"]
+    with pytest.raises(UnknownWordsError) as caught:
+        vocabulary.encode(prompt)
+    assert caught.value.words == tuple(prompt)
+    assert "mouse" in caught.value.suggestions["mouze"]
+    assert "general" in caught.value.suggestions["genral"]
+    assert caught.value.suggestions["considder"] == []

@@ -18,7 +18,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from bot.storage import NewStory, StoryStore
+from bot.storage import NewModel, NewStory, StoryStore
 from model import Vocabulary, to_bytes
 from tests.reliability.conftest import synthetic_model
 
@@ -60,20 +60,22 @@ async def main(db: Path, channel_id: int, words: int) -> None:
         record = await store.activate_model(
             job_id=job.id,
             channel_id=channel_id,
-            config=base.config.to_dict(),
-            vocabulary=vocabulary,
-            blob=blob,
-            figures={
-                "symbols": 50,
-                "windows": 1,
-                "learnable_windows": 1,
-                "epochs": 1,
-                "seconds": 0.1,
-                "loss": 1.0,
-                "accuracy": 0.5,
-                "learnable_accuracy": 0.5,
-            },
-            options={},
+            model=NewModel(
+                config=base.config.to_dict(),
+                vocabulary=vocabulary,
+                blob=blob,
+                figures={
+                    "symbols": 50,
+                    "windows": 1,
+                    "learnable_windows": 1,
+                    "epochs": 1,
+                    "seconds": 0.1,
+                    "loss": 1.0,
+                    "accuracy": 0.5,
+                    "learnable_accuracy": 0.5,
+                },
+                options={},
+            ),
             story_ids=job.story_ids,
             keep_versions=KEEP,
         )

@@ -6,7 +6,7 @@ import hashlib
 import re
 from typing import Any
 
-from bot.storage import NewStory, StoryStore
+from bot.storage import NewModel, NewStory, StoryStore
 from model import Vocabulary, to_bytes, tokenize
 from tests.reliability.conftest import synthetic_model
 
@@ -65,11 +65,13 @@ async def seed_model(
     record = await store.activate_model(
         job_id=job.id,
         channel_id=channel_id,
-        config=model.config.to_dict(),
-        vocabulary=list(vocabulary.symbols),
-        blob=to_bytes(model) if blob is None else blob,
-        figures=model.figures.to_dict(),
-        options={},
+        model=NewModel(
+            config=model.config.to_dict(),
+            vocabulary=list(vocabulary.symbols),
+            blob=to_bytes(model) if blob is None else blob,
+            figures=model.figures.to_dict(),
+            options={},
+        ),
         story_ids=job.story_ids,
         keep_versions=3,
     )

@@ -31,7 +31,7 @@ from bot.storage import StoryStore
 from tests.fake_discord import BotProcess, FakeDiscord, FakeMessage, World, make_bot_process
 from tests.fake_discord.handles import InteractionHandle
 from tests.fake_discord.models import FakeChannel, FakeUser
-from tests.reliability.conftest import STORY, Ledger, integrity, snapshot
+from tests.reliability.conftest import STORY, Ledger, integrity, snapshot, target_line
 from tests.reliability.helpers import friendly, seed_model
 from tests.service.conftest import long_story
 
@@ -572,11 +572,9 @@ async def test_load_50_concurrent_continues_while_2_trainings_run(env: Env, ledg
         f"p99 {lag_p99:.0f} ms"
     )
     env.timings = times
-    ok = not errors and p99 < 1.0 and lag_max <= 20.0
-    ledger.record("load", ok, f"load targets: p99 {p99:.3f} s, lag max {lag_max} ms", 0)
+    # Performance targets: printed in the summary, not asserted (see REPLY_P99_TARGET_SECONDS).
+    ledger.figure(target_line("load (bot over the fake Discord)", p99, lag_max))
     assert not errors, errors
-    assert p99 < 1.0, times
-    assert lag_max <= 20.0, line
     for progress in progresses:
         assert re.search(r"epoch [1-9]", progress.content)
 

@@ -39,7 +39,7 @@ def test_cli_export_import_stories_versions_remove(tmp_path: Path) -> None:
     assert code == 0 and "Imported 1 story" in text, text
     _, here = _run(config, "continue", "had", "a", "general", "--channel", "a", "--length", "20")
     _, there = _run(config, "continue", "had", "a", "general", "--channel", "b", "--length", "20")
-    assert here == there and here.startswith("had a general council to consider")
+    assert here == there and here.startswith("Had a general council to consider")
     code, text = _run(config, "stories", "--channel", "b")
     assert code == 0 and "belling-the-cat.txt by console" in text
     story_id = re.search(r"#(\d+)", text).group(1)  # type: ignore[union-attr]
@@ -70,7 +70,7 @@ async def test_console_story_commands(service: StoryService, tmp_path: Path) -> 
     await console.handle(f"/train {target}")
     assert "Imported 1 story" in out.getvalue()
     await console.handle("/continue had a general length:5")
-    assert "had a general council to consider" in out.getvalue()
+    assert "Had a general council to consider" in out.getvalue()
     await console.handle("/story show")
     assert "model version 1" in out.getvalue()
     await console.handle("/stories")  # the short form; the copy's story comes last

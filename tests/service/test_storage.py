@@ -1,12 +1,13 @@
 from __future__ import annotations
 
+import os
 import sqlite3
 from pathlib import Path
 
 import pytest
 
 from bot.errors import StorageError
-from bot.storage import NewStory, StoryStore, load_migrations
+from bot.storage import NewModel, NewStory, StoryDeletion, StoryStore, load_migrations
 
 
 def _story(text: str = "the cat sat on the mat .") -> NewStory:
@@ -28,15 +29,24 @@ async def _job_and_model(store: StoryStore, channel_id: int, *, append: bool = F
     model = await store.activate_model(
         job_id=job.id,
         channel_id=channel_id,
-        config={"units": 1},
-        vocabulary=["a", "b"],
-        blob=b"blob",
-        figures={},
-        options={},
+        model=NewModel(
+            config={"units": 1}, vocabulary=["a", "b"], blob=b"blob", figures={}, options={}
+        ),
         story_ids=job.story_ids,
         keep_versions=2,
     )
     return model.version
+
+
+async def _delete(store: StoryStore, channel_id: int, story_id: int) -> StoryDeletion | None:
+    return await store.delete_story(
+        channel_id,
+        story_id,
+        guild_id=None,
+        retrain_options={},
+        requested_by=1,
+        requested_by_name="u",
+    )
 
 
 async def test_fresh_database_is_migrated_wal_with_foreign_keys(tmp_path: Path) -> None:
@@ -94,11 +104,13 @@ async def test_remove_story_removes_models_trained_on_it(store: StoryStore) -> N
     await _job_and_model(store, 5, append=True)  # trained on stories 1 and 2
     stories = await store.list_stories(5)
     assert len(stories) == 2
-    removed = await store.remove_story(5, stories[0].id)
-    assert removed is not None and len(removed) == 2
+    removed = await _delete(store, 5, stories[0].id)
+    assert removed is not None and removed.deleted_versions == (1, 2)
     assert await store.active_model(5) is None
-    assert await store.remove_story(5, 12345) is None
-    assert await store.remove_story(6, stories[1].id) is None  # another channel's story
+    # The active model went, so a retraining on its other story is queued.
+    assert removed.retrain_job is not None and removed.retrain_job.story_ids == (stories[1].id,)
+    assert await _delete(store, 5, 12345) is None
+    assert await _delete(store, 6, stories[1].id) is None  # another channel's story
 
 
 async def test_activation_refused_when_story_vanished(store: StoryStore) -> None:
@@ -112,16 +124,12 @@ async def test_activation_refused_when_story_vanished(store: StoryStore) -> None
         requested_by_name="u",
         options={},
     )
-    await store.remove_story(5, job.story_ids[0])
+    await _delete(store, 5, job.story_ids[0])
     with pytest.raises(StorageError, match="removed"):
         await store.activate_model(
             job_id=job.id,
             channel_id=5,
-            config={},
-            vocabulary=["a"],
-            blob=b"x",
-            figures={},
-            options={},
+            model=NewModel(config={}, vocabulary=["a"], blob=b"x", figures={}, options={}),
             story_ids=job.story_ids,
             keep_versions=3,
         )
@@ -152,3 +160,69 @@ async def test_forget_cascades_and_open_jobs_interrupted(store: StoryStore) -> N
     assert await store.jobs(5) == []
     assert len(await store.list_models(6)) == 1
     assert not await store.forget_channel(5)
+
+
+async def test_pruning_deletes_stories_no_kept_version_or_open_job_needs(
+    store: StoryStore,
+) -> None:
+    # Replace-mode uploads: each version learned only its own story; 2 versions are kept.
+    for _ in range(4):
+        await _job_and_model(store, 5)
+    models = await store.list_models(5)
+    assert [m.version for m in models] == [4, 3]
+    kept = sorted(i for m in models for i in m.story_ids)
+    assert sorted(s.id for s in await store.list_stories(5)) == kept
+    # A story an open job will train on survives a pruning; so does another channel's.
+    await _job_and_model(store, 6)
+    waiting = await store.add_story_and_job(
+        channel_id=5,
+        guild_id=9,
+        channel_name=None,
+        story=_story("a story still waiting for its training ."),
+        append=False,
+        requested_by=1,
+        requested_by_name="u",
+        options={},
+    )
+    await _job_and_model(store, 5)
+    stories = {s.id for s in await store.list_stories(5)}
+    assert waiting.story_ids[0] in stories and len(stories) == 3
+    assert len(await store.list_stories(6)) == 1
+    # The uploads never hit the channel's story limit: old ones went with their versions.
+    assert await store.integrity_check() == "ok"
+
+
+async def test_only_jobs_of_gone_owners_are_interrupted(tmp_path: Path) -> None:
+    path = tmp_path / "db.sqlite3"
+    live = await StoryStore.open(path)
+    other = await StoryStore.open(path)
+    job = await live.add_story_and_job(
+        channel_id=5,
+        guild_id=None,
+        channel_name=None,
+        story=_story(),
+        append=False,
+        requested_by=1,
+        requested_by_name="u",
+        options={},
+    )
+    await live.start_job(job.id)
+    # Another process (an offline command) opening the database leaves a live owner's job.
+    assert await other.interrupt_orphaned_jobs("gone", "gone, kept") == []
+    assert (await other.job(job.id)).state == "running"  # type: ignore[union-attr]
+    # Once its owner is gone (closed here; a dead process id elsewhere), it is interrupted.
+    await live.close()
+    stale = await other.interrupt_orphaned_jobs("gone", "gone, kept")
+    assert [j.id for j in stale] == [job.id]
+    record = await other.job(job.id)
+    assert record is not None and record.state == "interrupted" and record.error == "gone"
+    # A job whose owner process no longer exists (pid reuse is caught by its start time).
+    raw = sqlite3.connect(path)
+    raw.execute(
+        "UPDATE jobs SET state = 'running', owner = ? WHERE id = ?",
+        (other.owner.replace(f":{os.getpid()}:", ":999999999:"), job.id),
+    )
+    raw.commit()
+    raw.close()
+    assert [j.id for j in await other.interrupt_orphaned_jobs("x", "y")] == [job.id]
+    await other.close()

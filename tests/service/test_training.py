@@ -191,3 +191,19 @@ def test_bot_process_never_imports_tensorflow() -> None:
         "assert not heavy, heavy\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO, timeout=60)
+    # The Discord adapter and the export format: discord may load there, TensorFlow never.
+    adapter = sorted(
+        "bot.discord_adapter."
+        + ".".join(path.relative_to(REPO / "bot" / "discord_adapter").parts).removesuffix(".py")
+        for path in (REPO / "bot" / "discord_adapter").rglob("*.py")
+        if path.name != "__init__.py"
+    )
+    assert "bot.discord_adapter.cogs.training" in adapter
+    code = (
+        f"import importlib, sys\nfor name in {[*adapter, 'bot.export']!r}:\n"
+        "    importlib.import_module(name)\n"
+        "heavy = [m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras')]\n"
+        "assert not heavy, heavy\n"
+        "assert 'bot.discord_adapter.cogs.story' in sys.modules\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO, timeout=60)

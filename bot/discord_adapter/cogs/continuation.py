@@ -24,7 +24,7 @@ from bot.discord_adapter.common import (
 )
 from bot.discord_adapter.rendering import continuation_text, split_message, word_choices
 from bot.errors import UserError
-from bot.service import MAX_N_INPUT, ChannelRef, ContinueOptions
+from bot.service import MAX_N_INPUT, MAX_SEED, ChannelRef, ContinueOptions
 
 if TYPE_CHECKING:
     from bot.discord_adapter.client import FabulistBot
@@ -116,7 +116,7 @@ class ContinuationCog(commands.Cog):
         prompt: str,
         length: int | None = None,
         temperature: float | None = None,
-        seed: int | None = None,
+        seed: app_commands.Range[int, 0, MAX_SEED] | None = None,
     ) -> None:
         """Continue this channel's story from your words."""
         options = ContinueOptions(
@@ -128,9 +128,9 @@ class ContinuationCog(commands.Cog):
     async def prompt_autocomplete(
         self, interaction: discord.Interaction[Any], current: str
     ) -> list[app_commands.Choice[str]]:
-        _, _, word = current.rpartition(" ")
         try:
-            words = await self.service.complete_word(channel_ref(interaction), word, limit=25)
+            # The service picks the word being typed (the last one) out of the whole prompt.
+            words = await self.service.complete_word(channel_ref(interaction), current, limit=25)
         except UserError:
             return []
         except Exception:
@@ -219,9 +219,12 @@ class ContinuationCog(commands.Cog):
 def render_reply(result: Continuation, lead: str = "") -> list[str]:
     """The reply's messages: usually one; a very long continuation is split at 2,000 chars."""
     text = continuation_text(
-        result.text, model_version=result.model_version, original_share=result.original_share
+        result.text,
+        model_version=result.model_version,
+        original_share=result.original_share,
+        lead=lead,
     )
-    return split_message(lead + text if lead else text)
+    return split_message(text)
 
 
 async def setup(bot: commands.Bot) -> None:

@@ -22,16 +22,18 @@ from bot.discord_adapter.common import (
     bot_of,
     channel_ref,
     member_of,
+    permission_label,
 )
 from bot.discord_adapter.rendering import (
-    EMBED_FIELD_LIMIT,
     MESSAGE_LIMIT,
     escape_text,
     format_percent,
     format_timestamp,
+    split_message,
     story_card_embed,
     truncate,
 )
+from bot.display import format_bytes
 
 if TYPE_CHECKING:
     from bot.discord_adapter.client import FabulistBot
@@ -98,13 +100,7 @@ class StoryCog(commands.Cog):
     async def show(self, interaction: discord.Interaction[Any]) -> None:
         """Show what this channel has learned: story, uploader, size, accuracy, training state."""
         card = await self.service.story_card(channel_ref(interaction))
-        embed = story_card_embed(card)
-        if card.notice:
-            embed.add_field(
-                name="Note",
-                value=truncate(escape_text(card.notice), EMBED_FIELD_LIMIT),
-                inline=False,
-            )
+        embed = story_card_embed(card, permission=permission_label(self.bot.config))
         await interaction.response.send_message(embed=embed, allowed_mentions=NO_MENTIONS)
 
     @story.command(name="list")
@@ -121,8 +117,8 @@ class StoryCog(commands.Cog):
                     f"`#{story.story_id}` {escape_text(story.filename)} · {uploader} · "
                     f"{story.symbols:,} symbols · {format_timestamp(story.created_at)}"
                 )
-            text = truncate("\n".join(lines), MESSAGE_LIMIT)
-        await interaction.response.send_message(text, allowed_mentions=NO_MENTIONS)
+            text = "\n".join(lines)
+        await send_pages(interaction, text)
 
     @story.command(name="remove")
     @app_commands.describe(id="The story's number, as /story list shows it")
@@ -155,8 +151,8 @@ class StoryCog(commands.Cog):
                     f"{format_timestamp(version.created_at)} · stories {stories} · "
                     f"learnable accuracy {format_percent(version.learnable_accuracy)}"
                 )
-            text = truncate("\n".join(lines), MESSAGE_LIMIT)
-        await interaction.response.send_message(text, allowed_mentions=NO_MENTIONS)
+            text = "\n".join(lines)
+        await send_pages(interaction, text)
 
     @story.command(name="rollback")
     @app_commands.describe(version="The version to make active (default: the one before)")
@@ -179,15 +175,15 @@ class StoryCog(commands.Cog):
     async def export(self, interaction: discord.Interaction[Any]) -> None:
         """Download this channel's stories and active model as one file (import it with /train)."""
         await interaction.response.defer(ephemeral=True, thinking=True)
-        filename, data = await self.service.export_channel(
-            channel_ref(interaction), member_of(interaction)
-        )
+        channel = channel_ref(interaction)
+        filename, data = await self.service.export_channel(channel, member_of(interaction))
         limit = interaction.guild.filesize_limit if interaction.guild is not None else 10 << 20
         if len(data) > limit:
+            guild = "" if channel.guild_id is None else f" --guild-id {channel.guild_id}"
             await interaction.followup.send(
-                f"The export is {len(data) / (1 << 20):.1f} MiB, more than this server lets me "
-                f"upload ({limit / (1 << 20):.0f} MiB). Run `python -m bot export --channel ...` "
-                "on the bot's machine instead.",
+                f"The export is {format_bytes(len(data))}, more than this server lets me "
+                f"upload ({format_bytes(limit)}). Run `python -m bot export --channel-id "
+                f"{channel.channel_id}{guild}` on the bot's machine instead.",
                 ephemeral=True,
                 allowed_mentions=NO_MENTIONS,
             )
@@ -215,6 +211,15 @@ class StoryCog(commands.Cog):
             ephemeral=True,
             allowed_mentions=NO_MENTIONS,
         )
+
+
+async def send_pages(interaction: discord.Interaction[Any], text: str) -> None:
+    """Answer with ``text`` in as many messages as it needs (split between lines)."""
+    for index, page in enumerate(split_message(text, MESSAGE_LIMIT)):
+        if index == 0:
+            await interaction.response.send_message(page, allowed_mentions=NO_MENTIONS)
+        else:
+            await interaction.followup.send(page, allowed_mentions=NO_MENTIONS)
 
 
 async def setup(bot: commands.Bot) -> None:

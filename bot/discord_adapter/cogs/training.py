@@ -23,12 +23,14 @@ from bot.discord_adapter.common import (
     report_error,
 )
 from bot.discord_adapter.rendering import escape_text, progress_text, result_text
+from bot.display import format_bytes
 from bot.errors import InvalidUpload
-from bot.service import ChannelRef, JobProgress, TrainOptions
+from bot.service import MAX_SEED, ChannelRef, JobProgress, TrainOptions
+from model.config import MAX_N_INPUT
 
 if TYPE_CHECKING:
     from bot.discord_adapter.client import FabulistBot
-    from bot.service import JobResult, StoryService, TrainingJob
+    from bot.service import EndedJob, JobResult, StoryService, TrainingJob
 
 log = logging.getLogger(__name__)
 
@@ -132,11 +134,38 @@ async def cancel_job(interaction: discord.Interaction[Any], job_id: int | None) 
     if job_id is not None:
         current = await service.job_progress(channel)
         if current is None or current.job_id != job_id:
-            return f"Training job #{job_id} has already ended."
+            return await _show_ended(interaction, job_id)
     progress = await service.cancel(channel, member_of(interaction))
     if progress is None:
         return "Nothing is training in this channel."
     return f"Cancelling training job #{progress.job_id}…"
+
+
+async def _show_ended(interaction: discord.Interaction[Any], job_id: int) -> str:
+    """A Cancel click on the progress message of an ended job: say so there too.
+
+    Normally the message shows the end (without the button) as soon as the job ends; a click
+    gets here when the process that ran the job was killed before it could edit the message and
+    this one has not (yet) done so at start-up.
+    """
+    service = bot_of(interaction).service
+    ended = await service.ended_job(channel_ref(interaction), job_id)
+    if ended is None:
+        return f"Training job #{job_id} has already ended."
+    message = interaction.message
+    if message is not None:
+        try:
+            await message.edit(content=_ended_text(ended), view=None)
+        except discord.HTTPException as exc:
+            log.warning("could not update the progress message of job %s: %s", job_id, exc)
+        else:
+            if ended.message_id == message.id:
+                await service.progress_message_updated(job_id)
+    return f"Training job #{job_id} has already ended ({ended.result.state})."
+
+
+def _ended_text(ended: EndedJob) -> str:
+    return result_text(ended.filename or "story", ended.result)
 
 
 class TrainingCog(commands.Cog):
@@ -144,6 +173,7 @@ class TrainingCog(commands.Cog):
         self.bot = bot
         self._watchers: set[asyncio.Task[None]] = set()
         self._http: aiohttp.ClientSession | None = None
+        self._stale_task: asyncio.Task[None] | None = None
 
     @property
     def service(self) -> StoryService:
@@ -154,9 +184,17 @@ class TrainingCog(commands.Cog):
         if self.bot.config.permissions.train_role_ids:
             # Role holders without the permission must still see the command; the check decides.
             self.train.default_permissions = None
+        if self.bot.has_service:
+            self._stale_task = asyncio.create_task(
+                self._update_stale_messages(), name="stale-progress-messages"
+            )
 
     async def cog_unload(self) -> None:
         self.bot.remove_dynamic_items(CancelButton)
+        if self._stale_task is not None:
+            self._stale_task.cancel()
+            await asyncio.gather(self._stale_task, return_exceptions=True)
+            self._stale_task = None
         if self._watchers:
             # On shutdown the service has just settled open jobs as interrupted: let the
             # watchers say so in their progress messages before the connection closes.
@@ -184,8 +222,8 @@ class TrainingCog(commands.Cog):
         interaction: discord.Interaction[Any],
         story: discord.Attachment,
         layers: app_commands.Range[int, 1, 2] | None = None,
-        n_input: app_commands.Range[int, 1, 10] | None = None,
-        seed: int | None = None,
+        n_input: app_commands.Range[int, 1, MAX_N_INPUT] | None = None,
+        seed: app_commands.Range[int, 0, MAX_SEED] | None = None,
         mode: Literal["replace", "append"] = "replace",
     ) -> None:
         """Teach this channel a story from a text file (or import an export file)."""
@@ -210,16 +248,20 @@ class TrainingCog(commands.Cog):
             timeout = aiohttp.ClientTimeout(total=DOWNLOAD_TIMEOUT_SECONDS)
             self._http = aiohttp.ClientSession(timeout=timeout)
         buffer = bytearray()
-        async with self._http.get(attachment.url) as response:
-            response.raise_for_status()
-            async for chunk in response.content.iter_chunked(DOWNLOAD_CHUNK_BYTES):
-                buffer.extend(chunk)
-                if len(buffer) > limit:
-                    break
+        try:
+            async with self._http.get(attachment.url) as response:
+                response.raise_for_status()
+                async for chunk in response.content.iter_chunked(DOWNLOAD_CHUNK_BYTES):
+                    buffer.extend(chunk)
+                    if len(buffer) > limit:
+                        break
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            log.warning("downloading attachment %s failed: %r", attachment.id, exc)
+            raise InvalidUpload("I couldn't download the attachment; please try again.") from None
         if len(buffer) > limit:
             # The metadata understated the size; the exact size is unknown (we stopped reading).
             raise InvalidUpload(
-                f"The file is larger than the {limit / 1024:,.0f} KiB limit (larger than its "
+                f"The file is larger than the {format_bytes(limit)} limit (larger than its "
                 "upload said). Upload a shorter story."
             )
         self.service.check_upload_size(len(buffer), attachment.filename)
@@ -251,6 +293,11 @@ class TrainingCog(commands.Cog):
         if message is not None:
             tracker.attach(message)
             where = f" Progress: {message.jump_url}"
+            try:
+                await self.service.set_progress_message(job.job_id, message.channel.id, message.id)
+            except Exception:
+                # Only the after-crash update of this message depends on it.
+                log.exception("could not record the progress message of job %s", job.job_id)
         else:
             where = " (I cannot post in this channel, so there is no live progress.)"
         task = asyncio.create_task(
@@ -290,16 +337,65 @@ class TrainingCog(commands.Cog):
         files = [discord.File(io.BytesIO(png), filename="training.png")] if png else []
         if message is not None:
             await message.edit(content=text, view=None, attachments=files)
+            try:
+                await self.service.progress_message_updated(result.job_id)
+            except Exception as exc:
+                # The message is right; the next start would only show the same end again.
+                log.warning(
+                    "could not forget the progress message of job %s: %s", result.job_id, exc
+                )
         else:
             messageable = self.bot.get_partial_messageable(
                 channel.channel_id, guild_id=channel.guild_id
             )
             await messageable.send(text, files=files, allowed_mentions=NO_MENTIONS)
 
+    async def _update_stale_messages(self) -> None:
+        """Once after start-up: progress messages of jobs that ended without saying so.
+
+        A killed process leaves its running jobs' messages at "Training" with a Cancel button;
+        the service has marked those jobs interrupted by now, so each message gets its job's end.
+        """
+        await self.bot.wait_until_ready()
+        try:
+            stale = await self.service.stale_progress_messages()
+        except Exception:
+            log.exception("could not list the progress messages left by the previous run")
+            return
+        for ended in stale:
+            try:
+                await self._update_stale_message(ended)
+            except Exception:
+                log.exception(
+                    "could not update the progress message of job %s", ended.result.job_id
+                )
+
+    async def _update_stale_message(self, ended: EndedJob) -> None:
+        job_id = ended.result.job_id
+        if ended.message_id is not None:
+            channel_id = ended.message_channel_id or ended.channel.channel_id
+            message = self.bot.get_partial_messageable(
+                channel_id, guild_id=ended.channel.guild_id
+            ).get_partial_message(ended.message_id)
+            try:
+                await message.edit(content=_ended_text(ended), view=None)
+            except (discord.NotFound, discord.Forbidden) as exc:
+                # Deleted message or channel, or no access any more: nothing left to update.
+                log.info("progress message of job %s is out of reach: %s", job_id, exc)
+            except discord.HTTPException as exc:
+                # Kept: the next start tries again.
+                log.warning("could not update the progress message of job %s: %s", job_id, exc)
+                return
+        await self.service.progress_message_updated(job_id)
+
 
 def _state_phrase(job: TrainingJob) -> str:
     if job.state == "done":
-        return "was an export file: imported"
+        count = len(job.story_ids)
+        return (
+            f"was an export file: imported {count} stor{'y' if count == 1 else 'ies'} "
+            "and the trained model"
+        )
     if job.state == "queued":
         return f"is queued (position {job.queue_position})" if job.queue_position else "is queued"
     return "has started"

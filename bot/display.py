@@ -1,0 +1,62 @@
+"""Presentation helpers shared by every adapter (Discord, console, CLI).
+
+Pure functions: this module imports neither discord nor TensorFlow, so the console and the
+Discord rendering both use it. The model and the service keep lower-case symbols (the
+originality figures and the article-exact checks compare them); capitals are only added here,
+for what people read.
+"""
+
+from __future__ import annotations
+
+import re
+
+KIB = 1 << 10
+MIB = 1 << 20
+
+# A sentence end (optionally closed by quotes or brackets), the space after it and any opening
+# quotes, then a lower-case letter.
+_SENTENCE_START = re.compile(r"([.!?…][\"”’'»)\]]*\s+[\"“‘'«(\[]*)([a-z])")
+_TEXT_START = re.compile(r"^([\s\"“‘'«(\[]*)([a-z])")
+_PRONOUN_I = re.compile(r"(?<![\w'’])i(?=(?:['’](?:m|ll|ve|d))?(?![\w'’]))")
+
+
+def display_prose(text: str) -> str:
+    """Capitalise sentence starts and the pronoun "I" in generated prose, for display.
+
+    The first letter is capitalised unless the text starts with "…" (a continuation of earlier
+    text); so is a letter after ``. ! ? …`` and whitespace (a closing quote may come between).
+    Standalone ``i``, ``i'm``, ``i'll``, ``i've`` and ``i'd`` become ``I``, ``I'm``, ...
+    """
+    text = _PRONOUN_I.sub("I", text)
+    text = _SENTENCE_START.sub(lambda m: m.group(1) + m.group(2).upper(), text)
+    if not text.startswith("…"):
+        text = _TEXT_START.sub(lambda m: m.group(1) + m.group(2).upper(), text, count=1)
+    return text
+
+
+def format_bytes(n: int) -> str:
+    """``512 bytes``, ``40 KiB``, ``4.0 MiB`` (binary units, as the size limits are set)."""
+    if n >= MIB:
+        return f"{n / MIB:,.1f} MiB"
+    if n >= KIB:
+        return f"{n / KIB:,.0f} KiB"
+    return f"{n:,} byte{'' if n == 1 else 's'}"
+
+
+def training_fraction(
+    epoch: int, max_epochs: int, elapsed_seconds: float, eta_seconds: float | None
+) -> float:
+    """How far a training is, 0..1, for a progress bar.
+
+    Training usually stops long before ``max_epochs`` (when the story is learned or the time
+    budget is spent), so the time share ``elapsed / (elapsed + ETA)`` is used when the ETA is
+    known; the epoch share only before the first ETA.
+    """
+    if eta_seconds is not None and eta_seconds >= 0 and elapsed_seconds >= 0:
+        total = elapsed_seconds + eta_seconds
+        share = elapsed_seconds / total if total > 0 else 0.0
+    else:
+        share = epoch / max_epochs if max_epochs > 0 else 0.0
+    if share != share:  # NaN
+        return 0.0
+    return min(1.0, max(0.0, share))

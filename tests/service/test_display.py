@@ -1,0 +1,127 @@
+"""bot.display: prose capitalisation, byte sizes and the training progress share (pure)."""
+
+from __future__ import annotations
+
+import pytest
+
+from bot.discord_adapter.rendering import continuation_text, progress_text
+from bot.display import display_prose, format_bytes, training_fraction
+from bot.service import JobProgress
+from model import detokenize, tokenize
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        ("had a general council. the mice", "Had a general council. The mice"),
+        ("what? no! yes… and so", "What? No! Yes… And so"),
+        ("“we will,” said they. “no.” the cat", "“We will,” said they. “No.” The cat"),
+        ("he said “yes.” then left", "He said “yes.” Then left"),
+        (
+            "i said i'm here, i'll go, i've been, i'd say",
+            "I said I'm here, I'll go, I've been, I'd say",
+        ),
+        ("i’m curly", "I’m curly"),
+        ("in it is idle; it's i", "In it is idle; it's I"),
+        ("…could take to outwit. their enemy", "…could take to outwit. Their enemy"),
+        ("“the mice", "“The mice"),
+        ("", ""),
+        ("3 mice. 4 cats", "3 mice. 4 cats"),
+    ],
+)
+def test_display_prose(text: str, shown: str) -> None:
+    assert display_prose(text) == shown
+
+
+def test_display_prose_leaves_the_model_text_alone() -> None:
+    text = detokenize(tokenize("Long ago, the mice had a general council. I'm sure."))
+    assert text == "long ago, the mice had a general council. i'm sure."
+    assert display_prose(text) == "Long ago, the mice had a general council. I'm sure."
+
+
+@pytest.mark.parametrize(
+    ("n", "shown"),
+    [
+        (0, "0 bytes"),
+        (1, "1 byte"),
+        (1023, "1,023 bytes"),
+        (1024, "1 KiB"),
+        (100_000, "98 KiB"),
+        (4 << 20, "4.0 MiB"),
+        (160 << 20, "160.0 MiB"),
+    ],
+)
+def test_format_bytes(n: int, shown: str) -> None:
+    assert format_bytes(n) == shown
+
+
+def test_training_fraction_uses_time_once_the_eta_is_known() -> None:
+    # Epoch 3 of 100, but a quarter of the expected time: training stops long before 100.
+    assert training_fraction(3, 100, 10.0, 30.0) == pytest.approx(0.25)
+    assert training_fraction(3, 100, 10.0, None) == pytest.approx(0.03)
+    assert training_fraction(50, 100, 20.0, 0.0) == 1.0
+    assert training_fraction(0, 0, 0.0, None) == 0.0
+    assert training_fraction(0, 0, 0.0, 0.0) == 0.0
+
+
+def test_progress_text_bar_follows_the_time_share() -> None:
+    progress = JobProgress(
+        job_id=7,
+        state="running",
+        epoch=5,
+        max_epochs=500,
+        loss=1.5,
+        accuracy=0.5,
+        learnable_accuracy=0.6,
+        eta_seconds=10.0,
+        elapsed_seconds=10.0,
+        queue_position=None,
+    )
+    text = progress_text("story.txt", progress)
+    assert "50% · epoch 5/500" in text
+    assert "`" + "█" * 10 + "░" * 10 + "`" in text
+
+
+def test_continuation_text_capitalises_but_not_after_a_lead() -> None:
+    shown = continuation_text("had a general council. the mice", model_version=2, original_share=1)
+    assert shown.startswith("Had a general council. The mice\n-# model v2 · 100% from the story")
+    more = continuation_text(
+        "could take. to outwit", model_version=2, original_share=None, lead="…"
+    )
+    assert more.startswith("…could take. To outwit\n")
+    # Capitalised first, escaped after: markdown still cannot format.
+    assert continuation_text("*bold* i", model_version=1, original_share=None).startswith(
+        "\\*bold\\* I"
+    )
+
+
+def test_story_card_names_the_configured_permission_and_shows_the_notice() -> None:
+    from bot.discord_adapter.rendering import story_card_embed
+    from bot.service import ChannelRef, StoryCard
+
+    card = StoryCard(
+        channel=ChannelRef(1, 2, "story"),
+        has_model=False,
+        model_version=None,
+        story_filename=None,
+        story_uploader=None,
+        story_uploaded_at=None,
+        stories=0,
+        symbols=None,
+        vocabulary_size=None,
+        vocabulary_covered_share=None,
+        learnable_accuracy=None,
+        accuracy=None,
+        val_accuracy=None,
+        val_perplexity=None,
+        epochs=None,
+        training_seconds=None,
+        trained_at=None,
+        job=None,
+        last_job=None,
+        notice="retraining after story #3 (*x*.txt) was removed",
+    )
+    embed = story_card_embed(card, permission="Manage Guild")
+    assert "Someone with Manage Guild can teach" in (embed.description or "")
+    notes = [f.value for f in embed.fields if f.name == "Note"]
+    assert notes == ["retraining after story #3 (\\*x\\*.txt) was removed"]
