@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TextIO
 
-from bot.display import display_prose, format_bytes, training_fraction
+from bot.display import display_prose, format_bytes, training_fraction, vocabulary_text
 from bot.errors import UserError
 from bot.service import (
     ChannelRef,
@@ -163,8 +163,11 @@ async def status_text(service: StoryService, channel_name: str | ChannelRef) -> 
             f"  model version {card.model_version}, trained {card.trained_at} on "
             f"{card.story_filename} ({card.stories} stor{'y' if card.stories == 1 else 'ies'})"
         )
+        vocabulary = vocabulary_text(
+            card.vocabulary_size, card.vocabulary_cap, card.vocabulary_covered_share
+        )
         lines.append(
-            f"  {card.symbols} symbols, vocabulary {card.vocabulary_size}, "
+            f"  {card.symbols} symbols, vocabulary {vocabulary}, "
             f"{card.epochs} epochs in {card.training_seconds or 0:.1f} s"
         )
         if card.learnable_accuracy is not None:

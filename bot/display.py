@@ -60,3 +60,15 @@ def training_fraction(
     if share != share:  # NaN
         return 0.0
     return min(1.0, max(0.0, share))
+
+
+def vocabulary_text(size: int | None, cap: int | None, covered_share: float | None) -> str:
+    """``4,455 (cap 10,000, covers 100.0% of the text)``: the card's vocabulary line."""
+    if size is None:
+        return "unknown"
+    details = []
+    if cap is not None:
+        details.append(f"cap {cap:,}")
+    if covered_share is not None:
+        details.append(f"covers {covered_share:.1%} of the text")
+    return f"{size:,}" + (f" ({', '.join(details)})" if details else "")

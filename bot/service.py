@@ -239,6 +239,7 @@ class StoryCard:
     job: JobProgress | None  # queued or running training
     last_job: JobResult | None  # the latest finished job (to show a failure)
     notice: str | None = None  # e.g. "retraining after story #3 (x.txt) was removed"
+    vocabulary_cap: int | None = None  # training.vocabulary_max_size when the model was trained
 
 
 @dataclass(frozen=True)
@@ -1331,6 +1332,7 @@ class StoryService:
             job=None if job is None else self._progress(job),
             last_job=last_result,
             notice=None if job is None else job.options.get("reason"),
+            vocabulary_cap=None if figures is None else figures.vocabulary_cap,
         )
 
     async def forget(self, channel: ChannelRef, member: Member) -> None:

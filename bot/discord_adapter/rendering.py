@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 import discord
 
-from bot.display import display_prose, training_fraction
+from bot.display import display_prose, training_fraction, vocabulary_text
 
 if TYPE_CHECKING:
     from bot.service import JobProgress, JobResult, StoryCard
@@ -256,9 +256,9 @@ def story_card_embed(card: StoryCard, *, permission: str = "Manage Channels") ->
         if card.symbols is not None:
             embed.add_field(name="Symbols", value=f"{card.symbols:,}", inline=True)
         if card.vocabulary_size is not None:
-            vocab = f"{card.vocabulary_size:,}"
-            if card.vocabulary_covered_share is not None:
-                vocab += f" (covers {format_percent(card.vocabulary_covered_share)})"
+            vocab = vocabulary_text(
+                card.vocabulary_size, card.vocabulary_cap, card.vocabulary_covered_share
+            )
             embed.add_field(name="Vocabulary", value=vocab, inline=True)
         embed.add_field(
             name="Learnable accuracy", value=format_percent(card.learnable_accuracy), inline=True

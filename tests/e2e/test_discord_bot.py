@@ -195,6 +195,19 @@ async def test_attachment_that_cannot_be_downloaded_gets_a_friendly_reply(env: E
     assert _downloads(env, attachment.url) == 1
 
 
+async def test_time_budget_over_the_servers_limit_is_refused(env: Env) -> None:
+    attachment = env.fake.add_attachment("story.txt", ARTICLE.read_bytes())
+    handle = await env.fake.send_slash_command(
+        "train",
+        {"story": attachment, "max_seconds": 100_000},
+        user=env.world.admin,
+        channel=env.world.channel,
+    )
+    reply = await _ephemeral_reply(handle)
+    shown = reply.content.replace("\\", "")  # as Discord renders the escaped message
+    assert "max_seconds must be a number from 1 to 600" in shown, reply.content
+
+
 async def test_train_article_story_to_finished_message_with_plot(env: Env) -> None:
     _, progress = await _train(env, "story", "belling-the-cat.txt", ARTICLE.read_bytes(), seed=1)
     done = await env.fake.wait_until(
@@ -277,6 +290,8 @@ async def test_story_card(env: Env) -> None:
     assert "Model version: v1" in text
     assert "Uploaded by: Alice" in text
     assert "Symbols: 204" in text
+    # The vocabulary cap and the share of the text it covers (issue 6).
+    assert "Vocabulary: 112 (cap 20,000, covers 100.0% of the text)" in text, text
     assert "Training: idle" in text
 
 

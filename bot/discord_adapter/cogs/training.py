@@ -216,6 +216,7 @@ class TrainingCog(commands.Cog):
         n_input="How many previous words the model looks at (1-10, default 3)",
         seed="Random seed, for a reproducible training",
         mode="replace: learn this story alone (default); append: add it to the earlier ones",
+        max_seconds="Training time budget in seconds (at most the server's configured limit)",
     )
     async def train(
         self,
@@ -225,12 +226,15 @@ class TrainingCog(commands.Cog):
         n_input: app_commands.Range[int, 1, MAX_N_INPUT] | None = None,
         seed: app_commands.Range[int, 0, MAX_SEED] | None = None,
         mode: Literal["replace", "append"] = "replace",
+        max_seconds: app_commands.Range[int, 1] | None = None,
     ) -> None:
         """Teach this channel a story from a text file (or import an export file)."""
         await interaction.response.defer(ephemeral=True, thinking=True)
         self.service.check_upload_size(story.size, story.filename)
         data = await self._download(story)
-        options = TrainOptions(layers=layers, n_input=n_input, seed=seed, mode=mode)
+        options = TrainOptions(
+            layers=layers, n_input=n_input, seed=seed, mode=mode, max_seconds=max_seconds
+        )
         await self._start(interaction, story.filename, data, options)
 
     @app_commands.command(name="cancel")
