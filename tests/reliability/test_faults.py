@@ -33,7 +33,7 @@ from typing import Any
 
 import pytest
 
-from bot.config import Config, load_config
+from bot.config import Config, StorageConfig, load_config
 from bot.errors import UserError
 from bot.service import (
     ChannelRef,
@@ -237,7 +237,7 @@ async def _seeded_db(tmp_path: Path) -> tuple[Path, dict[str, Any]]:
 
 
 def _committed_survive(db: Path, before: dict[str, Any]) -> bool:
-    """Every model of ``before`` is still there, byte for byte, and so is every story of
+    """Every kept model of ``before`` is still there, byte for byte, and so is every story of
     ``before`` that a stored model learned.
 
     Stories no kept model learned (those of interrupted jobs) are pruned at the next commit by
@@ -248,7 +248,14 @@ def _committed_survive(db: Path, before: dict[str, Any]) -> bool:
         learned = {row[0] for row in conn.execute("SELECT story_id FROM model_stories")}
     conn.close()
     needed = {story for story in before["stories"] if story[0] in learned}
-    return needed <= set(after["stories"]) and set(before["models"]) <= set(after["models"])
+    # Versions beyond storage.model_versions_kept are pruned oldest first, also by design.
+    gone = set(before["models"]) - set(after["models"])
+    kept = StorageConfig().model_versions_kept
+    oldest_kept = min((version for _, version, _ in after["models"]), default=0)
+    models_ok = len(after["models"]) >= min(kept, len(before["models"])) and all(
+        version < oldest_kept for _, version, _ in gone
+    )
+    return needed <= set(after["stories"]) and models_ok
 
 
 async def _training_started(db: Path, jobs_before: int, timeout: float = 120.0) -> float:
