@@ -95,6 +95,7 @@ class TrainJob:
     seed: int | None = None
     n_input: int = 3
     learning_rate: float | None = None
+    batch_size: int | None = None
     intra_op: int | None = None
     inter_op: int | None = None
 
@@ -134,6 +135,8 @@ def run_training(job: TrainJob) -> dict[str, Any]:
             )
 
     overrides: dict[str, Any] = {"learning_rate": job.learning_rate} if job.learning_rate else {}
+    if job.batch_size:
+        overrides["batch_size"] = job.batch_size
     training = TrainingConfig(
         max_epochs=job.max_epochs, max_seconds=job.max_seconds, seed=job.seed, **overrides
     )
@@ -291,6 +294,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=None, help="override per-book budget")
     parser.add_argument("--n-input", type=int, default=3, help="context length of the LSTM")
     parser.add_argument("--learning-rate", type=float, default=None, help="default: product's")
+    parser.add_argument("--batch-size", type=int, default=None, help="default: product's")
     parser.add_argument("--thread-seconds", type=float, default=20.0)
     parser.add_argument("--thread-rounds", type=int, default=2, help="interleaved rounds")
     parser.add_argument("--no-threads", action="store_true", help="skip the threading runs")
@@ -329,6 +333,7 @@ def main() -> None:
                 seed=args.seed,
                 n_input=args.n_input,
                 learning_rate=args.learning_rate,
+                batch_size=args.batch_size,
             )
         )
         tokens = tokenize(path.read_text(encoding="utf-8"))
@@ -449,12 +454,13 @@ def main() -> None:
     peak_after, _ = numpy_peak()
     peak = max(peak_before, peak_after)
     shaped = []
+    rows_per_step = args.batch_size or TrainingConfig().batch_size
     for units, emb, vocab in sorted(set(shapes))[-1:]:
-        lstm = matmul_gflops(1024, emb + units, 4 * units)
-        dense = matmul_gflops(1024, units, vocab)
+        lstm = matmul_gflops(rows_per_step, emb + units, 4 * units)
+        dense = matmul_gflops(rows_per_step, units, vocab)
         shaped.append(
-            f"[1024x{emb + units}]@[{emb + units}x{4 * units}] {lstm:.0f}, "
-            f"[1024x{units}]@[{units}x{vocab}] {dense:.0f}"
+            f"[{rows_per_step}x{emb + units}]@[{emb + units}x{4 * units}] {lstm:.0f}, "
+            f"[{rows_per_step}x{units}]@[{units}x{vocab}] {dense:.0f}"
         )
     for row, (_, out, _, _) in zip(rows, results, strict=True):
         f, c = out["figures"], out["config"]
@@ -470,9 +476,13 @@ def main() -> None:
         f" after {peak_after:.0f}); training-shaped numpy matmuls: {'; '.join(shaped)} GFLOP/s"
     )
     lr = args.learning_rate or TrainingConfig().learning_rate
+    defaults = TrainingConfig()
+    batch = args.batch_size or defaults.batch_size
     print(
         f"model: Embedding 64 -> LSTM {args.units} -> Dense V, n_input {args.n_input},"
-        f" Adam lr {lr:g}, batch <= {TrainingConfig().batch_size}"
+        f" Adam lr {lr:g}, batch <= {batch}; with the held-out split: dropout"
+        f" {defaults.dropout:g}, plateau factor {defaults.plateau_factor},"
+        f" smooth unseen {defaults.smooth_unseen}"
     )
     print()
     print_table(

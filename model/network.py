@@ -16,8 +16,12 @@ import numpy.typing as npt
 from model.config import ModelConfig
 
 
-def build_network(config: ModelConfig) -> keras.Model:
+def build_network(config: ModelConfig, dropout: float = 0.0) -> keras.Model:
     """A fresh, uncompiled model: int ids ``[batch, n_input]`` -> logits ``[batch, vocab]``.
+
+    ``dropout`` > 0 adds Dropout layers (no weights) on the input of every LSTM layer and on
+    the input of the Dense layer. They act in training steps only; at inference they are the
+    identity, so the numpy forward pass stays exact.
 
     Initial weights come from Keras' global seed; call ``keras.utils.set_random_seed`` first
     for a reproducible model.
@@ -25,9 +29,13 @@ def build_network(config: ModelConfig) -> keras.Model:
     inputs = keras.Input(shape=(config.n_input,), dtype="int32", name="context")
     x = keras.layers.Embedding(config.vocab_size, config.embedding_dim, name="embedding")(inputs)
     for layer in range(config.layers):
+        if dropout > 0:
+            x = keras.layers.Dropout(dropout, name=f"lstm{layer}_dropout")(x)
         x = keras.layers.LSTM(
             config.units, return_sequences=layer < config.layers - 1, name=f"lstm{layer}"
         )(x)
+    if dropout > 0:
+        x = keras.layers.Dropout(dropout, name="dense_dropout")(x)
     logits = keras.layers.Dense(config.vocab_size, name="dense")(x)
     return keras.Model(inputs, logits, name="fabulist")
 
