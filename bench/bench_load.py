@@ -14,7 +14,6 @@ The end-to-end figure with the real bot process and the fake Discord is printed 
 from __future__ import annotations
 
 import asyncio
-import gc
 import os
 import sys
 import tempfile
@@ -25,6 +24,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench._measure import Probe, pct, rss_mb  # noqa: E402
 from bot.config import load_config  # noqa: E402
 from bot.service import ChannelRef, ContinueOptions, Member, StoryService, TrainOptions  # noqa: E402
 from bot.storage import StoryStore  # noqa: E402
@@ -34,32 +34,6 @@ from tests.service.conftest import long_story  # noqa: E402
 
 ADMIN = Member(1, "bench", True)
 PROMPTS = ["had a general", "the mice", "the cat", "mouse", "a young mouse got up"]
-
-
-def rss_mb() -> float:
-    gc.collect()
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-class Probe:
-    def __init__(self) -> None:
-        self.lags: list[float] = []
-        self.running = True
-
-    async def run(self) -> None:
-        loop = asyncio.get_running_loop()
-        while self.running:
-            start = loop.time()
-            await asyncio.sleep(0.010)
-            self.lags.append(loop.time() - start - 0.010)
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 async def burst(service: StoryService, channels: int, requests: int) -> tuple[list[float], Probe]:

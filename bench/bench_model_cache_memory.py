@@ -17,7 +17,6 @@ Run: .venv/bin/python bench/bench_model_cache_memory.py
 from __future__ import annotations
 
 import asyncio
-import gc
 import os
 import subprocess
 import sys
@@ -28,6 +27,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench._measure import rss_mb  # noqa: E402
 from bot.config import load_config  # noqa: E402
 from bot.service import ChannelRef, ContinueOptions, Member, StoryService, TrainOptions  # noqa: E402
 from bot.storage import NewModel, NewStory, StoryStore  # noqa: E402
@@ -40,14 +40,6 @@ BOUNDED_MB = 64
 BASELINE_MB = 4096
 OVERHEAD_MB = 24
 REPLY = ContinueOptions(length=256, temperature=1.0, seed=1)
-
-
-def rss_mb() -> float:
-    gc.collect()
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 async def prepare(db: Path) -> None:

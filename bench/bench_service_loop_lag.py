@@ -19,30 +19,13 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench._measure import Probe  # noqa: E402
 from bot.config import load_config  # noqa: E402
 from bot.service import ChannelRef, Member, StoryService, TrainOptions  # noqa: E402
 from bot.storage import StoryStore  # noqa: E402
 
 STORY = (REPO / "data" / "belling-the-cat.txt").read_bytes()
 ADMIN = Member(1, "bench", True)
-
-
-class Probe:
-    def __init__(self) -> None:
-        self.lags: list[float] = []
-        self.running = True
-
-    async def run(self) -> None:
-        loop = asyncio.get_running_loop()
-        while self.running:
-            start = loop.time()
-            await asyncio.sleep(0.010)
-            self.lags.append(loop.time() - start - 0.010)
-
-    def figures(self) -> tuple[float, float, int]:
-        ordered = sorted(self.lags)
-        p99 = ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))]
-        return ordered[-1] * 1000, p99 * 1000, len(ordered)
 
 
 async def through_service(db: Path) -> tuple[float, float, int, float]:

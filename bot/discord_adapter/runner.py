@@ -96,12 +96,17 @@ def _ensure_logging(config: Config) -> None:
         discord.utils.setup_logging(level=logging.getLevelName(config.logging.level))
 
 
-def run_bot(config: Config) -> None:
-    """Run the bot until SIGTERM/SIGINT, then close the gateway, the service and the database."""
+def _prepare(config: Config) -> str:
+    """Return the token (a missing one fails first), after setting up logging and endpoints."""
     token = _token(config)
     _ensure_logging(config)
     apply_endpoints(config)
-    asyncio.run(_run(config, token))
+    return token
+
+
+def run_bot(config: Config) -> None:
+    """Run the bot until SIGTERM/SIGINT, then close the gateway, the service and the database."""
+    asyncio.run(_run(config, _prepare(config)))
 
 
 async def _run(config: Config, token: str) -> None:
@@ -142,10 +147,7 @@ async def _run(config: Config, token: str) -> None:
 
 def sync_commands(config: Config) -> None:
     """Log in (no gateway connection), replace the global command set, exit."""
-    token = _token(config)
-    _ensure_logging(config)
-    apply_endpoints(config)
-    asyncio.run(_sync(config, token))
+    asyncio.run(_sync(config, _prepare(config)))
 
 
 async def _sync(config: Config, token: str) -> None:

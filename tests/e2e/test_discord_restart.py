@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-import re
 import sqlite3
 from pathlib import Path
 
 import pytest
 
+from tests.e2e.live_training import CANCEL, train_until_live
 from tests.fake_discord import BotProcess, FakeDiscord, FakeMessage
 from tests.fake_discord.fixtures import StartBot
 
 pytestmark = pytest.mark.e2e
 
-CORPORA = Path(__file__).resolve().parents[2] / ".." / "shared" / "corpora"
-CANCEL = "fabulist:cancel:"
 EDIT_ROUTE = "PATCH /channels/{channel_id}/messages/{message_id}"
 
 
@@ -23,26 +21,9 @@ async def _training_killed(
     fake: FakeDiscord, start_bot: StartBot
 ) -> tuple[BotProcess, FakeMessage]:
     """/train a book slice, wait for live progress, then SIGKILL the bot."""
-    world = fake.world
-    assert world is not None
-    bot = await start_bot({"workers": {"count": 1}})
-    book = (CORPORA / "fables-of-aesop-jacobs.txt").read_bytes()[:30_000]
-    attachment = fake.add_attachment("aesop.txt", book, channel=world.channel)
-    handle = await fake.send_slash_command(
-        "train", {"story": attachment}, user=world.admin, channel=world.channel
-    )
+    bot, reply, progress = await train_until_live(fake, start_bot)
     # The reply comes after the progress message was posted and recorded.
-    assert "Training job #" in (await handle.wait_reply(30.0)).content
-    progress = await fake.wait_for_message(
-        lambda m: m.kind == "channel" and any(c.startswith(CANCEL) for c in m.custom_ids()),
-        channel=world.channel,
-        timeout=15.0,
-    )
-    await fake.wait_until(
-        lambda: progress if re.search(r"epoch [1-9]", progress.content) else None,
-        120.0,
-        "live training progress",
-    )
+    assert "Training job #" in reply.content
     bot.kill()
     await bot.wait_exit(30.0)
     assert progress.content.startswith("**Training**"), progress.content

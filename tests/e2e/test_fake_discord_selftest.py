@@ -14,7 +14,14 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from tests.fake_discord import BotProcess, FakeDiscord, MessageFlag
+from tests.fake_discord import (
+    BotProcess,
+    FakeDiscord,
+    FakeUser,
+    InteractionHandle,
+    MessageFlag,
+    World,
+)
 from tests.fake_discord.handles import (
     AUTOCOMPLETE_RESULT,
     CHANNEL_MESSAGE,
@@ -28,8 +35,22 @@ pytestmark = pytest.mark.e2e
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
-async def _start_client(fake: FakeDiscord, tmp_path: Path, shards: int | None = None) -> BotProcess:
+def _world(fake: FakeDiscord) -> World:
     assert fake.world is not None
+    return fake.world
+
+
+async def _probe(
+    fake: FakeDiscord, mode: str, user: FakeUser, **options: object
+) -> InteractionHandle:
+    """The client's /probe command in the world's channel (what most tests here send)."""
+    return await fake.send_slash_command(
+        "probe", {"mode": mode, **options}, user=user, channel=_world(fake).channel
+    )
+
+
+async def _start_client(fake: FakeDiscord, tmp_path: Path, shards: int | None = None) -> BotProcess:
+    guild_id = _world(fake).guild.id
     argv = [
         sys.executable,
         "-m",
@@ -37,12 +58,12 @@ async def _start_client(fake: FakeDiscord, tmp_path: Path, shards: int | None = 
         fake.token,
         fake.api_base_url,
         fake.gateway_url,
-        str(fake.world.guild.id),
+        str(guild_id),
     ]
     if shards:
         argv += ["--shards", str(shards)]
     proc = BotProcess(fake, argv, log_path=tmp_path / "client.log")
-    await proc.start(wait_commands_for=fake.world.guild.id, command_names=["probe"])
+    await proc.start(wait_commands_for=guild_id, command_names=["probe"])
     await fake.wait_for_commands(None, names=["ping"])
     return proc
 
@@ -62,12 +83,12 @@ async def test_connects_with_zlib_stream_and_syncs(
     fake_discord: FakeDiscord, client: BotProcess
 ) -> None:
     fake = fake_discord
-    assert fake.world is not None
+    w = _world(fake)
     assert fake.identify_count == 1
     assert any("compress=zlib-stream" in c for c in fake.gateway_connects)
     assert fake.requests_to("GET /users/@me")
     assert fake.requests_to("GET /oauth2/applications/@me")
-    probe = fake.commands[fake.world.guild.id]["probe"]
+    probe = fake.commands[w.guild.id]["probe"]
     options = {o["name"]: o for o in probe.data["options"]}
     assert options["file"]["type"] == 11
     assert options["word"]["autocomplete"] is True
@@ -78,13 +99,10 @@ async def test_reply_downloads_attachment_and_button_updates(
     fake_discord: FakeDiscord, client: BotProcess
 ) -> None:
     fake = fake_discord
-    w = fake.world
-    assert w is not None
+    w = _world(fake)
     story = b"long ago, the mice had a general council.\n"
     att = fake.add_attachment("story.txt", story, channel=w.channel)
-    handle = await fake.send_slash_command(
-        "probe", {"mode": "reply", "file": att, "word": "mouse"}, user=w.member, channel=w.channel
-    )
+    handle = await _probe(fake, "reply", w.member, file=att, word="mouse")
     assert await handle.wait_response() == CHANNEL_MESSAGE
     reply = await handle.wait_original()
     digest = hashlib.sha256(story).hexdigest()[:12]
@@ -106,11 +124,8 @@ async def test_deferred_update_then_edit_and_ephemeral_followup(
     fake_discord: FakeDiscord, client: BotProcess
 ) -> None:
     fake = fake_discord
-    w = fake.world
-    assert w is not None
-    handle = await fake.send_slash_command(
-        "probe", {"mode": "reply"}, user=w.member, channel=w.channel
-    )
+    w = _world(fake)
+    handle = await _probe(fake, "reply", w.member)
     reply = await handle.wait_original()
     click = await fake.send_component_click(reply, "probe:later", w.member)
     assert await click.wait_response() == DEFERRED_UPDATE_MESSAGE
@@ -125,8 +140,7 @@ async def test_defer_edit_followup_with_file_and_channel_message(
     fake_discord: FakeDiscord, client: BotProcess
 ) -> None:
     fake = fake_discord
-    w = fake.world
-    assert w is not None
+    w = _world(fake)
     att = fake.add_attachment("big.txt", b"x" * 10, declared_size=5000)
     handle = await fake.send_slash_command(
         "probe", {"mode": "defer"}, attachments={"file": att}, user=w.admin, channel=w.channel
@@ -153,11 +167,8 @@ async def test_first_followup_replaces_thinking_message(
     fake_discord: FakeDiscord, client: BotProcess
 ) -> None:
     fake = fake_discord
-    w = fake.world
-    assert w is not None
-    handle = await fake.send_slash_command(
-        "probe", {"mode": "followup-first"}, user=w.member, channel=w.channel
-    )
+    w = _world(fake)
+    handle = await _probe(fake, "followup-first", w.member)
     msg = await handle.wait_followup()
     assert msg is handle.original
     assert msg.ephemeral and not msg.loading
@@ -166,21 +177,14 @@ async def test_first_followup_replaces_thinking_message(
 
 async def test_permissions_reach_discord_py(fake_discord: FakeDiscord, client: BotProcess) -> None:
     fake = fake_discord
-    w = fake.world
-    assert w is not None
-    denied = await fake.send_slash_command(
-        "probe", {"mode": "perms"}, user=w.member, channel=w.channel
-    )
+    w = _world(fake)
+    denied = await _probe(fake, "perms", w.member)
     msg = await denied.wait_original()
     assert msg.content.startswith("manage_channels=False app_send=True")
     assert msg.ephemeral and msg.flags & MessageFlag.EPHEMERAL
-    allowed = await fake.send_slash_command(
-        "probe", {"mode": "perms"}, user=w.admin, channel=w.channel
-    )
+    allowed = await _probe(fake, "perms", w.admin)
     assert (await allowed.wait_original()).content.startswith("manage_channels=True")
-    owner = await fake.send_slash_command(
-        "probe", {"mode": "perms"}, user=w.owner, channel=w.channel
-    )
+    owner = await _probe(fake, "perms", w.owner)
     assert (await owner.wait_original()).content.startswith("manage_channels=True")
 
 
@@ -188,8 +192,7 @@ async def test_autocomplete_and_global_command_in_dm(
     fake_discord: FakeDiscord, client: BotProcess
 ) -> None:
     fake = fake_discord
-    w = fake.world
-    assert w is not None
+    w = _world(fake)
     handle = await fake.send_autocomplete(
         "probe", {"mode": "reply", "word": "mo"}, "word", user=w.member, channel=w.channel
     )
@@ -207,8 +210,7 @@ async def test_option_validation_mirrors_discord_client(
     fake_discord: FakeDiscord, client: BotProcess
 ) -> None:
     fake = fake_discord
-    w = fake.world
-    assert w is not None
+    w = _world(fake)
     with pytest.raises(ValueError, match="required"):
         await fake.send_slash_command("probe", {}, user=w.member, channel=w.channel)
     with pytest.raises(ValueError, match="not in the registered"):
@@ -224,21 +226,16 @@ async def test_gateway_drop_resumes_and_replays(
     fake_discord: FakeDiscord, client: BotProcess, code: int | None
 ) -> None:
     fake = fake_discord
-    w = fake.world
-    assert w is not None
+    w = _world(fake)
     before = fake.drop_gateway(code)
     # sent while the bot is disconnected: must be replayed on RESUME
-    handle = await fake.send_slash_command(
-        "probe", {"mode": "reply"}, user=w.member, channel=w.channel
-    )
+    handle = await _probe(fake, "reply", w.member)
     await fake.wait_for_resume(after=before)
     assert fake.identify_count == 1
     assert fake.gateway_connects[-1].startswith("/resume-gateway?")
     reply = await handle.wait_original()
     assert reply.content.startswith("got None 0 bytes")
-    again = await fake.send_slash_command(
-        "probe", {"mode": "perms"}, user=w.admin, channel=w.channel
-    )
+    again = await _probe(fake, "perms", w.admin)
     assert (await again.wait_original()).content.startswith("manage_channels=True")
 
 
@@ -246,24 +243,20 @@ async def test_reconnect_request_and_invalid_session(
     fake_discord: FakeDiscord, client: BotProcess
 ) -> None:
     fake = fake_discord
-    w = fake.world
-    assert w is not None
+    w = _world(fake)
     before = fake.request_reconnect()
     await fake.wait_for_resume(after=before)
     identifies = fake.invalidate_sessions()
     fake.drop_gateway(4000)
     await fake.wait_for_identify(count=identifies + 1)
     assert fake.invalid_session_count == 1
-    handle = await fake.send_slash_command(
-        "probe", {"mode": "reply"}, user=w.member, channel=w.channel
-    )
+    handle = await _probe(fake, "reply", w.member)
     await handle.wait_original()
 
 
 async def test_rate_limits_are_retried(fake_discord: FakeDiscord, client: BotProcess) -> None:
     fake = fake_discord
-    w = fake.world
-    assert w is not None
+    w = _world(fake)
     channel_posts = fake.inject_rate_limit(
         "POST /channels/{channel_id}/messages", count=2, retry_after=0.3
     )
@@ -276,9 +269,7 @@ async def test_rate_limits_are_retried(fake_discord: FakeDiscord, client: BotPro
         retry_after=0.2,
         is_global=True,
     )
-    handle = await fake.send_slash_command(
-        "probe", {"mode": "defer"}, user=w.admin, channel=w.channel
-    )
+    handle = await _probe(fake, "defer", w.admin)
     await handle.wait_followup(lambda m: bool(m.attachments), timeout=15)
     await fake.wait_for_message(lambda m: m.content == "progress 100%", timeout=15)
     assert len(channel_posts.served) == 2 and len(channel_posts.passed) == 1
@@ -291,16 +282,13 @@ async def test_rate_limits_are_retried(fake_discord: FakeDiscord, client: BotPro
 
 async def test_sharded_client_uses_gateway_bot(fake_discord: FakeDiscord, tmp_path: Path) -> None:
     fake = fake_discord
-    w = fake.world
-    assert w is not None
+    w = _world(fake)
     fake.recommended_shards = 2
     proc = await _start_client(fake, tmp_path, shards=2)
     try:
         await fake.wait_for_identify(count=2)
         assert fake.requests_to("GET /gateway/bot")
-        handle = await fake.send_slash_command(
-            "probe", {"mode": "reply"}, user=w.member, channel=w.channel
-        )
+        handle = await _probe(fake, "reply", w.member)
         await handle.wait_original()
     finally:
         await proc.stop()
@@ -315,7 +303,7 @@ async def test_unknown_routes_and_violations_are_caught(fake_discord: FakeDiscor
             assert resp.status == 404
         async with session.get(f"{fake.api_base_url}/users/@me") as resp:
             assert resp.status == 401
-        url = f"{fake.api_base_url}/channels/{fake.world.channel.id}/messages"  # type: ignore[union-attr]
+        url = f"{fake.api_base_url}/channels/{_world(fake).channel.id}/messages"
         async with session.post(url, json={"content": "x" * 2001}, headers=headers) as resp:
             assert resp.status == 400
             assert resp.headers["Content-Type"] == "application/json"
@@ -331,14 +319,11 @@ async def test_late_ack_and_expired_token_are_rejected(
     fake_discord: FakeDiscord, client: BotProcess
 ) -> None:
     fake = fake_discord
-    w = fake.world
-    assert w is not None
+    w = _world(fake)
     fake.fail_on_violations = False
     client.errors_expected = True  # type: ignore[attr-defined]
     fake.ack_deadline = 0.05
-    late = await fake.send_slash_command(
-        "probe", {"mode": "slow"}, user=w.member, channel=w.channel
-    )
+    late = await _probe(fake, "slow", w.member)
     await fake.wait_until(
         lambda: any(v.kind.startswith("late-ack") for v in fake.violations), 10, "late ack"
     )
@@ -347,9 +332,7 @@ async def test_late_ack_and_expired_token_are_rejected(
 
     fake.ack_deadline = 3.0
     fake.violations.clear()
-    handle = await fake.send_slash_command(
-        "probe", {"mode": "reply"}, user=w.member, channel=w.channel
-    )
+    handle = await _probe(fake, "reply", w.member)
     reply = await handle.wait_original()
     handle.expire()
     click = await fake.send_component_click(reply, "probe:later", w.member)

@@ -7,24 +7,43 @@ from pathlib import Path
 import pytest
 
 from bot.errors import StorageError
-from bot.storage import NewModel, NewStory, StoryDeletion, StoryStore, load_migrations
+from bot.storage import (
+    JobRecord,
+    NewModel,
+    NewStory,
+    StoryDeletion,
+    StoryStore,
+    load_migrations,
+)
 
 
 def _story(text: str = "the cat sat on the mat .") -> NewStory:
     return NewStory("s.txt", 1, "u", text, "0" * 64, "utf-8", len(text), 7, 6)
 
 
-async def _job_and_model(store: StoryStore, channel_id: int, *, append: bool = False) -> int:
-    job = await store.add_story_and_job(
+async def _add_job(
+    store: StoryStore,
+    channel_id: int,
+    *,
+    guild_id: int | None = None,
+    channel_name: str | None = None,
+    story: NewStory | None = None,
+    append: bool = False,
+) -> JobRecord:
+    return await store.add_story_and_job(
         channel_id=channel_id,
-        guild_id=9,
-        channel_name=None,
-        story=_story(),
+        guild_id=guild_id,
+        channel_name=channel_name,
+        story=_story() if story is None else story,
         append=append,
         requested_by=1,
         requested_by_name="u",
         options={},
     )
+
+
+async def _job_and_model(store: StoryStore, channel_id: int, *, append: bool = False) -> int:
+    job = await _add_job(store, channel_id, guild_id=9, append=append)
     await store.start_job(job.id)
     model = await store.activate_model(
         job_id=job.id,
@@ -114,16 +133,7 @@ async def test_remove_story_removes_models_trained_on_it(store: StoryStore) -> N
 
 
 async def test_activation_refused_when_story_vanished(store: StoryStore) -> None:
-    job = await store.add_story_and_job(
-        channel_id=5,
-        guild_id=None,
-        channel_name="x",
-        story=_story(),
-        append=False,
-        requested_by=1,
-        requested_by_name="u",
-        options={},
-    )
+    job = await _add_job(store, 5, channel_name="x")
     await _delete(store, 5, job.story_ids[0])
     with pytest.raises(StorageError, match="removed"):
         await store.activate_model(
@@ -140,16 +150,7 @@ async def test_activation_refused_when_story_vanished(store: StoryStore) -> None
 async def test_forget_cascades_and_open_jobs_interrupted(store: StoryStore) -> None:
     await _job_and_model(store, 5)
     await _job_and_model(store, 6)
-    open_job = await store.add_story_and_job(
-        channel_id=6,
-        guild_id=None,
-        channel_name=None,
-        story=_story(),
-        append=False,
-        requested_by=1,
-        requested_by_name="u",
-        options={},
-    )
+    open_job = await _add_job(store, 6)
     await store.start_job(open_job.id)
     stale = await store.mark_open_jobs_interrupted("restarted")
     assert [j.id for j in stale] == [open_job.id]
@@ -174,15 +175,8 @@ async def test_pruning_deletes_stories_no_kept_version_or_open_job_needs(
     assert sorted(s.id for s in await store.list_stories(5)) == kept
     # A story an open job will train on survives a pruning; so does another channel's.
     await _job_and_model(store, 6)
-    waiting = await store.add_story_and_job(
-        channel_id=5,
-        guild_id=9,
-        channel_name=None,
-        story=_story("a story still waiting for its training ."),
-        append=False,
-        requested_by=1,
-        requested_by_name="u",
-        options={},
+    waiting = await _add_job(
+        store, 5, guild_id=9, story=_story("a story still waiting for its training .")
     )
     await _job_and_model(store, 5)
     stories = {s.id for s in await store.list_stories(5)}
@@ -196,16 +190,7 @@ async def test_only_jobs_of_gone_owners_are_interrupted(tmp_path: Path) -> None:
     path = tmp_path / "db.sqlite3"
     live = await StoryStore.open(path)
     other = await StoryStore.open(path)
-    job = await live.add_story_and_job(
-        channel_id=5,
-        guild_id=None,
-        channel_name=None,
-        story=_story(),
-        append=False,
-        requested_by=1,
-        requested_by_name="u",
-        options={},
-    )
+    job = await _add_job(live, 5)
     await live.start_job(job.id)
     # Another process (an offline command) opening the database leaves a live owner's job.
     assert await other.interrupt_orphaned_jobs("gone", "gone, kept") == []
