@@ -92,7 +92,10 @@ async def copy_trained_model(service: StoryService, store: StoryStore) -> None:
 
 
 async def measure(db: Path, megabytes: int) -> None:
-    """Print ``base peak models cached_mib per_model_mib`` (run in its own process)."""
+    """Print ``zero base peak last models cached_mib per_model_mib`` (in its own process).
+
+    ``zero``: RSS with no model cached; ``base``: with one; ``last``: after all 50 replies.
+    """
     config = load_config(
         data={
             "storage": {"database": str(db)},
@@ -104,6 +107,7 @@ async def measure(db: Path, megabytes: int) -> None:
     store = await StoryStore.open(db)
     service = StoryService(config, store)
     await service.start(warm_workers=False)
+    zero = rss_mb()
     await service.continue_story(ChannelRef(None, 1), "had a general", REPLY)
     per_model = service.cache_stats.bytes / 2**20
     base = peak = rss_mb()
@@ -111,12 +115,12 @@ async def measure(db: Path, megabytes: int) -> None:
         await service.continue_story(ChannelRef(None, channel_id), "had a general", REPLY)
         peak = max(peak, rss_mb())
     stats = service.cache_stats
-    print(base, peak, stats.models, stats.bytes / 2**20, per_model, flush=True)
+    print(zero, base, peak, rss_mb(), stats.models, stats.bytes / 2**20, per_model, flush=True)
     await service.close()
     await store.close()
 
 
-def run(db: Path, megabytes: int) -> tuple[float, float, int, float, float]:
+def run(db: Path, megabytes: int) -> tuple[float, float, float, float, int, float, float]:
     out = subprocess.run(
         [sys.executable, __file__, "--measure", str(db), str(megabytes)],
         check=True,
@@ -124,8 +128,8 @@ def run(db: Path, megabytes: int) -> tuple[float, float, int, float, float]:
         text=True,
         timeout=600,
     ).stdout.split()
-    base, peak, models, cached, per_model = (float(x) for x in out[-5:])
-    return base, peak, int(models), cached, per_model
+    zero, base, peak, last, models, cached, per_model = (float(x) for x in out[-7:])
+    return zero, base, peak, last, int(models), cached, per_model
 
 
 def main() -> None:
@@ -133,18 +137,24 @@ def main() -> None:
         db = Path(folder) / "bench.sqlite3"
         asyncio.run(prepare(db))
         figures = {mb: run(db, mb) for mb in (BASELINE_MB, BOUNDED_MB)}
-    per_model = figures[BOUNDED_MB][4]
+    per_model = figures[BOUNDED_MB][6]
     print(
         f"bot process resident memory, {CHANNELS} channels (article story, 512 units, "
         f"{per_model:.2f} MiB counted per model)"
     )
-    print(f"{'bound':>24}{'cached':>8}{'cache MiB':>11}{'RSS MB':>9}{'growth MB':>11}")
-    for mb, (base, peak, models, cached, _) in figures.items():
+    print(
+        f"{'bound':>24}{'RSS 0 models':>14}{'1 model':>9}{'50 replies':>12}{'cached':>8}"
+        f"{'cache MiB':>11}{'peak MB':>9}{'growth MB':>11}"
+    )
+    for mb, (zero, base, peak, last, models, cached, _) in figures.items():
         label = f"{MAX_MODELS} models" if mb == BASELINE_MB else f"{MAX_MODELS} models/{mb} MiB"
-        print(f"{label:>24}{models:>8}{cached:>11.1f}{peak:>9.1f}{peak - base:>11.1f}")
-    base, peak, _, _, _ = figures[BOUNDED_MB]
+        print(
+            f"{label:>24}{zero:>14.1f}{base:>9.1f}{last:>12.1f}{models:>8}{cached:>11.1f}"
+            f"{peak:>9.1f}{peak - base:>11.1f}"
+        )
+    _, base, peak, *_ = figures[BOUNDED_MB]
     growth = peak - base
-    baseline_growth = figures[BASELINE_MB][1] - figures[BASELINE_MB][0]
+    baseline_growth = figures[BASELINE_MB][2] - figures[BASELINE_MB][1]
     print(f"ratio growth bounded/baseline: {growth / baseline_growth:.2f}")
     limit = BOUNDED_MB + OVERHEAD_MB
     print(f"bounded growth {growth:.1f} MB <= {BOUNDED_MB} + {OVERHEAD_MB} MB: {growth <= limit}")
