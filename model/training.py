@@ -272,7 +272,10 @@ def train_model(
         optimizer=optimizer,
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
-        jit_compile=len(train_idx) >= JIT_MIN_WINDOWS,
+        # XLA on the CPU makes the Dropout masks' random numbers the bottleneck: measured on
+        # Grimm at batch 1024, 1,700 windows/s with XLA against 3,300 without (3,500 with XLA
+        # and no dropout).
+        jit_compile=len(train_idx) >= JIT_MIN_WINDOWS and not (use_validation and training.dropout),
     )
     batch_size = even_batch_size(len(train_idx), training.batch_size)
     steps_per_epoch = math.ceil(len(train_idx) / batch_size)
