@@ -66,6 +66,8 @@ class ProgressBar:
             share = training_fraction(
                 progress.epoch, progress.max_epochs, progress.elapsed_seconds, progress.eta_seconds
             )
+            if progress.state == "done":
+                share = 1.0  # the ETA counts epochs; a story can be learned long before
             filled = round(share * self.width)
             bar = "#" * filled + "-" * (self.width - filled)
             parts = [f"[{bar}] epoch {progress.epoch}/{progress.max_epochs}"]

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import io
+
 import pytest
 
+from bot.console import ProgressBar
 from bot.discord_adapter.rendering import continuation_text, progress_text
 from bot.display import display_prose, format_bytes, training_fraction
 from bot.service import JobProgress
@@ -125,3 +128,28 @@ def test_story_card_names_the_configured_permission_and_shows_the_notice() -> No
     assert "Someone with Manage Guild can teach" in (embed.description or "")
     notes = [f.value for f in embed.fields if f.name == "Note"]
     assert notes == ["retraining after story #3 (\\*x\\*.txt) was removed"]
+
+
+async def test_console_progress_bar_is_full_when_the_story_is_learned() -> None:
+    out = io.StringIO()
+    bar = ProgressBar(out, width=10)
+
+    def progress(state: str, epoch: int, eta: float | None) -> JobProgress:
+        return JobProgress(
+            job_id=1,
+            state=state,
+            epoch=epoch,
+            max_epochs=300,
+            loss=0.5,
+            accuracy=0.9,
+            learnable_accuracy=0.9,
+            eta_seconds=eta,
+            elapsed_seconds=2.0,
+            queue_position=None,
+        )
+
+    bar(progress("running", 28, 18.0))  # the ETA still counts the remaining epochs
+    bar(progress("done", 28, 18.0))  # ... but the story was learned at epoch 28
+    running, done = out.getvalue().splitlines()
+    assert running.startswith("[#---------] epoch 28/300")
+    assert done.startswith("[##########] epoch 28/300") and done.endswith("done")
