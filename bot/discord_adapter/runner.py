@@ -46,13 +46,16 @@ class LoopLagMonitor:
     WARN_SECONDS = 0.100
 
     def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
         self.buckets: list[int] = [0] * 1001  # 0..999 ms, then "1 s or more"
         self.samples = 0
         self.max_seconds = 0.0
 
     def report_and_reset(self) -> None:
         log.info("%s (since the last report)", self.summary())
-        self.__init__()  # type: ignore[misc]
+        self.reset()
 
     def add(self, lag: float) -> None:
         self.samples += 1
