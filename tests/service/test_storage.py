@@ -2,11 +2,13 @@ from __future__ import annotations
 
 import os
 import sqlite3
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from bot.errors import StorageError
+from bot.errors import Busy, StorageError
 from bot.storage import (
     JobRecord,
     NewModel,
@@ -15,6 +17,44 @@ from bot.storage import (
     StoryStore,
     load_migrations,
 )
+from tests.conftest import BACKENDS
+
+# The store's suite runs on both backends: ``store`` and ``open_store`` are parametrized.
+OpenStore = Callable[[], Awaitable[Any]]
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+async def open_store(backend: str, request: pytest.FixtureRequest) -> AsyncIterator[OpenStore]:
+    """Opens stores on one database of ``backend`` (each call another connection owner)."""
+    opened: list[Any] = []
+    if backend == "sqlite":
+        path = request.getfixturevalue("tmp_path") / "db.sqlite3"
+
+        async def open_one() -> Any:
+            opened.append(await StoryStore.open(path))
+            return opened[-1]
+    else:
+        from bot.postgres_store import PostgresStore
+
+        url = request.getfixturevalue("postgres_url")
+
+        async def open_one() -> Any:
+            opened.append(await PostgresStore.open(url))
+            return opened[-1]
+
+    yield open_one
+    for one in opened:
+        await one.close()
+
+
+@pytest.fixture
+async def store(open_store: OpenStore) -> Any:
+    return await open_store()
 
 
 def _story(text: str = "the cat sat on the mat .") -> NewStory:
@@ -164,7 +204,7 @@ async def test_forget_cascades_and_open_jobs_interrupted(store: StoryStore) -> N
 
 
 async def test_pruning_deletes_stories_no_kept_version_or_open_job_needs(
-    store: StoryStore,
+    store: StoryStore, backend: str
 ) -> None:
     # Replace-mode uploads: each version learned only its own story; 2 versions are kept.
     for _ in range(4):
@@ -178,6 +218,12 @@ async def test_pruning_deletes_stories_no_kept_version_or_open_job_needs(
     waiting = await _add_job(
         store, 5, guild_id=9, story=_story("a story still waiting for its training .")
     )
+    if backend == "postgresql":
+        # Shared by several processes, PostgreSQL itself refuses a second open job per channel.
+        with pytest.raises(Busy, match=f"job #{waiting.id}"):
+            await _job_and_model(store, 5)
+        assert await store.integrity_check() == "ok"
+        return
     await _job_and_model(store, 5)
     stories = {s.id for s in await store.list_stories(5)}
     assert waiting.story_ids[0] in stories and len(stories) == 3
@@ -186,10 +232,28 @@ async def test_pruning_deletes_stories_no_kept_version_or_open_job_needs(
     assert await store.integrity_check() == "ok"
 
 
-async def test_only_jobs_of_gone_owners_are_interrupted(tmp_path: Path) -> None:
-    path = tmp_path / "db.sqlite3"
-    live = await StoryStore.open(path)
-    other = await StoryStore.open(path)
+async def _set_owner(backend: str, store: Any, job_id: int, owner: str) -> None:
+    """Rewrite a job's owner behind the store's back (as another process's row would be)."""
+    if backend == "sqlite":
+        raw = sqlite3.connect(store.path)
+        raw.execute("UPDATE jobs SET state = 'running', owner = ? WHERE id = ?", (owner, job_id))
+        raw.commit()
+        raw.close()
+    else:
+        import asyncpg
+
+        connection = await asyncpg.connect(store.url)
+        await connection.execute(
+            "UPDATE jobs SET state = 'running', owner = $1 WHERE id = $2", owner, job_id
+        )
+        await connection.close()
+
+
+async def test_only_jobs_of_gone_owners_are_interrupted(
+    open_store: OpenStore, backend: str
+) -> None:
+    live = await open_store()
+    other = await open_store()
     job = await _add_job(live, 5)
     await live.start_job(job.id)
     # Another process (an offline command) opening the database leaves a live owner's job.
@@ -202,12 +266,5 @@ async def test_only_jobs_of_gone_owners_are_interrupted(tmp_path: Path) -> None:
     record = await other.job(job.id)
     assert record is not None and record.state == "interrupted" and record.error == "gone"
     # A job whose owner process no longer exists (pid reuse is caught by its start time).
-    raw = sqlite3.connect(path)
-    raw.execute(
-        "UPDATE jobs SET state = 'running', owner = ? WHERE id = ?",
-        (other.owner.replace(f":{os.getpid()}:", ":999999999:"), job.id),
-    )
-    raw.commit()
-    raw.close()
+    await _set_owner(backend, other, job.id, other.owner.replace(f":{os.getpid()}:", ":999999999:"))
     assert [j.id for j in await other.interrupt_orphaned_jobs("x", "y")] == [job.id]
-    await other.close()
