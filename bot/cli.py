@@ -1,7 +1,7 @@
 """Command line: ``python -m bot`` (installed as ``fabulist``).
 
     python -m bot [--config FILE] [--db FILE] [-v] COMMAND
-      run                                   connect to Discord (needs a token)
+      run [--shard-ids 0,1 --shard-count 4] connect to Discord (needs a token); serve those shards
       sync                                  register the slash commands (dev_guild_id: that guild)
       train FILE [--channel C] [--append] [--layers N] [--n-input N] [--seed S] [--max-seconds T]
       continue WORDS... [--channel C] [--length N] [--temperature T] [--seed S] [--top-k K]
@@ -14,6 +14,9 @@
       import FILE [--channel C]             restore an export file into the channel
       forget [--channel C]
       console [--channel C]                 interactive, with the slash commands' syntax
+      migrate-storage --from URL [--to URL] [--replace]
+                                            copy every row to another database and verify it
+                                            (--to defaults to the configured storage)
 
 Without ``--config``, ``./config.toml`` is read if it exists, else the defaults apply.
 ``--channel`` names an offline channel (default "console"); see ``bot.service.console_channel``.
@@ -33,7 +36,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-from bot.config import Config, load_config
+from bot.config import Config, check_relations, load_config
 from bot.errors import ConfigError, StorageError, UserError
 
 if TYPE_CHECKING:
@@ -51,7 +54,23 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--db", type=Path, help="SQLite database (overrides storage.database)")
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    commands.add_parser("run", help="connect to Discord")
+    run = commands.add_parser("run", help="connect to Discord")
+    run.add_argument(
+        "--shard-ids",
+        type=_shard_ids,
+        help="comma-separated shard ids this process serves (overrides discord.shard_ids)",
+    )
+    run.add_argument("--shard-count", type=int, help="total shards (discord.shard_count)")
+    migrate = commands.add_parser(
+        "migrate-storage", help="copy the whole database to another backend and verify it"
+    )
+    migrate.add_argument("--from", dest="source", required=True, help="sqlite:///... or URL")
+    migrate.add_argument(
+        "--to", dest="target", help="postgresql://... (default: the configured storage)"
+    )
+    migrate.add_argument(
+        "--replace", action="store_true", help="empty a target that already holds data"
+    )
     commands.add_parser("sync", help="register the slash commands with Discord")
 
     def with_channel(name: str, help: str) -> argparse.ArgumentParser:
@@ -92,6 +111,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _shard_ids(text: str) -> tuple[int, ...]:
+    try:
+        ids = tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError("shard ids are comma-separated integers") from None
+    if not ids or min(ids) < 0:
+        raise argparse.ArgumentTypeError("shard ids are comma-separated integers >= 0")
+    return ids
+
+
 def resolve_config(config_path: Path | None, db: Path | None) -> Config:
     if config_path is None and DEFAULT_CONFIG.is_file():
         config_path = DEFAULT_CONFIG
@@ -106,6 +135,8 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         config = resolve_config(args.config, args.db)
+        if args.command == "run" and (args.shard_ids is not None or args.shard_count is not None):
+            config = with_shards(config, args.shard_ids, args.shard_count)
     except ConfigError as exc:
         sys.stderr.write(f"configuration error: {exc}\n")
         return 2
@@ -116,6 +147,8 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     if getattr(args, "guild_id", None) is not None and args.channel_id is None:
         sys.stderr.write("usage error: --guild-id needs --channel-id\n")
         return 2
+    if args.command == "migrate-storage":
+        return _migrate_storage(args, config, out)
     if args.command in ("run", "sync"):
         if not config.discord.token:
             sys.stderr.write(
@@ -136,6 +169,34 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
         return 130
 
 
+def with_shards(
+    config: Config, shard_ids: tuple[int, ...] | None, shard_count: int | None
+) -> Config:
+    """``config`` serving the shards named on the command line (checked like the file's)."""
+    discord = config.discord
+    if shard_count is not None:
+        discord = replace(discord, shard_count=shard_count)
+    if shard_ids is not None:
+        discord = replace(discord, shard_ids=shard_ids)
+    updated = replace(config, discord=discord)
+    check_relations(updated)
+    return updated
+
+
+def _migrate_storage(args: argparse.Namespace, config: Config, out: TextIO) -> int:
+    from bot.storage_backends import storage_url
+    from bot.storage_migration import migrate_storage
+
+    try:
+        target = args.target or storage_url(config.storage)
+        report = asyncio.run(migrate_storage(args.source, target, replace=args.replace))
+    except StorageError as exc:
+        sys.stderr.write(f"migrate-storage: {exc}\n")
+        return 1
+    out.write("\n".join(report.lines()) + "\n")
+    return 0
+
+
 async def _offline(args: argparse.Namespace, config: Config, out: TextIO) -> int:
     from bot.console import (
         CONSOLE_MEMBER,
@@ -152,7 +213,7 @@ async def _offline(args: argparse.Namespace, config: Config, out: TextIO) -> int
         versions_text,
     )
     from bot.service import ChannelRef, ContinueOptions, StoryService, TrainOptions
-    from bot.storage import StoryStore
+    from bot.storage_backends import open_store
 
     # --channel-id names a Discord channel; else --channel a console channel (by name).
     channel: str | ChannelRef = args.channel
@@ -161,7 +222,7 @@ async def _offline(args: argparse.Namespace, config: Config, out: TextIO) -> int
     if args.command != "console":
         # One worker is enough offline; the console may train more than once.
         config = replace(config, workers=replace(config.workers, count=1))
-    store = await StoryStore.open(config.storage.database)
+    store = await open_store(config.storage)
     service = StoryService(config, store)
     try:
         # A removal may queue a retraining, which this process then runs to the end.

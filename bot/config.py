@@ -42,6 +42,8 @@ __all__ = [
 ]
 
 TOKEN_ENV = "DISCORD_TOKEN"
+DATABASE_URL_ENV = "FABULIST_DATABASE_URL"
+STORAGE_URL_PATTERN = r"(sqlite:///|postgres(ql)?://)\S+"
 _SNAKE = r"[a-z][a-z0-9_]*"
 
 
@@ -63,6 +65,27 @@ class DiscordConfig:
 class StorageConfig:
     database: Path = Path("data/fabulist.sqlite3")
     model_versions_kept: int = field(default=3, metadata=_c(min=1, max=100))
+    # sqlite:///relative/path, sqlite:////absolute/path or postgresql://user[:pass]@host[:port]/db;
+    # None: the SQLite file ``database``. FABULIST_DATABASE_URL overrides it. Never shown.
+    url: str | None = field(
+        default=None, repr=False, metadata=_c(pattern=STORAGE_URL_PATTERN, secret=True)
+    )
+    # A file holding the PostgreSQL password (e.g. a container secret), read when connecting.
+    password_file: Path | None = None
+
+    @property
+    def backend(self) -> str:
+        """``sqlite`` or ``postgresql``."""
+        if self.url is not None and not self.url.startswith("sqlite:"):
+            return "postgresql"
+        return "sqlite"
+
+    @property
+    def sqlite_path(self) -> Path:
+        """The SQLite file: the url's path (sqlite:///x is x, relative) or ``database``."""
+        if self.url is not None and self.url.startswith("sqlite:///"):
+            return Path(self.url.removeprefix("sqlite:///")).expanduser()
+        return self.database
 
 
 @dataclass(frozen=True)
@@ -136,7 +159,8 @@ class Config:
     logging: LoggingConfig = field(default_factory=LoggingConfig)
 
     def with_database(self, database: Path) -> Config:
-        return replace(self, storage=replace(self.storage, database=database))
+        """The SQLite file ``database`` instead of any configured storage (``--db``)."""
+        return replace(self, storage=replace(self.storage, database=database, url=None))
 
 
 def load_config(
@@ -167,7 +191,13 @@ def load_config(
     token = env.get(TOKEN_ENV, "").strip()
     if token:
         config = replace(config, discord=replace(config.discord, token=token))
-    _check_relations(config)
+    url = env.get(DATABASE_URL_ENV, "").strip()
+    if url:
+        if not re.fullmatch(STORAGE_URL_PATTERN, url):
+            # never echo the value: it may hold a password
+            raise ConfigError(f"{DATABASE_URL_ENV} must be a sqlite:/// or postgresql:// URL")
+        config = replace(config, storage=replace(config.storage, url=url))
+    check_relations(config)
     return config
 
 
@@ -257,7 +287,8 @@ def _describe(tp: Any, meta: Mapping[str, Any], *, plural: bool = False) -> str:
     return f"{article}{noun}"
 
 
-def _check_relations(config: Config) -> None:
+def check_relations(config: Config) -> None:
+    """Settings that depend on each other; ConfigError names the first broken one."""
     d = config.discord
     if d.shard_ids is not None:
         if d.shard_count is None:

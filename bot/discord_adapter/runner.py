@@ -114,9 +114,9 @@ def run_bot(config: Config) -> None:
 
 async def _run(config: Config, token: str) -> None:
     from bot.service import StoryService
-    from bot.storage import StoryStore
+    from bot.storage_backends import open_store
 
-    store = await StoryStore.open(config.storage.database)
+    store = await open_store(config.storage)
     try:
         service = StoryService(config, store)
         bot = create_bot(config, service)

@@ -1,0 +1,278 @@
+"""``python -m bot migrate-storage --from URL --to URL``: copy a whole database between backends.
+
+Both sides are first opened by their store, which migrates them to this fabulist's schema
+version, so the tables match column for column. Then every row of every table is copied with its
+id (channels, stories, models with their blobs, model_stories, jobs: the whole history), one
+model at a time so blobs never pile up in memory, inside one transaction on the target (and one
+consistent read of the source). Afterwards the copy is verified: row counts per table, each
+model blob's sha256, and a digest of every other row; any difference fails the command.
+
+A target that already holds data is refused unless ``replace`` is given (then emptied first, in
+the same transaction). Stop the bot while migrating: jobs open in the source are copied as they
+are and interrupted by the first process that opens the target.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from bot.errors import StorageError
+from bot.postgres_store import redact_url
+from bot.storage_backends import open_store_url
+
+logger = logging.getLogger(__name__)
+
+# Schema version 4's tables in dependency order, with their columns and key.
+TABLES: dict[str, tuple[tuple[str, ...], str]] = {
+    "channels": (
+        ("channel_id", "guild_id", "name", "created_at", "last_version"),
+        "channel_id",
+    ),
+    "stories": (
+        (
+            "id", "channel_id", "filename", "uploader_id", "uploader_name", "text", "sha256",
+            "encoding", "bytes", "symbols", "vocabulary_size", "created_at",
+        ),
+        "id",
+    ),
+    "models": (
+        (
+            "id", "channel_id", "version", "config", "vocabulary", "blob", "figures", "options",
+            "job_id", "created_at",
+        ),
+        "id",
+    ),
+    "model_stories": (("model_id", "story_id", "position"), "model_id, story_id"),
+    "jobs": (
+        (
+            "id", "channel_id", "guild_id", "requested_by", "requested_by_name", "state",
+            "story_ids", "options", "progress", "error", "model_id", "created_at", "started_at",
+            "finished_at", "progress_channel_id", "progress_message_id", "owner",
+        ),
+        "id",
+    ),
+}  # fmt: skip
+SCHEMA_VERSION = 4
+IDENTITY_TABLES = ("stories", "models", "jobs")
+
+
+@dataclass
+class MigrationReport:
+    source: str
+    target: str
+    rows: dict[str, int] = field(default_factory=dict)
+    blobs_verified: int = 0
+    blob_bytes: int = 0
+
+    def lines(self) -> list[str]:
+        counts = ", ".join(f"{table} {count}" for table, count in self.rows.items())
+        return [
+            f"Copied {self.source} to {self.target}: {counts}.",
+            f"Verified: row counts equal, every row's digest equal, {self.blobs_verified} model "
+            f"blobs ({self.blob_bytes:,} bytes) with equal sha256.",
+        ]
+
+
+class _Side:
+    """Raw rows of one database (this module is the only reader of both dialects' tables)."""
+
+    async def rows(self, table: str, columns: Sequence[str], order: str) -> AsyncIterator[tuple]:
+        raise NotImplementedError
+        yield ()  # pragma: no cover
+
+    async def insert(self, table: str, columns: Sequence[str], rows: Sequence[tuple]) -> None:
+        raise NotImplementedError
+
+    async def count(self, table: str) -> int:
+        raise NotImplementedError
+
+    async def execute(self, sql: str, *args: Any) -> None:
+        raise NotImplementedError
+
+
+def _select(table: str, columns: Sequence[str], order: str) -> str:
+    # table, columns and order come from TABLES above, never from input
+    return f"SELECT {', '.join(columns)} FROM {table} ORDER BY {order}"  # noqa: S608
+
+
+class _SqliteSide(_Side):
+    def __init__(self, db: aiosqlite.Connection) -> None:
+        self.db = db
+
+    async def rows(self, table: str, columns: Sequence[str], order: str) -> AsyncIterator[tuple]:
+        async with self.db.execute(_select(table, columns, order)) as cursor:
+            async for row in cursor:
+                yield tuple(row)
+
+    async def insert(self, table: str, columns: Sequence[str], rows: Sequence[tuple]) -> None:
+        marks = ", ".join("?" for _ in columns)
+        await self.db.executemany(
+            f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})",  # noqa: S608
+            rows,
+        )
+
+    async def count(self, table: str) -> int:
+        async with self.db.execute(f"SELECT count(*) FROM {table}") as cursor:  # noqa: S608
+            row = await cursor.fetchone()
+        return 0 if row is None else int(row[0])
+
+    async def execute(self, sql: str, *args: Any) -> None:
+        await self.db.execute(sql.replace("$1", "?").replace("$2", "?"), args)
+
+
+class _PostgresSide(_Side):
+    def __init__(self, db: Any) -> None:
+        self.db = db
+
+    async def rows(self, table: str, columns: Sequence[str], order: str) -> AsyncIterator[tuple]:
+        async for row in self.db.cursor(_select(table, columns, order), prefetch=16):
+            yield tuple(row)
+
+    async def insert(self, table: str, columns: Sequence[str], rows: Sequence[tuple]) -> None:
+        marks = ", ".join(f"${i}" for i in range(1, len(columns) + 1))
+        await self.db.executemany(
+            f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})",  # noqa: S608
+            rows,
+        )
+
+    async def count(self, table: str) -> int:
+        return int(await self.db.fetchval(f"SELECT count(*) FROM {table}"))  # noqa: S608
+
+    async def execute(self, sql: str, *args: Any) -> None:
+        await self.db.execute(sql, *args)
+
+
+@asynccontextmanager
+async def _open_side(url: str, *, write: bool) -> AsyncIterator[_Side]:
+    """A raw connection in one transaction (a consistent read, or an all-or-nothing copy)."""
+    store = await open_store_url(url)  # creates and migrates the schema
+    try:
+        version = await store.schema_version()
+    finally:
+        await store.close()
+    if version != SCHEMA_VERSION:
+        raise StorageError(
+            f"{redact_url(url)} has schema version {version}; this migration copies version "
+            f"{SCHEMA_VERSION}"
+        )
+    if url.startswith("sqlite:///"):
+        db = await aiosqlite.connect(Path(url.removeprefix("sqlite:///")), isolation_level=None)
+        try:
+            await db.execute("PRAGMA foreign_keys = ON")
+            await db.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+            try:
+                yield _SqliteSide(db)
+                await db.execute("COMMIT")
+            except BaseException:
+                await db.execute("ROLLBACK")
+                raise
+        finally:
+            await db.close()
+        return
+    import asyncpg
+
+    connection = await asyncpg.connect(url)
+    try:
+        isolation = "read_committed" if write else "repeatable_read"
+        async with connection.transaction(isolation=isolation, readonly=not write):
+            yield _PostgresSide(connection)
+    finally:
+        await connection.close()
+
+
+def _row_digest(row: tuple) -> bytes:
+    return hashlib.sha256(repr(row).encode("utf-8", "surrogatepass")).digest()
+
+
+async def _table_digest(side: _Side, table: str) -> tuple[int, str, int, int]:
+    """(rows, digest of all rows, blobs, blob bytes) of one table, blobs hashed by sha256."""
+    columns, order = TABLES[table]
+    total = hashlib.sha256()
+    count = blobs = size = 0
+    async for row in side.rows(table, columns, order):
+        values = list(row)
+        if table == "models":
+            blob = bytes(values[columns.index("blob")])
+            values[columns.index("blob")] = hashlib.sha256(blob).hexdigest()
+            blobs += 1
+            size += len(blob)
+        total.update(_row_digest(tuple(values)))
+        count += 1
+    return count, total.hexdigest(), blobs, size
+
+
+async def migrate_storage(source: str, target: str, *, replace: bool = False) -> MigrationReport:
+    """Copy every row of ``source`` into ``target`` and verify the copy (see module doc)."""
+    if source == target:
+        raise StorageError("--from and --to name the same database")
+    report = MigrationReport(redact_url(source), redact_url(target))
+    async with _open_side(source, write=False) as src, _open_side(target, write=True) as dst:
+        held = {table: await dst.count(table) for table in TABLES}
+        if any(held.values()):
+            if not replace:
+                counts = ", ".join(f"{t} {n}" for t, n in held.items() if n)
+                raise StorageError(
+                    f"the target {report.target} is not empty ({counts}); "
+                    "pass --replace to empty it first"
+                )
+            logger.warning("emptying the target %s first (--replace)", report.target)
+            await dst.execute("UPDATE channels SET active_model_id = NULL")
+            for table in reversed(TABLES):
+                await dst.execute(f"DELETE FROM {table}")  # noqa: S608 - a TABLES key
+        for table, (columns, order) in TABLES.items():
+            batch: list[tuple] = []
+            # one model (blob) at a time; other rows in batches
+            limit = 1 if table == "models" else 500
+            async for row in src.rows(table, columns, order):
+                batch.append(tuple(bytes(v) if isinstance(v, memoryview) else v for v in row))
+                if len(batch) >= limit:
+                    await dst.insert(table, columns, batch)
+                    batch.clear()
+            if batch:
+                await dst.insert(table, columns, batch)
+        # the active models last: channels were copied before the models they point at
+        async for channel_id, active in src.rows(
+            "channels", ("channel_id", "active_model_id"), "channel_id"
+        ):
+            if active is not None:
+                await dst.execute(
+                    "UPDATE channels SET active_model_id = $1 WHERE channel_id = $2",
+                    active,
+                    channel_id,
+                )
+        if isinstance(dst, _PostgresSide):
+            for table in IDENTITY_TABLES:
+                # new rows continue after the copied ids
+                await dst.execute(
+                    f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "  # noqa: S608
+                    f"coalesce((SELECT max(id) FROM {table}), 0) + 1, false)"
+                )
+        await _verify(src, dst, report)
+    return report
+
+
+async def _verify(src: _Side, dst: _Side, report: MigrationReport) -> None:
+    tables = {**TABLES, "channels": (("channel_id", "active_model_id"), "channel_id")}
+    for table in TABLES:
+        source = await _table_digest(src, table)
+        copied = await _table_digest(dst, table)
+        if source[0] != copied[0]:
+            raise StorageError(f"{table}: {source[0]} rows in the source, {copied[0]} copied")
+        if source[1] != copied[1]:
+            raise StorageError(f"{table}: the copied rows differ from the source's")
+        report.rows[table] = source[0]
+        report.blobs_verified += copied[2]
+        report.blob_bytes += copied[3]
+    columns, order = tables["channels"]
+    active_src = [row async for row in src.rows("channels", columns, order)]
+    active_dst = [row async for row in dst.rows("channels", columns, order)]
+    if active_src != active_dst:
+        raise StorageError("channels: the copied active models differ from the source's")
