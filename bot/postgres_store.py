@@ -136,7 +136,7 @@ def _refused_write(exc: BaseException) -> bool:
         asyncpg.exceptions.DiskFullError
         | asyncpg.exceptions.ReadOnlySQLTransactionError
         | asyncpg.exceptions.InsufficientResourcesError
-        | asyncpg.exceptions.IOError,
+        | asyncpg.exceptions.PostgresIOError,
     )
 
 

@@ -1,0 +1,209 @@
+"""What only the shared PostgreSQL store must do: guarantees across processes, lost connections.
+
+Every test runs against a real server (tests/postgres_server.py), each on a fresh database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import subprocess
+import sys
+import textwrap
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from bot.errors import Busy, StorageError, StorageUnavailable
+from bot.postgres_store import (
+    LOST_CONNECTION_MESSAGE,
+    UNAVAILABLE_MESSAGE,
+    PostgresStore,
+    load_postgres_migrations,
+    redact_url,
+)
+from bot.service import ContinueOptions, StoryService, TrainOptions
+from bot.storage import load_migrations
+from bot.worker import TrainingPool
+from tests.service.conftest import ADMIN, STORY, channel, tiny_config
+from tests.service.test_storage import _add_job, _story
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+async def pg(postgres_url: str) -> AsyncIterator[PostgresStore]:
+    store = await PostgresStore.open(postgres_url)
+    yield store
+    await store.close()
+
+
+def test_one_migration_history_for_both_dialects() -> None:
+    assert [v for v, _ in load_postgres_migrations()] == [v for v, _ in load_migrations()]
+
+
+async def test_schema_version_and_newer_schema_refused(pg: PostgresStore) -> None:
+    assert await pg.schema_version() == len(load_migrations())
+    connection = await asyncpg.connect(pg.url)
+    await connection.execute("UPDATE schema_version SET version = 999")
+    await connection.close()
+    with pytest.raises(StorageError, match="newer"):
+        await PostgresStore.open(pg.url)
+
+
+async def test_unreachable_server_is_a_clear_error_without_the_password() -> None:
+    url = "postgresql://fabulist:hunter2@127.0.0.1:1/nothing"
+    with pytest.raises(StorageError) as caught:
+        await PostgresStore.open(url)
+    assert "hunter2" not in str(caught.value) and "cannot connect" in str(caught.value)
+    assert redact_url(url) == "postgresql://fabulist:***@127.0.0.1:1/nothing"
+
+
+_HOLDER = textwrap.dedent(
+    """
+    import asyncio, sys
+    from bot.postgres_store import PostgresStore
+    from bot.storage import NewStory
+
+    async def main():
+        store = await PostgresStore.open(sys.argv[1])
+        job = await store.add_story_and_job(
+            channel_id=5, guild_id=None, channel_name=None,
+            story=NewStory("s.txt", 1, "u", "a b c d .", "0" * 64, "utf-8", 9, 5, 5),
+            append=False, requested_by=1, requested_by_name="u", options={})
+        await store.start_job(job.id)
+        print(job.id, flush=True)
+        await asyncio.sleep(600)
+
+    asyncio.run(main())
+    """
+)
+
+
+async def test_one_training_per_channel_across_processes_and_a_killed_owner(
+    pg: PostgresStore,
+) -> None:
+    # Another bot process (a real one) queues and starts a training of channel 5.
+    holder = subprocess.Popen(  # noqa: ASYNC220 - killed below, a few seconds at most
+        [sys.executable, "-c", _HOLDER, pg.url], cwd=REPO, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout is not None
+        line = await asyncio.to_thread(holder.stdout.readline)
+        held_job = int(line)
+        with pytest.raises(Busy, match=f"job #{held_job}"):
+            await _add_job(pg, 5)
+        assert await pg.interrupt_orphaned_jobs("gone", "gone") == []  # it is alive
+        other_channel = await _add_job(pg, 6)  # channels are independent
+        assert other_channel.state == "queued"
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+    # Its connection died with it, so its owner lock is gone: the job is orphaned now, and a
+    # new training of the channel interrupts it instead of waiting forever.
+    for _ in range(50):
+        try:
+            job = await _add_job(pg, 5)
+            break
+        except Busy:
+            await asyncio.sleep(0.1)
+    else:
+        pytest.fail("the killed process's job still blocks the channel")
+    old = await pg.job(held_job)
+    assert old is not None and old.state == "interrupted"
+    assert job.state == "queued"
+    assert await pg.integrity_check() == "ok"
+
+
+async def test_a_queued_job_is_claimed_by_exactly_one_process(postgres_url: str) -> None:
+    stores = [await PostgresStore.open(postgres_url) for _ in range(4)]
+    try:
+        job = await _add_job(stores[0], 5)
+        await asyncio.gather(*(store.start_job(job.id) for store in stores))
+        connection = await asyncpg.connect(postgres_url)
+        row = await connection.fetchrow("SELECT state, owner FROM jobs WHERE id = $1", job.id)
+        await connection.close()
+        assert row is not None and row["state"] == "running"
+        assert row["owner"] in {store.owner for store in stores}
+        # the claimant is alive for every other process
+        assert await stores[3].interrupt_orphaned_jobs("x", "y") == []
+    finally:
+        for store in stores:
+            await store.close()
+
+
+async def test_dropped_connection_mid_request_is_clear_and_the_next_reconnects(
+    pg: PostgresStore,
+) -> None:
+    first = await _add_job(pg, 5)
+    await pg.start_job(first.id)
+    # Hold channel 6's row so the store's next write waits inside the server...
+    blocker = await asyncpg.connect(pg.url)
+    await blocker.execute("INSERT INTO channels (channel_id, created_at) VALUES (6, 'x')")
+    transaction = blocker.transaction()
+    await transaction.start()
+    await blocker.execute("SELECT 1 FROM channels WHERE channel_id = 6 FOR UPDATE")
+    request = asyncio.ensure_future(_add_job(pg, 6))
+    await asyncio.sleep(0.5)
+    # ... and drop every connection of the store (pool and owner lock) mid-request.
+    killed = await blocker.fetchval(
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+        "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+    )
+    assert killed >= 2
+    with pytest.raises(StorageUnavailable) as caught:
+        await request
+    assert caught.value.message == LOST_CONNECTION_MESSAGE
+    await transaction.rollback()
+    await blocker.close()
+    # The next requests reconnect; nothing half-written; the owner lock is held again.
+    job = await _add_job(pg, 6)
+    assert job.state == "queued" and [j.id for j in await pg.jobs(6)] == [job.id]
+    other = await PostgresStore.open(pg.url)
+    try:
+        assert await other.interrupt_orphaned_jobs("x", "y") == []  # pg's jobs stay alive
+    finally:
+        await other.close()
+
+
+async def test_read_only_database_refuses_writes_clearly(pg: PostgresStore) -> None:
+    await _add_job(pg, 5)
+    connection = await asyncpg.connect(pg.url)
+    name = await connection.fetchval("SELECT current_database()")
+    await connection.execute(f'ALTER DATABASE "{name}" SET default_transaction_read_only = on')
+    await connection.close()
+    # New sessions start read-only (a replica promoted wrong, an operator's lock)
+    await pg._pool.expire_connections()
+    with pytest.raises(StorageUnavailable) as caught:
+        await pg.add_story_and_job(
+            channel_id=7, guild_id=None, channel_name=None, story=_story(), append=False,
+            requested_by=1, requested_by_name="u", options={},
+        )  # fmt: skip
+    assert caught.value.message == UNAVAILABLE_MESSAGE
+    assert len(await pg.list_stories(5)) == 1 and await pg.list_stories(7) == []
+
+
+async def test_service_trains_and_continues_on_postgresql(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    config = tiny_config(tmp_path, storage={"url": postgres_url})
+    assert config.storage.backend == "postgresql"
+    from bot.storage_backends import open_store
+
+    store = await open_store(config.storage)
+    pool = TrainingPool(1)
+    service = StoryService(config, store, pool=pool)
+    try:
+        await service.start()
+        job = await service.train(channel(7), ADMIN, "cat.txt", STORY, TrainOptions(seed=1))
+        result = await service.wait_for_job(job.job_id)
+        assert result.state == "done", result.error
+        reply = await service.continue_story(channel(7), "had a general", ContinueOptions(length=8))
+        assert len(reply.text.split()) >= 8
+        assert (await store.active_model(7)) is not None
+    finally:
+        await service.close()
+        await pool.close()
+        await store.close()
