@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import math
 import os
 import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -268,3 +269,12 @@ async def test_only_jobs_of_gone_owners_are_interrupted(
     # A job whose owner process no longer exists (pid reuse is caught by its start time).
     await _set_owner(backend, other, job.id, other.owner.replace(f":{os.getpid()}:", ":999999999:"))
     assert [j.id for j in await other.interrupt_orphaned_jobs("x", "y")] == [job.id]
+
+
+async def test_json_with_nan_round_trips(store: StoryStore) -> None:
+    # Python's json writes NaN (a loss before the first epoch); both backends must keep it.
+    job = await _add_job(store, 5)
+    await store.update_job_progress(job.id, {"epoch": 0, "loss": float("nan")})
+    record = await store.job(job.id)
+    assert record is not None and record.progress is not None
+    assert math.isnan(record.progress["loss"])

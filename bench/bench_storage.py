@@ -1,0 +1,238 @@
+"""Storage figures for issue 13: SQLite vs PostgreSQL in one run, on this machine.
+
+1. Hot queries, p50/p99 over N calls each, through the real stores:
+   - load the active model of a channel (cache miss: active_model_id + model + model_blob),
+   - the warm path's check (active_model_id, on every /continue),
+   - insert a story (add_story_and_job),
+   - activate a model (activate_model: insert the blob, switch, finish the job, prune).
+2. ``continue_story`` throughput through the real service, 8 concurrent, over 200 channels:
+   model cache cold (bound 1: every request loads its model from the database) and warm.
+3. With ``--processes``: 2 bot processes (shards 0, 1 of 2) vs 1 process serving 200 channels
+   on the fake Discord, sharing one PostgreSQL: /continue requests/s and p99.
+
+PostgreSQL is a server the bench starts itself (tests/postgres_server.py) with its default,
+durable settings (fsync and synchronous_commit on), over TCP on 127.0.0.1; SQLite runs as the bot
+runs it (WAL, synchronous=NORMAL: a commit does not wait for fsync). Run:
+    .venv/bin/python bench/bench_storage.py [--calls 300] [--processes]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from bench._measure import pct  # noqa: E402
+from bot.config import load_config  # noqa: E402
+from bot.service import ChannelRef, ContinueOptions, StoryService  # noqa: E402
+from bot.storage import NewModel, NewStory  # noqa: E402
+from bot.storage_backends import open_store_url  # noqa: E402
+from model import Vocabulary, tokenize  # noqa: E402
+from tests.postgres_server import PostgresServer  # noqa: E402
+from tests.reliability.conftest import STORY, synthetic_model  # noqa: E402
+from tests.reliability.helpers import seed_model  # noqa: E402
+
+CHANNELS = 200
+PROMPTS = ["had a general", "the mice", "the cat", "mouse", "a young mouse got up"]
+
+
+async def timed(calls: int, one: Callable[[int], Awaitable[Any]]) -> list[float]:
+    times = []
+    for i in range(calls):
+        start = time.perf_counter()
+        await one(i)
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def ms(times: list[float]) -> tuple[float, float]:
+    return pct(times, 0.5) * 1000, pct(times, 0.99) * 1000
+
+
+async def hot_queries(url: str, calls: int, units: int) -> dict[str, list[float]]:
+    text = STORY.decode()
+    vocabulary = Vocabulary.build(tokenize(text))
+    model = synthetic_model(list(vocabulary.symbols), units=units)
+    from model import to_bytes
+
+    blob = to_bytes(model)
+    store = await open_store_url(url)
+    model_ids = []
+    for channel_id in range(1, CHANNELS + 1):
+        model_ids.append((await seed_model(store, channel_id, text, units=units, blob=blob))[0])
+    results: dict[str, list[float]] = {}
+
+    async def load_active(i: int) -> None:
+        channel_id = 1 + i % CHANNELS
+        model_id = await store.active_model_id(channel_id)
+        assert model_id is not None
+        await store.model(model_id)
+        await store.model_blob(model_id)
+
+    async def check_active(i: int) -> None:
+        await store.active_model_id(1 + i % CHANNELS)
+
+    story = NewStory("s.txt", 1, "u", text, "0" * 64, "utf-8", len(text), 200, 112)
+    jobs: list[Any] = []
+
+    async def insert_story(i: int) -> None:
+        jobs.append(
+            await store.add_story_and_job(
+                channel_id=10_000 + i, guild_id=1, channel_name=None, story=story, append=False,
+                requested_by=1, requested_by_name="u", options={},
+            )
+        )  # fmt: skip
+
+    new_model = NewModel(
+        config=model.config.to_dict(),
+        vocabulary=list(vocabulary.symbols),
+        blob=blob,
+        figures=model.figures.to_dict(),
+        options={},
+    )
+
+    async def activate(i: int) -> None:
+        job = jobs[i]
+        await store.activate_model(
+            job_id=job.id, channel_id=job.channel_id, model=new_model,
+            story_ids=job.story_ids, keep_versions=3,
+        )  # fmt: skip
+
+    for name, one in (
+        ("load active model (miss)", load_active),
+        ("active model id (warm)", check_active),
+        ("insert a story + job", insert_story),
+        ("activate a model", activate),
+    ):
+        if name.startswith(("load", "active")):
+            await one(0)  # the first call opens connections and plans: not a hot query
+        results[name] = await timed(calls, one)
+    await store.close()
+    results["_blob_bytes"] = [float(len(blob))]
+    return results
+
+
+async def continue_throughput(url: str, bound: int, requests: int) -> tuple[float, float]:
+    """(requests/s, p99 s) of ``requests`` continue_story calls, 8 at a time, over 200 channels."""
+    config = load_config(
+        data={
+            "storage": {"url": url},
+            "cache": {"models": bound},
+            "cooldowns": {"continue_seconds": 0.0},
+        },
+        environ={},
+    )
+    store = await open_store_url(url)
+    service = StoryService(config, store)
+    await service.start(warm_workers=False)
+    warm = bound >= CHANNELS
+    if warm:
+        for channel_id in range(1, CHANNELS + 1):
+            await service.continue_story(ChannelRef(100, channel_id), "the cat", ContinueOptions())
+    semaphore = asyncio.Semaphore(8)
+    times: list[float] = []
+
+    async def one(i: int) -> None:
+        async with semaphore:
+            start = time.perf_counter()
+            await service.continue_story(
+                ChannelRef(100, 1 + (i * 7) % CHANNELS),
+                PROMPTS[i % len(PROMPTS)],
+                ContinueOptions(length=16),
+            )
+            times.append(time.perf_counter() - start)
+
+    start = time.perf_counter()
+    await asyncio.gather(*(one(i) for i in range(requests)))
+    elapsed = time.perf_counter() - start
+    await service.close()
+    await store.close()
+    return requests / elapsed, pct(times, 0.99)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--calls", type=int, default=300)
+    parser.add_argument("--units", type=int, default=512, help="model size (512: the article's)")
+    parser.add_argument("--requests", type=int, default=400)
+    parser.add_argument("--processes", action="store_true", help="also 2 vs 1 bot processes")
+    args = parser.parse_args()
+    started = time.perf_counter()
+    print(
+        f"# bench_storage {datetime.now(UTC):%Y-%m-%d %H:%M} UTC - {os.cpu_count()} cores, "
+        f"Python {platform.python_version()}, load average "
+        + " / ".join(f"{x:.2f}" for x in os.getloadavg())
+    )
+    server = PostgresServer(fast=False).start()
+    try:
+        version = server.psql("SHOW server_version")
+        print(
+            f"PostgreSQL {version} (fsync on, synchronous_commit on, TCP 127.0.0.1); "
+            "SQLite WAL synchronous=NORMAL"
+        )
+        with tempfile.TemporaryDirectory() as tmp:
+            urls = {
+                "SQLite": f"sqlite:///{Path(tmp) / 'bench.sqlite3'}",
+                "PostgreSQL": server.create_database(template=None),
+            }
+            hot = {
+                name: asyncio.run(hot_queries(url, args.calls, args.units))
+                for name, url in urls.items()
+            }
+            blob = hot["SQLite"].pop("_blob_bytes")[0]
+            hot["PostgreSQL"].pop("_blob_bytes")
+            print(
+                f"\n1. hot queries, {args.calls} calls each, {CHANNELS} channels, model blob "
+                f"{blob / 1e6:.2f} MB ({args.units} units)"
+            )
+            print(
+                f"{'query':<26} {'SQLite p50/p99 ms':>20} {'PostgreSQL p50/p99 ms':>24} "
+                f"{'p99 ratio':>10}"
+            )
+            for name in hot["SQLite"]:
+                s50, s99 = ms(hot["SQLite"][name])
+                p50, p99 = ms(hot["PostgreSQL"][name])
+                print(
+                    f"{name:<26} {s50:9.2f} / {s99:8.2f} {p50:11.2f} / {p99:10.2f} "
+                    f"{p99 / s99:9.2f}x"
+                )
+            print(
+                f"\n2. continue_story, {args.requests} requests, 8 concurrent, {CHANNELS} channels"
+            )
+            for label, bound in (("cold (cache bound 1)", 1), ("warm (all cached)", CHANNELS)):
+                figures = {}
+                for name, url in urls.items():
+                    figures[name] = asyncio.run(continue_throughput(url, bound, args.requests))
+                print(
+                    f"{label:<22} "
+                    + "  ".join(
+                        f"{n} {rps:6.1f} req/s p99 {p99 * 1000:6.1f} ms"
+                        for n, (rps, p99) in figures.items()
+                    )
+                    + f"  ratio PG/SQLite {figures['PostgreSQL'][0] / figures['SQLite'][0]:.2f}"
+                )
+            if args.processes:
+                from bench.bench_storage_processes import two_vs_one
+
+                print(f"\n3. bot processes on the fake Discord, {CHANNELS} channels, PostgreSQL")
+                for text in asyncio.run(two_vs_one(server)):
+                    print(text)
+    finally:
+        server.stop()
+    print(f"\nbench wall time {time.perf_counter() - started:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
