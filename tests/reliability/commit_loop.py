@@ -2,6 +2,8 @@
 
     python -m tests.reliability.commit_loop DB CHANNEL_ID WORDS
 
+DB is a SQLite file or a storage URL (``postgresql://...``: the PostgreSQL fault tests).
+
 Each round stores a story and a job, then calls ``StoryStore.activate_model`` (the transaction
 the service runs when a training finishes) with a ~1 MB model blob whose vocabulary carries the
 marker ``version<N>`` and keeps the last 3 versions; after the commit returns it prints
@@ -16,17 +18,17 @@ import hashlib
 import sys
 import time
 from dataclasses import replace
-from pathlib import Path
 
-from bot.storage import NewModel, NewStory, StoryStore
+from bot.storage import NewModel, NewStory
+from bot.storage_backends import open_store_url
 from model import Vocabulary, to_bytes
 from tests.reliability.conftest import synthetic_model
 
 KEEP = 3
 
 
-async def main(db: Path, channel_id: int, words: int) -> None:
-    store = await StoryStore.open(db)
+async def main(db: str, channel_id: int, words: int) -> None:
+    store = await open_store_url(db if "://" in db else f"sqlite:///{db}")
     base = synthetic_model([f"w{i}" for i in range(words + 1)], units=32)
     print("ready", flush=True)
     while True:
@@ -89,4 +91,4 @@ async def main(db: Path, channel_id: int, words: int) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])))
+    asyncio.run(main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3])))
