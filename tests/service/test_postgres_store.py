@@ -23,6 +23,7 @@ from bot.postgres_store import (
     PostgresStore,
     load_postgres_migrations,
     redact_url,
+    session_settings,
 )
 from bot.service import ContinueOptions, StoryService, TrainOptions
 from bot.storage import load_migrations
@@ -207,3 +208,16 @@ async def test_service_trains_and_continues_on_postgresql(
         await service.close()
         await pool.close()
         await store.close()
+
+
+async def test_commit_durability_matches_sqlite_unless_the_url_says(pg: PostgresStore) -> None:
+    assert session_settings(pg.url)["synchronous_commit"] == "off"
+    assert "synchronous_commit" not in session_settings(pg.url + "?synchronous_commit=on")
+    async with pg._pool.acquire() as connection:
+        assert await connection.fetchval("SHOW synchronous_commit") == "off"
+    durable = await PostgresStore.open(pg.url + "?synchronous_commit=on")
+    try:
+        async with durable._pool.acquire() as connection:
+            assert await connection.fetchval("SHOW synchronous_commit") == "on"
+    finally:
+        await durable.close()
