@@ -102,3 +102,27 @@ def test_example_config_documents_every_setting_and_loads() -> None:
     )
     load_config(data=tomllib.loads(uncommented), environ={})
     load_config(example, environ={})
+
+
+def test_storage_url_environment_password_file_and_db_override(tmp_path: Path) -> None:
+    from bot.storage_backends import storage_url
+
+    assert load_config(environ={}).storage.backend == "sqlite"
+    assert storage_url(load_config(environ={}).storage) == "sqlite:///data/fabulist.sqlite3"
+    secret = tmp_path / "pw"
+    secret.write_text("p@ss:word\n")
+    env = {"FABULIST_DATABASE_URL": "postgresql://fab@db.internal:5432/tales"}
+    config = load_config(data={"storage": {"password_file": str(secret)}}, environ=env)
+    assert config.storage.backend == "postgresql"
+    assert storage_url(config.storage) == "postgresql://fab:p%40ss%3Aword@db.internal:5432/tales"
+    with_password = load_config(environ={"FABULIST_DATABASE_URL": "postgres://u:hunter2@h/d"})
+    assert "hunter2" not in repr(with_password) and "hunter2" not in str(with_password)
+    with pytest.raises(ConfigError) as caught:
+        load_config(environ={"FABULIST_DATABASE_URL": "mysql://u:hunter2@h/d"})
+    assert "hunter2" not in str(caught.value)
+    # --db names a SQLite file whatever the configured storage
+    assert config.with_database(Path("x.sqlite3")).storage.backend == "sqlite"
+    sqlite = load_config(data={"storage": {"url": "sqlite:///var/tales.sqlite3"}}, environ={})
+    assert sqlite.storage.sqlite_path == Path("var/tales.sqlite3")
+    with pytest.raises(ConfigError, match="storage.url must match"):
+        load_config(data={"storage": {"url": "sqlite://relative"}}, environ={})
