@@ -27,7 +27,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
 
 REPO = Path(__file__).resolve().parents[2]
 ARTICLE = REPO / "data" / "belling-the-cat.txt"
-CORPORA = REPO / ".." / "shared" / "corpora"
+CORPORA = REPO / "data" / "corpora"
 CANCEL = "fabulist:cancel:"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # As users see it: the model's lower-case text, with sentence starts capitalised for display.
