@@ -165,7 +165,9 @@ async def _offline(args: argparse.Namespace, config: Config, out: TextIO) -> int
     service = StoryService(config, store)
     try:
         # A removal may queue a retraining, which this process then runs to the end.
-        await service.start(warm_workers=args.command in ("train", "console", "remove"))
+        # Workers start with the first training (TensorFlow takes seconds to import): a command
+        # that trains nothing, or a refused upload, never waits for them.
+        await service.start(warm_workers=False)
         if args.command == "train":
             options = TrainOptions(
                 layers=args.layers,
