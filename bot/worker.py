@@ -95,7 +95,6 @@ def quiet_native_stderr() -> None:
     os.close(devnull)
 
 
-
 def worker_main(conn: Connection) -> None:
     """Entry point of a spawned worker: import TensorFlow once, then serve tasks until told."""
     quiet_native_stderr()
