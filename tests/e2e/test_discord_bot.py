@@ -290,7 +290,7 @@ async def test_story_card(env: Env) -> None:
     assert "Model version: v1" in text
     assert "Uploaded by: Alice" in text
     assert "Symbols: 204" in text
-    # The vocabulary cap and the share of the text it covers (issue 6).
+    # The vocabulary cap and the share of the text it covers.
     assert "Vocabulary: 112 (cap 20,000, covers 100.0% of the text)" in text, text
     assert "Training: idle" in text
 

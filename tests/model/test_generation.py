@@ -1,4 +1,4 @@
-"""Issue 2, point 6: numpy generation, same symbols as Keras; prompts; sampling."""
+"""Generation runs in numpy and gives the same symbols as Keras; prompts; sampling."""
 
 from __future__ import annotations
 
