@@ -29,7 +29,7 @@ from typing import Any, ClassVar
 
 import aiosqlite
 
-from bot.errors import StorageError, StorageUnavailable
+from bot.errors import Busy, StorageError, StorageUnavailable
 from bot.owner import new_owner, owner_alive
 
 logger = logging.getLogger(__name__)
@@ -321,8 +321,25 @@ class StoryStore:
         """Store an uploaded story and queue its training job, in one transaction.
 
         ``append`` trains on all the channel's stories in upload order; otherwise on this one.
+        Busy if another live process (a second CLI, the bot) has an open job in the channel:
+        the check and the insert are one write transaction, so two processes cannot both pass.
         """
         async with self._transaction():
+            rows = await self._all(
+                "SELECT id, owner FROM jobs WHERE channel_id = ? AND state IN ('queued', "
+                "'running') ORDER BY id",
+                (channel_id,),
+            )
+            for other in rows:
+                # This process's own jobs are the service's to queue (``StoryService._busy``).
+                mine = other["owner"] in StoryStore._open_owners
+                if not mine and owner_alive(other["owner"], StoryStore._open_owners):
+                    raise Busy(
+                        f"This channel is already training (job #{other['id']}, in another "
+                        "process). Wait for it or cancel it first.",
+                        int(other["id"]),
+                        None,
+                    )
             await self._ensure_channel(channel_id, guild_id, channel_name)
             story_id = await self._insert_story(channel_id, story, now_iso())
             if append:
@@ -542,16 +559,28 @@ class StoryStore:
                     "SELECT count(*) FROM stories WHERE channel_id = ?", (channel_id,)
                 )
             )
-            if held + len(stories) > max_stories:
+            # A story the channel already holds (same text) is reused, not stored twice: importing
+            # one export twice adds a model version, never duplicate stories.
+            existing = {
+                (row["sha256"], row["text"]): int(row["id"])
+                for row in await self._all(
+                    "SELECT id, sha256, text FROM stories WHERE channel_id = ?", (channel_id,)
+                )
+            }
+            new = [s for s in stories if (s.story.sha256, s.story.text) not in existing]
+            if held + len(new) > max_stories:
                 raise StorageError(
-                    f"this channel holds {held} stories and the file {len(stories)}; "
+                    f"this channel holds {held} stories and the file {len(new)} new ones; "
                     f"the limit is {max_stories}"
                 )
             story_ids = []
             for imported in stories:
-                story_ids.append(
-                    await self._insert_story(channel_id, imported.story, imported.created_at)
-                )
+                key = (imported.story.sha256, imported.story.text)
+                if key not in existing:
+                    existing[key] = await self._insert_story(
+                        channel_id, imported.story, imported.created_at
+                    )
+                story_ids.append(existing[key])
             trained_on = [story_ids[i] for i in model_story_positions]
             job_id = await self._insert_job(
                 channel_id, guild_id, requested_by, requested_by_name, trained_on, model.options
