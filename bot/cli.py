@@ -166,9 +166,13 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
                 "(set DISCORD_TOKEN or [discord] token in the config file)\n"
             )
             return 2
-        from bot.discord_adapter.runner import run_bot, sync_commands
+        from bot.discord_adapter.runner import DiscordUnreachable, run_bot, sync_commands
 
-        (run_bot if args.command == "run" else sync_commands)(config)
+        try:
+            (run_bot if args.command == "run" else sync_commands)(config)
+        except DiscordUnreachable as exc:
+            sys.stderr.write(f"cannot reach Discord ({exc}); check the network and try again\n")
+            return 1
         return 0
     if args.command == "forget" and not args.yes and not _confirm_forget(args):
         return 1
