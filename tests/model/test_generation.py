@@ -101,6 +101,15 @@ def test_unknown_words_name_them(tiny_model: TrainedModel) -> None:
     assert caught.value.suggestions["dgo"]
 
 
+def test_an_unknown_word_outside_the_context_window_is_accepted(tiny_model: TrainedModel) -> None:
+    """Only the last n_input words are read: "zebra" before them changes nothing."""
+    n = tiny_model.config.n_input
+    prompt = ["had", "a", "general"][-n:]
+    assert generate(tiny_model, ["zebra", *prompt]) == generate(tiny_model, prompt)
+    with pytest.raises(UnknownWordsError):
+        generate(tiny_model, [*prompt[1:], "zebra"])
+
+
 def test_sampling_is_seeded_and_top_k_one_is_greedy(tiny_model: TrainedModel) -> None:
     prompt = ["the", "old", "mouse"]
     hot = GenerationOptions(temperature=1.5, seed=11)
