@@ -28,9 +28,7 @@ from bench._measure import Probe, pct, rss_mb  # noqa: E402
 from bot.config import load_config  # noqa: E402
 from bot.service import ChannelRef, ContinueOptions, Member, StoryService, TrainOptions  # noqa: E402
 from bot.storage import StoryStore  # noqa: E402
-from tests.reliability.conftest import STORY, synthetic_blob, target_line  # noqa: E402
-from tests.reliability.helpers import seed_model  # noqa: E402
-from tests.service.conftest import long_story  # noqa: E402
+from tests.support import STORY, long_story, seed_model, synthetic_blob, target_line  # noqa: E402
 
 ADMIN = Member(1, "bench", True)
 PROMPTS = ["had a general", "the mice", "the cat", "mouse", "a young mouse got up"]

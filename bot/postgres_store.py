@@ -168,6 +168,8 @@ class PostgresStore:
         self.path = redact_url(url)  # what messages name (the SQLite store's file path)
         self._owner_connection: Any = None
         self._owner_lock = asyncio.Lock()
+        # A server that refuses writes answers each one with StorageUnavailable instead.
+        self.read_only = False
 
     # -- lifecycle -------------------------------------------------------------------------
 

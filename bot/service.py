@@ -618,6 +618,10 @@ class StoryService:
         A live process's jobs (the running bot's, seen from an offline command) are left alone:
         see ``bot.owner``.
         """
+        if self.store.read_only:  # reading commands only: every write would be refused
+            if warm_workers:
+                await self.pool.start()
+            return
         stale = await self.store.interrupt_orphaned_jobs(
             INTERRUPTED_MESSAGE.format(kept=""), INTERRUPTED_MESSAGE.format(kept=KEPT)
         )

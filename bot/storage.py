@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import re
 import sqlite3
 from collections.abc import AsyncIterator, Iterable, Sequence
@@ -29,7 +30,7 @@ from typing import Any, ClassVar
 
 import aiosqlite
 
-from bot.errors import StorageError, StorageUnavailable
+from bot.errors import Busy, StorageError, StorageUnavailable
 from bot.owner import new_owner, owner_alive
 
 logger = logging.getLogger(__name__)
@@ -178,11 +179,20 @@ class StoryStore:
         self._db = connection
         self._lock = asyncio.Lock()
         self.path = path
+        self.read_only = False  # see ``open``
 
     # -- lifecycle -------------------------------------------------------------------------
 
     @classmethod
     async def open(cls, path: Path) -> StoryStore:
+        """Open (creating and migrating) the database at ``path``.
+
+        An existing database that this process cannot write (the file or, for SQLite's WAL
+        files, its folder) opens read-only: reading commands work and every write is refused
+        with StorageUnavailable. ``read_only`` says which.
+        """
+        if str(path) != ":memory:" and _exists(path) and not _writable(path):
+            return await cls._open_read_only(path, "it is read-only for this user")
         try:
             if str(path) != ":memory:":
                 path.parent.mkdir(parents=True, exist_ok=True)
@@ -194,11 +204,52 @@ class StoryStore:
         try:
             await store._configure()
             await store._migrate()
+        except StorageUnavailable as exc:
+            StoryStore._open_owners.discard(store.owner)
+            await connection.close()
+            if not _exists(path):
+                raise StorageError(f"cannot create database {path}: {exc.__cause__}") from exc
+            return await cls._open_read_only(path, f"writing was refused: {exc.__cause__}")
         except BaseException:
             StoryStore._open_owners.discard(store.owner)
             await connection.close()
             raise
         return store
+
+    @classmethod
+    async def _open_read_only(cls, path: Path, why: str) -> StoryStore:
+        # mode=ro needs SQLite's -shm file, which it cannot create in an unwritable folder:
+        # then immutable=1 (nobody can write there, so the file does not change under us).
+        last: Exception | None = None
+        for query in ("mode=ro", "mode=ro&immutable=1"):
+            uri = f"{_file_uri(path)}?{query}"
+            try:
+                connection = await aiosqlite.connect(uri, uri=True, isolation_level=None)
+            except sqlite3.Error as exc:
+                last = exc
+                continue
+            connection.row_factory = aiosqlite.Row
+            store = cls(connection, path)
+            store.read_only = True
+            try:
+                await connection.execute("PRAGMA foreign_keys = ON")
+                version = await store._scalar("PRAGMA user_version")
+            except sqlite3.DatabaseError as exc:
+                StoryStore._open_owners.discard(store.owner)
+                await connection.close()
+                last = exc
+                continue
+            latest = load_migrations()[-1][0]
+            if version != latest:
+                StoryStore._open_owners.discard(store.owner)
+                await connection.close()
+                raise StorageError(
+                    f"database {path} cannot be written ({why}) and needs an upgrade of its "
+                    f"schema (version {version} -> {latest}): make {path.parent} writable"
+                )
+            logger.warning("database %s opened read-only: %s", path, why)
+            return store
+        raise StorageError(f"cannot open database {path} ({why}): {last}")
 
     async def close(self) -> None:
         StoryStore._open_owners.discard(self.owner)
@@ -216,6 +267,11 @@ class StoryStore:
             # A removed story (or a model that memorized it) must not linger in free pages.
             await self._db.execute("PRAGMA secure_delete = ON")
             await self._db.execute("PRAGMA synchronous = NORMAL")
+        except sqlite3.OperationalError as exc:
+            unavailable = _unavailable(self.path, exc)
+            if unavailable is not None:  # read-only file or folder: not a damaged database
+                raise unavailable from exc
+            raise StorageError(f"{self.path} is not a usable SQLite database: {exc}") from exc
         except sqlite3.DatabaseError as exc:
             raise StorageError(f"{self.path} is not a usable SQLite database: {exc}") from exc
 
@@ -321,8 +377,25 @@ class StoryStore:
         """Store an uploaded story and queue its training job, in one transaction.
 
         ``append`` trains on all the channel's stories in upload order; otherwise on this one.
+        Busy if another live process (a second CLI, the bot) has an open job in the channel:
+        the check and the insert are one write transaction, so two processes cannot both pass.
         """
         async with self._transaction():
+            rows = await self._all(
+                "SELECT id, owner FROM jobs WHERE channel_id = ? AND state IN ('queued', "
+                "'running') ORDER BY id",
+                (channel_id,),
+            )
+            for other in rows:
+                # This process's own jobs are the service's to queue (``StoryService._busy``).
+                mine = other["owner"] in StoryStore._open_owners
+                if not mine and owner_alive(other["owner"], StoryStore._open_owners):
+                    raise Busy(
+                        f"This channel is already training (job #{other['id']}, in another "
+                        "process). Wait for it or cancel it first.",
+                        int(other["id"]),
+                        None,
+                    )
             await self._ensure_channel(channel_id, guild_id, channel_name)
             story_id = await self._insert_story(channel_id, story, now_iso())
             if append:
@@ -542,16 +615,28 @@ class StoryStore:
                     "SELECT count(*) FROM stories WHERE channel_id = ?", (channel_id,)
                 )
             )
-            if held + len(stories) > max_stories:
+            # A story the channel already holds (same text) is reused, not stored twice: importing
+            # one export twice adds a model version, never duplicate stories.
+            existing = {
+                (row["sha256"], row["text"]): int(row["id"])
+                for row in await self._all(
+                    "SELECT id, sha256, text FROM stories WHERE channel_id = ?", (channel_id,)
+                )
+            }
+            new = [s for s in stories if (s.story.sha256, s.story.text) not in existing]
+            if held + len(new) > max_stories:
                 raise StorageError(
-                    f"this channel holds {held} stories and the file {len(stories)}; "
+                    f"this channel holds {held} stories and the file {len(new)} new ones; "
                     f"the limit is {max_stories}"
                 )
             story_ids = []
             for imported in stories:
-                story_ids.append(
-                    await self._insert_story(channel_id, imported.story, imported.created_at)
-                )
+                key = (imported.story.sha256, imported.story.text)
+                if key not in existing:
+                    existing[key] = await self._insert_story(
+                        channel_id, imported.story, imported.created_at
+                    )
+                story_ids.append(existing[key])
             trained_on = [story_ids[i] for i in model_story_positions]
             job_id = await self._insert_job(
                 channel_id, guild_id, requested_by, requested_by_name, trained_on, model.options
@@ -888,6 +973,19 @@ UNAVAILABLE_MESSAGE = (
     "I cannot save anything right now (my storage is full or read-only), so nothing was "
     "changed. Please tell the bot's operator."
 )
+
+
+def _exists(path: Path) -> bool:
+    return path.is_file()
+
+
+def _file_uri(path: Path) -> str:
+    return path.resolve().as_uri()
+
+
+def _writable(path: Path) -> bool:
+    """Whether this process may write the database file and create files beside it."""
+    return os.access(path, os.W_OK) and os.access(path.parent, os.W_OK | os.X_OK)
 
 
 def _unavailable(path: Path, exc: sqlite3.OperationalError) -> StorageUnavailable | None:

@@ -124,5 +124,5 @@ def test_storage_url_environment_password_file_and_db_override(tmp_path: Path) -
     assert config.with_database(Path("x.sqlite3")).storage.backend == "sqlite"
     sqlite = load_config(data={"storage": {"url": "sqlite:///var/tales.sqlite3"}}, environ={})
     assert sqlite.storage.sqlite_path == Path("var/tales.sqlite3")
-    with pytest.raises(ConfigError, match="storage.url must match"):
+    with pytest.raises(ConfigError, match=r"storage\.url must match"):
         load_config(data={"storage": {"url": "sqlite://relative"}}, environ={})
