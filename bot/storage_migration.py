@@ -81,73 +81,125 @@ class MigrationReport:
         ]
 
 
+def statement(kind: str, table: str, *, postgres: bool = False) -> str:
+    """The one place that writes this module's SQL: identifiers (which no SQL parameter can
+    carry) come only from ``TABLES``; every value is a parameter."""
+    if table not in TABLES:
+        raise ValueError(f"not a table of the schema: {table!r}")
+    columns, order = TABLES[table]
+    names = ", ".join(columns)
+    if kind == "select":
+        return f"SELECT {names} FROM {table} ORDER BY {order}"  # noqa: S608
+    if kind == "count":
+        return f"SELECT count(*) FROM {table}"  # noqa: S608
+    if kind == "delete":
+        return f"DELETE FROM {table}"  # noqa: S608
+    if kind == "insert":
+        count = len(columns)
+        marks = (
+            ", ".join(f"${i}" for i in range(1, count + 1)) if postgres else ", ".join("?" * count)
+        )
+        return f"INSERT INTO {table} ({names}) VALUES ({marks})"  # noqa: S608
+    if kind == "sequence" and table in IDENTITY_TABLES:  # new rows continue after the copied ids
+        return (
+            f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "  # noqa: S608
+            f"coalesce((SELECT max(id) FROM {table}), 0) + 1, false)"
+        )
+    raise ValueError(f"no {kind} statement for {table}")
+
+
 class _Side:
     """Raw rows of one database (this module is the only reader of both dialects' tables)."""
 
-    async def rows(self, table: str, columns: Sequence[str], order: str) -> AsyncIterator[tuple]:
+    postgres = False
+
+    async def rows(self, table: str) -> AsyncIterator[tuple]:
         raise NotImplementedError
         yield ()  # pragma: no cover
 
-    async def insert(self, table: str, columns: Sequence[str], rows: Sequence[tuple]) -> None:
+    async def insert(self, table: str, rows: Sequence[tuple]) -> None:
         raise NotImplementedError
 
     async def count(self, table: str) -> int:
         raise NotImplementedError
 
-    async def execute(self, sql: str, *args: Any) -> None:
+    async def run(self, kind: str, table: str) -> None:
         raise NotImplementedError
 
+    async def set_active_model(self, channel_id: int, model_id: int | None) -> None:
+        raise NotImplementedError
 
-def _select(table: str, columns: Sequence[str], order: str) -> str:
-    # table, columns and order come from TABLES above, never from input
-    return f"SELECT {', '.join(columns)} FROM {table} ORDER BY {order}"  # noqa: S608
+    async def active_models(self) -> list[tuple[int, int | None]]:
+        raise NotImplementedError
 
 
 class _SqliteSide(_Side):
     def __init__(self, db: aiosqlite.Connection) -> None:
         self.db = db
 
-    async def rows(self, table: str, columns: Sequence[str], order: str) -> AsyncIterator[tuple]:
-        async with self.db.execute(_select(table, columns, order)) as cursor:
+    async def rows(self, table: str) -> AsyncIterator[tuple]:
+        sql = statement("select", table)
+        async with self.db.execute(sql) as cursor:
             async for row in cursor:
                 yield tuple(row)
 
-    async def insert(self, table: str, columns: Sequence[str], rows: Sequence[tuple]) -> None:
-        marks = ", ".join("?" for _ in columns)
-        await self.db.executemany(
-            f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})",  # noqa: S608
-            rows,
-        )
+    async def insert(self, table: str, rows: Sequence[tuple]) -> None:
+        sql = statement("insert", table)
+        await self.db.executemany(sql, rows)
 
     async def count(self, table: str) -> int:
-        async with self.db.execute(f"SELECT count(*) FROM {table}") as cursor:  # noqa: S608
+        sql = statement("count", table)
+        async with self.db.execute(sql) as cursor:
             row = await cursor.fetchone()
         return 0 if row is None else int(row[0])
 
-    async def execute(self, sql: str, *args: Any) -> None:
-        await self.db.execute(sql.replace("$1", "?").replace("$2", "?"), args)
+    async def run(self, kind: str, table: str) -> None:
+        sql = statement(kind, table)
+        await self.db.execute(sql)
+
+    async def set_active_model(self, channel_id: int, model_id: int | None) -> None:
+        await self.db.execute(
+            "UPDATE channels SET active_model_id = ? WHERE channel_id = ?", (model_id, channel_id)
+        )
+
+    async def active_models(self) -> list[tuple[int, int | None]]:
+        async with self.db.execute(
+            "SELECT channel_id, active_model_id FROM channels ORDER BY channel_id"
+        ) as cursor:
+            return [(int(r[0]), r[1]) async for r in cursor]
 
 
 class _PostgresSide(_Side):
+    postgres = True
+
     def __init__(self, db: Any) -> None:
         self.db = db
 
-    async def rows(self, table: str, columns: Sequence[str], order: str) -> AsyncIterator[tuple]:
-        async for row in self.db.cursor(_select(table, columns, order), prefetch=16):
+    async def rows(self, table: str) -> AsyncIterator[tuple]:
+        async for row in self.db.cursor(statement("select", table), prefetch=16):
             yield tuple(row)
 
-    async def insert(self, table: str, columns: Sequence[str], rows: Sequence[tuple]) -> None:
-        marks = ", ".join(f"${i}" for i in range(1, len(columns) + 1))
-        await self.db.executemany(
-            f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})",  # noqa: S608
-            rows,
-        )
+    async def insert(self, table: str, rows: Sequence[tuple]) -> None:
+        sql = statement("insert", table, postgres=True)
+        await self.db.executemany(sql, rows)
 
     async def count(self, table: str) -> int:
-        return int(await self.db.fetchval(f"SELECT count(*) FROM {table}"))  # noqa: S608
+        return int(await self.db.fetchval(statement("count", table)))
 
-    async def execute(self, sql: str, *args: Any) -> None:
-        await self.db.execute(sql, *args)
+    async def run(self, kind: str, table: str) -> None:
+        sql = statement(kind, table, postgres=True)
+        await self.db.execute(sql)
+
+    async def set_active_model(self, channel_id: int, model_id: int | None) -> None:
+        await self.db.execute(
+            "UPDATE channels SET active_model_id = $1 WHERE channel_id = $2", model_id, channel_id
+        )
+
+    async def active_models(self) -> list[tuple[int, int | None]]:
+        rows = await self.db.fetch(
+            "SELECT channel_id, active_model_id FROM channels ORDER BY channel_id"
+        )
+        return [(int(r[0]), r[1]) for r in rows]
 
 
 @asynccontextmanager
@@ -167,7 +219,10 @@ async def _open_side(url: str, *, write: bool) -> AsyncIterator[_Side]:
         db = await aiosqlite.connect(Path(url.removeprefix("sqlite:///")), isolation_level=None)
         try:
             await db.execute("PRAGMA foreign_keys = ON")
-            await db.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+            if write:
+                await db.execute("BEGIN IMMEDIATE")
+            else:
+                await db.execute("BEGIN")
             try:
                 yield _SqliteSide(db)
                 await db.execute("COMMIT")
@@ -194,10 +249,10 @@ def _row_digest(row: tuple) -> bytes:
 
 async def _table_digest(side: _Side, table: str) -> tuple[int, str, int, int]:
     """(rows, digest of all rows, blobs, blob bytes) of one table, blobs hashed by sha256."""
-    columns, order = TABLES[table]
+    columns, _ = TABLES[table]
     total = hashlib.sha256()
     count = blobs = size = 0
-    async for row in side.rows(table, columns, order):
+    async for row in side.rows(table):
         values = list(row)
         if table == "models":
             blob = bytes(values[columns.index("blob")])
@@ -224,43 +279,33 @@ async def migrate_storage(source: str, target: str, *, replace: bool = False) ->
                     "pass --replace to empty it first"
                 )
             logger.warning("emptying the target %s first (--replace)", report.target)
-            await dst.execute("UPDATE channels SET active_model_id = NULL")
+            for channel_id, _ in await dst.active_models():
+                await dst.set_active_model(channel_id, None)
             for table in reversed(TABLES):
-                await dst.execute(f"DELETE FROM {table}")  # noqa: S608 - a TABLES key
-        for table, (columns, order) in TABLES.items():
+                await dst.run("delete", table)
+        for table in TABLES:
             batch: list[tuple] = []
             # one model (blob) at a time; other rows in batches
             limit = 1 if table == "models" else 500
-            async for row in src.rows(table, columns, order):
+            async for row in src.rows(table):
                 batch.append(tuple(bytes(v) if isinstance(v, memoryview) else v for v in row))
                 if len(batch) >= limit:
-                    await dst.insert(table, columns, batch)
+                    await dst.insert(table, batch)
                     batch.clear()
             if batch:
-                await dst.insert(table, columns, batch)
+                await dst.insert(table, batch)
         # the active models last: channels were copied before the models they point at
-        async for channel_id, active in src.rows(
-            "channels", ("channel_id", "active_model_id"), "channel_id"
-        ):
+        for channel_id, active in await src.active_models():
             if active is not None:
-                await dst.execute(
-                    "UPDATE channels SET active_model_id = $1 WHERE channel_id = $2",
-                    active,
-                    channel_id,
-                )
-        if isinstance(dst, _PostgresSide):
+                await dst.set_active_model(channel_id, active)
+        if dst.postgres:
             for table in IDENTITY_TABLES:
-                # new rows continue after the copied ids
-                await dst.execute(
-                    f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "  # noqa: S608
-                    f"coalesce((SELECT max(id) FROM {table}), 0) + 1, false)"
-                )
+                await dst.run("sequence", table)
         await _verify(src, dst, report)
     return report
 
 
 async def _verify(src: _Side, dst: _Side, report: MigrationReport) -> None:
-    tables = {**TABLES, "channels": (("channel_id", "active_model_id"), "channel_id")}
     for table in TABLES:
         source = await _table_digest(src, table)
         copied = await _table_digest(dst, table)
@@ -271,8 +316,5 @@ async def _verify(src: _Side, dst: _Side, report: MigrationReport) -> None:
         report.rows[table] = source[0]
         report.blobs_verified += copied[2]
         report.blob_bytes += copied[3]
-    columns, order = tables["channels"]
-    active_src = [row async for row in src.rows("channels", columns, order)]
-    active_dst = [row async for row in dst.rows("channels", columns, order)]
-    if active_src != active_dst:
+    if await src.active_models() != await dst.active_models():
         raise StorageError("channels: the copied active models differ from the source's")
