@@ -115,10 +115,10 @@ def run_bot(config: Config) -> None:
 async def _run(config: Config, token: str) -> None:
     from bot.app import open_app
 
-    # The bot starts the service in setup_hook and closes it in close(); open_app closes the
-    # executor and the store after it.
+    # The bot starts the service in setup_hook; its close() calls app.shutdown (the service,
+    # then the trainers) before the connection closes; open_app closes the store last.
     async with open_app(config, start=False) as app:
-        bot = create_bot(config, app.service)
+        bot = create_bot(config, app.service, shutdown=app.shutdown)
         loop = asyncio.get_running_loop()
         closing: list[asyncio.Task[None]] = []
 
