@@ -30,9 +30,7 @@ from bot.core.api import ChannelRef, ContinueOptions, Member, TrainOptions  # no
 from bot.core.service import StoryService  # noqa: E402
 from bot.executors.local import TrainingPool  # noqa: E402
 from bot.store.sqlite import SqliteStoryStore as StoryStore  # noqa: E402
-from tests.reliability.conftest import STORY, synthetic_blob, target_line  # noqa: E402
-from tests.reliability.helpers import seed_model  # noqa: E402
-from tests.service.conftest import long_story  # noqa: E402
+from tests.support import STORY, long_story, seed_model, synthetic_blob, target_line  # noqa: E402
 
 ADMIN = Member(1, "bench", True)
 PROMPTS = ["had a general", "the mice", "the cat", "mouse", "a young mouse got up"]

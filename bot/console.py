@@ -5,7 +5,8 @@
     /continue had a general [length:32] [temperature:0.8] [seed:7] [top_k:10]
     /story show   /story list   /story remove ID   /story versions   /story rollback [VERSION]
     /story export [FILE]   /story import FILE
-    /status   /cancel   /forget   /plot FILE.png   /channel NAME   /help   /quit
+    /status   /cancel   /forget [yes]   /plot FILE.png   /channel NAME   /help   /quit
+    (options in [] are optional: type length:20, with or without the brackets)
 
 ``/stories``, ``/versions`` and ``/rollback`` still work as short forms. Console channels map
 to stable ids via ``bot.core.api.console_channel`` (guild None). The console
@@ -30,12 +31,24 @@ from bot.core.api import (
     console_channel,
 )
 from bot.core.service import StoryService
-from bot.display import display_prose, format_bytes, training_fraction, vocabulary_text
+from bot.display import (
+    count_text,
+    display_prose,
+    format_bytes,
+    known,
+    training_fraction,
+    vocabulary_text,
+)
 from bot.errors import UserError
 
 HELP = __doc__.split("\n\n")[1] if __doc__ else ""
 CONSOLE_MEMBER = Member(user_id=0, display_name="console", is_admin=True)
 _TRAIN_KEYS = {"mode": str, "layers": int, "n_input": int, "seed": int, "max_seconds": float}
+# A story whose training did not finish stays stored: an append would train on it.
+KEPT_STORY = (
+    "Story #{story_id} stays in the channel's stories, so a later append trains on it; "
+    "remove it (story remove {story_id}) if it should not."
+)
 _CONTINUE_KEYS = {"length": int, "temperature": float, "seed": int, "top_k": int}
 
 
@@ -74,7 +87,7 @@ class ProgressBar:
             parts = [f"[{bar}] epoch {progress.epoch}/{progress.max_epochs}"]
             if progress.loss is not None:
                 parts.append(f"loss {progress.loss:.3f}")
-            if progress.learnable_accuracy is not None:
+            if known(progress.learnable_accuracy):
                 parts.append(f"accuracy {progress.learnable_accuracy:.1%}")
             parts.append(f"{progress.elapsed_seconds:.1f} s")
             if progress.state not in ("running", "cancelling"):
@@ -100,6 +113,8 @@ def parse_options(words: list[str], keys: dict[str, type]) -> tuple[list[str], d
     rest: list[str] = []
     options: dict[str, Any] = {}
     for word in words:
+        if word.startswith("[") and word.endswith("]"):
+            word = word[1:-1]  # /help shows options as [key:value]; typing it so works too
         key, sep, value = word.partition(":")
         if sep and key in keys and value:
             try:
@@ -138,13 +153,21 @@ async def train_file(
         return True
     if result.state == "done" and result.figures is not None:
         f = result.figures
+        if known(f.learnable_accuracy):
+            accuracy = f", accuracy on learnable windows {f.learnable_accuracy:.1%}"
+        elif known(f.val_accuracy):
+            accuracy = f", held-out accuracy {f.val_accuracy:.1%}"
+        else:
+            accuracy = ""
         out.write(
             f"Trained model version {result.model_version} on {path.name}: {f.symbols} symbols, "
-            f"vocabulary {f.vocabulary_size}, {f.epochs} epochs in {f.seconds:.1f} s, "
-            f"accuracy on learnable windows {f.learnable_accuracy:.1%}.\n"
+            f"vocabulary {f.vocabulary_size}, {count_text(f.epochs, 'epoch')} in "
+            f"{f.seconds:.1f} s{accuracy}.\n"
         )
         return True
     out.write(f"Training {result.state}: {result.error}\n")
+    if job.story_id is not None:
+        out.write(KEPT_STORY.format(story_id=job.story_id) + "\n")
     return False
 
 
@@ -171,11 +194,11 @@ async def status_text(service: StoryService, channel_name: str | ChannelRef) -> 
         )
         lines.append(
             f"  {card.symbols} symbols, vocabulary {vocabulary}, "
-            f"{card.epochs} epochs in {card.training_seconds or 0:.1f} s"
+            f"{count_text(card.epochs or 0, 'epoch')} in {card.training_seconds or 0:.1f} s"
         )
-        if card.learnable_accuracy is not None:
+        if known(card.learnable_accuracy):
             lines.append(f"  accuracy on learnable windows {card.learnable_accuracy:.1%}")
-        if card.val_accuracy is not None:
+        if known(card.val_accuracy):
             lines.append(
                 f"  held-out accuracy {card.val_accuracy:.1%}, perplexity {card.val_perplexity:.1f}"
             )
@@ -331,8 +354,18 @@ class Console:
             progress = await self.service.cancel(channel, CONSOLE_MEMBER)
             out.write("Nothing to cancel.\n" if progress is None else "Cancelling.\n")
         elif command == "forget":
+            label = channel_label(self.channel)
+            if args not in ([], ["yes"]):
+                raise UserError("Usage: /forget [yes]")
+            if not args:
+                answer = await self.read_line(
+                    f"Delete every story, model and job of channel {label}? [y/N] "
+                )
+                if (answer or "").strip().lower() not in ("y", "yes"):
+                    out.write("Nothing was deleted.\n")
+                    return True
             await self.service.forget(channel, CONSOLE_MEMBER)
-            out.write(f"Forgot channel {channel_label(self.channel)}.\n")
+            out.write(f"Forgot channel {label}.\n")
         elif command == "story":
             await self._story(args)
         elif command in ("stories", "versions", "rollback"):

@@ -72,3 +72,13 @@ def vocabulary_text(size: int | None, cap: int | None, covered_share: float | No
     if covered_share is not None:
         details.append(f"covers {covered_share:.1%} of the text")
     return f"{size:,}" + (f" ({', '.join(details)})" if details else "")
+
+
+def count_text(count: int, noun: str) -> str:
+    """``1 epoch``, ``2 epochs``, ``1,204 symbols`` (regular plurals only)."""
+    return f"{count:,} {noun}" if count == 1 else f"{count:,} {noun}s"
+
+
+def known(value: float | None) -> bool:
+    """A figure worth showing: not missing and not NaN (e.g. an accuracy over no windows)."""
+    return value is not None and value == value

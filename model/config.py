@@ -1,7 +1,7 @@
 """Hyper-parameters of the network and of training (frozen, JSON round-trip, validated).
 
-Training defaults were chosen by measurement on this 2-core machine (see
-``bench/bench_training_speed.py`` and ``/work/shared/MEASUREMENTS.md``): Adam with learning
+Training defaults were chosen by measurement on a 2-core x86-64 machine, 24 GiB (see
+``bench/bench_training_speed.py`` and ``bench/RESULTS.md``): Adam with learning
 rate 1e-2 reaches all 199 learnable windows of the article's story in ~26 full-batch epochs;
 the article's RMSProp 1e-3 with batch 1 needs tens of thousands of steps. ``batch_size`` is an
 upper bound: a story with fewer windows trains full-batch.

@@ -10,7 +10,7 @@ predecessors of the prompt's first symbol (``weights["left_context"]``, computed
 training story), so the network sees a context shaped like its training windows. When the
 story has no such predecessor (the symbol only occurs at the very start), the context is run
 as it is, shorter — an LSTM accepts any length. An empty prompt starts from the zero state.
-**Longer prompts** use their last ``n_input`` symbols.
+**Longer prompts** use their last ``n_input`` symbols (only those need be in the vocabulary).
 
 ``<unk>`` (capped vocabularies) is never generated; unknown prompt words map to ``<unk>`` when
 the vocabulary has it, otherwise :class:`~model.errors.UnknownWordsError` names them with
@@ -156,7 +156,9 @@ def generate(
 ) -> list[str]:
     """The generated symbols only (not the prompt). Pass ``network`` to reuse its caches."""
     options = options or GenerationOptions()
-    ids = model.vocabulary.encode(list(prompt))
+    # Only the words the network reads must be known: an unknown word earlier in a long prompt
+    # is outside the context window and changes nothing.
+    ids = model.vocabulary.encode(list(prompt)[-model.config.n_input :])
     net = network or NumpyLSTM(model)
     rng = np.random.default_rng(options.seed)
     banned = model.vocabulary.id_of(UNKNOWN) if model.vocabulary.has_unknown else None

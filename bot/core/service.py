@@ -74,7 +74,8 @@ class StoryService:
 
     async def start(self, *, warm_workers: bool = True) -> None:
         """Interrupt the open jobs of processes that are gone; optionally start the trainers."""
-        await self.scheduler.interrupt_orphans()
+        if not self.store.read_only:  # else reading commands only: every write is refused
+            await self.scheduler.interrupt_orphans()
         if warm_workers:
             await self.executor.start()
 

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 import discord
 
 from bot.adapters.text import retrain_reason_text
-from bot.display import display_prose, training_fraction, vocabulary_text
+from bot.display import count_text, display_prose, training_fraction, vocabulary_text
 
 if TYPE_CHECKING:
     from bot.core.api import JobProgress, JobResult, StoryCard
@@ -181,7 +181,7 @@ def result_text(filename: str, result: JobResult) -> str:
         parts = [f"{figures.symbols:,} symbols"]
         if figures.vocabulary_size is not None:
             parts.append(f"vocabulary {figures.vocabulary_size:,}")
-        parts.append(f"{figures.epochs} epochs in {format_duration(figures.seconds)}")
+        parts.append(f"{count_text(figures.epochs, 'epoch')} in {format_duration(figures.seconds)}")
         stopped = _STOPPED.get(figures.stopped)
         if stopped:
             parts.append(stopped)
@@ -274,7 +274,10 @@ def story_card_embed(card: StoryCard, *, permission: str = "Manage Channels") ->
         if card.epochs is not None:
             embed.add_field(
                 name="Training time",
-                value=f"{card.epochs} epochs, {format_duration(card.training_seconds)}",
+                value=(
+                    f"{count_text(card.epochs or 0, 'epoch')}, "
+                    f"{format_duration(card.training_seconds)}"
+                ),
                 inline=True,
             )
         embed.add_field(name="Trained", value=format_timestamp(card.trained_at), inline=True)

@@ -1,4 +1,4 @@
-"""Issue 2, point 1: tokenizer for raw text, and the detokenizer."""
+"""The tokenizer turns raw text into words and punctuation; the detokenizer joins them back."""
 
 from __future__ import annotations
 

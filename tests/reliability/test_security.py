@@ -1,4 +1,4 @@
-"""Security review as tests (issue 5, section 4), plus the model cache's memory bound (section 3).
+"""Security review as tests, plus the model cache's bound on memory.
 
 - Uploaded data is never unpickled or evaluated: no pickle/marshal/eval/exec in bot/ or model/,
   and the model loader refuses a pickle payload and a tampered blob.
