@@ -14,7 +14,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.core.api import MAX_SEED, ChannelRef, JobProgress, TrainOptions
+from bot.core.api import MAX_N_INPUT, MAX_SEED, ChannelRef, JobProgress, TrainOptions
 from bot.discord_adapter.common import (
     NO_MENTIONS,
     admin_check,
@@ -26,7 +26,6 @@ from bot.discord_adapter.common import (
 from bot.discord_adapter.rendering import escape_text, progress_text, result_text
 from bot.display import format_bytes
 from bot.errors import InvalidUpload
-from model.config import MAX_N_INPUT
 
 if TYPE_CHECKING:
     from bot.core.api import EndedJob, JobResult, TrainingJob
