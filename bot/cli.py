@@ -7,6 +7,7 @@
       continue WORDS... [--channel C] [--length N] [--temperature T] [--seed S] [--top-k K]
       status [--channel C]
       stories [--channel C]                 the channel's stories (id, file, uploader, size, date)
+      stats [--channel C]                   symbols per story, vocabulary, versions, replies
       remove ID [--channel C]               remove a story and every model trained on it
       versions [--channel C]                the kept model versions (* = active)
       rollback [VERSION] [--channel C]      make a kept version active (default: the previous)
@@ -34,6 +35,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
+from bot.adapters.commands import BY_CLI_NAME, QUERIES
 from bot.config import Config, load_config
 from bot.errors import ConfigError, StorageError, UserError
 
@@ -115,11 +117,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     cont.add_argument("--seed", type=int, help="random seed for sampling (temperature > 0)")
     cont.add_argument("--top-k", type=int, help="sample only among the K likeliest words")
-    with_channel("status", "show the channel's story card")
-    with_channel("stories", "list the channel's stories")
+    for query in QUERIES:  # the read-only commands, shared with the console
+        with_channel(query.cli_name, query.help)
     remove = with_channel("remove", "remove a story and the models trained on it")
     remove.add_argument("story_id", type=int, metavar="ID", help="the story's number (stories)")
-    with_channel("versions", "list the kept model versions")
     rollback = with_channel("rollback", "make a kept model version active")
     rollback.add_argument(
         "version", type=int, nargs="?", help="the version (default: the previous one)"
@@ -242,19 +243,14 @@ async def _offline(args: argparse.Namespace, config: Config, out: TextIO) -> int
 async def _command(
     args: argparse.Namespace, service: StoryService, channel: str | ChannelRef, out: TextIO
 ) -> int:
+    from bot.adapters.commands import CONSOLE_MEMBER, channel_label, resolve_channel
     from bot.console import (
-        CONSOLE_MEMBER,
         Console,
-        channel_label,
         continue_text,
         export_file,
         import_file,
-        resolve_channel,
         rollback_text,
-        status_text,
-        stories_text,
         train_file,
-        versions_text,
     )
     from bot.core.api import ContinueOptions, TrainOptions
 
@@ -275,14 +271,10 @@ async def _command(
             )
             out.write(await continue_text(service, channel, " ".join(args.words), options_c))
             out.write("\n")
-        elif args.command == "status":
-            out.write(await status_text(service, channel) + "\n")
-        elif args.command == "stories":
-            out.write(await stories_text(service, channel) + "\n")
+        elif args.command in BY_CLI_NAME:
+            out.write(await BY_CLI_NAME[args.command].render(service, channel) + "\n")
         elif args.command == "remove":
             return await _remove(service, channel, args.story_id, out)
-        elif args.command == "versions":
-            out.write(await versions_text(service, channel) + "\n")
         elif args.command == "rollback":
             version = None if args.version is None else str(args.version)
             out.write(await rollback_text(service, channel, version) + "\n")
@@ -307,8 +299,9 @@ async def _remove(
     service: StoryService, channel: str | ChannelRef, story_id: int, out: TextIO
 ) -> int:
     """Remove a story; if that queues a retraining, show it through to the end."""
+    from bot.adapters.commands import CONSOLE_MEMBER, resolve_channel
     from bot.adapters.text import removal_text
-    from bot.console import CONSOLE_MEMBER, ProgressBar, resolve_channel
+    from bot.console import ProgressBar
 
     removal = await service.remove_story(
         resolve_channel(channel), CONSOLE_MEMBER, story_id, on_progress=ProgressBar(out)
