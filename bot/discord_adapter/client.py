@@ -49,6 +49,8 @@ class FabulistTree(app_commands.CommandTree[Any]):
 class FabulistBot(commands.Bot):
     """The bot. ``service`` is None only for ``sync_commands``, which never connects."""
 
+    is_fabulist = True  # see common.bot_of
+
     def __init__(
         self,
         config: Config,

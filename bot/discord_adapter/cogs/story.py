@@ -1,4 +1,4 @@
-"""/story (a group: show, list, remove, versions, rollback, export) and /forget.
+"""/story (a group: show, stats, list, remove, versions, rollback, export) and /forget.
 
 Thin: each command calls one StoryService method and renders its answer. UserErrors raised here
 reach the bot's error handler, which answers them ephemerally.
