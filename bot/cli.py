@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import signal
 import sys
@@ -179,19 +180,12 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     if args.command == "forget" and not args.yes and not _confirm_forget(args):
         return 1
     terminated: list[int] = []
-
-    def on_sigterm(signum: int, frame: object) -> None:
-        # Like Ctrl-C: the running training is stopped and its job recorded as interrupted.
-        terminated.append(signum)
-        signal.raise_signal(signal.SIGINT)
-
-    previous = signal.signal(signal.SIGTERM, on_sigterm)
     try:
-        return asyncio.run(_offline(args, config, out))
+        return asyncio.run(_offline(args, config, out, terminated))
     except StorageError as exc:
         sys.stderr.write(f"database error: {exc}\n")
         return 2
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, asyncio.CancelledError):
         if args.command in ("train", "remove"):
             sys.stderr.write(
                 "Interrupted: the training stopped and its job is recorded as interrupted; the "
@@ -199,8 +193,21 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
                 "stories (`stories`), so a later --append trains on it: `remove ID` drops it.\n"
             )
         return 143 if terminated else 130
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+
+
+def _stop_on_sigterm(terminated: list[int]) -> None:
+    """SIGTERM works like Ctrl-C: the command is cancelled, so ``_offline``'s cleanup records
+    a running training as interrupted (even where SIGINT is ignored, as for ``cmd &``)."""
+    task = asyncio.current_task()
+    if task is None:
+        return
+
+    def stop() -> None:
+        terminated.append(signal.SIGTERM)
+        task.cancel()
+
+    with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):  # not main thread
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop)
 
 
 def _confirm_forget(args: argparse.Namespace) -> bool:
@@ -222,7 +229,10 @@ def _confirm_forget(args: argparse.Namespace) -> bool:
     return False
 
 
-async def _offline(args: argparse.Namespace, config: Config, out: TextIO) -> int:
+async def _offline(
+    args: argparse.Namespace, config: Config, out: TextIO, terminated: list[int]
+) -> int:
+    _stop_on_sigterm(terminated)
     from bot.app import open_app
     from bot.core.api import ChannelRef
 

@@ -228,6 +228,8 @@ def test_a_second_training_is_refused_and_sigterm_interrupts_like_ctrl_c(tmp_pat
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # As for `cmd &` in a script: SIGINT ignored, so SIGTERM must not rely on it.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
     )
     try:
         assert first.stdout is not None
