@@ -38,6 +38,15 @@ OPTIMIZERS = ("adam", "rmsprop")
 # The most previous words a model may look at, wherever the bot accepts one (config, /train,
 # the service, imports). ModelConfig itself accepts more so that any stored model still loads.
 MAX_N_INPUT = 10
+# Context length by story size (bench/bench_continuation_quality.py, README "Continuation
+# quality"): the article's 3 for short stories; longer stories have the symbols to learn more.
+LONG_STORY_SYMBOLS = 5000
+LONG_STORY_N_INPUT = 3
+
+
+def default_n_input(symbols: int) -> int:
+    """The context length a model of a story of ``symbols`` symbols gets unless one is chosen."""
+    return LONG_STORY_N_INPUT if symbols >= LONG_STORY_SYMBOLS else 3
 
 
 def _check_int(name: str, value: object, low: int, high: int) -> None:

@@ -50,9 +50,9 @@ import numpy as np
 import numpy.typing as npt
 
 from model import backend
-from model.config import ModelConfig, TrainingConfig
+from model.config import ModelConfig, TrainingConfig, default_n_input
 from model.errors import ModelError, StoryTooShortError, TrainingCancelled, TrainingDiverged
-from model.generation import left_context_table
+from model.generation import left_context_table, story_index_arrays
 from model.network import build_network, extract_weights
 from model.serialization import TrainedModel, TrainingFigures
 from model.vocabulary import Vocabulary
@@ -98,13 +98,14 @@ class _Evaluation:
 
 
 def _resolve_config(
-    model_config: ModelConfig | Mapping[str, Any] | None, vocab_size: int
+    model_config: ModelConfig | Mapping[str, Any] | None, vocab_size: int, symbols: int
 ) -> ModelConfig:
     if model_config is None:
-        return ModelConfig(vocab_size=vocab_size)
+        return ModelConfig(vocab_size=vocab_size, n_input=default_n_input(symbols))
     if isinstance(model_config, ModelConfig):
         return replace(model_config, vocab_size=vocab_size)
     values = {k: v for k, v in dict(model_config).items() if k != "vocab_size" and v is not None}
+    values.setdefault("n_input", default_n_input(symbols))
     try:
         return ModelConfig(vocab_size=vocab_size, **values)
     except TypeError as exc:
@@ -230,7 +231,7 @@ def train_model(
     """Train on ``tokens`` and return the trained model (see the module docstring)."""
     training = training or TrainingConfig()
     vocabulary = Vocabulary.build(tokens, max_size=vocabulary_max_size)
-    config = _resolve_config(model_config, max(2, len(vocabulary)))
+    config = _resolve_config(model_config, max(2, len(vocabulary)), len(tokens))
     if len(tokens) < config.n_input + 1:
         raise StoryTooShortError(len(tokens), config.n_input + 1)
     if len(vocabulary) < 2:
@@ -436,6 +437,8 @@ def train_model(
         weights["dense_kernel"][:, unseen_mask] = 0.0
         weights["dense_bias"][unseen_mask] = best_unseen_logit
     weights["left_context"] = left_context_table(ids, len(vocabulary), config.n_input)
+    # The story's n-gram index: generation keeps to the story's own continuations.
+    weights.update(story_index_arrays(ids, len(vocabulary)))
     figures = TrainingFigures(
         symbols=len(tokens),
         windows=n_windows,

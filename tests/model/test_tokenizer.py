@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from model import detokenize, tokenize
+from model.tokenizer import PARAGRAPH
 from tests.model.conftest import jacobs_fable
 
 
@@ -14,27 +15,28 @@ def test_article_story_has_204_symbols_112_unique(story_tokens: list[str]) -> No
 def test_raw_jacobs_fable_gives_the_articles_words(story_tokens: list[str]) -> None:
     raw = tokenize(jacobs_fable())
     assert "“" in raw and "”" in raw and ";" in raw
-    # The article dropped the quotes, the semicolon and the colons of the raw fable.
-    assert [s for s in raw if s not in {"“", "”", ";", ":"}] == story_tokens
+    # The article dropped the quotes, the semicolon, the colons and the paragraph breaks.
+    assert [s for s in raw if s not in {"“", "”", ";", ":", PARAGRAPH}] == story_tokens
 
 
 def test_bom_crlf_and_case() -> None:
     text = "\ufeffThe Cat\r\nsat.\r\n"
-    assert tokenize(text) == ["the", "cat", "sat", "."]
-    assert tokenize(text, lowercase=False) == ["The", "Cat", "sat", "."]
+    # No blank line in the text: each line is a paragraph; the final break is dropped.
+    assert tokenize(text) == ["the", "cat", PARAGRAPH, "sat", "."]
+    assert tokenize(text, lowercase=False) == ["The", "Cat", PARAGRAPH, "sat", "."]
 
 
 def test_unicode_punctuation_quotes_dashes_ellipses() -> None:
     text = '“Don’t,” she said—quietly… ¿Qué? ¡Sí! It\'s "fine" -- really...'
     assert tokenize(text) == [
-        "“", "don't", ",", "”", "she", "said", "—", "quietly", "…",
+        "“", "don’t", ",", "”", "she", "said", "—", "quietly", "…",
         "¿", "qué", "?", "¡", "sí", "!", "it's", "“", "fine", "”", "—", "really", "…",
     ]  # fmt: skip
 
 
 def test_inner_apostrophe_and_hyphen_stay_in_the_word() -> None:
     assert tokenize("The Ass’s Brains; the Cat-Maiden") == [
-        "the", "ass's", "brains", ";", "the", "cat-maiden",
+        "the", "ass’s", "brains", ";", "the", "cat-maiden",
     ]  # fmt: skip
     # A trailing apostrophe closes a quote instead.
     assert tokenize("the boys’ toys") == ["the", "boys", "’", "toys"]
