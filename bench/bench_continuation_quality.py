@@ -14,6 +14,8 @@ words. Each prompt is continued to 128 symbols, greedily and with Reroll's sampl
   one included) that occur in the story.
 * **stutter**: the share of generated symbols equal to the one before.
 * **loops**: the share of the reply's 4-grams (generated symbols only) already generated earlier.
+* **story 4-grams**: the share of generated 4-grams (prompt as context) that are the story's:
+  how much is copied (100 % = verbatim passages), for judging the other figures.
 
 Rows: the product's defaults ("now"), the same model without the story index and the repeat
 guard ("before": the decoding before issue 11), the order-3 Kneser-Ney Markov chain of
@@ -104,6 +106,7 @@ class Quality:
     bigrams: float
     stutter: float
     loops: float
+    copied: float  # share of the reply's 4-grams that are the story's
 
 
 def grams(tokens: Sequence[str], n: int) -> set[tuple[str, ...]]:
@@ -137,7 +140,8 @@ def quality(
         total += 1
         repeats += gram in seen
         seen.add(gram)
-    return Quality(recovery, bigrams, stutter, repeats / max(1, total))
+    copied = sum(known) / max(1, len(known))
+    return Quality(recovery, bigrams, stutter, repeats / max(1, total), copied)
 
 
 def summary(rows: list[Quality]) -> list[str]:
@@ -149,6 +153,7 @@ def summary(rows: list[Quality]) -> list[str]:
         f"{statistics.mean(q.bigrams for q in rows):.1%}",
         f"{statistics.mean(q.stutter for q in rows):.1%}",
         f"{statistics.mean(q.loops for q in rows):.1%}",
+        f"{statistics.mean(q.copied for q in rows):.0%}",
     ]
 
 

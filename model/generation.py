@@ -12,6 +12,19 @@ story has no such predecessor (the symbol only occurs at the very start), the co
 as it is, shorter — an LSTM accepts any length. An empty prompt starts from the zero state.
 **Longer prompts** use their last ``n_input`` symbols.
 
+**Choosing the next symbol** (issue 11; ``bench/bench_continuation_quality.py``). A network
+asked about a window the story never has (``mouse mouse mouse``) answers almost anything, so:
+
+* ``follow_story``: the candidates are the story's own continuations of the longest suffix of
+  the prompt and reply so far (at most :func:`default_story_order` symbols) that the story
+  contains (:class:`StoryIndex`, stored with the weights); the network ranks them. On a window
+  the network has learned, its choice is one of them anyway: Listing 11 is unchanged.
+* ``no_repeat_ngram`` (4): a symbol that would repeat a 4-gram of the prompt or the reply is
+  not chosen (greedy decoding otherwise loops on long stories). When every story continuation
+  is ruled out, the network chooses among all symbols, never the previous one again.
+* Sampling (``temperature`` > 0) applies ``top_k``, then ``top_p`` (nucleus, default 0.9), and
+  is seeded by ``seed``; greedy decoding (0) has one possible output, whatever the seed.
+
 ``<unk>`` (capped vocabularies) is never generated; unknown prompt words map to ``<unk>`` when
 the vocabulary has it, otherwise :class:`~model.errors.UnknownWordsError` names them with
 suggestions.
@@ -26,6 +39,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from model.config import LONG_STORY_SYMBOLS
 from model.errors import ModelError
 from model.serialization import STORY_ARRAYS, TrainedModel
 from model.vocabulary import UNKNOWN
@@ -211,6 +225,18 @@ class StoryIndex:
         return found[::-1]
 
 
+def default_story_order(symbols: int) -> int:
+    """How many previous symbols the story's continuations are looked up by, by story size.
+
+    Short stories (the article's): 1. Their network has learned every window, so it alone
+    steers back into the story; the story's word pairs only rule out stutters and word salad
+    on the way (bench: every article prompt back in the story within 5 symbols; with 2 or 3,
+    two prompts are led to the story's last sentence and need 11). Long stories: 2. Their
+    network is unsure, and word pairs alone make salad; 3 copies whole passages.
+    """
+    return 2 if symbols >= LONG_STORY_SYMBOLS else 1
+
+
 def story_index_arrays(ids: npt.NDArray[Any], vocab_size: int) -> dict[str, npt.NDArray[Any]]:
     """The arrays of :class:`StoryIndex` for a story of ids (stored with the weights)."""
     story = np.asarray(ids, dtype=np.int32)
@@ -304,7 +330,7 @@ def generate(
     context = net.padded_context(ids)
     history = list(ids)
     repeats = _RepeatGuard(options.no_repeat_ngram, ids)
-    order = options.story_order or net.config.n_input
+    order = options.story_order or (default_story_order(len(story.story)) if story else 1)
     symbols = model.vocabulary.symbols
     out: list[str] = []
 
