@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from model import detokenize, tokenize
 from model.tokenizer import PARAGRAPH
 from tests.model.conftest import jacobs_fable
@@ -66,3 +68,39 @@ def test_detokenize_roundtrips_the_raw_fable_words() -> None:
 
 def test_detokenize_straight_quotes_by_parity() -> None:
     assert detokenize(["he", "said", '"', "hi", '"', "."]) == 'he said "hi".'
+
+
+def test_paragraph_breaks_blank_lines_or_one_paragraph_a_line() -> None:
+    wrapped = "Belling the Cat\n\nLong ago, the mice\nhad a council.\n\n\nThe end.\n"
+    assert tokenize(wrapped) == [
+        "belling", "the", "cat", PARAGRAPH, "long", "ago", ",", "the", "mice", "had", "a",
+        "council", ".", PARAGRAPH, "the", "end", ".",
+    ]  # fmt: skip
+    assert tokenize("one.\ntwo.") == ["one", ".", PARAGRAPH, "two", "."]
+    assert PARAGRAPH not in tokenize("a one-line story.\n")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        # Spanish: ¿ ¡, dialogue dashes (spaced before, joined after) and a new paragraph.
+        "El abuelo guardó silencio.\n—¿Por qué nunca hablas? —preguntó el niño.\n"
+        "—¡Porque escucho! —dijo él—. Über alles.",
+        # Chinese: no spaces around its punctuation and quotes.
+        "他问爷爷：“爷爷，您为什么不说话呢？”老木匠笑了。\n“因为我在听。”",
+        # Curly-quoted English with paragraph breaks and curly apostrophes, as written.
+        "Belling the Cat\n“Don’t be afraid,” said the mouse. “Who’s there?” asked he—quietly.\n"
+        "The mice’s plan… failed.",
+    ],
+)
+def test_detokenize_round_trips_each_languages_typography(text: str) -> None:
+    symbols = tokenize(text, lowercase=False)
+    assert detokenize(symbols) == text
+    assert tokenize(detokenize(tokenize(text))) == tokenize(text)
+
+
+def test_either_apostrophe_finds_the_storys_word() -> None:
+    from model import Vocabulary
+
+    vocabulary = Vocabulary.build(tokenize("Don’t go. It's late."))
+    assert vocabulary.encode(["don't", "it’s"]) == vocabulary.encode(["don’t", "it's"])
