@@ -50,7 +50,6 @@ sys.path.insert(0, str(ROOT))
 from bench.bench_books import load_line, machine_line, markov_baselines  # noqa: E402
 from bench.markov import KneserNeyMarkov  # noqa: E402
 from model import GenerationOptions, TrainedModel, TrainingConfig, generate, tokenize  # noqa: E402
-from model.config import default_n_input  # noqa: E402
 from model.generation import NumpyLSTM  # noqa: E402
 from model.tokenizer import detokenize  # noqa: E402
 from model.vocabulary import UNKNOWN  # noqa: E402
@@ -234,7 +233,7 @@ def train(tokens: list[str], epochs: int, seconds: float) -> TrainedModel:
 
     return train_model(
         tokens,
-        {"n_input": default_n_input(len(tokens))},
+        None,
         TrainingConfig(seed=1, max_epochs=epochs, max_seconds=seconds),
         vocabulary_max_size=VOCAB_CAP + 1,
     )

@@ -50,7 +50,7 @@ import numpy as np
 import numpy.typing as npt
 
 from model import backend
-from model.config import ModelConfig, TrainingConfig, default_n_input
+from model.config import ModelConfig, TrainingConfig
 from model.errors import ModelError, StoryTooShortError, TrainingCancelled, TrainingDiverged
 from model.generation import left_context_table, story_index_arrays
 from model.network import build_network, extract_weights
@@ -98,14 +98,13 @@ class _Evaluation:
 
 
 def _resolve_config(
-    model_config: ModelConfig | Mapping[str, Any] | None, vocab_size: int, symbols: int
+    model_config: ModelConfig | Mapping[str, Any] | None, vocab_size: int
 ) -> ModelConfig:
     if model_config is None:
-        return ModelConfig(vocab_size=vocab_size, n_input=default_n_input(symbols))
+        return ModelConfig(vocab_size=vocab_size)
     if isinstance(model_config, ModelConfig):
         return replace(model_config, vocab_size=vocab_size)
     values = {k: v for k, v in dict(model_config).items() if k != "vocab_size" and v is not None}
-    values.setdefault("n_input", default_n_input(symbols))
     try:
         return ModelConfig(vocab_size=vocab_size, **values)
     except TypeError as exc:
@@ -231,7 +230,7 @@ def train_model(
     """Train on ``tokens`` and return the trained model (see the module docstring)."""
     training = training or TrainingConfig()
     vocabulary = Vocabulary.build(tokens, max_size=vocabulary_max_size)
-    config = _resolve_config(model_config, max(2, len(vocabulary)), len(tokens))
+    config = _resolve_config(model_config, max(2, len(vocabulary)))
     if len(tokens) < config.n_input + 1:
         raise StoryTooShortError(len(tokens), config.n_input + 1)
     if len(vocabulary) < 2:
