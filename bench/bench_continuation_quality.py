@@ -279,6 +279,7 @@ def main() -> None:
         "bigrams",
         "stutter",
         "loops",
+        "story 4-grams",
     ]
     table: list[list[str]] = []
     perplexity: list[list[str]] = []
@@ -287,6 +288,7 @@ def main() -> None:
         t0 = time.perf_counter()
         model = train(tokens, epochs, seconds)
         f = model.figures
+        print(f"trained {key}: {f.epochs} epochs ({f.stopped}), {f.seconds:.0f} s", flush=True)
         notes.append(
             f"{key}: {f.symbols:,} symbols, n_input {model.config.n_input}, {f.epochs} epochs"
             f" ({f.stopped}), {f.seconds:.0f} s training"
@@ -311,6 +313,7 @@ def main() -> None:
         for name, decoder in decoders:
             results, samples = evaluate(decoder, prompts, four, two)
             table.append([key, name, str(len(results)), *summary(results)])
+            print("row: | " + " | ".join(table[-1]) + " |", flush=True)
             if args.samples:
                 notes += [f"  {key} / {name}: {s}" for s in samples[:3]]
         if key == "article":
@@ -324,6 +327,7 @@ def main() -> None:
                 + [f"{f.val_perplexity / chains[1].score.perplexity:.2f}"]
             )
         notes.append(f"{key}: bench {time.perf_counter() - t0:.0f} s")
+        print(*notes[-1:], *(perplexity[-1:] if f.val_perplexity is not None else []), flush=True)
 
     print()
     print("| " + " | ".join(header) + " |")
