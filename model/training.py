@@ -52,7 +52,7 @@ import numpy.typing as npt
 from model import backend
 from model.config import ModelConfig, TrainingConfig
 from model.errors import ModelError, StoryTooShortError, TrainingCancelled, TrainingDiverged
-from model.generation import left_context_table
+from model.generation import left_context_table, story_index_arrays
 from model.network import build_network, extract_weights
 from model.serialization import TrainedModel, TrainingFigures
 from model.vocabulary import Vocabulary
@@ -545,6 +545,8 @@ class _Run:
         weights["left_context"] = left_context_table(
             data.ids, len(data.vocabulary), data.config.n_input
         )
+        # The story's n-gram index: generation keeps to the story's own continuations.
+        weights.update(story_index_arrays(data.ids, len(data.vocabulary)))
         return weights
 
     def figures(self, seconds: float, vocabulary_max_size: int | None) -> TrainingFigures:
