@@ -25,11 +25,6 @@ from bot.store.sqlite.connection import SqliteBase
 from bot.store.sqlite.jobs import JobTables
 from bot.store.sqlite.models import ModelTables, model_record
 
-_STORY_COLUMNS = (
-    "id, channel_id, filename, uploader_id, uploader_name, sha256, encoding, "
-    "bytes, symbols, vocabulary_size, created_at"
-)
-
 
 class StoryTables(JobTables, ModelTables):
     async def add_story_and_job(
@@ -103,7 +98,9 @@ class StoryTables(JobTables, ModelTables):
     async def list_stories(self, channel_id: int) -> list[StoryRecord]:
         async with self._lock:
             rows = await self._all(
-                f"SELECT {_STORY_COLUMNS} FROM stories WHERE channel_id = ? ORDER BY id",  # noqa: S608
+                "SELECT id, channel_id, filename, uploader_id, uploader_name, sha256, encoding, "
+                "bytes, symbols, vocabulary_size, created_at FROM stories "
+                "WHERE channel_id = ? ORDER BY id",
                 (channel_id,),
             )
         return [StoryRecord(**dict(row)) for row in rows]
@@ -125,7 +122,9 @@ class StoryTables(JobTables, ModelTables):
 
     async def _story_row(self, channel_id: int, story_id: int) -> StoryRecord | None:
         row = await self._one(
-            f"SELECT {_STORY_COLUMNS} FROM stories WHERE id = ? AND channel_id = ?",  # noqa: S608
+            "SELECT id, channel_id, filename, uploader_id, uploader_name, sha256, encoding, "
+            "bytes, symbols, vocabulary_size, created_at FROM stories "
+            "WHERE id = ? AND channel_id = ?",
             (story_id, channel_id),
         )
         return None if row is None else StoryRecord(**dict(row))
@@ -215,7 +214,8 @@ class StoryTables(JobTables, ModelTables):
                 return None
             blob = await self._scalar("SELECT blob FROM models WHERE id = ?", (model_row["id"],))
             rows = await self._all(
-                f"SELECT {_STORY_COLUMNS}, text FROM stories "  # noqa: S608
+                "SELECT id, channel_id, filename, uploader_id, uploader_name, sha256, encoding, "
+                "bytes, symbols, vocabulary_size, created_at, text FROM stories "
                 "WHERE channel_id = ? ORDER BY id",
                 (channel_id,),
             )
