@@ -224,7 +224,7 @@ def evaluate(
     for i, prompt in enumerate(prompts):
         out = decoder(prompt, i)
         results.append(quality(prompt, out, four, two))
-        samples.append(detokenize([*prompt, *out[:RECOVERY_SPAN]]))
+        samples.append(detokenize([*prompt, *out[:RECOVERY_SPAN]]).replace("\n", " ¶ "))
     return results, samples
 
 
