@@ -37,14 +37,14 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench._measure import pct  # noqa: E402
+from bot.app import open_app  # noqa: E402
 from bot.config import load_config  # noqa: E402
-from bot.service import ChannelRef, ContinueOptions, StoryService  # noqa: E402
-from bot.storage import NewModel, NewStory  # noqa: E402
-from bot.storage_backends import open_store_url  # noqa: E402
+from bot.core.api import ChannelRef, ContinueOptions  # noqa: E402
+from bot.core.store import NewModel, NewStory  # noqa: E402
+from bot.store.urls import open_store_url  # noqa: E402
 from model import Vocabulary, tokenize  # noqa: E402
 from tests.postgres_server import PostgresServer  # noqa: E402
-from tests.reliability.conftest import STORY, synthetic_model  # noqa: E402
-from tests.reliability.helpers import seed_model  # noqa: E402
+from tests.support import STORY, seed_model, synthetic_model  # noqa: E402
 
 CHANNELS = 200
 PROMPTS = ["had a general", "the mice", "the cat", "mouse", "a young mouse got up"]
@@ -131,36 +131,34 @@ async def continue_throughput(url: str, bound: int, requests: int) -> tuple[floa
     config = load_config(
         data={
             "storage": {"url": url},
-            "cache": {"models": bound},
+            "cache": {"models": bound, "megabytes": 8192},
             "cooldowns": {"continue_seconds": 0.0},
         },
         environ={},
     )
-    store = await open_store_url(url)
-    service = StoryService(config, store)
-    await service.start(warm_workers=False)
-    warm = bound >= CHANNELS
-    if warm:
-        for channel_id in range(1, CHANNELS + 1):
-            await service.continue_story(ChannelRef(100, channel_id), "the cat", ContinueOptions())
-    semaphore = asyncio.Semaphore(8)
-    times: list[float] = []
+    async with open_app(config, warm_workers=False) as app:
+        service = app.service
+        if bound >= CHANNELS:  # warm: every model cached first
+            for channel_id in range(1, CHANNELS + 1):
+                await service.continue_story(
+                    ChannelRef(100, channel_id), "the cat", ContinueOptions()
+                )
+        semaphore = asyncio.Semaphore(8)
+        times: list[float] = []
 
-    async def one(i: int) -> None:
-        async with semaphore:
-            start = time.perf_counter()
-            await service.continue_story(
-                ChannelRef(100, 1 + (i * 7) % CHANNELS),
-                PROMPTS[i % len(PROMPTS)],
-                ContinueOptions(length=16),
-            )
-            times.append(time.perf_counter() - start)
+        async def one(i: int) -> None:
+            async with semaphore:
+                start = time.perf_counter()
+                await service.continue_story(
+                    ChannelRef(100, 1 + (i * 7) % CHANNELS),
+                    PROMPTS[i % len(PROMPTS)],
+                    ContinueOptions(length=16),
+                )
+                times.append(time.perf_counter() - start)
 
-    start = time.perf_counter()
-    await asyncio.gather(*(one(i) for i in range(requests)))
-    elapsed = time.perf_counter() - start
-    await service.close()
-    await store.close()
+        start = time.perf_counter()
+        await asyncio.gather(*(one(i) for i in range(requests)))
+        elapsed = time.perf_counter() - start
     return requests / elapsed, pct(times, 0.99)
 
 

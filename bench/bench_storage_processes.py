@@ -17,13 +17,12 @@ from pathlib import Path
 from typing import Any
 
 from bench._measure import pct
-from bot.postgres_store import PostgresStore
+from bot.store.postgres import PostgresStoryStore as PostgresStore
 from tests.fake_discord import FakeDiscord, make_bot_process
 from tests.fake_discord.bot_process import BotProcess
 from tests.fake_discord.models import FakeChannel, FakeUser
 from tests.postgres_server import PostgresServer
-from tests.reliability.conftest import STORY
-from tests.reliability.helpers import seed_model
+from tests.support import STORY, seed_model
 
 GUILDS = 20
 CHANNELS_PER_GUILD = 10

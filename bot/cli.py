@@ -7,6 +7,7 @@
       continue WORDS... [--channel C] [--length N] [--temperature T] [--seed S] [--top-k K]
       status [--channel C]
       stories [--channel C]                 the channel's stories (id, file, uploader, size, date)
+      stats [--channel C]                   symbols per story, vocabulary, versions, replies
       remove ID [--channel C]               remove a story and every model trained on it
       versions [--channel C]                the kept model versions (* = active)
       rollback [VERSION] [--channel C]      make a kept version active (default: the previous)
@@ -19,7 +20,7 @@
                                             (--to defaults to the configured storage)
 
 Without ``--config``, ``./config.toml`` is read if it exists, else the defaults apply.
-``--channel`` names an offline channel (default "console"); see ``bot.service.console_channel``.
+``--channel`` names an offline channel (default "console"); see ``bot.core.api.console_channel``.
 ``--channel-id ID`` (with ``--guild-id ID`` for a server channel) names a Discord channel instead,
 e.g. to export a channel whose export is too large for Discord to upload.
 Exit status: 0 ok, 1 a refused request or failed training, 2 bad configuration or usage.
@@ -38,11 +39,13 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
+from bot.adapters.commands import BY_CLI_NAME, QUERIES
 from bot.config import Config, check_relations, load_config
 from bot.errors import ConfigError, StorageError, UserError
 
 if TYPE_CHECKING:
-    from bot.service import ChannelRef, StoryService
+    from bot.core.api import ChannelRef
+    from bot.core.service import StoryService
 
 logger = logging.getLogger(__name__)
 DEFAULT_CONFIG = Path("config.toml")
@@ -132,11 +135,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     cont.add_argument("--seed", type=int, help="random seed for sampling (temperature > 0)")
     cont.add_argument("--top-k", type=int, help="sample only among the K likeliest words")
-    with_channel("status", "show the channel's story card")
-    with_channel("stories", "list the channel's stories")
+    for query in QUERIES:  # the read-only commands, shared with the console
+        with_channel(query.cli_name, query.help)
     remove = with_channel("remove", "remove a story and the models trained on it")
     remove.add_argument("story_id", type=int, metavar="ID", help="the story's number (stories)")
-    with_channel("versions", "list the kept model versions")
     rollback = with_channel("rollback", "make a kept model version active")
     rollback.add_argument(
         "version", type=int, nargs="?", help="the version (default: the previous one)"
@@ -239,16 +241,15 @@ def with_shards(
 
 
 def _migrate_storage(args: argparse.Namespace, config: Config, out: TextIO) -> int:
-    from bot.storage_backends import storage_url
-    from bot.storage_migration import migrate_storage
+    from bot.app import migrate_storage, storage_url
 
     try:
         target = args.target or storage_url(config.storage)
-        report = asyncio.run(migrate_storage(args.source, target, replace=args.replace))
+        lines = asyncio.run(migrate_storage(args.source, target, replace=args.replace))
     except StorageError as exc:
         sys.stderr.write(f"migrate-storage: {exc}\n")
         return 1
-    out.write("\n".join(report.lines()) + "\n")
+    out.write("\n".join(lines) + "\n")
     return 0
 
 
@@ -290,22 +291,8 @@ async def _offline(
     args: argparse.Namespace, config: Config, out: TextIO, terminated: list[int]
 ) -> int:
     _stop_on_sigterm(terminated)
-    from bot.console import (
-        CONSOLE_MEMBER,
-        Console,
-        channel_label,
-        continue_text,
-        export_file,
-        import_file,
-        resolve_channel,
-        rollback_text,
-        status_text,
-        stories_text,
-        train_file,
-        versions_text,
-    )
-    from bot.service import ChannelRef, ContinueOptions, StoryService, TrainOptions
-    from bot.storage_backends import open_store
+    from bot.app import open_app
+    from bot.core.api import ChannelRef
 
     # --channel-id names a Discord channel; else --channel a console channel (by name).
     channel: str | ChannelRef = args.channel
@@ -314,13 +301,28 @@ async def _offline(
     if args.command != "console":
         # One worker is enough offline; the console may train more than once.
         config = replace(config, workers=replace(config.workers, count=1))
-    store = await open_store(config.storage)
-    service = StoryService(config, store)
+    # A removal may queue a retraining, which this process then runs to the end. Workers start
+    # with the first training (TensorFlow takes seconds to import): a command that trains
+    # nothing, or a refused upload, never waits for them.
+    async with open_app(config, warm_workers=False) as app:
+        return await _command(args, app.service, channel, out)
+
+
+async def _command(
+    args: argparse.Namespace, service: StoryService, channel: str | ChannelRef, out: TextIO
+) -> int:
+    from bot.adapters.commands import CONSOLE_MEMBER, channel_label, resolve_channel
+    from bot.console import (
+        Console,
+        continue_text,
+        export_file,
+        import_file,
+        rollback_text,
+        train_file,
+    )
+    from bot.core.api import ContinueOptions, TrainOptions
+
     try:
-        # A removal may queue a retraining, which this process then runs to the end.
-        # Workers start with the first training (TensorFlow takes seconds to import): a command
-        # that trains nothing, or a refused upload, never waits for them.
-        await service.start(warm_workers=False)
         if args.command == "train":
             options = TrainOptions(
                 layers=args.layers,
@@ -337,14 +339,10 @@ async def _offline(
             )
             out.write(await continue_text(service, channel, " ".join(args.words), options_c))
             out.write("\n")
-        elif args.command == "status":
-            out.write(await status_text(service, channel) + "\n")
-        elif args.command == "stories":
-            out.write(await stories_text(service, channel) + "\n")
+        elif args.command in BY_CLI_NAME:
+            out.write(await BY_CLI_NAME[args.command].render(service, channel) + "\n")
         elif args.command == "remove":
             return await _remove(service, channel, args.story_id, out)
-        elif args.command == "versions":
-            out.write(await versions_text(service, channel) + "\n")
         elif args.command == "rollback":
             version = None if args.version is None else str(args.version)
             out.write(await rollback_text(service, channel, version) + "\n")
@@ -363,21 +361,20 @@ async def _offline(
         message = exc.message.replace("Use /train first.", "Use `python -m bot train FILE` first.")
         sys.stderr.write(message + "\n")
         return 1
-    finally:
-        await service.close()
-        await store.close()
 
 
 async def _remove(
     service: StoryService, channel: str | ChannelRef, story_id: int, out: TextIO
 ) -> int:
     """Remove a story; if that queues a retraining, show it through to the end."""
-    from bot.console import CONSOLE_MEMBER, ProgressBar, resolve_channel
+    from bot.adapters.commands import CONSOLE_MEMBER, resolve_channel
+    from bot.adapters.text import removal_text
+    from bot.console import ProgressBar
 
     removal = await service.remove_story(
         resolve_channel(channel), CONSOLE_MEMBER, story_id, on_progress=ProgressBar(out)
     )
-    out.write(removal.describe() + "\n")
+    out.write(removal_text(removal) + "\n")
     if removal.retraining is None:
         return 0
     result = await service.wait_for_job(removal.retraining.job_id)

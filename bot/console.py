@@ -3,13 +3,13 @@
     /train data/belling-the-cat.txt [mode:append] [layers:2] [n_input:4] [seed:1] [max_seconds:60]
     /train FILE.fabulist.zip          (an export file is imported)
     /continue had a general [length:32] [temperature:0.8] [seed:7] [top_k:10]
-    /story show   /story list   /story remove ID   /story versions   /story rollback [VERSION]
-    /story export [FILE]   /story import FILE
+    /story show   /story list   /story stats   /story remove ID   /story versions
+    /story rollback [VERSION]   /story export [FILE]   /story import FILE
     /status   /cancel   /forget [yes]   /plot FILE.png   /channel NAME   /help   /quit
     (options in [] are optional: type length:20, with or without the brackets)
 
 ``/stories``, ``/versions`` and ``/rollback`` still work as short forms. Console channels map
-to stable ids via ``bot.service.console_channel`` (guild None). The console
+to stable ids via ``bot.core.api.console_channel`` (guild None). The console
 user is an admin of every console channel.
 """
 
@@ -21,27 +21,30 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TextIO
 
+from bot.adapters.commands import (
+    BY_CONSOLE_NAME,
+    CONSOLE_MEMBER,
+    channel_label,
+    resolve_channel,
+)
+from bot.adapters.text import import_text, removal_text
+from bot.core.api import (
+    ChannelRef,
+    ContinueOptions,
+    JobProgress,
+    TrainOptions,
+)
+from bot.core.service import StoryService
 from bot.display import (
     count_text,
     display_prose,
     format_bytes,
     known,
     training_fraction,
-    vocabulary_text,
 )
 from bot.errors import UserError
-from bot.service import (
-    ChannelRef,
-    ContinueOptions,
-    JobProgress,
-    Member,
-    StoryService,
-    TrainOptions,
-    console_channel,
-)
 
 HELP = __doc__.split("\n\n")[1] if __doc__ else ""
-CONSOLE_MEMBER = Member(user_id=0, display_name="console", is_admin=True)
 _TRAIN_KEYS = {"mode": str, "layers": int, "n_input": int, "seed": int, "max_seconds": float}
 # A story whose training did not finish stays stored: an append would train on it.
 KEPT_STORY = (
@@ -49,17 +52,6 @@ KEPT_STORY = (
     "remove it (story remove {story_id}) if it should not."
 )
 _CONTINUE_KEYS = {"length": int, "temperature": float, "seed": int, "top_k": int}
-
-
-def resolve_channel(channel: str | ChannelRef) -> ChannelRef:
-    """A console channel by name, or a channel given by id (``--channel-id``)."""
-    return console_channel(channel) if isinstance(channel, str) else channel
-
-
-def channel_label(channel: str | ChannelRef) -> str:
-    if isinstance(channel, str):
-        return channel
-    return channel.name or f"<#{channel.channel_id}>"
 
 
 class ProgressBar:
@@ -180,69 +172,6 @@ async def continue_text(
     return display_prose(result.text) + share
 
 
-async def status_text(service: StoryService, channel_name: str | ChannelRef) -> str:
-    card = await service.story_card(resolve_channel(channel_name))
-    lines = [f"Channel {channel_label(channel_name)}:"]
-    if card.has_model:
-        lines.append(
-            f"  model version {card.model_version}, trained {card.trained_at} on "
-            f"{card.story_filename} ({card.stories} stor{'y' if card.stories == 1 else 'ies'})"
-        )
-        vocabulary = vocabulary_text(
-            card.vocabulary_size, card.vocabulary_cap, card.vocabulary_covered_share
-        )
-        lines.append(
-            f"  {card.symbols} symbols, vocabulary {vocabulary}, "
-            f"{count_text(card.epochs or 0, 'epoch')} in {card.training_seconds or 0:.1f} s"
-        )
-        if known(card.learnable_accuracy):
-            lines.append(f"  accuracy on learnable windows {card.learnable_accuracy:.1%}")
-        if known(card.val_accuracy):
-            lines.append(
-                f"  held-out accuracy {card.val_accuracy:.1%}, perplexity {card.val_perplexity:.1f}"
-            )
-    else:
-        lines.append("  no trained model yet")
-    if card.job is not None:
-        lines.append(
-            f"  training job #{card.job.job_id}: {card.job.state}, "
-            f"epoch {card.job.epoch}/{card.job.max_epochs}"
-        )
-    if card.notice is not None:
-        lines.append(f"  {card.notice}")
-    if card.last_job is not None and card.last_job.state != "done":
-        lines.append(f"  last training {card.last_job.state}: {card.last_job.error}")
-    return "\n".join(lines)
-
-
-async def stories_text(service: StoryService, channel_name: str | ChannelRef) -> str:
-    stories = await service.list_stories(resolve_channel(channel_name))
-    if not stories:
-        return f"Channel {channel_label(channel_name)} has no stories."
-    return "\n".join(
-        f"  #{story.story_id} {story.filename} by {story.uploader_name}, "
-        f"{story.symbols} symbols, {story.created_at}"
-        for story in stories
-    )
-
-
-async def versions_text(service: StoryService, channel_name: str | ChannelRef) -> str:
-    versions = await service.list_versions(resolve_channel(channel_name))
-    if not versions:
-        return f"Channel {channel_label(channel_name)} has no model versions."
-    lines = []
-    for version in versions:
-        mark = "*" if version.active else " "
-        accuracy = (
-            ""
-            if version.learnable_accuracy is None
-            else f", accuracy {version.learnable_accuracy:.1%}"
-        )
-        stories = ", ".join(f"#{i}" for i in version.story_ids)
-        lines.append(f" {mark}v{version.version} {version.created_at}, stories {stories}{accuracy}")
-    return "\n".join(lines)
-
-
 async def export_file(
     service: StoryService, channel_name: str | ChannelRef, path: Path | None, out: TextIO
 ) -> Path:
@@ -262,7 +191,7 @@ async def import_file(
     except OSError as exc:
         raise UserError(f"Cannot read {path}: {exc.strerror}") from None
     imported = await service.import_channel(resolve_channel(channel_name), CONSOLE_MEMBER, data)
-    out.write(imported.describe() + "\n")
+    out.write(import_text(imported) + "\n")
 
 
 async def remove_text(service: StoryService, channel_name: str | ChannelRef, story_id: str) -> str:
@@ -271,7 +200,7 @@ async def remove_text(service: StoryService, channel_name: str | ChannelRef, sto
     removal = await service.remove_story(
         resolve_channel(channel_name), CONSOLE_MEMBER, int(story_id.lstrip("#"))
     )
-    return removal.describe()
+    return removal_text(removal)
 
 
 async def rollback_text(
@@ -348,7 +277,7 @@ class Console:
             )
             out.write(text + "\n")
         elif command == "status":
-            out.write(await status_text(self.service, self.channel) + "\n")
+            out.write(await BY_CONSOLE_NAME["show"].render(self.service, self.channel) + "\n")
         elif command == "cancel":
             progress = await self.service.cancel(channel, CONSOLE_MEMBER)
             out.write("Nothing to cancel.\n" if progress is None else "Cancelling.\n")
@@ -384,16 +313,13 @@ class Console:
     async def _story(self, args: list[str]) -> None:
         sub, rest = (args[0].lower(), args[1:]) if args else ("show", [])
         out = self.out
-        if sub in ("show", "card"):
-            out.write(await status_text(self.service, self.channel) + "\n")
-        elif sub == "list":
-            out.write(await stories_text(self.service, self.channel) + "\n")
+        sub = "show" if sub == "card" else sub
+        if sub in BY_CONSOLE_NAME:
+            out.write(await BY_CONSOLE_NAME[sub].render(self.service, self.channel) + "\n")
         elif sub == "remove":
             if len(rest) != 1:
                 raise UserError("Usage: /story remove ID (the number /story list shows)")
             out.write(await remove_text(self.service, self.channel, rest[0]) + "\n")
-        elif sub == "versions":
-            out.write(await versions_text(self.service, self.channel) + "\n")
         elif sub == "rollback":
             if len(rest) > 1:
                 raise UserError("Usage: /story rollback [VERSION]")
@@ -410,7 +336,7 @@ class Console:
             await import_file(self.service, self.channel, Path(rest[0]), out)
         else:
             raise UserError(
-                "Usage: /story show | list | remove ID | versions | rollback [V] | "
+                "Usage: /story show | list | stats | remove ID | versions | rollback [V] | "
                 "export [FILE] | import FILE"
             )
 

@@ -21,9 +21,9 @@ BACKENDS = ("sqlite", "postgresql")
 
 
 async def _migrate(url: str) -> None:
-    from bot.postgres_store import PostgresStore
+    from bot.store.postgres import PostgresStoryStore
 
-    store = await PostgresStore.open(url)
+    store = await PostgresStoryStore.open(url)
     await store.close()
 
 

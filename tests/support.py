@@ -13,7 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from bot.storage import NewModel, NewStory, StoryStore
+from bot.core.store import NewModel, NewStory
+from bot.store.sqlite import SqliteStoryStore as StoryStore
 from model import ModelConfig, TrainedModel, TrainingFigures, Vocabulary, to_bytes, tokenize
 from model.serialization import expected_shapes
 

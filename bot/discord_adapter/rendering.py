@@ -18,10 +18,11 @@ from typing import TYPE_CHECKING
 
 import discord
 
+from bot.adapters.text import retrain_reason_text, stats_lines
 from bot.display import count_text, display_prose, training_fraction, vocabulary_text
 
 if TYPE_CHECKING:
-    from bot.service import JobProgress, JobResult, StoryCard
+    from bot.core.api import JobProgress, JobResult, StoryCard, StoryStats
 
 MESSAGE_LIMIT = 2000
 EMBED_FIELD_LIMIT = 1024
@@ -294,7 +295,9 @@ def story_card_embed(card: StoryCard, *, permission: str = "Manage Channels") ->
         )
     if card.notice:
         embed.add_field(
-            name="Note", value=truncate(escape_text(card.notice), EMBED_FIELD_LIMIT), inline=False
+            name="Note",
+            value=truncate(escape_text(retrain_reason_text(card.notice)), EMBED_FIELD_LIMIT),
+            inline=False,
         )
     return embed
 
@@ -326,3 +329,14 @@ def word_choices(typed: str, words: Iterable[str]) -> list[tuple[str, str]]:
         if len(value) <= CHOICE_LIMIT:
             choices.append((value, value))
     return choices[:25]
+
+
+def story_stats_embed(stats: StoryStats, channel_name: str | None) -> discord.Embed:
+    """The ``/story stats`` embed: the shared text figures, escaped."""
+    title = f"Story stats · #{escape_text(channel_name)}" if channel_name else "Story stats"
+    embed = discord.Embed(title=truncate(title, 256), colour=discord.Colour.blurple())
+    for label, value in stats_lines(stats):
+        embed.add_field(
+            name=label, value=truncate(escape_text(value), EMBED_FIELD_LIMIT), inline=False
+        )
+    return embed

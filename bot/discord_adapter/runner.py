@@ -132,13 +132,12 @@ def run_bot(config: Config) -> None:
 
 
 async def _run(config: Config, token: str) -> None:
-    from bot.service import StoryService
-    from bot.storage_backends import open_store
+    from bot.app import open_app
 
-    store = await open_store(config.storage)
-    try:
-        service = StoryService(config, store)
-        bot = create_bot(config, service)
+    # The bot starts the service in setup_hook; its close() calls app.shutdown (the service,
+    # then the trainers) before the connection closes; open_app closes the store last.
+    async with open_app(config, start=False) as app:
+        bot = create_bot(config, app.service, shutdown=app.shutdown)
         loop = asyncio.get_running_loop()
         closing: list[asyncio.Task[None]] = []
 
@@ -162,8 +161,6 @@ async def _run(config: Config, token: str) -> None:
                 await closing[0]
             probe.cancel()
             log.info("%s", monitor.summary())
-    finally:
-        await store.close()
     log.info("stopped")
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from bot.postgres_store import PostgresStore
+from bot.store.postgres import PostgresStoryStore as PostgresStore
 from tests.fake_discord import FakeDiscord, FakeMessage, Perm, make_bot_process
 from tests.fake_discord.fixtures import StartBot
 from tests.fake_discord.handles import InteractionHandle
@@ -145,8 +145,8 @@ async def test_two_shard_processes_share_one_postgresql(
     store = await PostgresStore.open(postgres_url)
     try:
         assert await store.integrity_check() == "ok"
-        running = [j for j in await store.open_jobs() if j.state == "running"]
-        assert len(running) == 1  # the killed one, until its shard comes back
+        orphans = await store.orphaned_jobs()
+        assert [j.state for j in orphans] == ["running"]  # the killed one, its lock gone
     finally:
         await store.close()
     # Back: the orphaned job is interrupted, the old model still answers, a new one trains.
@@ -159,7 +159,7 @@ async def test_two_shard_processes_share_one_postgresql(
     assert await _continued(fake, carol, tale) == before_second
     store = await PostgresStore.open(postgres_url)
     try:
-        assert await store.open_jobs() == []
+        assert await store.orphaned_jobs() == []
         assert await store.integrity_check() == "ok"
     finally:
         await store.close()

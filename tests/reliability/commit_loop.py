@@ -19,8 +19,8 @@ import sys
 import time
 from dataclasses import replace
 
-from bot.storage import NewModel, NewStory
-from bot.storage_backends import open_store_url
+from bot.core.store import NewModel, NewStory
+from bot.store.urls import open_store_url
 from model import Vocabulary, to_bytes
 from tests.reliability.conftest import synthetic_model
 

@@ -34,18 +34,18 @@ from typing import Any
 import pytest
 
 from bot.config import Config, StorageConfig, load_config
-from bot.errors import UserError
-from bot.service import (
+from bot.core.api import (
     ChannelRef,
     ContinueOptions,
     JobProgress,
     Member,
-    StoryService,
     TrainOptions,
     console_channel,
 )
-from bot.storage import StoryStore
-from bot.worker import TrainingPool
+from bot.core.service import StoryService
+from bot.errors import UserError
+from bot.executors.local import TrainingPool
+from bot.store.sqlite import SqliteStoryStore as StoryStore
 from model import from_bytes
 from tests.reliability.conftest import REPO, STORY, Ledger, snapshot
 from tests.reliability.helpers import friendly, seed_model
@@ -100,7 +100,7 @@ def _check_active_model(db: Path) -> list[tuple[int, int]]:
 async def _restart(db: Path) -> tuple[list[str], str]:
     """Open the database as a restarting bot does; returns the states of all jobs after it."""
     store = await StoryStore.open(db)
-    service = StoryService(_config(db), store)
+    service = StoryService(_config(db), store, TrainingPool(1))
     try:
         await service.start(warm_workers=False)
         with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
@@ -130,7 +130,7 @@ async def test_worker_sigkill_mid_epoch_repeated(tmp_path: Path, ledger: Ledger)
     config = _config(db)
     store = await StoryStore.open(db)
     pool = TrainingPool(1)
-    service = StoryService(config, store, pool=pool)
+    service = StoryService(config, store, executor=pool)
     await service.start()
     channel = ChannelRef(100, 1, "story")
     try:
@@ -337,6 +337,10 @@ async def test_sigkill_inside_model_commits(tmp_path: Path, ledger: Ledger) -> N
     in_commit = 0.0
     loop_time = 0.0
     kills = 16
+    # The highest version known to be committed: reported by a victim, or found active after a
+    # kill. A kill between a commit's return and its report leaves one unreported version, and
+    # the next victim builds on it: so each round may add at most one unreported version.
+    known = 0
     for _ in range(kills):
         proc = await asyncio.create_subprocess_exec(
             sys.executable,
@@ -372,17 +376,19 @@ async def test_sigkill_inside_model_commits(tmp_path: Path, ledger: Ledger) -> N
         conn.close()
         last = max(committed) if committed else 0
         active_version = active[0][1] if active else 0
+        known = max(known, last)
         expected = {v: sha for v, sha in committed.items() if v > active_version - 3}
         ok = (
             check == "ok"
             and all(kept.get(v) == sha for v, sha in expected.items())
-            and active_version in (last, last + 1)
+            and active_version in (known, known + 1)
             and active_version == max(kept, default=0)
             and "queued" not in states
             and "running" not in states
         )
         ledger.record("faults", ok, f"SIGKILL in commit loop: last {last}, active {active}")
-        assert ok, (check, expected.keys(), kept.keys(), active, last)
+        assert ok, (check, expected.keys(), kept.keys(), active, last, known)
+        known = max(known, active_version)
     share = in_commit / loop_time if loop_time else 0.0
     ledger.figure(
         f"faults: {kills} SIGKILLs of a process committing models: {len(committed)} versions "
@@ -399,7 +405,7 @@ async def disk(tmp_path: Path) -> AsyncIterator[tuple[StoryService, StoryStore, 
     store = await StoryStore.open(db)
     await seed_model(store, 1, STORY.decode())
     pool = TrainingPool(1)
-    service = StoryService(_config(db), store, pool=pool)
+    service = StoryService(_config(db), store, executor=pool)
     await service.start(warm_workers=False)
     yield service, store, db
     await service.close()

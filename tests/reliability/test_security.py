@@ -21,9 +21,11 @@ from pathlib import Path
 import pytest
 
 from bot.config import load_config
+from bot.core.api import ChannelRef, ContinueOptions
+from bot.core.service import StoryService
 from bot.errors import NoModel, UnknownWords
-from bot.service import ChannelRef, ContinueOptions, StoryService
-from bot.storage import StoryStore
+from bot.executors.local import TrainingPool
+from bot.store.sqlite import SqliteStoryStore as StoryStore
 from model import ModelError, from_bytes
 from tests.reliability.conftest import REPO, STORY, Ledger, synthetic_blob
 from tests.reliability.helpers import seed_model
@@ -120,13 +122,9 @@ def test_all_sql_is_parameterized(ledger: Ledger) -> None:
             first = call.args[0]
             if _sql_argument_is_literal(first):
                 continue
-            if isinstance(first, ast.Name) and path.name in (
-                "storage.py",
-                "postgres_store.py",
-                "storage_migration.py",
-            ):
+            if isinstance(first, ast.Name) and path.name in ("connection.py", "migration.py"):
                 # _scalar(sql, ...) helpers pass their own literal through; the migration
-                # scripts interpolate int(version) only, and migrate-storage's statements
+                # script interpolates int(version) only, and migrate-storage's statements
                 # take their table and column names from its schema only (checked below).
                 source = ast.get_source_segment(path.read_text(), call) or ""
                 if first.id in ("sql", "script"):
@@ -134,9 +132,9 @@ def test_all_sql_is_parameterized(ledger: Ledger) -> None:
                 problems.append(f"{path}:{call.lineno} {source}")
             else:
                 problems.append(f"{path}:{call.lineno} {ast.unparse(first)[:80]}")
-    storage = (REPO / "bot" / "storage.py").read_text()
+    storage = (REPO / "bot" / "store" / "sqlite" / "connection.py").read_text()
     assert "PRAGMA user_version = {int(version)}" in storage
-    migration = (REPO / "bot" / "storage_migration.py").read_text()
+    migration = (REPO / "bot" / "store" / "migration.py").read_text()
     assert "if table not in TABLES:\n        raise ValueError" in migration
     ledger.record("security", not problems, f"non-literal SQL: {problems}", checked)
     assert checked >= 30, checked
@@ -154,7 +152,7 @@ async def test_channel_and_guild_isolation(tmp_path: Path, ledger: Ledger) -> No
     await seed_model(
         store, 2, "the dog barked at the moon and the moon said nothing .", guild_id=200
     )
-    service = StoryService(config, store)
+    service = StoryService(config, store, TrainingPool(1))
     await service.start(warm_workers=False)
     try:
         checks = []
@@ -193,8 +191,10 @@ MEMORY_SCRIPT = r"""
 import asyncio, gc, sys
 from pathlib import Path
 from bot.config import load_config
-from bot.service import ChannelRef, ContinueOptions, StoryService
-from bot.storage import StoryStore
+from bot.core.api import ChannelRef, ContinueOptions
+from bot.core.service import StoryService
+from bot.executors.local import TrainingPool
+from bot.store.sqlite import SqliteStoryStore as StoryStore
 
 def rss_mb():
     gc.collect()
@@ -208,7 +208,7 @@ async def main(db, channels, bound, megabytes):
                                "cache": {"models": bound, "megabytes": megabytes},
                                "cooldowns": {"continue_seconds": 0.0}}, environ={})
     store = await StoryStore.open(Path(db))
-    service = StoryService(config, store)
+    service = StoryService(config, store, TrainingPool(1))
     await service.start(warm_workers=False)
     await service.continue_story(ChannelRef(100, 1), "the cat", ContinueOptions(length=32))
     base = rss_mb()

@@ -9,9 +9,10 @@ from typing import Any
 import pytest
 
 from bot.config import Config, load_config
-from bot.service import ChannelRef, Member, StoryService
-from bot.storage import StoryStore
-from bot.worker import TrainingPool
+from bot.core.api import ChannelRef, Member
+from bot.core.service import StoryService
+from bot.executors.local import TrainingPool
+from bot.store.sqlite import SqliteStoryStore as StoryStore
 from tests.support import REPO, STORY, long_story  # noqa: F401  (re-exported)
 
 ADMIN = Member(user_id=1, display_name="admin", is_admin=True)
@@ -57,7 +58,7 @@ async def store(config: Config) -> AsyncIterator[StoryStore]:
 async def service(
     config: Config, store: StoryStore, pool: TrainingPool
 ) -> AsyncIterator[StoryService]:
-    svc = StoryService(config, store, pool=pool)
+    svc = StoryService(config, store, executor=pool)
     await svc.start(warm_workers=False)
     yield svc
     await svc.close()

@@ -105,7 +105,7 @@ def test_example_config_documents_every_setting_and_loads() -> None:
 
 
 def test_storage_url_environment_password_file_and_db_override(tmp_path: Path) -> None:
-    from bot.storage_backends import storage_url
+    from bot.app import storage_url
 
     assert load_config(environ={}).storage.backend == "sqlite"
     assert storage_url(load_config(environ={}).storage) == "sqlite:///data/fabulist.sqlite3"

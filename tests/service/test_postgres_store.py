@@ -16,18 +16,18 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from bot.errors import Busy, StorageError, StorageUnavailable
-from bot.postgres_store import (
+from bot.app import open_app, open_store
+from bot.core.api import ContinueOptions, TrainOptions
+from bot.errors import StorageError, StorageUnavailable, TrainingElsewhere
+from bot.store.postgres import (
     LOST_CONNECTION_MESSAGE,
     UNAVAILABLE_MESSAGE,
-    PostgresStore,
     load_postgres_migrations,
     redact_url,
     session_settings,
 )
-from bot.service import ContinueOptions, StoryService, TrainOptions
-from bot.storage import load_migrations
-from bot.worker import TrainingPool
+from bot.store.postgres import PostgresStoryStore as PostgresStore
+from bot.store.sqlite import load_migrations
 from tests.service.conftest import ADMIN, STORY, channel, tiny_config
 from tests.service.test_storage import _add_job, _story
 
@@ -65,8 +65,8 @@ async def test_unreachable_server_is_a_clear_error_without_the_password() -> Non
 _HOLDER = textwrap.dedent(
     """
     import asyncio, sys
-    from bot.postgres_store import PostgresStore
-    from bot.storage import NewStory
+    from bot.core.store import NewStory
+    from bot.store.postgres import PostgresStoryStore as PostgresStore
 
     async def main():
         store = await PostgresStore.open(sys.argv[1])
@@ -94,26 +94,25 @@ async def test_one_training_per_channel_across_processes_and_a_killed_owner(
         assert holder.stdout is not None
         line = await asyncio.to_thread(holder.stdout.readline)
         held_job = int(line)
-        with pytest.raises(Busy, match=f"job #{held_job}"):
+        with pytest.raises(TrainingElsewhere, match=f"job #{held_job}"):
             await _add_job(pg, 5)
-        assert await pg.interrupt_orphaned_jobs("gone", "gone") == []  # it is alive
+        assert await pg.orphaned_jobs() == []  # it is alive
         other_channel = await _add_job(pg, 6)  # channels are independent
         assert other_channel.state == "queued"
     finally:
         holder.send_signal(signal.SIGKILL)
         holder.wait()
-    # Its connection died with it, so its owner lock is gone: the job is orphaned now, and a
-    # new training of the channel interrupts it instead of waiting forever.
+    # Its connection died with it, so its owner lock is gone: the job is an orphan now (for
+    # the next start to interrupt) and no longer blocks the channel.
     for _ in range(50):
         try:
             job = await _add_job(pg, 5)
             break
-        except Busy:
+        except TrainingElsewhere:
             await asyncio.sleep(0.1)
     else:
         pytest.fail("the killed process's job still blocks the channel")
-    old = await pg.job(held_job)
-    assert old is not None and old.state == "interrupted"
+    assert [j.id for j in await pg.orphaned_jobs()] == [held_job]
     assert job.state == "queued"
     assert await pg.integrity_check() == "ok"
 
@@ -129,7 +128,7 @@ async def test_a_queued_job_is_claimed_by_exactly_one_process(postgres_url: str)
         assert row is not None and row["state"] == "running"
         assert row["owner"] in {store.owner for store in stores}
         # the claimant is alive for every other process
-        assert await stores[3].interrupt_orphaned_jobs("x", "y") == []
+        assert await stores[3].orphaned_jobs() == []
     finally:
         for store in stores:
             await store.close()
@@ -164,7 +163,7 @@ async def test_dropped_connection_mid_request_is_clear_and_the_next_reconnects(
     assert job.state == "queued" and [j.id for j in await pg.jobs(6)] == [job.id]
     other = await PostgresStore.open(pg.url)
     try:
-        assert await other.interrupt_orphaned_jobs("x", "y") == []  # pg's jobs stay alive
+        assert await other.orphaned_jobs() == []  # pg's jobs stay alive
     finally:
         await other.close()
 
@@ -191,22 +190,21 @@ async def test_service_trains_and_continues_on_postgresql(
 ) -> None:
     config = tiny_config(tmp_path, storage={"url": postgres_url})
     assert config.storage.backend == "postgresql"
-    from bot.storage_backends import open_store
-
-    store = await open_store(config.storage)
-    pool = TrainingPool(1)
-    service = StoryService(config, store, pool=pool)
-    try:
-        await service.start()
-        job = await service.train(channel(7), ADMIN, "cat.txt", STORY, TrainOptions(seed=1))
-        result = await service.wait_for_job(job.job_id)
+    async with open_app(config) as app:
+        job = await app.service.train(channel(7), ADMIN, "cat.txt", STORY, TrainOptions(seed=1))
+        result = await app.service.wait_for_job(job.job_id)
         assert result.state == "done", result.error
-        reply = await service.continue_story(channel(7), "had a general", ContinueOptions(length=8))
+        reply = await app.service.continue_story(
+            channel(7), "had a general", ContinueOptions(length=8)
+        )
         assert len(reply.text.split()) >= 8
-        assert (await store.active_model(7)) is not None
+        assert isinstance(app.store, PostgresStore)
+        assert (await app.store.active_model(7)) is not None
+    store = await open_store(config)  # another process's view: the same counters
+    try:
+        counters = await store.channel_counters(7)
+        assert (counters.trainings, counters.replies) == (1, 1)
     finally:
-        await service.close()
-        await pool.close()
         await store.close()
 
 

@@ -1,6 +1,6 @@
 """A database this user cannot write: reading commands work, writes get one clear message.
 
-Simulated: the tests run as root, for whom file modes change nothing, so ``bot.storage``'s
+Simulated: the tests run as root, for whom file modes change nothing, so ``bot.store.sqlite``'s
 ``_writable`` check is made to answer False (what ``os.access`` answers for another user on a
 read-only file or folder). What follows is real: the database is opened with SQLite's
 ``mode=ro`` URI, which refuses every write itself.
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-import bot.storage
+import bot.store.sqlite.connection
 from bot.cli import main
 from tests.service.conftest import REPO
 
@@ -38,7 +38,7 @@ def test_reading_commands_work_on_a_database_that_cannot_be_written(
     assert code == 0
     _, before = _run(config, "continue", "had", "a", "general", "--channel", "a")
 
-    monkeypatch.setattr(bot.storage, "_writable", lambda path: False)
+    monkeypatch.setattr(bot.store.sqlite.connection, "_writable", lambda path: False)
     code, text = _run(config, "status", "--channel", "a")
     assert code == 0 and "model version 1" in text
     code, text = _run(config, "continue", "had", "a", "general", "--channel", "a")

@@ -9,15 +9,19 @@ from pathlib import Path
 
 import pytest
 
+from bot.app import open_app
 from bot.cli import main
 from bot.config import Config
+from bot.core.api import ContinueOptions
+from bot.core.library import removal_plan
+from bot.core.store import JobState, NewStory
+from bot.core.validation import JobOptions
 from bot.errors import StorageError
-from bot.service import ContinueOptions, StoryService
-from bot.storage import NewStory, StoryStore
-from bot.storage_backends import open_store_url
-from bot.storage_migration import migrate_storage
-from tests.reliability.helpers import seed_model
+from bot.store.migration import migrate_storage
+from bot.store.sqlite import SqliteStoryStore as StoryStore
+from bot.store.urls import open_store_url
 from tests.service.conftest import STORY, channel, tiny_config
+from tests.support import seed_model
 
 CHANNELS = 50
 
@@ -52,11 +56,12 @@ async def _seed(path: Path) -> dict[int, str]:
                     story=MORE, append=True, requested_by=1,
                     requested_by_name="u", options={"layers": 1},
                 )  # fmt: skip
-                await store.finish_job(failed.id, "failed", "a failure kept in the history")
+                await store.finish_job(failed.id, JobState.FAILED, "a failure kept in history")
             if index % 11 == 5:
                 stories = await store.list_stories(channel_id)
                 await store.delete_story(
-                    channel_id, stories[-1].id, guild_id=None, retrain_options={},
+                    channel_id, stories[-1].id, guild_id=None,
+                    policy=lambda facts: removal_plan(facts, JobOptions({}, {}, {})),
                     requested_by=1, requested_by_name="u",
                 )  # fmt: skip
     finally:
@@ -69,20 +74,18 @@ MORE = NewStory("more.txt", 2, "v", "the cat ran .", "1" * 64, "utf-8", 13, 4, 4
 
 async def _continuations(config: Config, url: str, prompts: dict[int, str]) -> dict[int, str]:
     store = await open_store_url(url)
-    service = StoryService(config, store)
     out = {}
     try:
-        await service.start(warm_workers=False)
-        for channel_id, prompt in prompts.items():
-            if await store.active_model_id(channel_id) is None:
-                out[channel_id] = "(no model)"
-                continue
-            result = await service.continue_story(
-                channel(channel_id), prompt, ContinueOptions(length=24, temperature=0.8, seed=7)
-            )
-            out[channel_id] = result.text
+        async with open_app(config, store=store, warm_workers=False) as app:
+            for channel_id, prompt in prompts.items():
+                if await store.active_model_id(channel_id) is None:
+                    out[channel_id] = "(no model)"
+                    continue
+                result = await app.service.continue_story(
+                    channel(channel_id), prompt, ContinueOptions(length=24, temperature=0.8, seed=7)
+                )
+                out[channel_id] = result.text
     finally:
-        await service.close()
         await store.close()
     return out
 

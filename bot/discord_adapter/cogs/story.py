@@ -1,4 +1,4 @@
-"""/story (a group: show, list, remove, versions, rollback, export) and /forget.
+"""/story (a group: show, stats, list, remove, versions, rollback, export) and /forget.
 
 Thin: each command calls one StoryService method and renders its answer. UserErrors raised here
 reach the bot's error handler, which answers them ephemerally.
@@ -15,6 +15,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot.adapters.text import removal_text
 from bot.discord_adapter.common import (
     NO_MENTIONS,
     ErrorReportingView,
@@ -31,13 +32,14 @@ from bot.discord_adapter.rendering import (
     format_timestamp,
     split_message,
     story_card_embed,
+    story_stats_embed,
     truncate,
 )
 from bot.display import format_bytes
 
 if TYPE_CHECKING:
+    from bot.core.service import StoryService
     from bot.discord_adapter.client import FabulistBot
-    from bot.service import StoryService
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +105,14 @@ class StoryCog(commands.Cog):
         embed = story_card_embed(card, permission=permission_label(self.bot.config))
         await interaction.response.send_message(embed=embed, allowed_mentions=NO_MENTIONS)
 
+    @story.command(name="stats")
+    async def stats(self, interaction: discord.Interaction[Any]) -> None:
+        """Show this channel's figures: symbols per story, vocabulary, versions, replies served."""
+        channel = channel_ref(interaction)
+        stats = await self.service.story_stats(channel)
+        embed = story_stats_embed(stats, getattr(interaction.channel, "name", None))
+        await interaction.response.send_message(embed=embed, allowed_mentions=NO_MENTIONS)
+
     @story.command(name="list")
     async def list_stories(self, interaction: discord.Interaction[Any]) -> None:
         """List this channel's stories: id, file, uploader, size and date."""
@@ -131,7 +141,7 @@ class StoryCog(commands.Cog):
             channel_ref(interaction), member_of(interaction), id
         )
         await interaction.followup.send(
-            truncate(escape_text(removal.describe()), MESSAGE_LIMIT),
+            truncate(escape_text(removal_text(removal)), MESSAGE_LIMIT),
             ephemeral=True,
             allowed_mentions=NO_MENTIONS,
         )

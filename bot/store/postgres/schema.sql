@@ -1,6 +1,6 @@
--- fabulist database schema, PostgreSQL dialect (bot/postgres_store.py).
+-- fabulist database schema, PostgreSQL dialect (bot/store/postgres).
 --
--- The same migration history as schema.sql: migration N here brings a PostgreSQL database to the
+-- The same migration history as bot/store/sqlite/schema.sql: migration N here brings a PostgreSQL database to the
 -- state migration N brings a SQLite one, so a version number means the same tables in both and
 -- `migrate-storage` can copy between them. The version lives in the one-row table schema_version
 -- (SQLite: PRAGMA user_version). Each migration runs in one transaction with its new version,
@@ -104,9 +104,9 @@ CREATE INDEX jobs_progress_message ON jobs(id) WHERE progress_message_id IS NOT 
 
 -- migration 4
 -- The owner is host:boot_id:pid:start:token (bot/owner.py). Across hosts its liveness is the
--- owner's advisory lock, held by the owning store's session (see PostgresStore).
+-- owner's advisory lock, held by the owning store's session (see bot/store/postgres).
 ALTER TABLE jobs ADD COLUMN owner TEXT;
--- One training at a time per channel, whatever process asks: the database refuses a second
--- open job (SQLite: the service's single process; the PostgreSQL store is shared by several).
-CREATE UNIQUE INDEX jobs_one_open_per_channel ON jobs(channel_id)
-    WHERE state IN ('queued', 'running');
+
+-- migration 5
+-- Replies served per channel (/story stats).
+ALTER TABLE channels ADD COLUMN replies BIGINT NOT NULL DEFAULT 0;

@@ -19,21 +19,20 @@ import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import aiosqlite
 
 from bot.errors import StorageError
-from bot.postgres_store import redact_url
-from bot.storage_backends import open_store_url
+from bot.store.postgres.connection import redact_url
+from bot.store.urls import open_store_url, sqlite_path
 
 logger = logging.getLogger(__name__)
 
-# Schema version 4's tables in dependency order, with their columns and key.
+# Schema version 5's tables in dependency order, with their columns and key.
 TABLES: dict[str, tuple[tuple[str, ...], str]] = {
     "channels": (
-        ("channel_id", "guild_id", "name", "created_at", "last_version"),
+        ("channel_id", "guild_id", "name", "created_at", "last_version", "replies"),
         "channel_id",
     ),
     "stories": (
@@ -60,7 +59,7 @@ TABLES: dict[str, tuple[tuple[str, ...], str]] = {
         "id",
     ),
 }  # fmt: skip
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 IDENTITY_TABLES = ("stories", "models", "jobs")
 
 
@@ -207,7 +206,7 @@ async def _open_side(url: str, *, write: bool) -> AsyncIterator[_Side]:
     """A raw connection in one transaction (a consistent read, or an all-or-nothing copy)."""
     store = await open_store_url(url)  # creates and migrates the schema
     try:
-        version = await store.schema_version()
+        version = await store.schema_version()  # type: ignore[attr-defined]  # both backends'
     finally:
         await store.close()
     if version != SCHEMA_VERSION:
@@ -216,7 +215,7 @@ async def _open_side(url: str, *, write: bool) -> AsyncIterator[_Side]:
             f"{SCHEMA_VERSION}"
         )
     if url.startswith("sqlite:///"):
-        db = await aiosqlite.connect(Path(url.removeprefix("sqlite:///")), isolation_level=None)
+        db = await aiosqlite.connect(sqlite_path(url), isolation_level=None)
         try:
             await db.execute("PRAGMA foreign_keys = ON")
             if write:

@@ -1,0 +1,108 @@
+"""The one place that wires the app: store + executor + service.
+
+    async with open_app(config) as app:
+        await app.service.continue_story(...)
+
+The runner, the CLI, the console, tests and benches all open the app here. A new store backend
+or executor is one more branch in :func:`open_store` or :func:`open_executor`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from bot.config import Config, StorageConfig
+from bot.core.executor import TrainingExecutor
+from bot.core.service import StoryService
+from bot.core.store import StoryStore
+
+
+@dataclass(frozen=True)
+class App:
+    config: Config
+    store: StoryStore
+    executor: TrainingExecutor
+    service: StoryService
+    owns_executor: bool = True
+
+    async def shutdown(self) -> None:
+        """Close the service, then the executor if ``open_app`` opened it (both idempotent);
+        ``open_app`` does this on exit, an adapter may do it earlier (the Discord bot)."""
+        try:
+            await self.service.close()
+        finally:
+            if self.owns_executor:
+                await self.executor.close()
+
+
+def storage_url(storage: StorageConfig) -> str:
+    """The configured store as a URL (the SQLite default too), password included: never log
+    it (``redact_url``)."""
+    if storage.backend == "sqlite":
+        return f"sqlite:///{storage.sqlite_path}"
+    from bot.store.urls import with_password
+
+    assert storage.url is not None
+    return with_password(storage.url, storage.password_file)
+
+
+def redact_url(url: str) -> str:
+    """``url`` without its password, for messages."""
+    from bot.store.postgres.connection import redact_url as redact
+
+    return redact(url)
+
+
+async def open_store(config: Config) -> StoryStore:
+    """The configured store: the SQLite file ``storage.database`` (the default) or the
+    database ``storage.url`` names (SQLite or PostgreSQL)."""
+    from bot.store.urls import open_store_url
+
+    return await open_store_url(storage_url(config.storage))
+
+
+async def migrate_storage(source: str, target: str, *, replace: bool = False) -> list[str]:
+    """``migrate-storage``: copy every row of ``source`` into ``target``, verify; the report."""
+    from bot.store.migration import migrate_storage as migrate
+
+    return (await migrate(source, target, replace=replace)).lines()
+
+
+def open_executor(config: Config) -> TrainingExecutor:
+    """The configured executor (today: ``workers.count`` local spawned processes)."""
+    from bot.executors.local import LocalProcessExecutor
+
+    return LocalProcessExecutor(config.workers.count)
+
+
+@asynccontextmanager
+async def open_app(
+    config: Config,
+    *,
+    store: StoryStore | None = None,
+    executor: TrainingExecutor | None = None,
+    warm_workers: bool = True,
+    start: bool = True,
+) -> AsyncIterator[App]:
+    """Open the store, the executor and the service; close them in reverse order.
+
+    A ``store`` or ``executor`` passed in is used and left open (its owner closes it).
+    ``start=False`` skips ``service.start`` (the caller starts it, e.g. after a fault test).
+    """
+    own_store = store is None
+    opened_store = store if store is not None else await open_store(config)
+    own_executor = executor is None
+    opened_executor = executor if executor is not None else open_executor(config)
+    service = StoryService(config, opened_store, opened_executor)
+    try:
+        if start:
+            await service.start(warm_workers=warm_workers)
+        yield App(config, opened_store, opened_executor, service, own_executor)
+    finally:
+        try:
+            await App(config, opened_store, opened_executor, service, own_executor).shutdown()
+        finally:
+            if own_store:
+                await opened_store.close()

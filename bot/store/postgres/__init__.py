@@ -1,0 +1,33 @@
+"""The shared store: one PostgreSQL database (asyncpg) for several bot processes, implementing
+``bot.core.store.StoryStore`` with the SQLite store's migration history and rules.
+
+``connection`` holds the plumbing (pool, transactions, errors, migrations, owner liveness by
+advisory lock); one module per aggregate holds its SQL: ``channels``, ``stories``, ``jobs``,
+``models``. Install with ``pip install 'fabulist[postgres]'``.
+"""
+
+from __future__ import annotations
+
+from bot.store.postgres.channels import ChannelTables
+from bot.store.postgres.connection import (
+    LOST_CONNECTION_MESSAGE,
+    UNAVAILABLE_MESSAGE,
+    load_postgres_migrations,
+    redact_url,
+    session_settings,
+)
+from bot.store.postgres.stories import StoryTables
+
+
+class PostgresStoryStore(StoryTables, ChannelTables):
+    """A pool of connections to one PostgreSQL database: ``await PostgresStoryStore.open(url)``."""
+
+
+__all__ = [
+    "LOST_CONNECTION_MESSAGE",
+    "UNAVAILABLE_MESSAGE",
+    "PostgresStoryStore",
+    "load_postgres_migrations",
+    "redact_url",
+    "session_settings",
+]

@@ -1,0 +1,53 @@
+"""Which store a storage URL names, opened: ``sqlite:///path`` or ``postgresql://...``.
+
+``bot.app.open_store`` turns the configuration into a URL (``storage_url``) and opens it here;
+``migrate-storage`` opens both of its ends here. A PostgreSQL password may come from a file
+instead of the URL. URLs reach logs and messages only through ``redact_url``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import quote, urlsplit, urlunsplit
+
+from bot.core.store import StoryStore
+from bot.errors import StorageError
+
+
+def with_password(url: str, password_file: Path | None) -> str:
+    """``url`` with the password read from ``password_file`` (if the URL has none)."""
+    if password_file is None:
+        return url
+    parts = urlsplit(url)
+    if parts.password is not None:
+        return url
+    try:
+        password = password_file.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise StorageError(
+            f"storage.password_file {password_file} cannot be read: {exc.strerror}"
+        ) from None
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = f"{quote(parts.username or '', safe='')}:{quote(password, safe='')}@{host}"
+    if parts.port is not None:
+        netloc += f":{parts.port}"
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+def sqlite_path(url: str) -> Path:
+    return Path(url.removeprefix("sqlite:///"))
+
+
+async def open_store_url(url: str) -> StoryStore:
+    """Open (creating and migrating) the store ``url`` names."""
+    if url.startswith("sqlite:///"):
+        from bot.store.sqlite import SqliteStoryStore
+
+        return await SqliteStoryStore.open(sqlite_path(url))
+    if url.startswith(("postgresql://", "postgres://")):
+        from bot.store.postgres import PostgresStoryStore
+
+        return await PostgresStoryStore.open(url)
+    raise StorageError("a storage URL starts with sqlite:/// or postgresql://")
