@@ -26,8 +26,10 @@ sys.path.insert(0, str(REPO))
 
 from bench._measure import Probe, pct, rss_mb  # noqa: E402
 from bot.config import load_config  # noqa: E402
-from bot.service import ChannelRef, ContinueOptions, Member, StoryService, TrainOptions  # noqa: E402
-from bot.storage import StoryStore  # noqa: E402
+from bot.core.api import ChannelRef, ContinueOptions, Member, TrainOptions  # noqa: E402
+from bot.core.service import StoryService  # noqa: E402
+from bot.executors.local import TrainingPool  # noqa: E402
+from bot.store.sqlite import SqliteStoryStore as StoryStore  # noqa: E402
 from tests.reliability.conftest import STORY, synthetic_blob, target_line  # noqa: E402
 from tests.reliability.helpers import seed_model  # noqa: E402
 from tests.service.conftest import long_story  # noqa: E402
@@ -84,7 +86,7 @@ async def load(db: Path) -> None:
     store = await StoryStore.open(db)
     for channel_id in range(1, 11):
         await seed_model(store, channel_id, STORY.decode(), units=32)
-    service = StoryService(config, store)
+    service = StoryService(config, store, TrainingPool(1))
     await service.start()
     for channel_id in range(1, 11):  # load the 10 models first: both bursts hit a warm cache
         await service.continue_story(ChannelRef(100, channel_id), "the cat", ContinueOptions())
@@ -128,7 +130,7 @@ async def memory(db: Path, channels: int = 1000, bound: int = 32) -> None:
         },
         environ={},
     )
-    service = StoryService(config, store)
+    service = StoryService(config, store, TrainingPool(1))
     await service.start(warm_workers=False)
     await service.continue_story(ChannelRef(100, 1), "the cat", ContinueOptions())
     base = rss_mb()

@@ -29,8 +29,11 @@ sys.path.insert(0, str(REPO))
 
 from bench._measure import rss_mb  # noqa: E402
 from bot.config import load_config  # noqa: E402
-from bot.service import ChannelRef, ContinueOptions, Member, StoryService, TrainOptions  # noqa: E402
-from bot.storage import NewModel, NewStory, StoryStore  # noqa: E402
+from bot.core.api import ChannelRef, ContinueOptions, Member, TrainOptions  # noqa: E402
+from bot.core.service import StoryService  # noqa: E402
+from bot.core.store import NewModel, NewStory  # noqa: E402
+from bot.executors.local import TrainingPool  # noqa: E402
+from bot.store.sqlite import SqliteStoryStore as StoryStore  # noqa: E402
 
 STORY = (REPO / "data" / "belling-the-cat.txt").read_bytes()
 ADMIN = Member(1, "bench", True)
@@ -45,7 +48,7 @@ REPLY = ContinueOptions(length=256, temperature=1.0, seed=1)
 async def prepare(db: Path) -> None:
     config = load_config(data={"storage": {"database": str(db)}}, environ={})
     store = await StoryStore.open(db)
-    service = StoryService(config, store)
+    service = StoryService(config, store, TrainingPool(1))
     await service.start(warm_workers=False)
     try:
         await copy_trained_model(service, store)
@@ -105,7 +108,7 @@ async def measure(db: Path, megabytes: int) -> None:
         environ={},
     )
     store = await StoryStore.open(db)
-    service = StoryService(config, store)
+    service = StoryService(config, store, TrainingPool(1))
     await service.start(warm_workers=False)
     zero = rss_mb()
     await service.continue_story(ChannelRef(None, 1), "had a general", REPLY)

@@ -21,8 +21,10 @@ sys.path.insert(0, str(REPO))
 
 from bench._measure import Probe  # noqa: E402
 from bot.config import load_config  # noqa: E402
-from bot.service import ChannelRef, Member, StoryService, TrainOptions  # noqa: E402
-from bot.storage import StoryStore  # noqa: E402
+from bot.core.api import ChannelRef, Member, TrainOptions  # noqa: E402
+from bot.core.service import StoryService  # noqa: E402
+from bot.executors.local import TrainingPool  # noqa: E402
+from bot.store.sqlite import SqliteStoryStore as StoryStore  # noqa: E402
 
 STORY = (REPO / "data" / "belling-the-cat.txt").read_bytes()
 ADMIN = Member(1, "bench", True)
@@ -31,7 +33,7 @@ ADMIN = Member(1, "bench", True)
 async def through_service(db: Path) -> tuple[float, float, int, float]:
     config = load_config(data={"storage": {"database": str(db)}}, environ={})
     store = await StoryStore.open(db)
-    service = StoryService(config, store)
+    service = StoryService(config, store, TrainingPool(1))
     await service.start()
     # Warm the worker (TensorFlow import, first tracing) so the figure is the steady state.
     warm = await service.train(ChannelRef(None, 1), ADMIN, "warm.txt", STORY, TrainOptions(seed=0))

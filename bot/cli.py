@@ -16,7 +16,7 @@
       console [--channel C]                 interactive, with the slash commands' syntax
 
 Without ``--config``, ``./config.toml`` is read if it exists, else the defaults apply.
-``--channel`` names an offline channel (default "console"); see ``bot.service.console_channel``.
+``--channel`` names an offline channel (default "console"); see ``bot.core.api.console_channel``.
 ``--channel-id ID`` (with ``--guild-id ID`` for a server channel) names a Discord channel instead,
 e.g. to export a channel whose export is too large for Discord to upload.
 Exit status: 0 ok, 1 a refused request or failed training, 2 bad configuration or usage.
@@ -37,7 +37,8 @@ from bot.config import Config, load_config
 from bot.errors import ConfigError, StorageError, UserError
 
 if TYPE_CHECKING:
-    from bot.service import ChannelRef, StoryService
+    from bot.core.api import ChannelRef
+    from bot.core.service import StoryService
 
 logger = logging.getLogger(__name__)
 DEFAULT_CONFIG = Path("config.toml")
@@ -137,6 +138,25 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
 
 
 async def _offline(args: argparse.Namespace, config: Config, out: TextIO) -> int:
+    from bot.app import open_app
+    from bot.core.api import ChannelRef
+
+    # --channel-id names a Discord channel; else --channel a console channel (by name).
+    channel: str | ChannelRef = args.channel
+    if args.channel_id is not None:
+        channel = ChannelRef(guild_id=args.guild_id, channel_id=args.channel_id)
+    if args.command != "console":
+        # One worker is enough offline; the console may train more than once.
+        config = replace(config, workers=replace(config.workers, count=1))
+    # A removal may queue a retraining, which this process then runs to the end.
+    warm = args.command in ("train", "console", "remove")
+    async with open_app(config, warm_workers=warm) as app:
+        return await _command(args, app.service, channel, out)
+
+
+async def _command(
+    args: argparse.Namespace, service: StoryService, channel: str | ChannelRef, out: TextIO
+) -> int:
     from bot.console import (
         CONSOLE_MEMBER,
         Console,
@@ -151,21 +171,9 @@ async def _offline(args: argparse.Namespace, config: Config, out: TextIO) -> int
         train_file,
         versions_text,
     )
-    from bot.service import ChannelRef, ContinueOptions, StoryService, TrainOptions
-    from bot.storage import StoryStore
+    from bot.core.api import ContinueOptions, TrainOptions
 
-    # --channel-id names a Discord channel; else --channel a console channel (by name).
-    channel: str | ChannelRef = args.channel
-    if args.channel_id is not None:
-        channel = ChannelRef(guild_id=args.guild_id, channel_id=args.channel_id)
-    if args.command != "console":
-        # One worker is enough offline; the console may train more than once.
-        config = replace(config, workers=replace(config.workers, count=1))
-    store = await StoryStore.open(config.storage.database)
-    service = StoryService(config, store)
     try:
-        # A removal may queue a retraining, which this process then runs to the end.
-        await service.start(warm_workers=args.command in ("train", "console", "remove"))
         if args.command == "train":
             options = TrainOptions(
                 layers=args.layers,
@@ -206,21 +214,19 @@ async def _offline(args: argparse.Namespace, config: Config, out: TextIO) -> int
     except UserError as exc:
         sys.stderr.write(exc.message + "\n")
         return 1
-    finally:
-        await service.close()
-        await store.close()
 
 
 async def _remove(
     service: StoryService, channel: str | ChannelRef, story_id: int, out: TextIO
 ) -> int:
     """Remove a story; if that queues a retraining, show it through to the end."""
+    from bot.adapters.text import removal_text
     from bot.console import CONSOLE_MEMBER, ProgressBar, resolve_channel
 
     removal = await service.remove_story(
         resolve_channel(channel), CONSOLE_MEMBER, story_id, on_progress=ProgressBar(out)
     )
-    out.write(removal.describe() + "\n")
+    out.write(removal_text(removal) + "\n")
     if removal.retraining is None:
         return 0
     result = await service.wait_for_job(removal.retraining.job_id)

@@ -8,7 +8,7 @@
     /status   /cancel   /forget   /plot FILE.png   /channel NAME   /help   /quit
 
 ``/stories``, ``/versions`` and ``/rollback`` still work as short forms. Console channels map
-to stable ids via ``bot.service.console_channel`` (guild None). The console
+to stable ids via ``bot.core.api.console_channel`` (guild None). The console
 user is an admin of every console channel.
 """
 
@@ -20,17 +20,18 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TextIO
 
-from bot.display import display_prose, format_bytes, training_fraction, vocabulary_text
-from bot.errors import UserError
-from bot.service import (
+from bot.adapters.text import import_text, removal_text, retrain_reason_text
+from bot.core.api import (
     ChannelRef,
     ContinueOptions,
     JobProgress,
     Member,
-    StoryService,
     TrainOptions,
     console_channel,
 )
+from bot.core.service import StoryService
+from bot.display import display_prose, format_bytes, training_fraction, vocabulary_text
+from bot.errors import UserError
 
 HELP = __doc__.split("\n\n")[1] if __doc__ else ""
 CONSOLE_MEMBER = Member(user_id=0, display_name="console", is_admin=True)
@@ -186,7 +187,7 @@ async def status_text(service: StoryService, channel_name: str | ChannelRef) -> 
             f"epoch {card.job.epoch}/{card.job.max_epochs}"
         )
     if card.notice is not None:
-        lines.append(f"  {card.notice}")
+        lines.append(f"  {retrain_reason_text(card.notice)}")
     if card.last_job is not None and card.last_job.state != "done":
         lines.append(f"  last training {card.last_job.state}: {card.last_job.error}")
     return "\n".join(lines)
@@ -239,7 +240,7 @@ async def import_file(
     except OSError as exc:
         raise UserError(f"Cannot read {path}: {exc.strerror}") from None
     imported = await service.import_channel(resolve_channel(channel_name), CONSOLE_MEMBER, data)
-    out.write(imported.describe() + "\n")
+    out.write(import_text(imported) + "\n")
 
 
 async def remove_text(service: StoryService, channel_name: str | ChannelRef, story_id: str) -> str:
@@ -248,7 +249,7 @@ async def remove_text(service: StoryService, channel_name: str | ChannelRef, sto
     removal = await service.remove_story(
         resolve_channel(channel_name), CONSOLE_MEMBER, int(story_id.lstrip("#"))
     )
-    return removal.describe()
+    return removal_text(removal)
 
 
 async def rollback_text(

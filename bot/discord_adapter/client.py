@@ -20,7 +20,7 @@ from bot.discord_adapter.common import NO_MENTIONS, report_error
 
 if TYPE_CHECKING:
     from bot.config import Config
-    from bot.service import StoryService
+    from bot.core.service import StoryService
 
 log = logging.getLogger(__name__)
 

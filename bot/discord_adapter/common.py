@@ -9,9 +9,9 @@ from typing import TYPE_CHECKING, Any
 import discord
 from discord import app_commands
 
+from bot.core.api import ChannelRef, Member
 from bot.discord_adapter.rendering import MESSAGE_LIMIT, escape_text, truncate
 from bot.errors import UserError
-from bot.service import ChannelRef, Member
 
 if TYPE_CHECKING:
     from bot.config import Config

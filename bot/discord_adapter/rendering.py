@@ -18,10 +18,11 @@ from typing import TYPE_CHECKING
 
 import discord
 
+from bot.adapters.text import retrain_reason_text
 from bot.display import display_prose, training_fraction, vocabulary_text
 
 if TYPE_CHECKING:
-    from bot.service import JobProgress, JobResult, StoryCard
+    from bot.core.api import JobProgress, JobResult, StoryCard
 
 MESSAGE_LIMIT = 2000
 EMBED_FIELD_LIMIT = 1024
@@ -291,7 +292,9 @@ def story_card_embed(card: StoryCard, *, permission: str = "Manage Channels") ->
         )
     if card.notice:
         embed.add_field(
-            name="Note", value=truncate(escape_text(card.notice), EMBED_FIELD_LIMIT), inline=False
+            name="Note",
+            value=truncate(escape_text(retrain_reason_text(card.notice)), EMBED_FIELD_LIMIT),
+            inline=False,
         )
     return embed
 

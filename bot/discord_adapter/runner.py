@@ -113,13 +113,12 @@ def run_bot(config: Config) -> None:
 
 
 async def _run(config: Config, token: str) -> None:
-    from bot.service import StoryService
-    from bot.storage import StoryStore
+    from bot.app import open_app
 
-    store = await StoryStore.open(config.storage.database)
-    try:
-        service = StoryService(config, store)
-        bot = create_bot(config, service)
+    # The bot starts the service in setup_hook and closes it in close(); open_app closes the
+    # executor and the store after it.
+    async with open_app(config, start=False) as app:
+        bot = create_bot(config, app.service)
         loop = asyncio.get_running_loop()
         closing: list[asyncio.Task[None]] = []
 
@@ -143,8 +142,6 @@ async def _run(config: Config, token: str) -> None:
                 await closing[0]
             probe.cancel()
             log.info("%s", monitor.summary())
-    finally:
-        await store.close()
     log.info("stopped")
 
 

@@ -18,7 +18,8 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from bot.storage import NewModel, NewStory, StoryStore
+from bot.core.store import NewModel, NewStory
+from bot.store.sqlite import SqliteStoryStore as StoryStore
 from model import Vocabulary, to_bytes
 from tests.reliability.conftest import synthetic_model
 

@@ -6,7 +6,8 @@ import hashlib
 import re
 from typing import Any
 
-from bot.storage import NewModel, NewStory, StoryStore
+from bot.core.store import NewModel, NewStory
+from bot.store.sqlite import SqliteStoryStore as StoryStore
 from model import Vocabulary, to_bytes, tokenize
 from tests.reliability.conftest import synthetic_model
 

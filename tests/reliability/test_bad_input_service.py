@@ -19,9 +19,11 @@ from typing import Any
 import pytest
 
 from bot.config import Config, load_config
+from bot.core.api import ChannelRef, ContinueOptions, Member, TrainOptions
+from bot.core.service import StoryService
 from bot.errors import UserError
-from bot.service import ChannelRef, ContinueOptions, Member, StoryService, TrainOptions
-from bot.storage import StoryStore
+from bot.executors.local import TrainingPool
+from bot.store.sqlite import SqliteStoryStore as StoryStore
 from tests.reliability.conftest import STORY, Ledger, snapshot
 from tests.reliability.helpers import describe, friendly, seed_model
 
@@ -50,7 +52,7 @@ async def offline(tmp_path: Path) -> AsyncIterator[tuple[StoryService, StoryStor
     config = _config(tmp_path)
     store = await StoryStore.open(config.storage.database)
     await seed_model(store, TRAINED.channel_id, STORY.decode(), name="story")
-    service = StoryService(config, store)
+    service = StoryService(config, store, TrainingPool(1))
     await service.start(warm_workers=False)
     yield service, store, config.storage.database
     await service.close()
@@ -297,7 +299,7 @@ async def test_accepted_encodings_are_stored_as_text(
     offline: tuple[StoryService, StoryStore, Path], ledger: Ledger
 ) -> None:
     """UTF-16 with BOM (both byte orders) and UTF-8 with BOM are accepted, stored decoded."""
-    from bot.service import prepare_story
+    from bot.core.uploads import prepare_story
 
     text = "the mice had a general council , “quoth” the cat . ünïcödé 🐭 ."
     for what, data in [
@@ -338,7 +340,7 @@ async def test_prompt_edge_cases_that_must_answer(
 
 
 def test_file_names_never_become_paths(ledger: Ledger) -> None:
-    from bot.service import clean_filename
+    from bot.core.uploads import clean_filename
 
     names = [
         "../../etc/passwd",

@@ -27,7 +27,7 @@ from urllib.parse import urlsplit
 import pytest
 import pytest_asyncio
 
-from bot.storage import StoryStore
+from bot.store.sqlite import SqliteStoryStore as StoryStore
 from tests.fake_discord import BotProcess, FakeDiscord, FakeMessage, World, make_bot_process
 from tests.fake_discord.handles import InteractionHandle
 from tests.fake_discord.models import FakeChannel, FakeUser

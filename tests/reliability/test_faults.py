@@ -34,18 +34,18 @@ from typing import Any
 import pytest
 
 from bot.config import Config, StorageConfig, load_config
-from bot.errors import UserError
-from bot.service import (
+from bot.core.api import (
     ChannelRef,
     ContinueOptions,
     JobProgress,
     Member,
-    StoryService,
     TrainOptions,
     console_channel,
 )
-from bot.storage import StoryStore
-from bot.worker import TrainingPool
+from bot.core.service import StoryService
+from bot.errors import UserError
+from bot.executors.local import TrainingPool
+from bot.store.sqlite import SqliteStoryStore as StoryStore
 from model import from_bytes
 from tests.reliability.conftest import REPO, STORY, Ledger, snapshot
 from tests.reliability.helpers import friendly, seed_model
@@ -100,7 +100,7 @@ def _check_active_model(db: Path) -> list[tuple[int, int]]:
 async def _restart(db: Path) -> tuple[list[str], str]:
     """Open the database as a restarting bot does; returns the states of all jobs after it."""
     store = await StoryStore.open(db)
-    service = StoryService(_config(db), store)
+    service = StoryService(_config(db), store, TrainingPool(1))
     try:
         await service.start(warm_workers=False)
         with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
@@ -130,7 +130,7 @@ async def test_worker_sigkill_mid_epoch_repeated(tmp_path: Path, ledger: Ledger)
     config = _config(db)
     store = await StoryStore.open(db)
     pool = TrainingPool(1)
-    service = StoryService(config, store, pool=pool)
+    service = StoryService(config, store, executor=pool)
     await service.start()
     channel = ChannelRef(100, 1, "story")
     try:
@@ -399,7 +399,7 @@ async def disk(tmp_path: Path) -> AsyncIterator[tuple[StoryService, StoryStore, 
     store = await StoryStore.open(db)
     await seed_model(store, 1, STORY.decode())
     pool = TrainingPool(1)
-    service = StoryService(_config(db), store, pool=pool)
+    service = StoryService(_config(db), store, executor=pool)
     await service.start(warm_workers=False)
     yield service, store, db
     await service.close()

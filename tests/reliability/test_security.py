@@ -21,9 +21,11 @@ from pathlib import Path
 import pytest
 
 from bot.config import load_config
+from bot.core.api import ChannelRef, ContinueOptions
+from bot.core.service import StoryService
 from bot.errors import NoModel, UnknownWords
-from bot.service import ChannelRef, ContinueOptions, StoryService
-from bot.storage import StoryStore
+from bot.executors.local import TrainingPool
+from bot.store.sqlite import SqliteStoryStore as StoryStore
 from model import ModelError, from_bytes
 from tests.reliability.conftest import REPO, STORY, Ledger, synthetic_blob
 from tests.reliability.helpers import seed_model
@@ -147,7 +149,7 @@ async def test_channel_and_guild_isolation(tmp_path: Path, ledger: Ledger) -> No
     await seed_model(
         store, 2, "the dog barked at the moon and the moon said nothing .", guild_id=200
     )
-    service = StoryService(config, store)
+    service = StoryService(config, store, TrainingPool(1))
     await service.start(warm_workers=False)
     try:
         checks = []
@@ -186,8 +188,10 @@ MEMORY_SCRIPT = r"""
 import asyncio, gc, sys
 from pathlib import Path
 from bot.config import load_config
-from bot.service import ChannelRef, ContinueOptions, StoryService
-from bot.storage import StoryStore
+from bot.core.api import ChannelRef, ContinueOptions
+from bot.core.service import StoryService
+from bot.executors.local import TrainingPool
+from bot.store.sqlite import SqliteStoryStore as StoryStore
 
 def rss_mb():
     gc.collect()
@@ -201,7 +205,7 @@ async def main(db, channels, bound, megabytes):
                                "cache": {"models": bound, "megabytes": megabytes},
                                "cooldowns": {"continue_seconds": 0.0}}, environ={})
     store = await StoryStore.open(Path(db))
-    service = StoryService(config, store)
+    service = StoryService(config, store, TrainingPool(1))
     await service.start(warm_workers=False)
     await service.continue_story(ChannelRef(100, 1), "the cat", ContinueOptions(length=32))
     base = rss_mb()

@@ -10,9 +10,10 @@ from typing import Any
 import pytest
 
 from bot.config import Config, load_config
-from bot.service import ChannelRef, Member, StoryService
-from bot.storage import StoryStore
-from bot.worker import TrainingPool
+from bot.core.api import ChannelRef, Member
+from bot.core.service import StoryService
+from bot.executors.local import TrainingPool
+from bot.store.sqlite import SqliteStoryStore as StoryStore
 
 REPO = Path(__file__).resolve().parents[2]
 STORY = (REPO / "data" / "belling-the-cat.txt").read_bytes()
@@ -66,7 +67,7 @@ async def store(config: Config) -> AsyncIterator[StoryStore]:
 async def service(
     config: Config, store: StoryStore, pool: TrainingPool
 ) -> AsyncIterator[StoryService]:
-    svc = StoryService(config, store, pool=pool)
+    svc = StoryService(config, store, executor=pool)
     await svc.start(warm_workers=False)
     yield svc
     await svc.close()

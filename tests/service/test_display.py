@@ -7,9 +7,9 @@ import io
 import pytest
 
 from bot.console import ProgressBar
+from bot.core.api import JobProgress
 from bot.discord_adapter.rendering import continuation_text, progress_text
 from bot.display import display_prose, format_bytes, training_fraction
-from bot.service import JobProgress
 from model import detokenize, tokenize
 
 
@@ -99,8 +99,8 @@ def test_continuation_text_capitalises_but_not_after_a_lead() -> None:
 
 
 def test_story_card_names_the_configured_permission_and_shows_the_notice() -> None:
+    from bot.core.api import ChannelRef, RetrainReason, StoryCard
     from bot.discord_adapter.rendering import story_card_embed
-    from bot.service import ChannelRef, StoryCard
 
     card = StoryCard(
         channel=ChannelRef(1, 2, "story"),
@@ -122,7 +122,7 @@ def test_story_card_names_the_configured_permission_and_shows_the_notice() -> No
         trained_at=None,
         job=None,
         last_job=None,
-        notice="retraining after story #3 (*x*.txt) was removed",
+        notice=RetrainReason(removed_story_id=3, filename="*x*.txt"),
     )
     embed = story_card_embed(card, permission="Manage Guild")
     assert "Someone with Manage Guild can teach" in (embed.description or "")

@@ -17,12 +17,14 @@ from typing import Any
 
 import pytest
 
+from bot.adapters.text import import_text, removal_text, retrain_reason_text
 from bot.config import Config
+from bot.core.api import ContinueOptions, TrainOptions
+from bot.core.service import StoryService
 from bot.errors import Busy, InvalidOption, InvalidUpload, NotAllowed, NotFound, UnknownWords
+from bot.executors.local import TrainingPool
 from bot.export import ExportLimits, InvalidExport, looks_like_export, read_export
-from bot.service import ContinueOptions, StoryService, TrainOptions
-from bot.storage import StoryStore
-from bot.worker import TrainingPool
+from bot.store.sqlite import SqliteStoryStore as StoryStore
 from tests.service.conftest import ADMIN, MEMBER, STORY, channel, tiny_config
 
 pytestmark = pytest.mark.slow
@@ -76,9 +78,9 @@ async def test_append_then_remove_forgets_the_story(
     assert removal.deleted_versions == (2,)
     assert removal.active_version == 1  # the article-only version answers meanwhile
     assert removal.retraining is not None and removal.retraining.story_ids == (stories[0].story_id,)
-    assert "Removed story" in removal.describe() and "Retraining" in removal.describe()
+    assert "Removed story" in removal_text(removal) and "Retraining" in removal_text(removal)
     card = await service.story_card(channel(1))
-    assert card.notice is not None and "removed" in card.notice
+    assert card.notice is not None and "removed" in retrain_reason_text(card.notice)
     assert card.job is not None and card.job.reason == card.notice
     with pytest.raises(Busy):  # one training per channel: the retraining holds it
         await service.remove_story(channel(1), ADMIN, stories[0].story_id)
@@ -112,7 +114,7 @@ async def test_remove_the_only_story_leaves_no_model(service: StoryService) -> N
 async def test_rollback_while_a_continuation_is_served(tmp_path: Path, pool: TrainingPool) -> None:
     config = tiny_config(tmp_path, workers={"generation_threads": 1})
     store = await StoryStore.open(config.storage.database)
-    service = StoryService(config, store, pool=pool)
+    service = StoryService(config, store, executor=pool)
     await service.start(warm_workers=False)
     try:
         await _train(service, 1, STORY, seed=1)
@@ -121,7 +123,7 @@ async def test_rollback_while_a_continuation_is_served(tmp_path: Path, pool: Tra
         assert warm.model_version == 2
         # Hold the only generation thread so the next continuation is mid-flight for certain.
         release = threading.Event()
-        held = asyncio.get_running_loop().run_in_executor(service._executor, release.wait, 30)
+        held = asyncio.get_running_loop().run_in_executor(service._threads, release.wait, 30)
         serving = asyncio.ensure_future(
             service.continue_story(channel(1), "dog barked at", ContinueOptions(length=2))
         )
@@ -164,7 +166,7 @@ async def exported(service: StoryService) -> bytes:
 async def fresh(tmp_path: Path, pool: TrainingPool) -> AsyncIterator[StoryService]:
     config = tiny_config(tmp_path / "fresh")
     store = await StoryStore.open(config.storage.database)
-    service = StoryService(config, store, pool=pool)
+    service = StoryService(config, store, executor=pool)
     await service.start(warm_workers=False)
     yield service
     await service.close()
@@ -184,7 +186,7 @@ async def test_export_import_into_a_fresh_database_continues_exactly(
 
     imported = await fresh.import_channel(channel(9), ADMIN, exported)
     assert imported.model_version == 1 and len(imported.story_ids) == 2
-    assert "Imported 2 stories" in imported.describe()
+    assert "Imported 2 stories" in import_text(imported)
     after = [await fresh.continue_story(channel(9), p, options) for p in prompts]
     assert [a.symbols for a in after] == [b.symbols for b in before]
     assert [a.original_share for a in after] == [b.original_share for b in before]
@@ -358,7 +360,7 @@ async def test_story_limits_apply_to_imports(
 ) -> None:
     config = tiny_config(tmp_path / "small", limits={"stories_per_channel": 1})
     store = await StoryStore.open(config.storage.database)
-    service = StoryService(config, store, pool=pool)
+    service = StoryService(config, store, executor=pool)
     try:
         with pytest.raises(InvalidExport, match="more than 1 stories"):
             await service.import_channel(channel(1), ADMIN, exported)

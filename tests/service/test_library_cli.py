@@ -10,7 +10,7 @@ import pytest
 
 from bot.cli import main
 from bot.console import Console
-from bot.service import StoryService
+from bot.core.service import StoryService
 from tests.service.conftest import REPO
 
 pytestmark = pytest.mark.slow

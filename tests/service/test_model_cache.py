@@ -17,15 +17,12 @@ import numpy as np
 import pytest
 
 from bot.config import ConfigError, load_config
-from bot.service import (
-    MIB,
-    ChannelRef,
-    ContinueOptions,
-    StoryService,
-    _load_model,
-    first_step_table_bytes,
-)
-from bot.storage import StoryStore
+from bot.core.api import ChannelRef, ContinueOptions
+from bot.core.model_cache import MIB, first_step_table_bytes
+from bot.core.model_cache import load_model as _load_model
+from bot.core.service import StoryService
+from bot.executors.local import TrainingPool
+from bot.store.sqlite import SqliteStoryStore as StoryStore
 from model import ModelConfig, TrainedModel, to_bytes
 from model.serialization import expected_shapes
 from tests.reliability.conftest import synthetic_model
@@ -81,7 +78,7 @@ async def _service(db: Path, models: int, megabytes: int) -> tuple[StoryService,
         environ={},
     )
     store = await StoryStore.open(db)
-    service = StoryService(config, store)
+    service = StoryService(config, store, TrainingPool(1))
     await service.start(warm_workers=False)
     return service, store
 

@@ -11,10 +11,12 @@ import pytest
 
 from bot.cli import main
 from bot.config import Config
+from bot.core.api import ContinueOptions, TrainOptions
+from bot.core.executor import TrainingTask
+from bot.core.service import StoryService
 from bot.errors import CoolingDown, UnknownWords
-from bot.service import ContinueOptions, StoryService, TrainOptions
-from bot.storage import StoryStore
-from bot.worker import TrainingPool, TrainingTask
+from bot.executors.local import TrainingPool
+from bot.store.sqlite import SqliteStoryStore as StoryStore
 from tests.service.conftest import ADMIN, STORY, channel, long_story, tiny_config
 
 pytestmark = pytest.mark.slow
@@ -51,14 +53,15 @@ async def test_cancel_before_the_worker_has_the_task_is_not_lost(
 
 
 async def test_pool_run_of_a_job_cancelled_before_it_started(pool: TrainingPool) -> None:
-    assert await pool.cancel(424242) is False  # no worker has it: remembered
     task = TrainingTask(
         job_id=424242,
         texts=(STORY.decode(),),
         model={"units": 16, "embedding_dim": 16},
         training={"max_epochs": 300, "max_seconds": 60.0},
     )
-    outcome = await pool.run(task)
+    run = pool.submit(task)
+    run.cancel()  # before any worker has it: it never trains
+    outcome = await run.outcome()
     assert outcome.state == "cancelled" and outcome.blob is None
 
 
@@ -85,7 +88,7 @@ async def test_cooldown_is_charged_only_for_a_continuation_that_succeeds(
     store: StoryStore, pool: TrainingPool, tmp_path: Path
 ) -> None:
     svc = StoryService(
-        tiny_config(tmp_path, cooldowns={"continue_seconds": 30.0}), store, pool=pool
+        tiny_config(tmp_path, cooldowns={"continue_seconds": 30.0}), store, executor=pool
     )
     await svc.start(warm_workers=False)
     job = await svc.train(channel(1), ADMIN, "belling.txt", STORY, TrainOptions(seed=1))
@@ -107,7 +110,7 @@ async def test_replace_uploads_never_fill_the_story_limit(
     config = tiny_config(
         tmp_path, limits={"stories_per_channel": 3}, storage={"model_versions_kept": 2}
     )
-    svc = StoryService(config, store, pool=pool)
+    svc = StoryService(config, store, executor=pool)
     await svc.start(warm_workers=False)
     for seed in range(5):
         job = await svc.train(channel(1), ADMIN, "b.txt", STORY, TrainOptions(seed=seed))

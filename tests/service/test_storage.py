@@ -6,15 +6,12 @@ from pathlib import Path
 
 import pytest
 
+from bot.core.library import removal_plan
+from bot.core.store import JobRecord, JobState, NewModel, NewStory, StoryDeletion
+from bot.core.validation import JobOptions
 from bot.errors import StorageError
-from bot.storage import (
-    JobRecord,
-    NewModel,
-    NewStory,
-    StoryDeletion,
-    StoryStore,
-    load_migrations,
-)
+from bot.store.sqlite import SqliteStoryStore as StoryStore
+from bot.store.sqlite import load_migrations
 
 
 def _story(text: str = "the cat sat on the mat .") -> NewStory:
@@ -62,7 +59,7 @@ async def _delete(store: StoryStore, channel_id: int, story_id: int) -> StoryDel
         channel_id,
         story_id,
         guild_id=None,
-        retrain_options={},
+        policy=lambda facts: removal_plan(facts, JobOptions({}, {}, {})),
         requested_by=1,
         requested_by_name="u",
     )
@@ -152,8 +149,10 @@ async def test_forget_cascades_and_open_jobs_interrupted(store: StoryStore) -> N
     await _job_and_model(store, 6)
     open_job = await _add_job(store, 6)
     await store.start_job(open_job.id)
-    stale = await store.mark_open_jobs_interrupted("restarted")
-    assert [j.id for j in stale] == [open_job.id]
+    # A store closed without finishing its job leaves an orphan; the core interrupts it.
+    stale = await store.orphaned_jobs()
+    assert stale == []  # this store is open: its jobs are not orphans
+    await store.finish_job(open_job.id, JobState.INTERRUPTED, "restarted")
     record = await store.job(open_job.id)
     assert record is not None and record.state == "interrupted" and record.error == "restarted"
     assert await store.forget_channel(5)
@@ -193,12 +192,13 @@ async def test_only_jobs_of_gone_owners_are_interrupted(tmp_path: Path) -> None:
     job = await _add_job(live, 5)
     await live.start_job(job.id)
     # Another process (an offline command) opening the database leaves a live owner's job.
-    assert await other.interrupt_orphaned_jobs("gone", "gone, kept") == []
+    assert await other.orphaned_jobs() == []
     assert (await other.job(job.id)).state == "running"  # type: ignore[union-attr]
     # Once its owner is gone (closed here; a dead process id elsewhere), it is interrupted.
     await live.close()
-    stale = await other.interrupt_orphaned_jobs("gone", "gone, kept")
+    stale = await other.orphaned_jobs()
     assert [j.id for j in stale] == [job.id]
+    await other.finish_job(job.id, JobState.INTERRUPTED, "gone")
     record = await other.job(job.id)
     assert record is not None and record.state == "interrupted" and record.error == "gone"
     # A job whose owner process no longer exists (pid reuse is caught by its start time).
@@ -209,5 +209,5 @@ async def test_only_jobs_of_gone_owners_are_interrupted(tmp_path: Path) -> None:
     )
     raw.commit()
     raw.close()
-    assert [j.id for j in await other.interrupt_orphaned_jobs("x", "y")] == [job.id]
+    assert [j.id for j in await other.orphaned_jobs()] == [job.id]
     await other.close()

@@ -13,10 +13,12 @@ from pathlib import Path
 import pytest
 
 from bot.config import Config
+from bot.core.api import ContinueOptions, JobProgress, TrainOptions
+from bot.core.service import StoryService
+from bot.core.store import NewStory
 from bot.errors import Busy, NotAllowed, QueueFull, UnknownWords
-from bot.service import ContinueOptions, JobProgress, StoryService, TrainOptions
-from bot.storage import NewStory, StoryStore
-from bot.worker import TrainingPool
+from bot.executors.local import TrainingPool
+from bot.store.sqlite import SqliteStoryStore as StoryStore
 from tests.service.conftest import ADMIN, MEMBER, REPO, STORY, channel, long_story, tiny_config
 
 pytestmark = pytest.mark.slow
@@ -105,7 +107,7 @@ async def test_cancel_and_queue(service: StoryService, store: StoryStore, tmp_pa
 
 
 async def test_queue_full(store: StoryStore, pool: TrainingPool, tmp_path: Path) -> None:
-    svc = StoryService(tiny_config(tmp_path, workers={"queue_length": 1}), store, pool=pool)
+    svc = StoryService(tiny_config(tmp_path, workers={"queue_length": 1}), store, executor=pool)
     await svc.start(warm_workers=False)
     seen: list[JobProgress] = []
     first = await svc.train(
@@ -169,7 +171,7 @@ async def test_restart_marks_open_jobs_interrupted(config: Config, pool: Trainin
     await store.close()
 
     store = await StoryStore.open(config.storage.database)
-    service = StoryService(config, store, pool=pool)
+    service = StoryService(config, store, executor=pool)
     await service.start(warm_workers=False)
     result = await service.wait_for_job(job.id)
     assert result.state == "interrupted" and result.error and "restarted" in result.error
@@ -185,7 +187,8 @@ async def test_restart_marks_open_jobs_interrupted(config: Config, pool: Trainin
 
 def test_bot_process_never_imports_tensorflow() -> None:
     code = (
-        "import sys, bot.service, bot.storage, bot.worker, bot.cli, bot.console, bot.plot\n"
+        "import sys, bot.app, bot.core.service, bot.store.sqlite, bot.executors.local\n"
+        "import bot.cli, bot.console, bot.plot\n"
         "roots = ('tensorflow', 'keras', 'discord')\n"
         "heavy = [m for m in sys.modules if m.split('.')[0] in roots]\n"
         "assert not heavy, heavy\n"

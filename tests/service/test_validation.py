@@ -10,15 +10,18 @@ from typing import Any
 import pytest
 
 from bot.config import Config
+from bot.core.api import ContinueOptions, TrainOptions
+from bot.core.service import StoryService
+from bot.core.uploads import decode_story
 from bot.errors import InvalidOption, InvalidUpload, NoModel, NotAllowed
-from bot.service import ContinueOptions, StoryService, TrainOptions, decode_story
-from bot.storage import StoryStore
+from bot.executors.local import TrainingPool
+from bot.store.sqlite import SqliteStoryStore as StoryStore
 from tests.service.conftest import ADMIN, MEMBER, STORY, channel, tiny_config
 
 
 @pytest.fixture
 async def offline(config: Config, store: StoryStore) -> AsyncIterator[StoryService]:
-    svc = StoryService(config, store)  # its pool never starts: no job may reach it
+    svc = StoryService(config, store, TrainingPool(1))  # its pool never starts: no job may reach it
     await svc.start(warm_workers=False)
     yield svc
     await svc.close()
@@ -75,7 +78,7 @@ async def test_size_checked_before_download(offline: StoryService, tmp_path: Any
 
 async def test_download_larger_than_limit(store: StoryStore, tmp_path: Any) -> None:
     config = tiny_config(tmp_path, limits={"story_bytes": 100})
-    svc = StoryService(config, store)
+    svc = StoryService(config, store, TrainingPool(1))
     with pytest.raises(InvalidUpload, match="limit"):
         await svc.train(channel(1), ADMIN, "s.txt", STORY, TrainOptions())
     await _nothing_stored(store)
@@ -84,7 +87,7 @@ async def test_download_larger_than_limit(store: StoryStore, tmp_path: Any) -> N
 
 async def test_too_many_symbols(store: StoryStore, tmp_path: Any) -> None:
     config = tiny_config(tmp_path, limits={"story_symbols": 50})
-    svc = StoryService(config, store)
+    svc = StoryService(config, store, TrainingPool(1))
     with pytest.raises(InvalidUpload, match="too long"):
         await svc.train(channel(1), ADMIN, "s.txt", STORY, TrainOptions())
     await _nothing_stored(store)

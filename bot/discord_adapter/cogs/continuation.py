@@ -14,6 +14,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot.core.api import MAX_N_INPUT, MAX_SEED, ChannelRef, ContinueOptions
 from bot.discord_adapter.common import (
     NO_MENTIONS,
     bot_of,
@@ -24,11 +25,11 @@ from bot.discord_adapter.common import (
 )
 from bot.discord_adapter.rendering import continuation_text, split_message, word_choices
 from bot.errors import UserError
-from bot.service import MAX_N_INPUT, MAX_SEED, ChannelRef, ContinueOptions
 
 if TYPE_CHECKING:
+    from bot.core.api import Continuation
+    from bot.core.service import StoryService
     from bot.discord_adapter.client import FabulistBot
-    from bot.service import Continuation, StoryService
 
 log = logging.getLogger(__name__)
 

@@ -15,6 +15,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot.adapters.text import removal_text
 from bot.discord_adapter.common import (
     NO_MENTIONS,
     ErrorReportingView,
@@ -36,8 +37,8 @@ from bot.discord_adapter.rendering import (
 from bot.display import format_bytes
 
 if TYPE_CHECKING:
+    from bot.core.service import StoryService
     from bot.discord_adapter.client import FabulistBot
-    from bot.service import StoryService
 
 log = logging.getLogger(__name__)
 
@@ -131,7 +132,7 @@ class StoryCog(commands.Cog):
             channel_ref(interaction), member_of(interaction), id
         )
         await interaction.followup.send(
-            truncate(escape_text(removal.describe()), MESSAGE_LIMIT),
+            truncate(escape_text(removal_text(removal)), MESSAGE_LIMIT),
             ephemeral=True,
             allowed_mentions=NO_MENTIONS,
         )

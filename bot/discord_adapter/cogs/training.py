@@ -14,6 +14,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot.core.api import MAX_SEED, ChannelRef, JobProgress, TrainOptions
 from bot.discord_adapter.common import (
     NO_MENTIONS,
     admin_check,
@@ -25,12 +26,12 @@ from bot.discord_adapter.common import (
 from bot.discord_adapter.rendering import escape_text, progress_text, result_text
 from bot.display import format_bytes
 from bot.errors import InvalidUpload
-from bot.service import MAX_SEED, ChannelRef, JobProgress, TrainOptions
 from model.config import MAX_N_INPUT
 
 if TYPE_CHECKING:
+    from bot.core.api import EndedJob, JobResult, TrainingJob
+    from bot.core.service import StoryService
     from bot.discord_adapter.client import FabulistBot
-    from bot.service import EndedJob, JobResult, StoryService, TrainingJob
 
 log = logging.getLogger(__name__)
 

@@ -103,3 +103,7 @@ CREATE INDEX jobs_progress_message ON jobs(id) WHERE progress_message_id IS NOT 
 -- The process that runs a job (see bot/owner.py): start-up interrupts only open jobs whose owner
 -- is gone, so an offline command never interrupts the live bot's jobs. NULL: written before.
 ALTER TABLE jobs ADD COLUMN owner TEXT;
+
+-- migration 5
+-- Replies served per channel (/story stats).
+ALTER TABLE channels ADD COLUMN replies INTEGER NOT NULL DEFAULT 0;

@@ -1,0 +1,76 @@
+"""The one place that wires the app: store + executor + service.
+
+    async with open_app(config) as app:
+        await app.service.continue_story(...)
+
+The runner, the CLI, the console, tests and benches all open the app here. A new store backend
+or executor is one more branch in :func:`open_store` or :func:`open_executor`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from bot.config import Config
+from bot.core.executor import TrainingExecutor
+from bot.core.service import StoryService
+from bot.core.store import StoryStore
+
+
+@dataclass(frozen=True)
+class App:
+    config: Config
+    store: StoryStore
+    executor: TrainingExecutor
+    service: StoryService
+
+
+async def open_store(config: Config) -> StoryStore:
+    """The configured store (today: the SQLite file ``storage.database``)."""
+    from bot.store.sqlite import SqliteStoryStore
+
+    return await SqliteStoryStore.open(config.storage.database)
+
+
+def open_executor(config: Config) -> TrainingExecutor:
+    """The configured executor (today: ``workers.count`` local spawned processes)."""
+    from bot.executors.local import LocalProcessExecutor
+
+    return LocalProcessExecutor(config.workers.count)
+
+
+@asynccontextmanager
+async def open_app(
+    config: Config,
+    *,
+    store: StoryStore | None = None,
+    executor: TrainingExecutor | None = None,
+    warm_workers: bool = True,
+    start: bool = True,
+) -> AsyncIterator[App]:
+    """Open the store, the executor and the service; close them in reverse order.
+
+    A ``store`` or ``executor`` passed in is used and left open (its owner closes it).
+    ``start=False`` skips ``service.start`` (the caller starts it, e.g. after a fault test).
+    """
+    own_store = store is None
+    opened_store = store if store is not None else await open_store(config)
+    own_executor = executor is None
+    opened_executor = executor if executor is not None else open_executor(config)
+    service = StoryService(config, opened_store, opened_executor)
+    try:
+        if start:
+            await service.start(warm_workers=warm_workers)
+        yield App(config, opened_store, opened_executor, service)
+    finally:
+        try:
+            await service.close()
+        finally:
+            try:
+                if own_executor:
+                    await opened_executor.close()
+            finally:
+                if own_store:
+                    await opened_store.close()

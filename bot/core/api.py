@@ -1,0 +1,242 @@
+"""The values the adapters see: requests, answers and the facade's type.
+
+Adapters (Discord, console, CLI) import from here and ``bot.core.service`` only. Values carry
+facts, never English for people: the adapters' renderers word them.
+
+Console/CLI channels: ``console_channel(name)`` maps a channel name to a stable id (the first 6
+bytes of SHA-256 of ``console:<name>``, so below 2**47, far below any real Discord snowflake from
+after 2015) with ``guild_id=None``; the name is stored with the channel.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Literal
+
+from bot.core.store import JobState
+from model import TrainingFigures
+from model.config import MAX_N_INPUT
+
+__all__ = [
+    "MAX_N_INPUT",
+    "MAX_SEED",
+    "CacheStats",
+    "ChannelRef",
+    "Continuation",
+    "ContinueOptions",
+    "EndedJob",
+    "ImportResult",
+    "JobProgress",
+    "JobResult",
+    "JobState",
+    "Member",
+    "ModelVersion",
+    "ProgressCallback",
+    "RetrainReason",
+    "StoryCard",
+    "StoryInfo",
+    "StoryRemoval",
+    "StoryStats",
+    "TrainOptions",
+    "TrainingFigures",
+    "TrainingJob",
+    "console_channel",
+]
+
+MAX_SEED = 2**31 - 1
+
+
+@dataclass(frozen=True)
+class ChannelRef:
+    guild_id: int | None
+    channel_id: int
+    name: str | None = None  # stored for display (console channels, Discord channel names)
+
+
+@dataclass(frozen=True)
+class Member:
+    user_id: int
+    display_name: str
+    is_admin: bool  # may train, forget, remove stories, roll back, cancel others' jobs
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    layers: int | None = None
+    n_input: int | None = None
+    seed: int | None = None
+    max_seconds: float | None = None
+    mode: Literal["replace", "append"] = "replace"
+
+
+@dataclass(frozen=True)
+class ContinueOptions:
+    length: int | None = None
+    temperature: float = 0.0
+    seed: int | None = None
+    top_k: int | None = None
+
+
+@dataclass(frozen=True)
+class RetrainReason:
+    """Why the bot queued a training itself: a story was removed from under the model."""
+
+    removed_story_id: int
+    filename: str
+
+
+@dataclass(frozen=True)
+class JobProgress:
+    job_id: int
+    state: str  # a JobState, or "cancelling" while a cancel reaches the trainer
+    epoch: int
+    max_epochs: int
+    loss: float | None
+    accuracy: float | None
+    learnable_accuracy: float | None
+    eta_seconds: float | None
+    elapsed_seconds: float
+    queue_position: int | None
+    val_accuracy: float | None = None
+    error: str | None = None
+    reason: RetrainReason | None = None  # why the bot queued it itself
+
+
+@dataclass(frozen=True)
+class TrainingJob:
+    job_id: int
+    channel: ChannelRef
+    state: str
+    queue_position: int | None
+    story_id: int | None
+    story_ids: tuple[int, ...]
+    requested_by: int | None
+
+
+@dataclass(frozen=True)
+class JobResult:
+    job_id: int
+    state: str  # done | failed | cancelled | interrupted
+    error: str | None
+    model_version: int | None
+    figures: TrainingFigures | None
+    imported: bool = False  # the "job" was an import of an export file, not a training
+
+
+@dataclass(frozen=True)
+class EndedJob:
+    """An ended job and what its progress message should now show."""
+
+    channel: ChannelRef
+    filename: str | None  # of the job's (last) story; None if it was removed since
+    result: JobResult
+    # the progress message an adapter recorded and has not yet updated, and its channel
+    message_id: int | None
+    message_channel_id: int | None
+
+
+@dataclass(frozen=True)
+class Continuation:
+    prompt_symbols: list[str]
+    symbols: list[str]
+    text: str
+    model_version: int
+    original_share: float | None  # generated 4-grams found verbatim in the model's stories
+
+
+@dataclass(frozen=True)
+class StoryCard:
+    channel: ChannelRef
+    has_model: bool
+    model_version: int | None
+    story_filename: str | None
+    story_uploader: str | None
+    story_uploaded_at: str | None
+    stories: int  # stories the active model learned
+    symbols: int | None
+    vocabulary_size: int | None
+    vocabulary_covered_share: float | None
+    learnable_accuracy: float | None
+    accuracy: float | None
+    val_accuracy: float | None
+    val_perplexity: float | None
+    epochs: int | None
+    training_seconds: float | None
+    trained_at: str | None
+    job: JobProgress | None  # queued or running training
+    last_job: JobResult | None  # the latest finished job (to show a failure)
+    notice: RetrainReason | None = None  # why the open job was queued by the bot
+    vocabulary_cap: int | None = None  # training.vocabulary_max_size when the model was trained
+
+
+@dataclass(frozen=True)
+class StoryInfo:
+    story_id: int
+    filename: str
+    uploader_id: int | None
+    uploader_name: str | None
+    symbols: int
+    created_at: str
+
+
+@dataclass(frozen=True)
+class StoryStats:
+    """A channel's figures (``/story stats``)."""
+
+    stories: tuple[StoryInfo, ...]  # with their symbols
+    vocabulary_size: int | None  # of the active model
+    model_versions: tuple[int, ...]  # kept, newest first
+    active_version: int | None
+    trainings: int  # trainings that ended with a model
+    replies: int  # continuations served
+
+
+@dataclass(frozen=True)
+class ModelVersion:
+    version: int
+    active: bool
+    created_at: str
+    story_ids: tuple[int, ...]
+    learnable_accuracy: float | None
+    epochs: int | None
+
+
+@dataclass(frozen=True)
+class StoryRemoval:
+    story_id: int
+    filename: str
+    deleted_versions: tuple[int, ...]  # every model version trained on the story
+    active_version: int | None  # the version answering now (an older kept one), or None
+    retraining: TrainingJob | None  # queued on the remaining stories, or None
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    job_id: int
+    model_version: int
+    story_ids: tuple[int, ...]
+    source_channel: str | None
+    exported_at: str
+    figures: TrainingFigures
+
+
+@dataclass(frozen=True)
+class CacheStats:
+    """The model cache now: ``models`` cached taking ``bytes`` (see ``model_cache``)."""
+
+    models: int
+    bytes: int
+    max_models: int
+    max_bytes: int
+    channels: tuple[int, ...] = ()  # the cached channels' ids, least recently used first
+
+
+ProgressCallback = Callable[[JobProgress], Awaitable[None] | None]
+
+
+def console_channel(name: str) -> ChannelRef:
+    """A stable channel for the CLI/console (see the module docstring)."""
+    digest = hashlib.sha256(f"console:{name}".encode()).digest()
+    return ChannelRef(guild_id=None, channel_id=int.from_bytes(digest[:6], "big") >> 1, name=name)

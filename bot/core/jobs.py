@@ -1,0 +1,465 @@
+"""The training scheduler: one open job per channel, a global FIFO queue in front of the
+executor's capacity, live progress, and the job's end recorded in the store.
+
+Restart policy: on ``start`` every job that a process which is gone left queued or running is
+marked interrupted with a message telling the member to train again; nothing is re-queued, so a
+story that crashes training cannot crash-loop the bot. Jobs of a live process (the running bot,
+seen from an offline ``python -m bot status``) are left alone (``bot.owner``).
+
+Cancels: a job's cancel state lives here (``cancel_requested``/``discarded``) until it is
+handed to the executor, and in its ``TrainingRun`` after: ``_run`` looks before the hand-over,
+with no await in between, so a cancel or /forget that arrives first is never lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from collections.abc import Awaitable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from bot.config import Config
+from bot.core.api import (
+    ChannelRef,
+    JobProgress,
+    JobResult,
+    JobState,
+    Member,
+    ProgressCallback,
+    TrainingFigures,
+    TrainingJob,
+)
+from bot.core.executor import (
+    CANCELLED,
+    TrainingExecutor,
+    TrainingOutcome,
+    TrainingRun,
+    TrainingTask,
+)
+from bot.core.progress import ProgressSubscriber
+from bot.core.store import JobRecord, NewModel, StoryStore
+from bot.core.validation import JobOptions
+from bot.errors import Busy, NotAllowed, NotFound, QueueFull, StorageError
+from model import ModelError
+
+logger = logging.getLogger(__name__)
+
+INTERRUPTED_MESSAGE = (
+    "The bot restarted while this training was queued or running.{kept} "
+    "Upload the story again to train it."
+)
+SHUTDOWN_MESSAGE = "The bot shut down during this training.{kept}"
+KEPT = " The previous model is still active."
+FORGOTTEN = "The channel was forgotten."
+NOT_RECORDED = " (The bot could not record this in its database.)"
+
+
+@dataclass
+class _Job:
+    job_id: int
+    channel: ChannelRef
+    requested_by: int | None
+    story_ids: tuple[int, ...]
+    options: JobOptions
+    result: asyncio.Future[JobResult]
+    state: JobState = JobState.QUEUED
+    progress: dict[str, Any] | None = None
+    started: float | None = None
+    subscribers: list[ProgressSubscriber] = field(default_factory=list)
+    cancel_requested: bool = False
+    # "forgotten" | "interrupted" | "cancelled" (recorded already): the outcome is not stored
+    discarded: str | None = None
+    run: TrainingRun | None = None  # once handed to the executor
+    last_saved: float = 0.0
+
+    @property
+    def stopped(self) -> bool:
+        return self.cancel_requested or self.discarded is not None
+
+
+def figures_of(figures: dict[str, Any], model_id: int) -> TrainingFigures | None:
+    try:
+        return TrainingFigures.from_dict(figures)
+    except ModelError:
+        logger.warning("model %d has unreadable figures", model_id)
+        return None
+
+
+class TrainingScheduler:
+    """Queues, runs and ends training jobs (see the module docstring)."""
+
+    def __init__(self, config: Config, store: StoryStore, executor: TrainingExecutor) -> None:
+        self.config = config
+        self.store = store
+        self.executor = executor
+        self._jobs: dict[int, _Job] = {}
+        self._by_channel: dict[int, _Job] = {}
+        self._queue: deque[_Job] = deque()
+        self._running: set[int] = set()
+        self._reserved: set[int] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self.closing = False
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def interrupt_orphans(self) -> None:
+        """Mark the open jobs of processes that are gone as interrupted."""
+        for record in await self.store.orphaned_jobs():
+            kept = await self._kept(record.channel_id)
+            await self.store.finish_job(
+                record.id, JobState.INTERRUPTED, INTERRUPTED_MESSAGE.format(kept=kept)
+            )
+            logger.warning(
+                "job %d (channel %d) was %s: interrupted",
+                record.id,
+                record.channel_id,
+                record.state,
+            )
+
+    async def close(self) -> None:
+        """Interrupt the open jobs (recording it) and stop their trainings."""
+        self.closing = True
+        for job in list(self._jobs.values()):
+            job.discarded = "interrupted"
+            message = SHUTDOWN_MESSAGE.format(kept="")
+            try:
+                message = SHUTDOWN_MESSAGE.format(kept=await self._kept(job.channel.channel_id))
+                await self.store.finish_job(job.job_id, JobState.INTERRUPTED, message)
+            except Exception:
+                # The next start interrupts it (its owner is gone by then); say so meanwhile.
+                logger.exception("could not record job %d as interrupted", job.job_id)
+                message += NOT_RECORDED
+            if job.run is not None:
+                job.run.cancel()
+            self._settle(job, JobResult(job.job_id, JobState.INTERRUPTED, message, None, None))
+        self._queue.clear()
+        for task in list(self._tasks):
+            task.cancel()
+
+    # -- admission -------------------------------------------------------------------------
+
+    def check_not_busy(self, channel: ChannelRef) -> None:
+        """Busy if the channel has an open job or another request is being checked for it."""
+        job = self._by_channel.get(channel.channel_id)
+        if job is not None:
+            position = self._position(job)
+            where = (
+                f"queued at position {position}"
+                if position is not None
+                else f"running ({self._progress(job).epoch} epochs done)"
+            )
+            raise Busy(
+                f"This channel already has a training (job #{job.job_id}, {where}). "
+                "Wait for it or cancel it first.",
+                job.job_id,
+                position,
+            )
+        if channel.channel_id in self._reserved:
+            raise Busy("Another story for this channel is being checked right now.", 0, None)
+
+    @contextlib.contextmanager
+    def reserved(self, channel: ChannelRef) -> Iterator[None]:
+        """Hold the channel while a request checks and stores (after ``check_not_busy``)."""
+        self._reserved.add(channel.channel_id)
+        try:
+            yield
+        finally:
+            self._reserved.discard(channel.channel_id)
+
+    def check_queue(self) -> None:
+        waiting = len(self._queue)
+        free = len(self._running) < self.executor.capacity
+        if waiting >= self.config.workers.queue_length and not (free and waiting == 0):
+            raise QueueFull(
+                f"The training queue is full ({waiting} waiting); try again in a few minutes."
+            )
+
+    def enqueue(
+        self, channel: ChannelRef, record: JobRecord, on_progress: ProgressCallback | None
+    ) -> TrainingJob:
+        """Queue a stored job; it runs when the executor has room."""
+        loop = asyncio.get_running_loop()
+        job = _Job(
+            job_id=record.id,
+            channel=channel,
+            requested_by=record.requested_by,
+            story_ids=record.story_ids,
+            options=JobOptions.from_dict(record.options),
+            result=loop.create_future(),
+        )
+        if on_progress is not None:
+            job.subscribers.append(ProgressSubscriber(on_progress, self._tasks))
+        self._jobs[job.job_id] = job
+        self._by_channel[channel.channel_id] = job
+        self._queue.append(job)
+        self._dispatch()
+        if job.state == JobState.QUEUED:
+            self._emit(job)
+        return TrainingJob(
+            job_id=job.job_id,
+            channel=channel,
+            state=job.state,
+            queue_position=self._position(job),
+            story_id=record.story_ids[-1] if record.story_ids else None,
+            story_ids=record.story_ids,
+            requested_by=record.requested_by,
+        )
+
+    # -- running ---------------------------------------------------------------------------
+
+    def _dispatch(self) -> None:
+        while self._queue and not self.closing and len(self._running) < self.executor.capacity:
+            job = self._queue.popleft()
+            job.state = JobState.RUNNING
+            job.started = time.monotonic()
+            self._running.add(job.job_id)
+            self._spawn_task(self._run(job))
+            for waiting in self._queue:
+                self._emit(waiting)
+
+    def _spawn_task(self, coroutine: Awaitable[Any]) -> None:
+        task = asyncio.ensure_future(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _run(self, job: _Job) -> None:
+        result: JobResult
+        try:
+            await self.store.start_job(job.job_id)
+            self._emit(job)
+            outcome = TrainingOutcome(job.job_id, "cancelled", error=CANCELLED)
+            if not job.stopped:
+                texts = await self.store.story_texts(job.story_ids)
+                if not job.stopped:  # no await between this look and the hand-over
+                    task = TrainingTask(
+                        job_id=job.job_id,
+                        texts=tuple(texts),
+                        model=dict(job.options.model),
+                        training=dict(job.options.training),
+                        vocabulary_max_size=self.config.training.vocabulary_max_size,
+                    )
+                    del texts  # the texts live only as long as the hand-over
+                    job.run = self.executor.submit(
+                        task, lambda data: self._on_trainer_progress(job, data)
+                    )
+                    outcome = await job.run.outcome()
+            result = await self._finish(job, outcome)
+        except asyncio.CancelledError:
+            if job.run is not None:
+                job.run.cancel()
+            raise
+        except Exception as exc:
+            logger.exception("training job %d failed in the service", job.job_id)
+            message = (
+                str(exc) if isinstance(exc, StorageError) else "Training failed (internal error)."
+            )
+            if job.discarded is None and not await self._record_end(job, JobState.FAILED, message):
+                message += NOT_RECORDED
+            result = JobResult(job.job_id, JobState.FAILED, message, None, None)
+        self._settle(job, result)
+
+    async def _record_end(self, job: _Job, state: JobState, message: str) -> bool:
+        """Store a job's end; False (logged) if the store refused it."""
+        try:
+            await self.store.finish_job(job.job_id, state, message)
+        except Exception:
+            logger.exception("could not record the end (%s) of job %d", state, job.job_id)
+            return False
+        return True
+
+    async def _kept(self, channel_id: int) -> str:
+        """:data:`KEPT` if the channel still has an active model, else an empty string."""
+        kept = await self.store.active_model_id(channel_id) is not None
+        return KEPT if kept else ""
+
+    async def _finish(self, job: _Job, outcome: TrainingOutcome) -> JobResult:
+        if job.discarded is not None:
+            if job.discarded == "forgotten":
+                return JobResult(job.job_id, JobState.CANCELLED, FORGOTTEN, None, None)
+            if job.discarded == "cancelled":
+                return JobResult(job.job_id, JobState.CANCELLED, CANCELLED, None, None)
+            message = SHUTDOWN_MESSAGE.format(kept="")
+            try:
+                message = SHUTDOWN_MESSAGE.format(kept=await self._kept(job.channel.channel_id))
+            except Exception:
+                logger.exception("could not look up channel %d", job.channel.channel_id)
+            return JobResult(job.job_id, JobState.CANCELLED, message, None, None)
+        if outcome.state == "done" and job.cancel_requested:
+            # The cancel came too late to stop the trainer: keep the promise, not the model.
+            outcome = TrainingOutcome(job.job_id, "cancelled")
+        if outcome.state == "done":
+            return await self._activate(job, outcome)
+        kept = await self._kept(job.channel.channel_id)
+        if outcome.state == "cancelled":
+            state, message = JobState.CANCELLED, CANCELLED + kept
+        else:
+            state, message = JobState.FAILED, (outcome.error or "Training failed.") + kept
+        await self.store.finish_job(job.job_id, state, message)
+        return JobResult(job.job_id, state, message, None, None)
+
+    async def _activate(self, job: _Job, outcome: TrainingOutcome) -> JobResult:
+        assert outcome.blob is not None and outcome.config is not None
+        assert outcome.figures is not None and outcome.vocabulary is not None
+        try:
+            figures = TrainingFigures.from_dict(outcome.figures)
+            record = await self.store.activate_model(
+                job_id=job.job_id,
+                channel_id=job.channel.channel_id,
+                model=NewModel(
+                    config=outcome.config,
+                    vocabulary=outcome.vocabulary,
+                    blob=outcome.blob,
+                    figures=outcome.figures,
+                    options=job.options.to_dict(),
+                ),
+                story_ids=job.story_ids,
+                keep_versions=self.config.storage.model_versions_kept,
+            )
+        except (StorageError, ModelError) as exc:
+            message = f"The trained model could not be stored: {exc}"
+            await self.store.finish_job(job.job_id, JobState.FAILED, message)
+            return JobResult(job.job_id, JobState.FAILED, message, None, None)
+        logger.info(
+            "channel %d: model version %d active (job %d)",
+            job.channel.channel_id,
+            record.version,
+            job.job_id,
+        )
+        return JobResult(job.job_id, JobState.DONE, None, record.version, figures)
+
+    def _settle(self, job: _Job, result: JobResult) -> None:
+        self._running.discard(job.job_id)
+        self._jobs.pop(job.job_id, None)
+        if self._by_channel.get(job.channel.channel_id) is job:
+            del self._by_channel[job.channel.channel_id]
+        job.state = JobState(result.state)
+        if not job.result.done():
+            job.result.set_result(result)
+        self._emit(job, error=result.error)
+        self._dispatch()
+
+    def _on_trainer_progress(self, job: _Job, data: dict[str, Any]) -> None:
+        if job.job_id not in self._jobs:
+            return
+        job.progress = data
+        self._emit(job)
+        now = time.monotonic()
+        if now - job.last_saved >= 1.0 and job.discarded is None:
+            job.last_saved = now
+            self._spawn_task(self._save_progress(job.job_id, data))
+
+    async def _save_progress(self, job_id: int, data: dict[str, Any]) -> None:
+        try:
+            await self.store.update_job_progress(job_id, data)
+        except Exception:
+            logger.exception("could not save progress of job %d", job_id)
+
+    # -- progress --------------------------------------------------------------------------
+
+    def _position(self, job: _Job) -> int | None:
+        for index, queued in enumerate(self._queue):
+            if queued is job:
+                return index + 1
+        return None
+
+    def _progress(self, job: _Job, error: str | None = None) -> JobProgress:
+        data = job.progress or {}
+        cancelling = job.cancel_requested and job.state == JobState.RUNNING
+        elapsed = data.get("elapsed_seconds")
+        if elapsed is None:
+            elapsed = 0.0 if job.started is None else time.monotonic() - job.started
+        return JobProgress(
+            job_id=job.job_id,
+            state="cancelling" if cancelling else str(job.state),
+            epoch=int(data.get("epoch", 0)),
+            max_epochs=int(data.get("max_epochs", job.options.max_epochs)),
+            loss=data.get("loss"),
+            accuracy=data.get("accuracy"),
+            learnable_accuracy=data.get("learnable_accuracy"),
+            eta_seconds=data.get("eta_seconds"),
+            elapsed_seconds=float(elapsed),
+            queue_position=self._position(job),
+            val_accuracy=data.get("val_accuracy"),
+            error=error,
+            reason=job.options.reason,
+        )
+
+    def _emit(self, job: _Job, error: str | None = None) -> None:
+        if not job.subscribers:
+            return
+        progress = self._progress(job, error)
+        for subscriber in job.subscribers:
+            subscriber.deliver(progress)
+
+    def progress(self, channel: ChannelRef) -> JobProgress | None:
+        """The channel's open job's progress, or None."""
+        job = self._by_channel.get(channel.channel_id)
+        return None if job is None else self._progress(job)
+
+    def is_open(self, job_id: int) -> bool:
+        return job_id in self._jobs
+
+    # -- ends ------------------------------------------------------------------------------
+
+    async def wait_for_job(self, job_id: int) -> JobResult:
+        job = self._jobs.get(job_id)
+        if job is not None:
+            return await asyncio.shield(job.result)
+        record = await self.store.job(job_id)
+        if record is None:
+            raise NotFound(f"There is no training job #{job_id}.")
+        return await self.result_of(record)
+
+    async def result_of(self, record: JobRecord) -> JobResult:
+        version: int | None = None
+        figures: TrainingFigures | None = None
+        model = None if record.model_id is None else await self.store.model(record.model_id)
+        if model is not None:
+            version = model.version
+            figures = figures_of(model.figures, model.id)
+        imported = record.options.get("mode") == "import"
+        return JobResult(record.id, record.state, record.error, version, figures, imported)
+
+    async def cancel(self, channel: ChannelRef, member: Member) -> JobProgress | None:
+        """Cancel the channel's queued or running job; None if there is none."""
+        job = self._by_channel.get(channel.channel_id)
+        if job is None:
+            return None
+        if not member.is_admin and member.user_id != job.requested_by:
+            raise NotAllowed("Only the member who started this training or an admin can cancel it.")
+        if job.state == JobState.QUEUED:
+            message = "Training was cancelled before it started."
+            # Recorded first: if the store refuses (StorageUnavailable), the job stays queued.
+            await self.store.finish_job(job.job_id, JobState.CANCELLED, message)
+            if job.state == JobState.QUEUED:
+                self._queue.remove(job)
+            else:  # dispatched meanwhile: its run must not store a model
+                job.discarded = "cancelled"
+                if job.run is not None:
+                    job.run.cancel()
+            self._settle(job, JobResult(job.job_id, JobState.CANCELLED, message, None, None))
+            for waiting in self._queue:
+                self._emit(waiting)
+            return self._progress(job)
+        job.cancel_requested = True
+        if job.run is not None:
+            job.run.cancel()
+        self._emit(job)
+        return self._progress(job)
+
+    def discard(self, channel: ChannelRef) -> None:
+        """The channel is being forgotten: end its job without storing anything."""
+        job = self._by_channel.get(channel.channel_id)
+        if job is None:
+            return
+        job.discarded = "forgotten"
+        if job.state == JobState.QUEUED:
+            with contextlib.suppress(ValueError):
+                self._queue.remove(job)
+            self._settle(job, JobResult(job.job_id, JobState.CANCELLED, FORGOTTEN, None, None))
+        elif job.run is not None:
+            job.run.cancel()

@@ -1,0 +1,237 @@
+"""A channel's library: its story card and figures, stories, model versions, rollback, removal
+(with the policy of what answers and what retrains afterwards) and forgetting."""
+
+from __future__ import annotations
+
+import logging
+
+from bot.config import Config
+from bot.core.api import (
+    ChannelRef,
+    Member,
+    ModelVersion,
+    ProgressCallback,
+    RetrainReason,
+    StoryCard,
+    StoryInfo,
+    StoryRemoval,
+    StoryStats,
+    TrainingFigures,
+    TrainingJob,
+    TrainOptions,
+)
+from bot.core.jobs import TrainingScheduler, figures_of
+from bot.core.model_cache import ModelCache
+from bot.core.store import JobState, ModelRecord, RemovalFacts, RemovalPlan, StoryRecord, StoryStore
+from bot.core.validation import JobOptions, RequestChecks, check_int
+from bot.errors import InvalidOption, NoModel, NotAllowed, NotFound
+
+logger = logging.getLogger(__name__)
+
+
+def removal_plan(facts: RemovalFacts, options: JobOptions) -> RemovalPlan:
+    """After a story's removal: if the active model learned it, the newest kept version that
+    did not answers meanwhile, and a retraining is queued on the active model's other stories
+    (or, if it had none and no version is left, on the newest remaining story)."""
+    active = facts.active
+    if active is None or active.version not in facts.deleted_versions:
+        return RemovalPlan(activate_version=None, retrain_story_ids=(), retrain_options={})
+    fallback = facts.remaining_versions[0] if facts.remaining_versions else None
+    retrain = tuple(i for i in active.story_ids if i != facts.story.id)
+    if not retrain and fallback is None and facts.remaining_story_ids:
+        retrain = (facts.remaining_story_ids[-1],)
+    reason = RetrainReason(removed_story_id=facts.story.id, filename=facts.story.filename)
+    return RemovalPlan(
+        activate_version=fallback,
+        retrain_story_ids=retrain,
+        retrain_options=JobOptions(
+            options.model, options.training, options.requested, reason
+        ).to_dict(),
+    )
+
+
+class Library:
+    def __init__(
+        self,
+        config: Config,
+        store: StoryStore,
+        scheduler: TrainingScheduler,
+        cache: ModelCache,
+        checks: RequestChecks,
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.scheduler = scheduler
+        self.cache = cache
+        self.checks = checks
+
+    async def story_card(self, channel: ChannelRef) -> StoryCard:
+        model = await self.store.active_model(channel.channel_id)
+        stories = {s.id: s for s in await self.store.list_stories(channel.channel_id)}
+        job = self.scheduler.progress(channel)
+        recent = await self.store.jobs(channel.channel_id, limit=5)
+        last = next((r for r in recent if not JobState(r.state).open), None)
+        last_result = None if last is None else await self.scheduler.result_of(last)
+        latest: StoryRecord | None = None
+        figures: TrainingFigures | None = None
+        if model is not None:
+            known = [stories[i] for i in model.story_ids if i in stories]
+            latest = known[-1] if known else None
+            figures = figures_of(model.figures, model.id)
+        return StoryCard(
+            channel=channel,
+            has_model=model is not None,
+            model_version=None if model is None else model.version,
+            story_filename=None if latest is None else latest.filename,
+            story_uploader=None if latest is None else latest.uploader_name,
+            story_uploaded_at=None if latest is None else latest.created_at,
+            stories=0 if model is None else len(model.story_ids),
+            symbols=None if figures is None else figures.symbols,
+            vocabulary_size=None if model is None else model.vocabulary_size,
+            vocabulary_covered_share=None if figures is None else figures.covered_share,
+            learnable_accuracy=None if figures is None else figures.learnable_accuracy,
+            accuracy=None if figures is None else figures.accuracy,
+            val_accuracy=None if figures is None else figures.val_accuracy,
+            val_perplexity=None if figures is None else figures.val_perplexity,
+            epochs=None if figures is None else figures.epochs,
+            training_seconds=None if figures is None else figures.seconds,
+            trained_at=None if model is None else model.created_at,
+            job=job,
+            last_job=last_result,
+            notice=None if job is None else job.reason,
+            vocabulary_cap=None if figures is None else figures.vocabulary_cap,
+        )
+
+    async def stats(self, channel: ChannelRef) -> StoryStats:
+        models = await self.store.list_models(channel.channel_id)
+        active = next((m for m in models if m.active), None)
+        counters = await self.store.channel_counters(channel.channel_id)
+        return StoryStats(
+            stories=tuple(await self.list_stories(channel)),
+            vocabulary_size=None if active is None else active.vocabulary_size,
+            model_versions=tuple(m.version for m in models),
+            active_version=None if active is None else active.version,
+            trainings=counters.trainings,
+            replies=counters.replies,
+        )
+
+    async def list_stories(self, channel: ChannelRef) -> list[StoryInfo]:
+        return [
+            StoryInfo(s.id, s.filename, s.uploader_id, s.uploader_name, s.symbols, s.created_at)
+            for s in await self.store.list_stories(channel.channel_id)
+        ]
+
+    async def list_versions(self, channel: ChannelRef) -> list[ModelVersion]:
+        versions = []
+        for model in await self.store.list_models(channel.channel_id):
+            figures = figures_of(model.figures, model.id)
+            versions.append(
+                ModelVersion(
+                    version=model.version,
+                    active=model.active,
+                    created_at=model.created_at,
+                    story_ids=model.story_ids,
+                    learnable_accuracy=None if figures is None else figures.learnable_accuracy,
+                    epochs=None if figures is None else figures.epochs,
+                )
+            )
+        return versions
+
+    async def rollback(
+        self, channel: ChannelRef, member: Member, version: int | None = None
+    ) -> ModelVersion:
+        """Make a kept version active (default: the one before the active one)."""
+        if not member.is_admin:
+            raise NotAllowed("You are not allowed to roll back this channel's model.")
+        if version is not None:
+            check_int("version", version, 1, 2**31 - 1)
+        versions = await self.list_versions(channel)
+        if not versions:
+            raise NoModel("This channel has no trained model to roll back.")
+        if version is None:
+            active = next((v.version for v in versions if v.active), None)
+            older = [v.version for v in versions if active is None or v.version < active]
+            if not older:
+                raise NotFound("There is no earlier model version to roll back to.")
+            version = older[0]
+        record = await self.store.set_active_version(channel.channel_id, version)
+        if record is None:
+            kept = ", ".join(str(v.version) for v in versions)
+            raise NotFound(f"Version {version} is not kept; kept versions: {kept}.")
+        return next(v for v in await self.list_versions(channel) if v.version == version)
+
+    async def remove_story(
+        self,
+        channel: ChannelRef,
+        member: Member,
+        story_id: int,
+        on_progress: ProgressCallback | None = None,
+    ) -> StoryRemoval:
+        """Delete a story and every model trained on it; queue a retraining on what remains
+        (see :func:`removal_plan`). Allowed for the story's uploader and admins; refused (Busy)
+        while the channel trains."""
+        check_int("story id", story_id, 1, 2**63 - 1)
+        story = await self.store.story(channel.channel_id, story_id)
+        if story is None:
+            raise NotFound(f"This channel has no story #{story_id}; /story list shows them.")
+        if not member.is_admin and member.user_id != story.uploader_id:
+            raise NotAllowed("Only the member who uploaded this story or an admin can remove it.")
+        self.scheduler.check_not_busy(channel)
+        with self.scheduler.reserved(channel):
+            options = self._retrain_options(await self.store.active_model(channel.channel_id))
+            deletion = await self.store.delete_story(
+                channel.channel_id,
+                story_id,
+                guild_id=channel.guild_id,
+                policy=lambda facts: removal_plan(facts, options),
+                requested_by=member.user_id,
+                requested_by_name=member.display_name,
+            )
+        if deletion is None:
+            raise NotFound(f"This channel has no story #{story_id}; /story list shows them.")
+        self.cache.drop(channel.channel_id)
+        logger.info(
+            "channel %d: story %d removed with versions %s",
+            channel.channel_id,
+            story_id,
+            deletion.deleted_versions,
+        )
+        retraining: TrainingJob | None = None
+        if deletion.retrain_job is not None:
+            queued = self.scheduler.enqueue(channel, deletion.retrain_job, on_progress)
+            retraining = TrainingJob(
+                job_id=queued.job_id,
+                channel=channel,
+                state=queued.state,
+                queue_position=queued.queue_position,
+                story_id=None,
+                story_ids=queued.story_ids,
+                requested_by=member.user_id,
+            )
+        return StoryRemoval(
+            story_id=story_id,
+            filename=story.filename,
+            deleted_versions=deletion.deleted_versions,
+            active_version=deletion.active_version,
+            retraining=retraining,
+        )
+
+    def _retrain_options(self, active: ModelRecord | None) -> JobOptions:
+        """Options for a retraining: the active model's layers, n_input and seed."""
+        config = {} if active is None else active.config
+        seed = None if active is None else JobOptions.from_dict(active.options).seed
+        candidate = TrainOptions(
+            layers=config.get("layers"), n_input=config.get("n_input"), seed=seed
+        )
+        try:
+            return self.checks.job_options(candidate)
+        except InvalidOption:
+            return self.checks.job_options(TrainOptions())
+
+    async def forget(self, channel: ChannelRef, member: Member) -> None:
+        """Delete the channel's stories, models and jobs (cancelling an open job)."""
+        if not member.is_admin:
+            raise NotAllowed("You are not allowed to make fabulist forget this channel.")
+        self.scheduler.discard(channel)
+        await self.store.forget_channel(channel.channel_id)
+        self.cache.drop(channel.channel_id)

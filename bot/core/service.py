@@ -1,0 +1,371 @@
+"""StoryService: the one object the adapters (CLI, console, Discord cogs) call.
+
+A small facade over parts with one job each: ``validation`` and ``uploads`` check every request
+before any work starts, ``jobs`` queues trainings in front of a ``TrainingExecutor``,
+``model_cache`` answers ``/continue`` off the loop, ``library`` keeps stories and versions,
+``transfer`` exports and imports. It is typed against the ``StoryStore`` and
+``TrainingExecutor`` protocols; ``bot.app.open_app`` wires the real ones. Nothing here imports
+TensorFlow: only the executor's trainers do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from concurrent.futures import ThreadPoolExecutor
+
+from bot.config import Config
+from bot.core.api import (
+    CacheStats,
+    ChannelRef,
+    Continuation,
+    ContinueOptions,
+    EndedJob,
+    ImportResult,
+    JobProgress,
+    JobResult,
+    JobState,
+    Member,
+    ModelVersion,
+    ProgressCallback,
+    StoryCard,
+    StoryInfo,
+    StoryRemoval,
+    StoryStats,
+    TrainingJob,
+    TrainOptions,
+)
+from bot.core.cooldowns import Cooldowns
+from bot.core.executor import TrainingExecutor
+from bot.core.jobs import TrainingScheduler, figures_of
+from bot.core.library import Library
+from bot.core.model_cache import ModelCache, generate_with_share
+from bot.core.store import JobRecord, NewStory, StoryStore
+from bot.core.transfer import Transfer
+from bot.core.uploads import check_upload_size, clean_filename, is_export_name, prepare_story
+from bot.core.validation import RequestChecks
+from bot.errors import InvalidOption, InvalidUpload, NoModel, NotAllowed, UnknownWords, UserError
+from bot.export import ExportLimits, looks_like_export
+from model import ModelError, UnknownWordsError, detokenize, tokenize
+
+logger = logging.getLogger(__name__)
+SHUTTING_DOWN = "The bot is shutting down; try again in a minute."
+
+
+class StoryService:
+    def __init__(self, config: Config, store: StoryStore, executor: TrainingExecutor) -> None:
+        self.config = config
+        self.store = store
+        self.executor = executor
+        self._threads = ThreadPoolExecutor(
+            max_workers=config.workers.generation_threads, thread_name_prefix="fabulist-gen"
+        )
+        self.checks = RequestChecks(config)
+        self.scheduler = TrainingScheduler(config, store, executor)
+        self.cache = ModelCache(
+            store, self._threads, max_models=config.cache.models, megabytes=config.cache.megabytes
+        )
+        self.library = Library(config, store, self.scheduler, self.cache, self.checks)
+        self.transfer = Transfer(config, store, self.scheduler, self.cache, self.library)
+        self.cooldowns = Cooldowns(config.cooldowns.continue_seconds)
+        self._closed = False
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self, *, warm_workers: bool = True) -> None:
+        """Interrupt the open jobs of processes that are gone; optionally start the trainers."""
+        await self.scheduler.interrupt_orphans()
+        if warm_workers:
+            await self.executor.start()
+
+    async def close(self) -> None:
+        """Interrupt open jobs and stop the generation threads; never blocks the loop.
+
+        The executor and the store belong to whoever opened them (``open_app``). Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        await self.scheduler.close()
+        await asyncio.to_thread(self._threads.shutdown, wait=True)
+
+    def _check_open(self) -> None:
+        if self.scheduler.closing:
+            raise UserError(SHUTTING_DOWN)
+
+    # -- uploads -----------------------------------------------------------------------------
+
+    @property
+    def export_limits(self) -> ExportLimits:
+        return self.transfer.limits
+
+    def upload_limit(self, filename: str | None = None) -> int:
+        """The most bytes to download for an upload: an export file (by name) may be larger."""
+        if is_export_name(filename):
+            return max(self.config.limits.story_bytes, self.export_limits.file_bytes)
+        return self.config.limits.story_bytes
+
+    def check_upload_size(self, size: int, filename: str | None = None) -> None:
+        """Reject by the attachment's declared size (an export file by name: the export limit)."""
+        check_upload_size(size, self.upload_limit(filename))
+
+    # -- training ----------------------------------------------------------------------------
+
+    async def train(
+        self,
+        channel: ChannelRef,
+        member: Member,
+        filename: str,
+        data: bytes,
+        options: TrainOptions,
+        on_progress: ProgressCallback | None = None,
+    ) -> TrainingJob:
+        """Validate, store the story, queue the job and return at once (UserError if refused).
+
+        An export file (see ``bot.export``) is imported instead: the returned job is already
+        ``done`` and ``wait_for_job`` reports the imported model (``JobResult.imported``).
+        """
+        self._check_open()
+        if not member.is_admin:
+            raise NotAllowed("You are not allowed to train fabulist in this channel.")
+        if looks_like_export(data):
+            imported = await self.import_channel(channel, member, data)
+            return TrainingJob(
+                job_id=imported.job_id,
+                channel=channel,
+                state=JobState.DONE,
+                queue_position=None,
+                story_id=imported.story_ids[-1],
+                story_ids=imported.story_ids,
+                requested_by=member.user_id,
+            )
+        check_upload_size(len(data), self.config.limits.story_bytes)
+        job_options = self.checks.job_options(options)
+        self.scheduler.check_not_busy(channel)
+        self.scheduler.check_queue()
+        limits = self.config.limits
+        with self.scheduler.reserved(channel):
+            stories = await self.store.list_stories(channel.channel_id)
+            if len(stories) >= limits.stories_per_channel:
+                raise InvalidUpload(
+                    f"This channel already holds {len(stories)} stories (the limit); "
+                    "remove one first."
+                )
+            prepared = await asyncio.to_thread(
+                prepare_story,
+                data,
+                n_input=int(job_options.model["n_input"]),
+                max_symbols=limits.story_symbols,
+            )
+            if options.mode == "append":
+                total = prepared.symbols + sum(s.symbols for s in stories)
+                if total > limits.story_symbols:
+                    raise InvalidUpload(
+                        f"With the earlier stories this would be {total:,} words and "
+                        f"punctuation marks; the limit is {limits.story_symbols:,}. "
+                        "Use mode replace, or remove a story first."
+                    )
+            self.scheduler.check_queue()
+            record = await self.store.add_story_and_job(
+                channel_id=channel.channel_id,
+                guild_id=channel.guild_id,
+                channel_name=channel.name,
+                story=NewStory(
+                    filename=clean_filename(filename),
+                    uploader_id=member.user_id,
+                    uploader_name=member.display_name,
+                    text=prepared.text,
+                    sha256=prepared.sha256,
+                    encoding=prepared.encoding,
+                    bytes=len(data),
+                    symbols=prepared.symbols,
+                    vocabulary_size=prepared.vocabulary_size,
+                ),
+                append=options.mode == "append",
+                requested_by=member.user_id,
+                requested_by_name=member.display_name,
+                options=job_options.to_dict(),
+            )
+        return self.scheduler.enqueue(channel, record, on_progress)
+
+    async def wait_for_job(self, job_id: int) -> JobResult:
+        return await self.scheduler.wait_for_job(job_id)
+
+    async def cancel(self, channel: ChannelRef, member: Member) -> JobProgress | None:
+        """Cancel the channel's queued or running job; None if there is none."""
+        return await self.scheduler.cancel(channel, member)
+
+    async def job_progress(self, channel: ChannelRef) -> JobProgress | None:
+        return self.scheduler.progress(channel)
+
+    # -- progress messages (kept for adapters across restarts) ---------------------------------
+
+    async def set_progress_message(self, job_id: int, channel_id: int, message_id: int) -> None:
+        """Record the message that shows ``job_id``'s progress until ``progress_message_updated``.
+
+        A process killed before it updates the message leaves it showing a running job (and
+        its Cancel button); the next process finds it in ``stale_progress_messages``.
+        """
+        await self.store.set_progress_message(job_id, channel_id, message_id)
+
+    async def progress_message_updated(self, job_id: int) -> None:
+        """The job's progress message now shows its end (or is gone): forget it."""
+        await self.store.clear_progress_message(job_id)
+
+    async def stale_progress_messages(self) -> list[EndedJob]:
+        """Recorded progress messages of ended jobs that were never updated to show the end.
+
+        Call after ``start``: the jobs a killed process left open are interrupted by then.
+        """
+        return [await self._ended(record) for record in await self.store.stale_progress_messages()]
+
+    async def ended_job(self, channel: ChannelRef, job_id: int) -> EndedJob | None:
+        """``job_id`` of this channel if it has ended; None while it is open, or if unknown."""
+        if self.scheduler.is_open(job_id):
+            return None
+        record = await self.store.job(job_id)
+        if record is None or record.channel_id != channel.channel_id or record.state.open:
+            return None
+        return await self._ended(record)
+
+    async def _ended(self, record: JobRecord) -> EndedJob:
+        story = (
+            await self.store.story(record.channel_id, record.story_ids[-1])
+            if record.story_ids
+            else None
+        )
+        return EndedJob(
+            channel=ChannelRef(guild_id=record.guild_id, channel_id=record.channel_id),
+            filename=story.filename if story is not None else None,
+            result=await self.scheduler.result_of(record),
+            message_id=record.progress_message_id,
+            message_channel_id=record.progress_channel_id,
+        )
+
+    # -- generation --------------------------------------------------------------------------
+
+    async def continue_story(
+        self,
+        channel: ChannelRef,
+        prompt: str,
+        options: ContinueOptions,
+        *,
+        member: Member | None = None,
+    ) -> Continuation:
+        """Continue ``prompt`` with the channel's active model (off the loop).
+
+        With ``member``, the per-user cooldown ``cooldowns.continue_seconds`` applies. It is
+        charged up front (so concurrent requests cannot slip through) and refunded when the
+        request fails, so a member can correct a refused prompt at once.
+        """
+        generation = self.checks.continue_options(options)
+        tokens = self.checks.prompt(prompt)
+        charge = None if member is None else self.cooldowns.charge(member.user_id)
+        try:
+            entry = await self.cache.model_for(channel.channel_id)
+            loop = asyncio.get_running_loop()
+            try:
+                symbols, share = await loop.run_in_executor(
+                    self._threads, generate_with_share, entry, tokens, generation
+                )
+            except UnknownWordsError as exc:
+                raise UnknownWords(str(exc), exc.words, exc.suggestions) from None
+            except ModelError as exc:
+                raise InvalidOption(str(exc)) from None
+        except BaseException:
+            if member is not None and charge is not None:
+                self.cooldowns.refund(member.user_id, charge)
+            raise
+        try:
+            await self.store.count_reply(channel.channel_id)
+        except Exception:  # a figure for /story stats must never cost the member the reply
+            logger.warning("could not count a reply in channel %d", channel.channel_id)
+        return Continuation(
+            prompt_symbols=tokens,
+            symbols=symbols,
+            text=detokenize([*tokens, *symbols]),
+            model_version=entry.version,
+            original_share=share,
+        )
+
+    async def complete_word(self, channel: ChannelRef, prefix: str, limit: int = 25) -> list[str]:
+        """Vocabulary words starting with ``prefix`` (autocomplete); [] without a model."""
+        try:
+            entry = await self.cache.model_for(channel.channel_id)
+        except NoModel:
+            return []
+        words = tokenize(prefix)
+        last = words[-1] if words and not prefix.endswith(" ") else ""
+        return entry.model.vocabulary.complete(last, max(1, min(limit, 25)))
+
+    @property
+    def cached_models(self) -> int:
+        return self.cache.stats.models
+
+    @property
+    def cache_stats(self) -> CacheStats:
+        return self.cache.stats
+
+    # -- library -----------------------------------------------------------------------------
+
+    async def story_card(self, channel: ChannelRef) -> StoryCard:
+        return await self.library.story_card(channel)
+
+    async def story_stats(self, channel: ChannelRef) -> StoryStats:
+        """Symbols per story, vocabulary, kept versions, trainings run and replies served."""
+        return await self.library.stats(channel)
+
+    async def list_stories(self, channel: ChannelRef) -> list[StoryInfo]:
+        return await self.library.list_stories(channel)
+
+    async def list_versions(self, channel: ChannelRef) -> list[ModelVersion]:
+        return await self.library.list_versions(channel)
+
+    async def rollback(
+        self, channel: ChannelRef, member: Member, version: int | None = None
+    ) -> ModelVersion:
+        """Make a kept version active (default: the one before the active one)."""
+        return await self.library.rollback(channel, member, version)
+
+    async def remove_story(
+        self,
+        channel: ChannelRef,
+        member: Member,
+        story_id: int,
+        on_progress: ProgressCallback | None = None,
+    ) -> StoryRemoval:
+        """Delete a story and every model trained on it; queue a retraining on what remains."""
+        self._check_open()
+        return await self.library.remove_story(channel, member, story_id, on_progress)
+
+    async def forget(self, channel: ChannelRef, member: Member) -> None:
+        """Delete the channel's stories, models and jobs (cancelling an open job)."""
+        await self.library.forget(channel, member)
+
+    async def training_plot(self, channel: ChannelRef) -> bytes | None:
+        """PNG of the active model's loss and accuracy per epoch (rendered off the loop)."""
+        model = await self.store.active_model(channel.channel_id)
+        figures = None if model is None else figures_of(model.figures, model.id)
+        if figures is None or not figures.history:
+            return None
+        from bot.plot import training_plot_png
+
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._threads, training_plot_png, figures)
+
+    # -- transfer ----------------------------------------------------------------------------
+
+    async def export_channel(
+        self, channel: ChannelRef, member: Member | None = None
+    ) -> tuple[str, bytes]:
+        """(file name, bytes) of the channel's export: stories, active model, its card.
+
+        With ``member``, only admins may export (the file holds every uploaded text).
+        """
+        return await self.transfer.export_channel(channel, member)
+
+    async def import_channel(
+        self, channel: ChannelRef, member: Member, data: bytes
+    ) -> ImportResult:
+        """Restore an export into ``channel`` (its model becomes the active new version)."""
+        self._check_open()
+        return await self.transfer.import_channel(channel, member, data)

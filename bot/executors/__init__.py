@@ -1,0 +1,1 @@
+"""Training executors: implementations of ``bot.core.executor.TrainingExecutor``."""

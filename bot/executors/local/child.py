@@ -1,0 +1,112 @@
+"""The training process's program (``spawn``ed by ``bot.executors.local.pool``).
+
+It imports TensorFlow once, then trains one task at a time. Messages across the boundary are
+tuples of plain Python values (dicts, lists, str, bytes), never model classes::
+
+    parent -> child   ("train", task_dict) | ("cancel", job_id) | ("stop",)
+    child -> parent   ("ready", pid) | ("progress", job_id, dict)
+                      | ("done", job_id, result_dict) | ("failed", job_id, message)
+                      | ("cancelled", job_id)
+
+The parent sends a task's cancel only after its ``train`` (one lock orders a child's sends), so
+a cancel never overtakes its task; one that arrives after the task ended is ignored.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import os
+import signal
+from multiprocessing.connection import Connection
+from typing import Any
+
+
+def worker_main(conn: Connection) -> None:
+    """Entry point of a spawned worker: import TensorFlow once, then serve tasks until told."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # Ctrl-C in a terminal reaches the whole process group; the bot decides when workers stop.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # Training is batch work: on a busy machine the bot's event loop must win the CPU.
+    with contextlib.suppress(OSError):
+        os.nice(10)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s worker: %(message)s")
+    import model.training  # noqa: F401  (warm-up: the first job must not pay the import)
+
+    conn.send(("ready", os.getpid()))
+    while True:
+        try:
+            message = conn.recv()
+        except (EOFError, OSError):
+            return
+        if message[0] == "stop":
+            return
+        if message[0] == "train" and not _serve(conn, message[1]):
+            return
+
+
+def _serve(conn: Connection, task: dict[str, Any]) -> bool:
+    """Run one task; False when a stop arrived meanwhile (or the parent is gone)."""
+    from model import ModelError, TrainingCancelled, TrainingConfig, to_bytes, tokenize
+    from model.training import train_model
+
+    job_id = int(task["job_id"])
+    state = {"cancelled": False, "stop": False}
+
+    def should_cancel() -> bool:
+        try:
+            while conn.poll():
+                message = conn.recv()
+                if message[0] == "cancel" and message[1] == job_id:
+                    state["cancelled"] = True
+                elif message[0] == "stop":
+                    state["cancelled"] = state["stop"] = True
+        except (EOFError, OSError):
+            # The bot process is gone (killed): stop training and exit quietly.
+            state["cancelled"] = state["stop"] = True
+        return state["cancelled"]
+
+    def on_progress(progress: Any) -> None:
+        try:
+            conn.send(("progress", job_id, dataclasses.asdict(progress)))
+        except OSError:
+            state["cancelled"] = state["stop"] = True
+
+    try:
+        if should_cancel():
+            raise TrainingCancelled()
+        tokens: list[str] = []
+        for text in task["texts"]:
+            tokens.extend(tokenize(text))
+        model = train_model(
+            tokens,
+            dict(task["model"]),
+            TrainingConfig(**task["training"]),
+            on_progress=on_progress,
+            should_cancel=should_cancel,
+            vocabulary_max_size=task["vocabulary_max_size"],
+        )
+        if should_cancel():
+            raise TrainingCancelled()
+        result = {
+            "blob": to_bytes(model),
+            "config": model.config.to_dict(),
+            "vocabulary": list(model.vocabulary.to_json()),
+            "figures": model.figures.to_dict(),
+        }
+        reply: tuple[Any, ...] = ("done", job_id, result)
+    except TrainingCancelled:
+        reply = ("cancelled", job_id)
+    except ModelError as exc:
+        reply = ("failed", job_id, str(exc))
+    except MemoryError:
+        reply = ("failed", job_id, "Training ran out of memory; try a smaller story or model.")
+    except Exception as exc:
+        logging.getLogger(__name__).exception("training job %d failed", job_id)
+        reply = ("failed", job_id, f"Training failed unexpectedly ({type(exc).__name__}).")
+    try:
+        conn.send(reply)
+    except OSError:  # the bot process is gone
+        return False
+    return not state["stop"]

@@ -1,0 +1,1 @@
+"""Store backends: implementations of ``bot.core.store.StoryStore``."""

@@ -1,0 +1,20 @@
+"""The embedded default store: one SQLite file (aiosqlite), implementing
+``bot.core.store.StoryStore``.
+
+``connection`` holds the plumbing (one connection, one lock, explicit transactions, PRAGMAs) and
+the migrations of ``schema.sql``; one module per aggregate holds its SQL: ``channels``,
+``stories``, ``jobs``, ``models``.
+"""
+
+from __future__ import annotations
+
+from bot.store.sqlite.channels import ChannelTables
+from bot.store.sqlite.connection import UNAVAILABLE_MESSAGE, load_migrations
+from bot.store.sqlite.stories import StoryTables
+
+
+class SqliteStoryStore(StoryTables, ChannelTables):
+    """The bot's only database connection. Create with ``await SqliteStoryStore.open(path)``."""
+
+
+__all__ = ["UNAVAILABLE_MESSAGE", "SqliteStoryStore", "load_migrations"]

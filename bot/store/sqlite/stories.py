@@ -1,0 +1,277 @@
+"""Stories: upload with its job, removal (applying the core's policy), snapshot and import."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from bot.core.store import (
+    ChannelRecord,
+    ChannelSnapshot,
+    ImportedStory,
+    JobRecord,
+    ModelRecord,
+    NewModel,
+    NewStory,
+    RemovalFacts,
+    RemovalPolicy,
+    StoryDeletion,
+    StoryRecord,
+    now_iso,
+)
+from bot.errors import StorageError
+from bot.store.sqlite.jobs import JobTables
+from bot.store.sqlite.models import ModelTables, model_record
+
+_STORY_COLUMNS = (
+    "id, channel_id, filename, uploader_id, uploader_name, sha256, encoding, "
+    "bytes, symbols, vocabulary_size, created_at"
+)
+
+
+class StoryTables(JobTables, ModelTables):
+    async def add_story_and_job(
+        self,
+        *,
+        channel_id: int,
+        guild_id: int | None,
+        channel_name: str | None,
+        story: NewStory,
+        append: bool,
+        requested_by: int | None,
+        requested_by_name: str | None,
+        options: dict[str, Any],
+    ) -> JobRecord:
+        """Store an uploaded story and queue its training job, in one transaction.
+
+        ``append`` trains on all the channel's stories in upload order; otherwise on this one.
+        """
+        async with self._transaction():
+            await self._ensure_channel(channel_id, guild_id, channel_name)
+            story_id = await self._insert_story(channel_id, story, now_iso())
+            if append:
+                rows = await self._all(
+                    "SELECT id FROM stories WHERE channel_id = ? ORDER BY id", (channel_id,)
+                )
+                story_ids = [int(row["id"]) for row in rows]
+            else:
+                story_ids = [story_id]
+            job_id = await self._insert_job(
+                channel_id, guild_id, requested_by, requested_by_name, story_ids, options
+            )
+            return await self._job_row(job_id)
+
+    async def _insert_story(self, channel_id: int, story: NewStory, created_at: str) -> int:
+        cursor = await self._db.execute(
+            "INSERT INTO stories (channel_id, filename, uploader_id, uploader_name, text, "
+            "sha256, encoding, bytes, symbols, vocabulary_size, created_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                channel_id,
+                story.filename,
+                story.uploader_id,
+                story.uploader_name,
+                story.text,
+                story.sha256,
+                story.encoding,
+                story.bytes,
+                story.symbols,
+                story.vocabulary_size,
+                created_at,
+            ),
+        )
+        assert cursor.lastrowid is not None
+        return cursor.lastrowid
+
+    async def list_stories(self, channel_id: int) -> list[StoryRecord]:
+        async with self._lock:
+            rows = await self._all(
+                f"SELECT {_STORY_COLUMNS} FROM stories WHERE channel_id = ? ORDER BY id",  # noqa: S608
+                (channel_id,),
+            )
+        return [StoryRecord(**dict(row)) for row in rows]
+
+    async def story_texts(self, story_ids: Sequence[int]) -> list[str]:
+        """Texts in the given order; StorageError if one is missing."""
+        async with self._lock:
+            texts = []
+            for story_id in story_ids:
+                row = await self._one("SELECT text FROM stories WHERE id = ?", (story_id,))
+                if row is None:
+                    raise StorageError(f"story {story_id} no longer exists")
+                texts.append(str(row["text"]))
+        return texts
+
+    async def story(self, channel_id: int, story_id: int) -> StoryRecord | None:
+        async with self._lock:
+            return await self._story_row(channel_id, story_id)
+
+    async def _story_row(self, channel_id: int, story_id: int) -> StoryRecord | None:
+        row = await self._one(
+            f"SELECT {_STORY_COLUMNS} FROM stories WHERE id = ? AND channel_id = ?",  # noqa: S608
+            (story_id, channel_id),
+        )
+        return None if row is None else StoryRecord(**dict(row))
+
+    async def delete_story(
+        self,
+        channel_id: int,
+        story_id: int,
+        *,
+        guild_id: int | None,
+        policy: RemovalPolicy,
+        requested_by: int | None,
+        requested_by_name: str | None,
+    ) -> StoryDeletion | None:
+        """Remove a story and its models, then apply ``policy``'s plan, in one transaction.
+
+        Afterwards the WAL is checkpointed so the text is gone from the files (secure_delete).
+        None if the channel has no such story.
+        """
+        async with self._transaction() as db:
+            story = await self._story_row(channel_id, story_id)
+            if story is None:
+                return None
+            active_row = await self._one(
+                "SELECT * FROM model_info WHERE channel_id = ? AND active", (channel_id,)
+            )
+            active = None if active_row is None else model_record(active_row)
+            rows = await self._all(
+                "SELECT m.id, m.version, EXISTS (SELECT 1 FROM model_stories ms "
+                "WHERE ms.model_id = m.id AND ms.story_id = ?) AS trained_on_it "
+                "FROM models m WHERE m.channel_id = ? ORDER BY m.version DESC",
+                (story_id, channel_id),
+            )
+            doomed = [r for r in rows if r["trained_on_it"]]
+            kept = {int(r["version"]): int(r["id"]) for r in rows if not r["trained_on_it"]}
+            others = await self._all(
+                "SELECT id FROM stories WHERE channel_id = ? AND id != ? ORDER BY id",
+                (channel_id, story_id),
+            )
+            facts = RemovalFacts(
+                story=story,
+                active=active,
+                deleted_versions=tuple(sorted(int(r["version"]) for r in doomed)),
+                remaining_versions=tuple(kept),
+                remaining_story_ids=tuple(int(r["id"]) for r in others),
+            )
+            plan = policy(facts)
+            await db.executemany("DELETE FROM models WHERE id = ?", [(r["id"],) for r in doomed])
+            await db.execute("DELETE FROM stories WHERE id = ?", (story_id,))
+            active_after = None
+            if active is not None and active.version not in facts.deleted_versions:
+                active_after = active.version
+            if plan.activate_version is not None:
+                if plan.activate_version not in kept:
+                    raise StorageError(f"version {plan.activate_version} is not kept")
+                await db.execute(
+                    "UPDATE channels SET active_model_id = ? WHERE channel_id = ?",
+                    (kept[plan.activate_version], channel_id),
+                )
+                active_after = plan.activate_version
+            job: JobRecord | None = None
+            if plan.retrain_story_ids:
+                job_id = await self._insert_job(
+                    channel_id,
+                    guild_id,
+                    requested_by,
+                    requested_by_name,
+                    plan.retrain_story_ids,
+                    plan.retrain_options,
+                )
+                job = await self._job_row(job_id)
+        await self.checkpoint()
+        return StoryDeletion(story, facts.deleted_versions, active_after, job)
+
+    async def snapshot(self, channel_id: int) -> ChannelSnapshot | None:
+        """The active model, its blob and every story with its text (None without a model)."""
+        async with self._lock:
+            channel_row = await self._one(
+                "SELECT channel_id, guild_id, name, active_model_id, created_at FROM channels "
+                "WHERE channel_id = ?",
+                (channel_id,),
+            )
+            model_row = await self._one(
+                "SELECT * FROM model_info WHERE channel_id = ? AND active", (channel_id,)
+            )
+            if channel_row is None or model_row is None:
+                return None
+            blob = await self._scalar("SELECT blob FROM models WHERE id = ?", (model_row["id"],))
+            rows = await self._all(
+                f"SELECT {_STORY_COLUMNS}, text FROM stories "  # noqa: S608
+                "WHERE channel_id = ? ORDER BY id",
+                (channel_id,),
+            )
+        stories = []
+        for row in rows:
+            values = dict(row)
+            text = str(values.pop("text"))
+            stories.append((StoryRecord(**values), text))
+        return ChannelSnapshot(
+            ChannelRecord(**dict(channel_row)), model_record(model_row), bytes(blob), tuple(stories)
+        )
+
+    async def import_channel(
+        self,
+        *,
+        channel_id: int,
+        guild_id: int | None,
+        channel_name: str | None,
+        stories: Sequence[ImportedStory],
+        model_story_positions: Sequence[int],
+        model: NewModel,
+        requested_by: int | None,
+        requested_by_name: str | None,
+        max_stories: int,
+        keep_versions: int,
+    ) -> tuple[JobRecord, ModelRecord, tuple[int, ...]]:
+        """Add imported stories and make their model the active new version, in one transaction.
+
+        The import is recorded as a job that is already done. Returns (job, model, story ids);
+        the ids are of the stories kept: pruning (see ``_prune``) drops the file's stories
+        that its model did not learn. Raises StorageError (nothing changed) if the channel
+        would exceed ``max_stories``.
+        """
+        async with self._transaction() as db:
+            await self._ensure_channel(channel_id, guild_id, channel_name)
+            held = int(
+                await self._scalar(
+                    "SELECT count(*) FROM stories WHERE channel_id = ?", (channel_id,)
+                )
+            )
+            if held + len(stories) > max_stories:
+                raise StorageError(
+                    f"this channel holds {held} stories and the file {len(stories)}; "
+                    f"the limit is {max_stories}"
+                )
+            story_ids = []
+            for imported in stories:
+                story_ids.append(
+                    await self._insert_story(channel_id, imported.story, imported.created_at)
+                )
+            trained_on = [story_ids[i] for i in model_story_positions]
+            job_id = await self._insert_job(
+                channel_id, guild_id, requested_by, requested_by_name, trained_on, model.options
+            )
+            await db.execute(
+                "UPDATE jobs SET state = 'running', started_at = ? WHERE id = ?",
+                (now_iso(), job_id),
+            )
+            model_id, pruned = await self._insert_model(
+                job_id=job_id,
+                channel_id=channel_id,
+                model=model,
+                story_ids=trained_on,
+                keep_versions=keep_versions,
+            )
+            record = await self._model_row(model_id)
+            job = await self._job_row(job_id)
+            kept = {
+                int(row["id"])
+                for row in await self._all(
+                    "SELECT id FROM stories WHERE channel_id = ?", (channel_id,)
+                )
+            }
+        if pruned:
+            await self.checkpoint()
+        return job, record, tuple(i for i in story_ids if i in kept)
