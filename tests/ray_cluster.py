@@ -49,10 +49,24 @@ class RayHead:
     process: subprocess.Popen[bytes]
     temp_dir: Path
 
+    def processes(self) -> list[tuple[int, str]]:
+        """(pid, command line) of every process of this cluster: its session (Ray workers get
+        their own process groups, but stay in the session of ``ray start``)."""
+        listing = subprocess.run(
+            ["ps", "-eo", "pid=,sid=,args="], capture_output=True, text=True, check=True
+        ).stdout
+        found = []
+        for line in listing.splitlines():
+            pid, sid, *args = line.split(None, 2)
+            if int(sid) == self.process.pid:
+                found.append((int(pid), args[0] if args else ""))
+        return found
+
     def kill(self) -> None:
-        """SIGKILL the whole head (the cluster is gone, as if its machine died)."""
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGKILL)
+        """SIGKILL the whole cluster (it is gone, as if its machine died)."""
+        for pid, _ in self.processes():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.process.wait(10)
 

@@ -28,6 +28,7 @@ import dataclasses
 import logging
 import math
 import queue
+import signal
 import threading
 import time
 from collections.abc import Callable
@@ -152,6 +153,7 @@ class RayTrainingExecutor:
         self._connect_lock = threading.Lock()
         self._board: Any = None
         self._remote: Any = None
+        self._loop: asyncio.AbstractEventLoop | None = None  # the loop that started us
         self._owns_ray = False  # this executor called ray.init (so it calls ray.shutdown)
         self._started_local = False
         self.connected = False
@@ -172,6 +174,7 @@ class RayTrainingExecutor:
         Never raises for an unreachable cluster: the error is logged, trainings fail with a
         clear message and a background thread keeps trying to connect.
         """
+        self._loop = asyncio.get_running_loop()
         await asyncio.to_thread(self.start_sync)
 
     def start_sync(self) -> None:
@@ -196,7 +199,10 @@ class RayTrainingExecutor:
             settings = self.settings
             try:
                 if not ray.is_initialized():
-                    ray.init(**self._init_options())
+                    try:
+                        ray.init(**self._init_options())
+                    finally:
+                        self._reclaim_signals()
                     self._owns_ray = True
                 board_actor = ray.remote(num_cpus=0, max_restarts=0)(trainer.JobBoard)
                 board = board_actor.remote()
@@ -283,6 +289,31 @@ class RayTrainingExecutor:
             with contextlib.suppress(Exception):
                 ray.shutdown()
             self._owns_ray = False
+            self._reclaim_signals()
+
+    def _reclaim_signals(self) -> None:
+        """Give SIGTERM/SIGINT back to the bot's handlers.
+
+        Ray's core worker installs its own C-level handlers on ``ray.init`` and resets them to the
+        default on ``ray.shutdown`` (then a SIGTERM kills the bot instead of stopping it
+        cleanly). Re-setting the Python handlers re-installs Python's C handler; only the main
+        thread may, so it runs on the loop that started the executor (the bot's main thread).
+        """
+        loop = self._loop
+        if loop is None:
+            return
+
+        def reinstall() -> None:
+            if threading.current_thread() is not threading.main_thread():
+                return
+            for number in (signal.SIGTERM, signal.SIGINT):
+                handler = signal.getsignal(number)
+                if handler is not None:
+                    with contextlib.suppress(ValueError, OSError, TypeError):
+                        signal.signal(number, handler)
+
+        with contextlib.suppress(RuntimeError):  # the loop is closed
+            loop.call_soon_threadsafe(reinstall)
 
     def _reconnect_later(self) -> None:
         with self._lock:
@@ -318,6 +349,8 @@ class RayTrainingExecutor:
     def submit(self, task: TrainingTask, on_progress: ProgressCallback | None = None) -> RayRun:
         """Hand ``task`` to the monitor thread (never blocks the loop)."""
         run = RayRun(self, task, on_progress, asyncio.get_running_loop())
+        if self._loop is None:
+            self._loop = run.loop
         if self.closing:
             run.resolve(TrainingOutcome(task.job_id, "failed", error=CLOSED))
             return run
