@@ -190,6 +190,7 @@ async def test_restart_marks_open_jobs_interrupted(config: Config, pool: Trainin
 def test_bot_process_never_imports_tensorflow() -> None:
     code = (
         "import sys, bot.app, bot.core.service, bot.store.sqlite, bot.executors.local\n"
+        "import bot.executors.ray_cluster, bot.executors.ray_cluster.trainer\n"
         "import bot.cli, bot.console, bot.plot\n"
         "roots = ('tensorflow', 'keras', 'discord')\n"
         "heavy = [m for m in sys.modules if m.split('.')[0] in roots]\n"
