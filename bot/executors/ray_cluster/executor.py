@@ -204,7 +204,7 @@ class RayTrainingExecutor:
                     finally:
                         self._reclaim_signals()
                     self._owns_ray = True
-                board_actor = ray.remote(num_cpus=0, max_restarts=0)(trainer.JobBoard)
+                board_actor: Any = ray.remote(num_cpus=0, max_restarts=0)(trainer.JobBoard)
                 board = board_actor.remote()
                 ray.get(board.ping.remote(), timeout=60)
                 self._remote = ray.remote(max_retries=0)(trainer.train).options(
@@ -248,6 +248,9 @@ class RayTrainingExecutor:
             "include_dashboard": False,
             "logging_level": logging.WARNING,
             "namespace": "fabulist",
+            # The trainers' output (TensorFlow's start-up chatter) stays in the Ray session's log
+            # files: relaying it costs the bot's loop and says nothing a failed outcome doesn't.
+            "log_to_driver": False,
         }
         if settings.address is None:
             cpus = settings.local_cpus or math.ceil(
@@ -461,9 +464,9 @@ class RayTrainingExecutor:
             if job_id in by_job:
                 self.placements[job_id] = where
         for job_id, data in posted:
-            run = by_job.get(job_id)
-            if run is not None:
-                run.progress(data)
+            reporting = by_job.get(job_id)
+            if reporting is not None:
+                reporting.progress(data)
 
     def _outcome(self, run: RayRun, ref: Any) -> TrainingOutcome:
         import ray
@@ -523,8 +526,8 @@ class RayTrainingExecutor:
             run.resolve(TrainingOutcome(run.job_id, "failed", error=CLOSED))
         while True:  # tasks handed over after the stop
             try:
-                kind, run = self._commands.get_nowait()
+                kind, late = self._commands.get_nowait()
             except queue.Empty:
                 break
-            if kind == "submit" and run is not None:
-                run.resolve(TrainingOutcome(run.job_id, "failed", error=CLOSED))
+            if kind == "submit" and late is not None:
+                late.resolve(TrainingOutcome(late.job_id, "failed", error=CLOSED))
