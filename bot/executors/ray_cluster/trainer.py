@@ -16,8 +16,6 @@ died), the training stops at its next check, like a local trainer whose pipe clo
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import logging
 import os
 import time
 from typing import Any
@@ -73,17 +71,13 @@ def warm_up() -> int:
 
 
 def train(task: dict[str, Any], board: Any) -> dict[str, Any]:
-    """Train one task (a ``TrainingTask`` as a dict); the outcome as plain values.
-
-    ``{"state": "done", "blob", "config", "vocabulary", "figures"}``, ``{"state": "cancelled"}``
-    or ``{"state": "failed", "error"}``: a training's own failures are outcomes, not Ray errors.
-    """
+    """Train one task (a ``TrainingTask`` as a dict); the outcome of
+    :func:`bot.executors.training_task.run_training` (plain values)."""
     import ray
 
-    _prepare_process()
-    from model import ModelError, TrainingCancelled, TrainingConfig, to_bytes, tokenize
-    from model.training import train_model
+    from bot.executors.training_task import run_training
 
+    _prepare_process()
     job_id = int(task["job_id"])
     state = {"cancelled": False, "checked": 0.0, "posted": 0.0}
     pending: dict[str, Any] = {}
@@ -107,46 +101,20 @@ def train(task: dict[str, Any], board: Any) -> dict[str, Any]:
             pending.clear()
             state["posted"] = time.monotonic()
 
-    def on_progress(progress: Any) -> None:
+    def on_progress(progress: dict[str, Any]) -> None:
         pending.clear()
-        pending.update(dataclasses.asdict(progress))
+        pending.update(progress)
         if time.monotonic() - state["posted"] >= PROGRESS_EVERY:
             flush()
 
     with contextlib.suppress(Exception):
         board.started.remote(job_id, ray.util.get_node_ip_address(), os.getpid())
     try:
-        if should_cancel():
-            raise TrainingCancelled()
-        tokens: list[str] = []
-        for text in task["texts"]:
-            tokens.extend(tokenize(text))
-        trained = train_model(
-            tokens,
-            dict(task["model"]),
-            TrainingConfig(**task["training"]),
-            on_progress=on_progress,
-            should_cancel=should_cancel,
-            vocabulary_max_size=task["vocabulary_max_size"],
-        )
-        flush()
-        return {
-            "state": "done",
-            "blob": to_bytes(trained),
-            "config": trained.config.to_dict(),
-            "vocabulary": list(trained.vocabulary.to_json()),
-            "figures": trained.figures.to_dict(),
-        }
-    except (TrainingCancelled, KeyboardInterrupt):
-        # KeyboardInterrupt is how ray.cancel stops a running task.
+        outcome = run_training(task, on_progress, should_cancel)
+    except KeyboardInterrupt:  # how ray.cancel stops a running task
         return {"state": "cancelled"}
-    except ModelError as exc:
-        return {"state": "failed", "error": str(exc)}
-    except MemoryError:
-        return {"state": "failed", "error": "Training ran out of memory; try a smaller story."}
-    except Exception as exc:
-        logging.getLogger(__name__).exception("training job %d failed", job_id)
-        return {"state": "failed", "error": f"Training failed unexpectedly ({type(exc).__name__})."}
+    flush()
+    return outcome
 
 
 def _prepare_process() -> None:
