@@ -71,7 +71,7 @@ class RayHead:
             self.process.wait(10)
 
 
-def _free_port() -> int:
+def free_port() -> int:
     # The ephemeral range: outside Ray's default worker ports (10002-19999).
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -81,7 +81,7 @@ def _free_port() -> int:
 @contextlib.contextmanager
 def ray_head(temp_dir: Path, *, timeout: float = 90.0) -> Iterator[RayHead]:
     """``ray start --head --block`` on 127.0.0.1 in its own session; killed on exit."""
-    port = _free_port()
+    port = free_port()
     ray_cli = Path(sys.executable).with_name("ray")
     temp_dir.mkdir(parents=True, exist_ok=True)
     log = (temp_dir / "ray-start.log").open("wb")

@@ -29,11 +29,13 @@ class RayConnection:
     def __init__(self, settings: RaySettings) -> None:
         self.settings = settings
         self.lock = threading.RLock()  # one connect/disconnect at a time
+        self._thread_lock = threading.Lock()
         self.board: Any = None
         self.remote: Any = None
         self.loop: asyncio.AbstractEventLoop | None = None  # the bot's loop (for signals)
         self._owns_ray = False  # we called ray.init (so we call ray.shutdown)
         self._reconnector: threading.Thread | None = None
+        self._attempted = threading.Event()  # the first connection attempt has ended
         self.connected = False
         self.closing = False
         self.last_error: str | None = None
@@ -133,8 +135,14 @@ class RayConnection:
             warm.remote()
 
     def disconnect(self) -> None:
-        with self.lock:
+        # A connect stuck in ray.init (an address that does not answer) holds the lock: then
+        # there is nothing to disconnect, and its daemon thread ends with the process.
+        if not self.lock.acquire(timeout=5.0):
+            return
+        try:
             self._disconnect()
+        finally:
+            self.lock.release()
 
     def _disconnect(self) -> None:
         import ray
@@ -172,17 +180,29 @@ class RayConnection:
         with contextlib.suppress(RuntimeError):  # the loop is closed
             loop.call_soon_threadsafe(reinstall)
 
+    def start_connecting(self, wait: float) -> bool:
+        """Connect in a background thread (retrying every ``RECONNECT_SECONDS``); wait up to
+        ``wait`` seconds for the first attempt. True if connected by then."""
+        self.reconnect_later()
+        self._attempted.wait(wait)
+        return self.connected
+
     def reconnect_later(self) -> None:
-        with self.lock:
+        with self._thread_lock:
             if self.closing or (self._reconnector is not None and self._reconnector.is_alive()):
                 return
             self._reconnector = threading.Thread(
-                target=self._reconnect_loop, name="fabulist-ray-reconnect", daemon=True
+                target=self._reconnect_loop, name="fabulist-ray-connect", daemon=True
             )
             self._reconnector.start()
 
     def _reconnect_loop(self) -> None:
+        first = not self._attempted.is_set()
         while not self.closing and not self.connected:
+            connected = self.connect(warm=True)
+            self._attempted.set()
+            if connected:
+                if not first:
+                    logger.info("reconnected to the Ray cluster")
+                return
             time.sleep(RECONNECT_SECONDS)
-            if not self.closing and self.connect():
-                logger.info("reconnected to the Ray cluster")

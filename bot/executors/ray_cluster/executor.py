@@ -140,9 +140,12 @@ class RayTrainingExecutor:
             self._monitor = threading.Thread(
                 target=self._monitor_loop, name="fabulist-ray-monitor", daemon=True
             )
-        if not self.connection.connect(warm=True):
-            self.connection.reconnect_later()
         self._monitor.start()
+        if not self.connection.start_connecting(self.settings.connect_wait_seconds):
+            logger.warning(
+                "not connected to the Ray cluster after %.0f s: trainings fail until it is",
+                self.settings.connect_wait_seconds,
+            )
 
     async def close(self) -> None:
         await asyncio.to_thread(self.close_sync)

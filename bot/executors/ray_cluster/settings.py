@@ -20,6 +20,8 @@ class RaySettings:
     # Only for a local cluster the bot starts (address None).
     local_cpus: int | None = None  # None: enough for max_concurrent_jobs
     local_object_store_bytes: int = LOCAL_OBJECT_STORE_BYTES
+    # How long ``start`` waits for the first connection before the bot goes on without it.
+    connect_wait_seconds: float = 60.0
 
     def __post_init__(self) -> None:
         if self.cpus_per_job <= 0:
