@@ -38,7 +38,12 @@ OPENING = (
 )
 TRAIN_TIMEOUT = 180.0
 # Lines the bot logs at ERROR on purpose in these tests.
-EXPECTED_ERRORS = ("the Ray worker of training job", "lost the Ray cluster", "Ray node of")
+EXPECTED_ERRORS = (
+    "the Ray worker of training job",
+    "lost the Ray cluster",
+    "Ray node of",
+    "cannot reach the Ray cluster",
+)
 
 
 @pytest.fixture(scope="module")

@@ -12,6 +12,7 @@ import contextlib
 import logging
 import math
 import signal
+import socket
 import threading
 import time
 from typing import Any
@@ -198,11 +199,38 @@ class RayConnection:
 
     def _reconnect_loop(self) -> None:
         first = not self._attempted.is_set()
+        reported = False
         while not self.closing and not self.connected:
-            connected = self.connect(warm=True)
+            # ray.init against an address that refuses connections can hold the GIL for tens of
+            # seconds after a ray.shutdown (the bot's loop would stall): knock first.
+            if answers(self.settings.address) is False:
+                self.last_error = f"nothing answers at {self.settings.address}"
+                if not reported:
+                    logger.error(
+                        "cannot reach the Ray cluster: %s (retrying every %.0f s)",
+                        self.last_error,
+                        RECONNECT_SECONDS,
+                    )
+                    reported = True
+                connected = False
+            else:
+                connected = self.connect(warm=True)
             self._attempted.set()
             if connected:
                 if not first:
                     logger.info("reconnected to the Ray cluster")
                 return
             time.sleep(RECONNECT_SECONDS)
+
+
+def answers(address: str | None) -> bool | None:
+    """Whether something accepts TCP connections at ``host:port`` (also ``ray://host:port``);
+    None when the address names no port (a local cluster, "auto")."""
+    if address is None or ":" not in address:
+        return None
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    try:
+        with socket.create_connection((host, int(port)), timeout=2.0):
+            return True
+    except (OSError, ValueError):
+        return False
