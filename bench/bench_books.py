@@ -1,6 +1,6 @@
 """Book-length stories (issue 6): speed, memory, ETA and quality per book, in one run.
 
-For each book of ``../shared/corpora`` the default model (Embedding 64 -> LSTM 512 -> Dense V,
+For each book of ``data/corpora`` the default model (Embedding 64 -> LSTM 512 -> Dense V,
 the product's TrainingConfig apart from the per-book epoch / seconds bounds below) is trained
 in a fresh *spawned* process (like a training worker) and the bench prints one row per book:
 
@@ -58,7 +58,7 @@ from bench.markov import KneserNeyMarkov, Score  # noqa: E402
 from model import TrainingConfig, Vocabulary, tokenize  # noqa: E402
 from model.windows import gather, split_indices, window_count  # noqa: E402
 
-CORPORA = ROOT / ".." / "shared" / "corpora"
+CORPORA = ROOT / "data" / "corpora"
 GIB = 1024**3
 
 

@@ -19,7 +19,7 @@ import numpy as np
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-CORPORA = Path(__file__).resolve().parents[1] / ".." / "shared" / "corpora"
+DATA = Path(__file__).resolve().parents[1] / "data"
 
 
 def timed(fn: Callable[[], object], repeats: int) -> tuple[float, float]:
@@ -40,7 +40,7 @@ def main() -> None:
     from model.network import assign_weights, build_network
     from model.training import train_model
 
-    tokens = tokenize((CORPORA / "belling-the-cat.txt").read_text(encoding="utf-8"))
+    tokens = tokenize((DATA / "belling-the-cat.txt").read_text(encoding="utf-8"))
     model = train_model(tokens, None, TrainingConfig(seed=1))
     prompt = ["had", "a", "general"]
     network = build_network(model.config)

@@ -25,14 +25,12 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench._measure import Probe, pct, rss_mb  # noqa: E402
+from bot.app import open_app  # noqa: E402
 from bot.config import load_config  # noqa: E402
 from bot.core.api import ChannelRef, ContinueOptions, Member, TrainOptions  # noqa: E402
 from bot.core.service import StoryService  # noqa: E402
-from bot.executors.local import TrainingPool  # noqa: E402
 from bot.store.sqlite import SqliteStoryStore as StoryStore  # noqa: E402
-from tests.reliability.conftest import STORY, synthetic_blob, target_line  # noqa: E402
-from tests.reliability.helpers import seed_model  # noqa: E402
-from tests.service.conftest import long_story  # noqa: E402
+from tests.support import STORY, long_story, seed_model, synthetic_blob, target_line  # noqa: E402
 
 ADMIN = Member(1, "bench", True)
 PROMPTS = ["had a general", "the mice", "the cat", "mouse", "a young mouse got up"]
@@ -86,33 +84,32 @@ async def load(db: Path) -> None:
     store = await StoryStore.open(db)
     for channel_id in range(1, 11):
         await seed_model(store, channel_id, STORY.decode(), units=32)
-    service = StoryService(config, store, TrainingPool(1))
-    await service.start()
-    for channel_id in range(1, 11):  # load the 10 models first: both bursts hit a warm cache
-        await service.continue_story(ChannelRef(100, channel_id), "the cat", ContinueOptions())
-    baseline, probe0 = await burst(service, 10, 50)
-    jobs = [
-        await service.train(
-            ChannelRef(100, 100 + i),
-            ADMIN,
-            "long.txt",
-            long_story(30_000, seed=i),
-            TrainOptions(),
-        )
-        for i in range(2)
-    ]
-    await asyncio.wait_for(trainings_running(service), 120.0)
-    loaded, probe1 = await burst(service, 10, 50)
-    for i in range(2):
-        await service.cancel(ChannelRef(100, 100 + i), ADMIN)
-    for job in jobs:
-        await service.wait_for_job(job.job_id)
-    print("50 concurrent continue_story over 10 channels (in-process service, 32 units):")
-    print(line("  no training", baseline, probe0))
-    print(line("  2 trainings running", loaded, probe1))
-    print(f"  ratio p99 loaded/baseline: {pct(loaded, 0.99) / pct(baseline, 0.99):.2f}")
-    print("  " + target_line("2 trainings running", pct(loaded, 0.99), max(probe1.lags) * 1000))
-    await service.close()
+    async with open_app(config, store=store) as app:
+        service = app.service
+        for channel_id in range(1, 11):  # load the 10 models first: both bursts hit a warm cache
+            await service.continue_story(ChannelRef(100, channel_id), "the cat", ContinueOptions())
+        baseline, probe0 = await burst(service, 10, 50)
+        jobs = [
+            await service.train(
+                ChannelRef(100, 100 + i),
+                ADMIN,
+                "long.txt",
+                long_story(30_000, seed=i),
+                TrainOptions(),
+            )
+            for i in range(2)
+        ]
+        await asyncio.wait_for(trainings_running(service), 120.0)
+        loaded, probe1 = await burst(service, 10, 50)
+        for i in range(2):
+            await service.cancel(ChannelRef(100, 100 + i), ADMIN)
+        for job in jobs:
+            await service.wait_for_job(job.job_id)
+        print("50 concurrent continue_story over 10 channels (in-process service, 32 units):")
+        print(line("  no training", baseline, probe0))
+        print(line("  2 trainings running", loaded, probe1))
+        print(f"  ratio p99 loaded/baseline: {pct(loaded, 0.99) / pct(baseline, 0.99):.2f}")
+        print("  " + target_line("2 trainings running", pct(loaded, 0.99), max(probe1.lags) * 1000))
     await store.close()
 
 
@@ -130,19 +127,19 @@ async def memory(db: Path, channels: int = 1000, bound: int = 32) -> None:
         },
         environ={},
     )
-    service = StoryService(config, store, TrainingPool(1))
-    await service.start(warm_workers=False)
-    await service.continue_story(ChannelRef(100, 1), "the cat", ContinueOptions())
-    base = rss_mb()
-    for channel_id in range(1, channels + 1):
-        await service.continue_story(ChannelRef(100, channel_id), "the cat", ContinueOptions())
-    after = rss_mb()
-    print(
-        f"{channels} channels with models ({len(blob) / 1e6:.2f} MB blobs), cache bound {bound}: "
-        f"RSS {base:.0f} MB -> {after:.0f} MB (+{after - base:.0f} MB); all resident would be "
-        f"~{channels * len(blob) / 1e6:.0f} MB; {service.cached_models} cached"
-    )
-    await service.close()
+    async with open_app(config, store=store, warm_workers=False) as app:
+        service = app.service
+        await service.continue_story(ChannelRef(100, 1), "the cat", ContinueOptions())
+        base = rss_mb()
+        for channel_id in range(1, channels + 1):
+            await service.continue_story(ChannelRef(100, channel_id), "the cat", ContinueOptions())
+        after = rss_mb()
+        print(
+            f"{channels} channels with models ({len(blob) / 1e6:.2f} MB blobs), "
+            f"cache bound {bound}: "
+            f"RSS {base:.0f} MB -> {after:.0f} MB (+{after - base:.0f} MB); all resident would be "
+            f"~{channels * len(blob) / 1e6:.0f} MB; {service.cached_models} cached"
+        )
     await store.close()
 
 

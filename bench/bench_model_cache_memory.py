@@ -28,11 +28,11 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench._measure import rss_mb  # noqa: E402
+from bot.app import open_app  # noqa: E402
 from bot.config import load_config  # noqa: E402
 from bot.core.api import ChannelRef, ContinueOptions, Member, TrainOptions  # noqa: E402
 from bot.core.service import StoryService  # noqa: E402
 from bot.core.store import NewModel, NewStory  # noqa: E402
-from bot.executors.local import TrainingPool  # noqa: E402
 from bot.store.sqlite import SqliteStoryStore as StoryStore  # noqa: E402
 
 STORY = (REPO / "data" / "belling-the-cat.txt").read_bytes()
@@ -47,14 +47,9 @@ REPLY = ContinueOptions(length=256, temperature=1.0, seed=1)
 
 async def prepare(db: Path) -> None:
     config = load_config(data={"storage": {"database": str(db)}}, environ={})
-    store = await StoryStore.open(db)
-    service = StoryService(config, store, TrainingPool(1))
-    await service.start(warm_workers=False)
-    try:
-        await copy_trained_model(service, store)
-    finally:  # the training worker must not outlive a failure here
-        await service.close()
-        await store.close()
+    # open_app closes the training worker even after a failure here.
+    async with open_app(config, warm_workers=False) as app:
+        await copy_trained_model(app.service, app.store)
 
 
 async def copy_trained_model(service: StoryService, store: StoryStore) -> None:
@@ -107,9 +102,11 @@ async def measure(db: Path, megabytes: int) -> None:
         },
         environ={},
     )
-    store = await StoryStore.open(db)
-    service = StoryService(config, store, TrainingPool(1))
-    await service.start(warm_workers=False)
+    async with open_app(config, warm_workers=False) as app:
+        await serve(app.service)
+
+
+async def serve(service: StoryService) -> None:
     zero = rss_mb()
     await service.continue_story(ChannelRef(None, 1), "had a general", REPLY)
     per_model = service.cache_stats.bytes / 2**20
@@ -119,8 +116,6 @@ async def measure(db: Path, megabytes: int) -> None:
         peak = max(peak, rss_mb())
     stats = service.cache_stats
     print(zero, base, peak, rss_mb(), stats.models, stats.bytes / 2**20, per_model, flush=True)
-    await service.close()
-    await store.close()
 
 
 def run(db: Path, megabytes: int) -> tuple[float, float, float, float, int, float, float]:

@@ -20,10 +20,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench._measure import Probe  # noqa: E402
+from bot.app import open_app  # noqa: E402
 from bot.config import load_config  # noqa: E402
 from bot.core.api import ChannelRef, Member, TrainOptions  # noqa: E402
-from bot.core.service import StoryService  # noqa: E402
-from bot.executors.local import TrainingPool  # noqa: E402
 from bot.store.sqlite import SqliteStoryStore as StoryStore  # noqa: E402
 
 STORY = (REPO / "data" / "belling-the-cat.txt").read_bytes()
@@ -33,21 +32,24 @@ ADMIN = Member(1, "bench", True)
 async def through_service(db: Path) -> tuple[float, float, int, float]:
     config = load_config(data={"storage": {"database": str(db)}}, environ={})
     store = await StoryStore.open(db)
-    service = StoryService(config, store, TrainingPool(1))
-    await service.start()
-    # Warm the worker (TensorFlow import, first tracing) so the figure is the steady state.
-    warm = await service.train(ChannelRef(None, 1), ADMIN, "warm.txt", STORY, TrainOptions(seed=0))
-    await service.wait_for_job(warm.job_id)
-    probe = Probe()
-    task = asyncio.create_task(probe.run())
-    start = time.perf_counter()
-    job = await service.train(ChannelRef(None, 2), ADMIN, "story.txt", STORY, TrainOptions(seed=1))
-    result = await service.wait_for_job(job.job_id)
-    seconds = time.perf_counter() - start
-    probe.running = False
-    await task
-    assert result.state == "done", result.error
-    await service.close()
+    async with open_app(config, store=store) as app:
+        service = app.service
+        # Warm the worker (TensorFlow import, first tracing) so the figure is the steady state.
+        warm = await service.train(
+            ChannelRef(None, 1), ADMIN, "warm.txt", STORY, TrainOptions(seed=0)
+        )
+        await service.wait_for_job(warm.job_id)
+        probe = Probe()
+        task = asyncio.create_task(probe.run())
+        start = time.perf_counter()
+        job = await service.train(
+            ChannelRef(None, 2), ADMIN, "story.txt", STORY, TrainOptions(seed=1)
+        )
+        result = await service.wait_for_job(job.job_id)
+        seconds = time.perf_counter() - start
+        probe.running = False
+        await task
+        assert result.state == "done", result.error
     await store.close()
     return (*probe.figures(), seconds)
 

@@ -17,7 +17,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-CORPORA = Path(__file__).resolve().parents[1] / ".." / "shared" / "corpora"
+DATA = Path(__file__).resolve().parents[1] / "data"
 
 
 def main() -> None:
@@ -35,7 +35,7 @@ def main() -> None:
     from model import TrainingConfig, Vocabulary, tokenize
     from model.training import train_model
 
-    tokens = tokenize((CORPORA / "belling-the-cat.txt").read_text(encoding="utf-8"))
+    tokens = tokenize((DATA / "belling-the-cat.txt").read_text(encoding="utf-8"))
     vocabulary = Vocabulary.build(tokens)
     print(f"story: {len(tokens)} symbols, {len(vocabulary)} unique")
     print(f"import keras (TensorFlow backend): {import_seconds:.2f} s")

@@ -26,6 +26,16 @@ class App:
     store: StoryStore
     executor: TrainingExecutor
     service: StoryService
+    owns_executor: bool = True
+
+    async def shutdown(self) -> None:
+        """Close the service, then the executor if ``open_app`` opened it (both idempotent);
+        ``open_app`` does this on exit, an adapter may do it earlier (the Discord bot)."""
+        try:
+            await self.service.close()
+        finally:
+            if self.owns_executor:
+                await self.executor.close()
 
 
 async def open_store(config: Config) -> StoryStore:
@@ -81,14 +91,10 @@ async def open_app(
     try:
         if start:
             await service.start(warm_workers=warm_workers)
-        yield App(config, opened_store, opened_executor, service)
+        yield App(config, opened_store, opened_executor, service, own_executor)
     finally:
         try:
-            await service.close()
+            await App(config, opened_store, opened_executor, service, own_executor).shutdown()
         finally:
-            try:
-                if own_executor:
-                    await opened_executor.close()
-            finally:
-                if own_store:
-                    await opened_store.close()
+            if own_store:
+                await opened_store.close()

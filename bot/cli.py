@@ -1,18 +1,19 @@
 """Command line: ``python -m bot`` (installed as ``fabulist``).
 
-    python -m bot [--config FILE] [--db FILE] [-v] COMMAND
+    python -m bot [--config FILE] [--db FILE] [-v] COMMAND  (the three also after COMMAND)
       run                                   connect to Discord (needs a token)
       sync                                  register the slash commands (dev_guild_id: that guild)
       train FILE [--channel C] [--append] [--layers N] [--n-input N] [--seed S] [--max-seconds T]
       continue WORDS... [--channel C] [--length N] [--temperature T] [--seed S] [--top-k K]
       status [--channel C]
       stories [--channel C]                 the channel's stories (id, file, uploader, size, date)
+      stats [--channel C]                   symbols per story, vocabulary, versions, replies
       remove ID [--channel C]               remove a story and every model trained on it
       versions [--channel C]                the kept model versions (* = active)
       rollback [VERSION] [--channel C]      make a kept version active (default: the previous)
       export [--channel C] [--out FILE]     write the channel's export file
       import FILE [--channel C]             restore an export file into the channel
-      forget [--channel C]
+      forget [--channel C] [--yes]          asks first; --yes when stdin is not a terminal
       console [--channel C]                 interactive, with the slash commands' syntax
 
 Without ``--config``, ``./config.toml`` is read if it exists, else the defaults apply.
@@ -26,13 +27,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
+import signal
 import sys
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
+from bot.adapters.commands import BY_CLI_NAME, QUERIES
 from bot.config import Config, load_config
 from bot.errors import ConfigError, StorageError, UserError
 
@@ -44,51 +48,92 @@ logger = logging.getLogger(__name__)
 DEFAULT_CONFIG = Path("config.toml")
 
 
+def _channel_name(value: str) -> str:
+    if not value.strip():
+        raise argparse.ArgumentTypeError("a channel name cannot be empty")
+    return value
+
+
+def _global_options(parser: argparse.ArgumentParser, default: object) -> None:
+    """--config/--db/-v: accepted before the command and after it (``train F --db X``)."""
+    parser.add_argument(
+        "--config", type=Path, default=default, help="TOML config (default ./config.toml if any)"
+    )
+    parser.add_argument(
+        "--db", type=Path, default=default, help="SQLite database (overrides storage.database)"
+    )
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", default=default, help="log at INFO level"
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="fabulist", description="Learn a story per channel and continue it."
     )
-    parser.add_argument("--config", type=Path, help="TOML config (default ./config.toml if any)")
-    parser.add_argument("--db", type=Path, help="SQLite database (overrides storage.database)")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    _global_options(parser, None)
+    parser.set_defaults(verbose=False)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    commands.add_parser("run", help="connect to Discord")
-    commands.add_parser("sync", help="register the slash commands with Discord")
+
+    def command(name: str, help: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help, description=help)
+        # SUPPRESS: given only before the command, the top-level value stands.
+        _global_options(sub, argparse.SUPPRESS)
+        return sub
+
+    command("run", "connect to Discord")
+    command("sync", "register the slash commands with Discord")
 
     def with_channel(name: str, help: str) -> argparse.ArgumentParser:
-        sub = commands.add_parser(name, help=help)
-        sub.add_argument("--channel", default="console", help="offline channel name")
-        sub.add_argument("--channel-id", type=int, help="a Discord channel's id (not --channel)")
+        sub = command(name, help)
+        which = sub.add_mutually_exclusive_group()
+        which.add_argument(
+            "--channel", type=_channel_name, default="console", help="offline channel name"
+        )
+        which.add_argument("--channel-id", type=int, help="a Discord channel's id (not --channel)")
         sub.add_argument("--guild-id", type=int, help="the Discord server's id (--channel-id)")
         return sub
 
     train = with_channel("train", "train a story file into a channel")
-    train.add_argument("file", type=Path)
+    train.add_argument("file", type=Path, help="a UTF-8 text file, or an export file (.zip)")
     train.add_argument("--append", action="store_true", help="train on all the channel's stories")
-    train.add_argument("--layers", type=int)
-    train.add_argument("--n-input", type=int)
-    train.add_argument("--seed", type=int)
-    train.add_argument("--max-seconds", type=float)
+    train.add_argument("--layers", type=int, help="LSTM layers (1 or 2; default from the config)")
+    train.add_argument(
+        "--n-input", type=int, help="symbols the model reads to predict the next (default 3)"
+    )
+    train.add_argument("--seed", type=int, help="random seed, for a repeatable training")
+    train.add_argument(
+        "--max-seconds",
+        type=float,
+        help="stop training after this many seconds",
+    )
     cont = with_channel("continue", "continue a prompt with the channel's model")
-    cont.add_argument("words", nargs="+")
-    cont.add_argument("--length", type=int)
-    cont.add_argument("--temperature", type=float, default=0.0)
-    cont.add_argument("--seed", type=int)
-    cont.add_argument("--top-k", type=int)
-    with_channel("status", "show the channel's story card")
-    with_channel("stories", "list the channel's stories")
+    cont.add_argument("words", nargs="+", help="the prompt")
+    cont.add_argument("--length", type=int, help="words and punctuation marks to add (default 32)")
+    cont.add_argument(
+        "--temperature",
+        type=float,
+        default=0.0,
+        help="0 picks the likeliest word (default); higher values sample more freely",
+    )
+    cont.add_argument("--seed", type=int, help="random seed for sampling (temperature > 0)")
+    cont.add_argument("--top-k", type=int, help="sample only among the K likeliest words")
+    for query in QUERIES:  # the read-only commands, shared with the console
+        with_channel(query.cli_name, query.help)
     remove = with_channel("remove", "remove a story and the models trained on it")
-    remove.add_argument("story_id", type=int, metavar="ID")
-    with_channel("versions", "list the kept model versions")
+    remove.add_argument("story_id", type=int, metavar="ID", help="the story's number (stories)")
     rollback = with_channel("rollback", "make a kept model version active")
-    rollback.add_argument("version", type=int, nargs="?")
+    rollback.add_argument(
+        "version", type=int, nargs="?", help="the version (default: the previous one)"
+    )
     export = with_channel("export", "write the channel's export file")
     export.add_argument(
         "--out", type=Path, help="file to write (default: <channel>-vN.fabulist.zip)"
     )
     imp = with_channel("import", "restore an export file into the channel")
-    imp.add_argument("file", type=Path)
-    with_channel("forget", "delete the channel's stories, models and jobs")
+    imp.add_argument("file", type=Path, help="an export file (.fabulist.zip)")
+    forget = with_channel("forget", "delete the channel's stories, models and jobs")
+    forget.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     with_channel("console", "interactive console with the slash commands' syntax")
     return parser
 
@@ -124,20 +169,70 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
                 "(set DISCORD_TOKEN or [discord] token in the config file)\n"
             )
             return 2
-        from bot.discord_adapter.runner import run_bot, sync_commands
+        from bot.discord_adapter.runner import DiscordUnreachable, run_bot, sync_commands
 
-        (run_bot if args.command == "run" else sync_commands)(config)
+        try:
+            (run_bot if args.command == "run" else sync_commands)(config)
+        except DiscordUnreachable as exc:
+            sys.stderr.write(f"cannot reach Discord ({exc}); check the network and try again\n")
+            return 1
         return 0
+    if args.command == "forget" and not args.yes and not _confirm_forget(args):
+        return 1
+    terminated: list[int] = []
     try:
-        return asyncio.run(_offline(args, config, out))
+        return asyncio.run(_offline(args, config, out, terminated))
     except StorageError as exc:
         sys.stderr.write(f"database error: {exc}\n")
         return 2
-    except KeyboardInterrupt:
-        return 130
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        if args.command in ("train", "remove"):
+            sys.stderr.write(
+                "Interrupted: the training stopped and its job is recorded as interrupted; the "
+                "previous model (if any) stays active. The uploaded story stays in the channel's "
+                "stories (`stories`), so a later --append trains on it: `remove ID` drops it.\n"
+            )
+        return 143 if terminated else 130
 
 
-async def _offline(args: argparse.Namespace, config: Config, out: TextIO) -> int:
+def _stop_on_sigterm(terminated: list[int]) -> None:
+    """SIGTERM works like Ctrl-C: the command is cancelled, so ``_offline``'s cleanup records
+    a running training as interrupted (even where SIGINT is ignored, as for ``cmd &``)."""
+    task = asyncio.current_task()
+    if task is None:
+        return
+
+    def stop() -> None:
+        terminated.append(signal.SIGTERM)
+        task.cancel()
+
+    with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):  # not main thread
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop)
+
+
+def _confirm_forget(args: argparse.Namespace) -> bool:
+    """Ask before ``forget`` deletes everything; refuse when no one can answer (no --yes)."""
+    label = args.channel if args.channel_id is None else f"<#{args.channel_id}>"
+    if not sys.stdin.isatty():
+        sys.stderr.write(
+            f"forget deletes every story, model and job of channel {label}: "
+            "add --yes to confirm (stdin is not a terminal, so I cannot ask).\n"
+        )
+        return False
+    try:
+        answer = input(f"Delete every story, model and job of channel {label}? [y/N] ")
+    except EOFError:
+        answer = ""
+    if answer.strip().lower() in ("y", "yes"):
+        return True
+    sys.stderr.write("Nothing was deleted.\n")
+    return False
+
+
+async def _offline(
+    args: argparse.Namespace, config: Config, out: TextIO, terminated: list[int]
+) -> int:
+    _stop_on_sigterm(terminated)
     from bot.app import open_app
     from bot.core.api import ChannelRef
 
@@ -148,28 +243,24 @@ async def _offline(args: argparse.Namespace, config: Config, out: TextIO) -> int
     if args.command != "console":
         # One worker is enough offline; the console may train more than once.
         config = replace(config, workers=replace(config.workers, count=1))
-    # A removal may queue a retraining, which this process then runs to the end.
-    warm = args.command in ("train", "console", "remove")
-    async with open_app(config, warm_workers=warm) as app:
+    # A removal may queue a retraining, which this process then runs to the end. Workers start
+    # with the first training (TensorFlow takes seconds to import): a command that trains
+    # nothing, or a refused upload, never waits for them.
+    async with open_app(config, warm_workers=False) as app:
         return await _command(args, app.service, channel, out)
 
 
 async def _command(
     args: argparse.Namespace, service: StoryService, channel: str | ChannelRef, out: TextIO
 ) -> int:
+    from bot.adapters.commands import CONSOLE_MEMBER, channel_label, resolve_channel
     from bot.console import (
-        CONSOLE_MEMBER,
         Console,
-        channel_label,
         continue_text,
         export_file,
         import_file,
-        resolve_channel,
         rollback_text,
-        status_text,
-        stories_text,
         train_file,
-        versions_text,
     )
     from bot.core.api import ContinueOptions, TrainOptions
 
@@ -190,14 +281,10 @@ async def _command(
             )
             out.write(await continue_text(service, channel, " ".join(args.words), options_c))
             out.write("\n")
-        elif args.command == "status":
-            out.write(await status_text(service, channel) + "\n")
-        elif args.command == "stories":
-            out.write(await stories_text(service, channel) + "\n")
+        elif args.command in BY_CLI_NAME:
+            out.write(await BY_CLI_NAME[args.command].render(service, channel) + "\n")
         elif args.command == "remove":
             return await _remove(service, channel, args.story_id, out)
-        elif args.command == "versions":
-            out.write(await versions_text(service, channel) + "\n")
         elif args.command == "rollback":
             version = None if args.version is None else str(args.version)
             out.write(await rollback_text(service, channel, version) + "\n")
@@ -212,7 +299,9 @@ async def _command(
             await Console(service, out, channel).run()
         return 0
     except UserError as exc:
-        sys.stderr.write(exc.message + "\n")
+        # The service names the Discord command; here the user types the CLI's own.
+        message = exc.message.replace("Use /train first.", "Use `python -m bot train FILE` first.")
+        sys.stderr.write(message + "\n")
         return 1
 
 
@@ -220,8 +309,9 @@ async def _remove(
     service: StoryService, channel: str | ChannelRef, story_id: int, out: TextIO
 ) -> int:
     """Remove a story; if that queues a retraining, show it through to the end."""
+    from bot.adapters.commands import CONSOLE_MEMBER, resolve_channel
     from bot.adapters.text import removal_text
-    from bot.console import CONSOLE_MEMBER, ProgressBar, resolve_channel
+    from bot.console import ProgressBar
 
     removal = await service.remove_story(
         resolve_channel(channel), CONSOLE_MEMBER, story_id, on_progress=ProgressBar(out)

@@ -12,6 +12,7 @@ the loader, the error messages and the documentation stay in one place.
 
 from __future__ import annotations
 
+import difflib
 import math
 import os
 import re
@@ -169,6 +170,10 @@ def load_config(
             raise ConfigError(f"config file {path} cannot be read: {exc.strerror}") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+        except UnicodeDecodeError:
+            raise ConfigError(
+                f"config file {path} is not a text file (a TOML config is UTF-8 text)"
+            ) from None
     elif data is not None:
         raw = data
     config = _build(Config, raw, "")
@@ -267,7 +272,24 @@ def _describe(tp: Any, meta: Mapping[str, Any], *, plural: bool = False) -> str:
     return f"{article}{noun}"
 
 
+def _check_permission(name: str) -> None:
+    """``permissions.train_permission`` must be one of discord.py's permission names: a typo
+    would silently lock everyone out of /train."""
+    if name == PermissionsConfig.train_permission:
+        return  # the default; no need to import discord for the offline commands
+    import discord  # imported here: only a changed setting needs the list
+
+    valid = sorted(discord.Permissions.VALID_FLAGS)
+    if name not in valid:
+        close = difflib.get_close_matches(name, valid, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else f" (one of: {', '.join(valid)})"
+        raise ConfigError(
+            f"permissions.train_permission {name!r} is not a Discord permission{hint}"
+        )
+
+
 def _check_relations(config: Config) -> None:
+    _check_permission(config.permissions.train_permission)
     d = config.discord
     if d.shard_ids is not None:
         if d.shard_count is None:

@@ -3,9 +3,10 @@
     /train data/belling-the-cat.txt [mode:append] [layers:2] [n_input:4] [seed:1] [max_seconds:60]
     /train FILE.fabulist.zip          (an export file is imported)
     /continue had a general [length:32] [temperature:0.8] [seed:7] [top_k:10]
-    /story show   /story list   /story remove ID   /story versions   /story rollback [VERSION]
-    /story export [FILE]   /story import FILE
-    /status   /cancel   /forget   /plot FILE.png   /channel NAME   /help   /quit
+    /story show   /story list   /story stats   /story remove ID   /story versions
+    /story rollback [VERSION]   /story export [FILE]   /story import FILE
+    /status   /cancel   /forget [yes]   /plot FILE.png   /channel NAME   /help   /quit
+    (options in [] are optional: type length:20, with or without the brackets)
 
 ``/stories``, ``/versions`` and ``/rollback`` still work as short forms. Console channels map
 to stable ids via ``bot.core.api.console_channel`` (guild None). The console
@@ -20,34 +21,37 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TextIO
 
-from bot.adapters.text import import_text, removal_text, retrain_reason_text
+from bot.adapters.commands import (
+    BY_CONSOLE_NAME,
+    CONSOLE_MEMBER,
+    channel_label,
+    resolve_channel,
+)
+from bot.adapters.text import import_text, removal_text
 from bot.core.api import (
     ChannelRef,
     ContinueOptions,
     JobProgress,
-    Member,
     TrainOptions,
-    console_channel,
 )
 from bot.core.service import StoryService
-from bot.display import display_prose, format_bytes, training_fraction, vocabulary_text
+from bot.display import (
+    count_text,
+    display_prose,
+    format_bytes,
+    known,
+    training_fraction,
+)
 from bot.errors import UserError
 
 HELP = __doc__.split("\n\n")[1] if __doc__ else ""
-CONSOLE_MEMBER = Member(user_id=0, display_name="console", is_admin=True)
 _TRAIN_KEYS = {"mode": str, "layers": int, "n_input": int, "seed": int, "max_seconds": float}
+# A story whose training did not finish stays stored: an append would train on it.
+KEPT_STORY = (
+    "Story #{story_id} stays in the channel's stories, so a later append trains on it; "
+    "remove it (story remove {story_id}) if it should not."
+)
 _CONTINUE_KEYS = {"length": int, "temperature": float, "seed": int, "top_k": int}
-
-
-def resolve_channel(channel: str | ChannelRef) -> ChannelRef:
-    """A console channel by name, or a channel given by id (``--channel-id``)."""
-    return console_channel(channel) if isinstance(channel, str) else channel
-
-
-def channel_label(channel: str | ChannelRef) -> str:
-    if isinstance(channel, str):
-        return channel
-    return channel.name or f"<#{channel.channel_id}>"
 
 
 class ProgressBar:
@@ -74,7 +78,7 @@ class ProgressBar:
             parts = [f"[{bar}] epoch {progress.epoch}/{progress.max_epochs}"]
             if progress.loss is not None:
                 parts.append(f"loss {progress.loss:.3f}")
-            if progress.learnable_accuracy is not None:
+            if known(progress.learnable_accuracy):
                 parts.append(f"accuracy {progress.learnable_accuracy:.1%}")
             parts.append(f"{progress.elapsed_seconds:.1f} s")
             if progress.state not in ("running", "cancelling"):
@@ -100,6 +104,8 @@ def parse_options(words: list[str], keys: dict[str, type]) -> tuple[list[str], d
     rest: list[str] = []
     options: dict[str, Any] = {}
     for word in words:
+        if word.startswith("[") and word.endswith("]"):
+            word = word[1:-1]  # /help shows options as [key:value]; typing it so works too
         key, sep, value = word.partition(":")
         if sep and key in keys and value:
             try:
@@ -138,13 +144,21 @@ async def train_file(
         return True
     if result.state == "done" and result.figures is not None:
         f = result.figures
+        if known(f.learnable_accuracy):
+            accuracy = f", accuracy on learnable windows {f.learnable_accuracy:.1%}"
+        elif known(f.val_accuracy):
+            accuracy = f", held-out accuracy {f.val_accuracy:.1%}"
+        else:
+            accuracy = ""
         out.write(
             f"Trained model version {result.model_version} on {path.name}: {f.symbols} symbols, "
-            f"vocabulary {f.vocabulary_size}, {f.epochs} epochs in {f.seconds:.1f} s, "
-            f"accuracy on learnable windows {f.learnable_accuracy:.1%}.\n"
+            f"vocabulary {f.vocabulary_size}, {count_text(f.epochs, 'epoch')} in "
+            f"{f.seconds:.1f} s{accuracy}.\n"
         )
         return True
     out.write(f"Training {result.state}: {result.error}\n")
+    if job.story_id is not None:
+        out.write(KEPT_STORY.format(story_id=job.story_id) + "\n")
     return False
 
 
@@ -156,69 +170,6 @@ async def continue_text(
         "" if result.original_share is None else f"  [{result.original_share:.0%} from the story]"
     )
     return display_prose(result.text) + share
-
-
-async def status_text(service: StoryService, channel_name: str | ChannelRef) -> str:
-    card = await service.story_card(resolve_channel(channel_name))
-    lines = [f"Channel {channel_label(channel_name)}:"]
-    if card.has_model:
-        lines.append(
-            f"  model version {card.model_version}, trained {card.trained_at} on "
-            f"{card.story_filename} ({card.stories} stor{'y' if card.stories == 1 else 'ies'})"
-        )
-        vocabulary = vocabulary_text(
-            card.vocabulary_size, card.vocabulary_cap, card.vocabulary_covered_share
-        )
-        lines.append(
-            f"  {card.symbols} symbols, vocabulary {vocabulary}, "
-            f"{card.epochs} epochs in {card.training_seconds or 0:.1f} s"
-        )
-        if card.learnable_accuracy is not None:
-            lines.append(f"  accuracy on learnable windows {card.learnable_accuracy:.1%}")
-        if card.val_accuracy is not None:
-            lines.append(
-                f"  held-out accuracy {card.val_accuracy:.1%}, perplexity {card.val_perplexity:.1f}"
-            )
-    else:
-        lines.append("  no trained model yet")
-    if card.job is not None:
-        lines.append(
-            f"  training job #{card.job.job_id}: {card.job.state}, "
-            f"epoch {card.job.epoch}/{card.job.max_epochs}"
-        )
-    if card.notice is not None:
-        lines.append(f"  {retrain_reason_text(card.notice)}")
-    if card.last_job is not None and card.last_job.state != "done":
-        lines.append(f"  last training {card.last_job.state}: {card.last_job.error}")
-    return "\n".join(lines)
-
-
-async def stories_text(service: StoryService, channel_name: str | ChannelRef) -> str:
-    stories = await service.list_stories(resolve_channel(channel_name))
-    if not stories:
-        return f"Channel {channel_label(channel_name)} has no stories."
-    return "\n".join(
-        f"  #{story.story_id} {story.filename} by {story.uploader_name}, "
-        f"{story.symbols} symbols, {story.created_at}"
-        for story in stories
-    )
-
-
-async def versions_text(service: StoryService, channel_name: str | ChannelRef) -> str:
-    versions = await service.list_versions(resolve_channel(channel_name))
-    if not versions:
-        return f"Channel {channel_label(channel_name)} has no model versions."
-    lines = []
-    for version in versions:
-        mark = "*" if version.active else " "
-        accuracy = (
-            ""
-            if version.learnable_accuracy is None
-            else f", accuracy {version.learnable_accuracy:.1%}"
-        )
-        stories = ", ".join(f"#{i}" for i in version.story_ids)
-        lines.append(f" {mark}v{version.version} {version.created_at}, stories {stories}{accuracy}")
-    return "\n".join(lines)
 
 
 async def export_file(
@@ -326,13 +277,23 @@ class Console:
             )
             out.write(text + "\n")
         elif command == "status":
-            out.write(await status_text(self.service, self.channel) + "\n")
+            out.write(await BY_CONSOLE_NAME["show"].render(self.service, self.channel) + "\n")
         elif command == "cancel":
             progress = await self.service.cancel(channel, CONSOLE_MEMBER)
             out.write("Nothing to cancel.\n" if progress is None else "Cancelling.\n")
         elif command == "forget":
+            label = channel_label(self.channel)
+            if args not in ([], ["yes"]):
+                raise UserError("Usage: /forget [yes]")
+            if not args:
+                answer = await self.read_line(
+                    f"Delete every story, model and job of channel {label}? [y/N] "
+                )
+                if (answer or "").strip().lower() not in ("y", "yes"):
+                    out.write("Nothing was deleted.\n")
+                    return True
             await self.service.forget(channel, CONSOLE_MEMBER)
-            out.write(f"Forgot channel {channel_label(self.channel)}.\n")
+            out.write(f"Forgot channel {label}.\n")
         elif command == "story":
             await self._story(args)
         elif command in ("stories", "versions", "rollback"):
@@ -352,16 +313,13 @@ class Console:
     async def _story(self, args: list[str]) -> None:
         sub, rest = (args[0].lower(), args[1:]) if args else ("show", [])
         out = self.out
-        if sub in ("show", "card"):
-            out.write(await status_text(self.service, self.channel) + "\n")
-        elif sub == "list":
-            out.write(await stories_text(self.service, self.channel) + "\n")
+        sub = "show" if sub == "card" else sub
+        if sub in BY_CONSOLE_NAME:
+            out.write(await BY_CONSOLE_NAME[sub].render(self.service, self.channel) + "\n")
         elif sub == "remove":
             if len(rest) != 1:
                 raise UserError("Usage: /story remove ID (the number /story list shows)")
             out.write(await remove_text(self.service, self.channel, rest[0]) + "\n")
-        elif sub == "versions":
-            out.write(await versions_text(self.service, self.channel) + "\n")
         elif sub == "rollback":
             if len(rest) > 1:
                 raise UserError("Usage: /story rollback [VERSION]")
@@ -378,7 +336,7 @@ class Console:
             await import_file(self.service, self.channel, Path(rest[0]), out)
         else:
             raise UserError(
-                "Usage: /story show | list | remove ID | versions | rollback [V] | "
+                "Usage: /story show | list | stats | remove ID | versions | rollback [V] | "
                 "export [FILE] | import FILE"
             )
 

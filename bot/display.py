@@ -14,24 +14,41 @@ KIB = 1 << 10
 MIB = 1 << 20
 
 # A sentence end (optionally closed by quotes or brackets), the space after it and any opening
-# quotes, then a lower-case letter.
-_SENTENCE_START = re.compile(r"([.!?…][\"”’'»)\]]*\s+[\"“‘'«(\[]*)([a-z])")
-_TEXT_START = re.compile(r"^([\s\"“‘'«(\[]*)([a-z])")
+# quotes, brackets, ¿ ¡ or a dialogue dash, then a word character (capitalised if it has case).
+_SENTENCE_START = re.compile(r"([.!?…。！？])([\"”’'»)\]]*)(\s+)([\"“‘'«(\[¿¡—]*)(\w)")
+_PARAGRAPH_START = re.compile(r"(^|\n)([\s\"“‘'«(\[¿¡—]*)(\w)")
 _PRONOUN_I = re.compile(r"(?<![\w'’])i(?=(?:['’](?:m|ll|ve|d))?(?![\w'’]))")
+
+
+def _sentence_start(m: re.Match[str]) -> str:
+    end, closers, space, openers, letter = m.groups()
+    # “Why?” asked he / ¿Por qué? —preguntó: a question or exclamation closed by a quote, or
+    # followed by a dialogue dash, goes on with the same sentence.
+    if end in "?!？！" and (closers or openers.startswith("—")):
+        return m.group(0)
+    return end + closers + space + openers + letter.upper()
 
 
 def display_prose(text: str) -> str:
     """Capitalise sentence starts and the pronoun "I" in generated prose, for display.
 
-    The first letter is capitalised unless the text starts with "…" (a continuation of earlier
-    text); so is a letter after ``. ! ? …`` and whitespace (a closing quote may come between).
-    Standalone ``i``, ``i'm``, ``i'll``, ``i've`` and ``i'd`` become ``I``, ``I'm``, ...
+    The first letter of the text and of each paragraph (a new line) is capitalised unless the
+    text starts with "…" (a continuation of earlier text); so is a letter after ``. ! ? …``
+    (or ``。！？``) and whitespace, with closing quotes between and opening quotes, brackets,
+    ``¿ ¡`` or a dash before the letter: any letter that has a capital (``¿Por qué``,
+    ``Über``). A ``?`` or ``!`` closed by a quote (``“Why?” asked he``) or followed by a
+    dialogue dash (``¿Por qué? —preguntó``) does not end the sentence. Standalone ``i``,
+    ``i'm``, ``i'll``, ``i've`` and ``i'd`` become ``I``, ``I'm``, ...
     """
     text = _PRONOUN_I.sub("I", text)
-    text = _SENTENCE_START.sub(lambda m: m.group(1) + m.group(2).upper(), text)
-    if not text.startswith("…"):
-        text = _TEXT_START.sub(lambda m: m.group(1) + m.group(2).upper(), text, count=1)
-    return text
+    text = _SENTENCE_START.sub(_sentence_start, text)
+    lead = text.startswith("…")
+    return _PARAGRAPH_START.sub(
+        lambda m: (
+            m.group(0) if lead and m.start() == 0 else m.group(1) + m.group(2) + m.group(3).upper()
+        ),
+        text,
+    )
 
 
 def format_bytes(n: int) -> str:
@@ -72,3 +89,13 @@ def vocabulary_text(size: int | None, cap: int | None, covered_share: float | No
     if covered_share is not None:
         details.append(f"covers {covered_share:.1%} of the text")
     return f"{size:,}" + (f" ({', '.join(details)})" if details else "")
+
+
+def count_text(count: int, noun: str) -> str:
+    """``1 epoch``, ``2 epochs``, ``1,204 symbols`` (regular plurals only)."""
+    return f"{count:,} {noun}" if count == 1 else f"{count:,} {noun}s"
+
+
+def known(value: float | None) -> bool:
+    """A figure worth showing: not missing and not NaN (e.g. an accuracy over no windows)."""
+    return value is not None and value == value

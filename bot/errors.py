@@ -74,6 +74,18 @@ class Busy(UserError):
         self.queue_position = queue_position
 
 
+class TrainingElsewhere(Busy):
+    """Another live process (a second CLI, the bot) has an open training in the channel."""
+
+    def __init__(self, job_id: int) -> None:
+        super().__init__(
+            f"This channel is already training (job #{job_id}, in another process). "
+            "Wait for it or cancel it first.",
+            job_id,
+            None,
+        )
+
+
 class NotAllowed(UserError):
     """The member lacks the right for this action (train, forget, cancel someone else's job)."""
 

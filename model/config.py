@@ -1,7 +1,7 @@
 """Hyper-parameters of the network and of training (frozen, JSON round-trip, validated).
 
-Training defaults were chosen by measurement on this 2-core machine (see
-``bench/bench_training_speed.py`` and ``/work/shared/MEASUREMENTS.md``): Adam with learning
+Training defaults were chosen by measurement on a 2-core x86-64 machine, 24 GiB (see
+``bench/bench_training_speed.py`` and ``bench/RESULTS.md``): Adam with learning
 rate 1e-2 reaches all 199 learnable windows of the article's story in ~26 full-batch epochs;
 the article's RMSProp 1e-3 with batch 1 needs tens of thousands of steps. ``batch_size`` is an
 upper bound: a story with fewer windows trains full-batch.
@@ -38,6 +38,9 @@ OPTIMIZERS = ("adam", "rmsprop")
 # The most previous words a model may look at, wherever the bot accepts one (config, /train,
 # the service, imports). ModelConfig itself accepts more so that any stored model still loads.
 MAX_N_INPUT = 10
+# Stories of at least this many symbols are "long": they get a held-out split (TrainingConfig's
+# min_symbols_for_validation default) and generation's story order 2 (model.generation).
+LONG_STORY_SYMBOLS = 5000
 
 
 def _check_int(name: str, value: object, low: int, high: int) -> None:
@@ -110,7 +113,7 @@ class TrainingConfig:
     max_seconds: float = 600.0
     seed: int | None = None
     validation_fraction: float = 0.1
-    min_symbols_for_validation: int = 5000
+    min_symbols_for_validation: int = LONG_STORY_SYMBOLS
     clip_norm: float | None = 5.0
     # Regularization of stories with a validation split only (see the module docstring).
     dropout: float = 0.5

@@ -36,6 +36,10 @@ FORMAT_VERSION = 1
 _DIGEST = 32
 _DTYPES = {"<f4": np.dtype("<f4"), "<i4": np.dtype("<i4")}
 _MAX_HEADER = 64 << 20
+# Optional int32 arrays: the training story's ids, its positions sorted by symbol and each
+# symbol's start in that order (model.generation.StoryIndex). Models saved before them load
+# without them and generate without following the story.
+STORY_ARRAYS = ("story", "story_order", "story_offsets")
 
 
 @dataclass(frozen=True)
@@ -125,9 +129,12 @@ def expected_shapes(config: ModelConfig) -> dict[str, tuple[tuple[int, ...], str
 def validate_weights(config: ModelConfig, weights: dict[str, npt.NDArray[Any]]) -> None:
     """Raise ModelError unless ``weights`` are exactly the arrays ``config`` needs."""
     shapes = expected_shapes(config)
-    if set(weights) != set(shapes):
+    story = [name for name in STORY_ARRAYS if name in weights]
+    if story and len(story) != len(STORY_ARRAYS):
+        raise ModelError(f"Story index arrays are incomplete (only {', '.join(story)}).")
+    if set(weights) - set(story) != set(shapes):
         missing = sorted(set(shapes) - set(weights))
-        extra = sorted(set(weights) - set(shapes))
+        extra = sorted(set(weights) - set(shapes) - set(story))
         raise ModelError(f"Wrong weight arrays (missing {missing}, unexpected {extra}).")
     for name, (shape, dtype) in shapes.items():
         array = weights[name]
@@ -140,6 +147,32 @@ def validate_weights(config: ModelConfig, weights: dict[str, npt.NDArray[Any]]) 
     left = weights["left_context"]
     if left.size and (left.min() < -1 or left.max() >= config.vocab_size):
         raise ModelError("left_context holds ids outside the vocabulary.")
+    if story:
+        _validate_story_index(config, *(weights[name] for name in STORY_ARRAYS))
+
+
+def _validate_story_index(
+    config: ModelConfig,
+    story: npt.NDArray[Any],
+    order: npt.NDArray[Any],
+    offsets: npt.NDArray[Any],
+) -> None:
+    n, v = len(story), config.vocab_size
+    int32 = np.dtype("<i4")
+    if not all(a.dtype == int32 and a.ndim == 1 for a in (story, order, offsets)):
+        raise ModelError("Story index arrays must be one-dimensional int32.")
+    if len(order) != n or len(offsets) != v + 1:
+        raise ModelError("Story index arrays have inconsistent lengths.")
+    if n and (story.min() < 0 or story.max() >= v or order.min() < 0 or order.max() >= n):
+        raise ModelError("Story index holds ids outside the vocabulary or the story.")
+    counts = np.bincount(story, minlength=v) if n else np.zeros(v, dtype=np.int64)
+    if (
+        (n and np.bincount(order, minlength=n).max() != 1)
+        or offsets[0] != 0
+        or not np.array_equal(np.diff(offsets.astype(np.int64)), counts)
+        or (n and (np.diff(story[order].astype(np.int64)) < 0).any())
+    ):
+        raise ModelError("Story index arrays do not describe the story.")
 
 
 def to_bytes(model: TrainedModel) -> bytes:

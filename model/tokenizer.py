@@ -2,12 +2,16 @@
 
 Rules of :func:`tokenize` (one documented way for each case):
 
-* The text is NFC-normalized; a byte-order mark, ``\\r\\n``/``\\r`` line endings and all
-  whitespace only separate symbols. Underscores (Gutenberg's italics markup) are dropped.
+* The text is NFC-normalized; a byte-order mark and ``\\r\\n``/``\\r`` line endings are
+  normalized; whitespace separates symbols. Underscores (Gutenberg's italics markup) are dropped.
+* **Paragraph breaks** become the symbol ``\\n`` (:data:`PARAGRAPH`): a blank line, or every line
+  break in a text that has no blank line at all (one paragraph a line). A text that is one line
+  (the article's story) has none; breaks at the very start or end are dropped.
 * A number with inner ``. , : /`` (``3.5``, ``1,000``, ``10:30``) is one symbol.
 * A **word** is a run of letters, digits and combining marks. A hyphen or apostrophe *between*
-  two letters stays inside the word (``cat-maiden``, ``don't``, ``ass's``); curly apostrophes
-  ``’`` / ``ʼ`` become ``'`` there. A trailing ``s’`` (``boys’``) is read as a closing quote.
+  two letters stays inside the word (``cat-maiden``, ``don't``, ``ass’s``), as the story wrote
+  it (``’`` stays curly; :meth:`~model.vocabulary.Vocabulary.encode` matches either form). A
+  trailing ``s’`` (``boys’``) is read as a closing quote.
 * **Quotes** become curly symbols: ``“`` opens, ``”`` closes (a straight ``"`` is opening
   when it follows whitespace, the start or an opening bracket/quote, closing otherwise);
   single quotes likewise ``‘`` / ``’``; ``«`` and ``»`` stay.
@@ -19,8 +23,10 @@ Rules of :func:`tokenize` (one documented way for each case):
 * Lower-case by default (``lowercase=False`` keeps case).
 
 :func:`detokenize` renders symbols as prose: no space before ``, . ; : ? ! … ) ”`` etc.,
-no space after ``¿ ¡ ( “`` etc., dashes joined to their neighbours, no spaces between
-characters of spaceless scripts.
+no space after ``¿ ¡ ( “`` etc.; a dash joined to a word before it (``said—quietly``) but, after
+punctuation or a paragraph break, spaced before and joined after, as Spanish dialogue writes it
+(``¿por qué? —preguntó``); no spaces between characters of spaceless scripts nor between them
+and punctuation (``问他：“爷爷…”``); a paragraph break as a new line.
 """
 
 from __future__ import annotations
@@ -57,6 +63,8 @@ _TOKEN = re.compile(
 )
 _OPENERS = frozenset("([{“‘«¿¡")
 _CLOSERS = frozenset(",.;:?!…)]}”’»%")
+PARAGRAPH = "\n"
+_BLANK_LINE = re.compile(r"\n[^\S\n]*\n")
 _SPACELESS_RE = re.compile(rf"[{_SPACELESS}\u3000-\u303f\uff00-\uffef]")
 _DOUBLE_QUOTES = {"“": "“", "„": "“", "”": "”", "«": "«", "»": "»"}
 _SINGLE_QUOTES = {"‘": "‘", "‚": "‘", "’": "’"}
@@ -70,18 +78,23 @@ def _normalize(text: str) -> str:
 def tokenize(text: str, *, lowercase: bool = True) -> list[str]:
     """Split raw prose into symbols; see the module docstring for the exact rules."""
     symbols: list[str] = []
+    text = _normalize(text)
+    blank_lines = _BLANK_LINE.search(text) is not None
     # Whether the previous character was whitespace / start / opener: decides "open" for ".
     opening_position = True
-    for match in _TOKEN.finditer(_normalize(text)):
+    for match in _TOKEN.finditer(text):
         kind = match.lastgroup
         piece = match.group()
         if kind == "space":
             opening_position = True
+            paragraph = _BLANK_LINE.search(piece) if blank_lines else "\n" in piece
+            if paragraph and symbols and symbols[-1] != PARAGRAPH:
+                symbols.append(PARAGRAPH)
             continue
         if kind == "number":
             symbol = piece
         elif kind == "word":
-            symbol = re.sub(f"[{_APOSTROPHES}]", "'", piece)
+            symbol = piece.replace("ʼ", "’")
         elif kind == "ellipsis":
             symbol = "…"
         elif kind == "dash":
@@ -98,11 +111,17 @@ def tokenize(text: str, *, lowercase: bool = True) -> list[str]:
             symbol = piece
         symbols.append(symbol.lower() if lowercase else symbol)
         opening_position = symbol in _OPENERS or symbol == "—"
+    if symbols and symbols[-1] == PARAGRAPH:
+        symbols.pop()
     return symbols
 
 
 def _is_spaceless(symbol: str) -> bool:
     return len(symbol) == 1 and _SPACELESS_RE.match(symbol) is not None
+
+
+def _is_word(symbol: str) -> bool:
+    return any(ch.isalnum() for ch in symbol) and not _is_spaceless(symbol)
 
 
 def detokenize(symbols: Sequence[str]) -> str:
@@ -113,7 +132,12 @@ def detokenize(symbols: Sequence[str]) -> str:
     for symbol in symbols:
         if not symbol:
             continue
-        space = previous is not None
+        if symbol == PARAGRAPH:
+            if previous is not None and previous != PARAGRAPH:
+                out.append("\n")
+            previous = PARAGRAPH
+            continue
+        space = previous is not None and previous != PARAGRAPH
         if symbol == '"':
             straight_open = not straight_open
             if straight_open:
@@ -122,12 +146,19 @@ def detokenize(symbols: Sequence[str]) -> str:
                 previous = "“"
                 continue
             space = False
+        if symbol == "—":
+            # After a word: an em dash joined to it; after punctuation: a dialogue dash.
+            clause = previous is None or previous == PARAGRAPH or not _is_word(previous)
+            space = space and clause and previous not in _OPENERS
+            out.append((" " if space else "") + symbol)
+            previous = symbol
+            continue
         if previous is not None and (
             symbol in _CLOSERS
             or previous in _OPENERS
-            or symbol == "—"
             or previous == "—"
-            or (_is_spaceless(symbol) and _is_spaceless(previous))
+            or (_is_spaceless(symbol) and not _is_word(previous))
+            or (_is_spaceless(previous) and not _is_word(symbol))
         ):
             space = False
         out.append((" " if space else "") + symbol)

@@ -52,7 +52,7 @@ import numpy.typing as npt
 from model import backend
 from model.config import ModelConfig, TrainingConfig
 from model.errors import ModelError, StoryTooShortError, TrainingCancelled, TrainingDiverged
-from model.generation import left_context_table
+from model.generation import left_context_table, story_index_arrays
 from model.network import build_network, extract_weights
 from model.serialization import TrainedModel, TrainingFigures
 from model.vocabulary import Vocabulary
@@ -229,6 +229,60 @@ def train_model(
 ) -> TrainedModel:
     """Train on ``tokens`` and return the trained model (see the module docstring)."""
     training = training or TrainingConfig()
+    data = _prepare(tokens, model_config, training, vocabulary_max_size)
+    run = _Run(data, training, on_progress, should_cancel)
+    while run.epoch < training.max_epochs and not run.out_of_time:
+        if not run.train_epoch():
+            break  # the budget ran out before the epoch's first step
+        run.measure_epoch()
+        if run.learned():
+            run.stopped = "learned"
+            break
+    if run.out_of_time or (run.stopped != "learned" and run.epoch < training.max_epochs):
+        run.stopped = "max_seconds"
+    seconds = run.clock.elapsed()
+    run.restore_best()
+    model = TrainedModel(
+        config=data.config,
+        vocabulary=data.vocabulary,
+        weights=run.final_weights(),
+        figures=run.figures(seconds, vocabulary_max_size),
+    )
+    logger.info(
+        "trained %d symbols: %d epochs, %.1f s, learnable accuracy %.3f (%s)",
+        len(tokens),
+        run.epoch,
+        seconds,
+        run.learnable_accuracy,
+        run.stopped,
+    )
+    return model
+
+
+@dataclass
+class _Data:
+    """The story as training windows: vocabulary, ids, the split and what can be learned."""
+
+    tokens: int
+    config: ModelConfig
+    vocabulary: Vocabulary
+    ids: npt.NDArray[np.int32]
+    n_windows: int
+    train_idx: npt.NDArray[np.int64]
+    val_idx: npt.NDArray[np.int64]
+    use_validation: bool
+    learnable: int
+    exact: bool  # an exact pass over the training windows after each epoch
+    unseen_mask: npt.NDArray[np.bool_] | None  # words never a training target (smoothed)
+    unseen_share: float
+
+
+def _prepare(
+    tokens: Sequence[str],
+    model_config: ModelConfig | Mapping[str, Any] | None,
+    training: TrainingConfig,
+    vocabulary_max_size: int | None,
+) -> _Data:
     vocabulary = Vocabulary.build(tokens, max_size=vocabulary_max_size)
     config = _resolve_config(model_config, max(2, len(vocabulary)))
     if len(tokens) < config.n_input + 1:
@@ -261,13 +315,32 @@ def train_model(
         if not is_target.all():
             unseen_mask = ~is_target
             unseen_share = _unseen_share(targets[train_idx], len(vocabulary))
+    return _Data(
+        tokens=len(tokens),
+        config=config,
+        vocabulary=vocabulary,
+        ids=ids,
+        n_windows=n_windows,
+        train_idx=train_idx,
+        val_idx=val_idx,
+        use_validation=use_validation,
+        learnable=learnable,
+        exact=exact,
+        unseen_mask=unseen_mask,
+        unseen_share=unseen_share,
+    )
 
+
+def _compile(
+    data: _Data, training: TrainingConfig
+) -> tuple[keras.Model, keras.optimizers.Optimizer, np.random.Generator]:
+    """Seed, build and compile the network (in this order: the seed decides the weights)."""
     if training.seed is not None:
         keras.utils.set_random_seed(training.seed)
         backend.make_deterministic()
     rng = np.random.default_rng(training.seed)
-    network = build_network(config, dropout=training.dropout if use_validation else 0.0)
-    optimizer = _optimizer(training, use_validation)
+    network = build_network(data.config, dropout=training.dropout if data.use_validation else 0.0)
+    optimizer = _optimizer(training, data.use_validation)
     network.compile(
         optimizer=optimizer,
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
@@ -275,198 +348,270 @@ def train_model(
         # XLA on the CPU makes the Dropout masks' random numbers the bottleneck: measured on
         # Grimm at batch 1024, 1,700 windows/s with XLA against 3,300 without (3,500 with XLA
         # and no dropout).
-        jit_compile=len(train_idx) >= JIT_MIN_WINDOWS and not (use_validation and training.dropout),
+        jit_compile=len(data.train_idx) >= JIT_MIN_WINDOWS
+        and not (data.use_validation and training.dropout),
     )
-    batch_size = even_batch_size(len(train_idx), training.batch_size)
-    steps_per_epoch = math.ceil(len(train_idx) / batch_size)
-    blowup = 3.0 * math.log(len(vocabulary)) + 1.0
-
     # Trace predict before the clock starts, so epoch 1's timing predicts the later ones.
-    for n_eval in {min(EVAL_BATCH, len(train_idx)), min(EVAL_BATCH, len(val_idx))} - {0}:
-        network.predict_on_batch(np.zeros((n_eval, config.n_input), dtype=np.int32))
-    clock = _Clock()
-    history: list[dict[str, Any]] = []
-    best_val: float | None = None
-    best_weights: list[Any] | None = None
-    best_epoch: int | None = None
-    best_unseen_logit: float | None = None
-    stopped = "max_epochs"
-    epoch = 0
-    loss = accuracy = learnable_accuracy = float("nan")
-    val_eval: _Evaluation | None = None
-    last_report = time.perf_counter()
+    for n_eval in {min(EVAL_BATCH, len(data.train_idx)), min(EVAL_BATCH, len(data.val_idx))} - {0}:
+        network.predict_on_batch(np.zeros((n_eval, data.config.n_input), dtype=np.int32))
+    return network, optimizer, rng
 
-    def report(
-        epoch_no: int, step: int, progress_loss: float, progress_acc: float, learn: float
+
+@dataclass
+class _EpochSums:
+    """Running sums of one epoch's training steps."""
+
+    steps: int = 0
+    seen: int = 0
+    loss: float = 0.0
+    correct: float = 0.0
+
+
+class _Run:
+    """One training's state, advanced an epoch at a time by ``train_model``'s loop."""
+
+    def __init__(
+        self,
+        data: _Data,
+        training: TrainingConfig,
+        on_progress: Callable[[TrainingProgress], None] | None,
+        should_cancel: Callable[[], bool] | None,
     ) -> None:
-        if on_progress is None:
+        self.data = data
+        self.training = training
+        self.on_progress = on_progress
+        self.should_cancel = should_cancel
+        self.network, self.optimizer, self.rng = _compile(data, training)
+        self.batch_size = even_batch_size(len(data.train_idx), training.batch_size)
+        self.steps_per_epoch = math.ceil(len(data.train_idx) / self.batch_size)
+        self.blowup = 3.0 * math.log(len(data.vocabulary)) + 1.0
+        self.clock = _Clock()
+        self.history: list[dict[str, Any]] = []
+        self.best = _BestWeights()
+        self.stopped = "max_epochs"
+        self.epoch = 0
+        self.out_of_time = False
+        self.loss = self.accuracy = self.learnable_accuracy = float("nan")
+        self.correct = 0
+        self.sums = _EpochSums()
+        self.last_report = time.perf_counter()
+
+    # -- one epoch -------------------------------------------------------------------------
+
+    def train_epoch(self) -> bool:
+        """Train one epoch (or until the budget); False if not one step fitted in the budget."""
+        self.epoch += 1
+        self.sums = _EpochSums()
+        data = self.data
+        stream: Iterator[tuple[Any, Any]] = batches(
+            data.ids,
+            data.config.n_input,
+            data.train_idx,
+            self.batch_size,
+            self.rng if self.steps_per_epoch > 1 else None,
+            fill=True,
+        )
+        for x, y in stream:
+            if self.should_cancel is not None and self.should_cancel():
+                raise TrainingCancelled()
+            if self.clock.elapsed() >= self.training.max_seconds:
+                self.out_of_time = True
+                break
+            self._step(x, y)
+        if self.sums.steps == 0:
+            self.epoch -= 1
+            return False
+        return True
+
+    def _step(self, x: Any, y: Any) -> None:
+        t0 = time.perf_counter()
+        logs = self.network.train_on_batch(x, y, return_dict=True)
+        self.clock.record_step(time.perf_counter() - t0)
+        step_loss = float(logs["loss"])
+        if not math.isfinite(step_loss):
+            raise TrainingDiverged(
+                "Training diverged: the loss became NaN or infinite. Try a lower learning rate."
+            )
+        sums = self.sums
+        sums.steps += 1
+        sums.seen += len(y)
+        sums.loss += step_loss * len(y)
+        sums.correct += float(logs["accuracy"]) * len(y)
+        if (
+            self.on_progress is not None
+            and sums.steps < self.steps_per_epoch
+            and time.perf_counter() - self.last_report >= PROGRESS_INTERVAL
+        ):
+            self.last_report = time.perf_counter()
+            running_acc = sums.correct / sums.seen
+            self._report(
+                self.epoch - 1, sums.steps, sums.loss / sums.seen, running_acc, float("nan")
+            )
+
+    def measure_epoch(self) -> None:
+        """The epoch's figures (exact or running), the divergence check, the best weights and
+        the history entry; then an end-of-epoch report."""
+        data = self.data
+        t0 = time.perf_counter()
+        if data.exact:
+            train_eval = evaluate(self.network, data.ids, data.train_idx, data.config.n_input)
+            self.loss, self.accuracy = train_eval.loss, train_eval.accuracy
+            self.correct = train_eval.correct
+        else:
+            self.loss = self.sums.loss / self.sums.seen
+            self.accuracy = self.sums.correct / self.sums.seen
+            self.correct = round(self.sums.correct)
+        self.clock.eval_seconds += time.perf_counter() - t0
+        self.clock.evals += 1
+        learnable = data.learnable
+        self.learnable_accuracy = min(1.0, self.correct / learnable) if learnable else 1.0
+        if not math.isfinite(self.loss) or self.loss > self.blowup:
+            raise TrainingDiverged(
+                f"Training diverged: the loss rose to {self.loss:.3g}. Try a lower learning rate."
+            )
+        if data.use_validation:
+            self.best.consider(self, self.epoch)
+        self._record_history()
+        self.last_report = time.perf_counter()
+        self._report(
+            self.epoch, self.steps_per_epoch, self.loss, self.accuracy, self.learnable_accuracy
+        )
+
+    def learned(self) -> bool:
+        return self.data.exact and self.correct >= self.data.learnable
+
+    def _record_history(self) -> None:
+        entry: dict[str, Any] = {
+            "epoch": self.epoch,
+            "loss": self.loss,
+            "accuracy": self.accuracy,
+            "learnable_accuracy": self.learnable_accuracy,
+            "seconds": self.clock.elapsed(),
+        }
+        val_eval = self.best.val_eval
+        if val_eval is not None:
+            entry["val_loss"] = val_eval.loss
+            entry["val_accuracy"] = val_eval.accuracy
+        if self.out_of_time:
+            entry["partial"] = True
+        self.history.append(entry)
+
+    def _report(
+        self, epoch_no: int, step: int, progress_loss: float, progress_acc: float, learn: float
+    ) -> None:
+        if self.on_progress is None:
             return
+        training = self.training
         epochs_left = training.max_epochs - epoch_no
-        eta = clock.eta(epochs_left, steps_per_epoch, steps_per_epoch - step, training.max_seconds)
-        on_progress(
+        steps_left = self.steps_per_epoch - step
+        eta = self.clock.eta(epochs_left, self.steps_per_epoch, steps_left, training.max_seconds)
+        val_eval = self.best.val_eval
+        self.on_progress(
             TrainingProgress(
                 epoch=epoch_no,
                 max_epochs=training.max_epochs,
                 loss=progress_loss,
                 accuracy=progress_acc,
                 learnable_accuracy=learn,
-                elapsed_seconds=clock.elapsed(),
+                elapsed_seconds=self.clock.elapsed(),
                 eta_seconds=eta,
                 val_loss=None if val_eval is None else val_eval.loss,
                 val_accuracy=None if val_eval is None else val_eval.accuracy,
                 step=step,
-                steps_per_epoch=steps_per_epoch,
+                steps_per_epoch=self.steps_per_epoch,
             )
         )
 
-    def consider_best(epoch_no: int) -> None:
-        nonlocal val_eval, best_val, best_weights, best_epoch, best_unseen_logit
+    # -- the end ---------------------------------------------------------------------------
+
+    def restore_best(self) -> None:
+        """With a validation split: back to the weights and figures of the best epoch."""
+        best = self.best
+        if best.weights is None or best.epoch is None:
+            return
+        self.network.set_weights(best.weights)
+        entry = self.history[best.epoch - 1]
+        self.loss, self.accuracy = entry["loss"], entry["accuracy"]
+        self.learnable_accuracy = entry["learnable_accuracy"]
+        best.val_eval = _Evaluation(entry["val_loss"], entry["val_accuracy"], 0)
+
+    def final_weights(self) -> dict[str, Any]:
+        data = self.data
+        weights = extract_weights(self.network, data.config)
+        if data.unseen_mask is not None and self.best.unseen_logit is not None:
+            # The constant logit the held-out figures were measured with (see _unseen_logit).
+            weights["dense_kernel"][:, data.unseen_mask] = 0.0
+            weights["dense_bias"][data.unseen_mask] = self.best.unseen_logit
+        weights["left_context"] = left_context_table(
+            data.ids, len(data.vocabulary), data.config.n_input
+        )
+        # The story's n-gram index: generation keeps to the story's own continuations.
+        weights.update(story_index_arrays(data.ids, len(data.vocabulary)))
+        return weights
+
+    def figures(self, seconds: float, vocabulary_max_size: int | None) -> TrainingFigures:
+        data = self.data
+        val_eval = self.best.val_eval
+        per_step = self.clock.per_step()
+        return TrainingFigures(
+            symbols=data.tokens,
+            windows=data.n_windows,
+            learnable_windows=data.learnable,
+            epochs=self.epoch,
+            seconds=seconds,
+            loss=float(self.loss),
+            accuracy=float(self.accuracy),
+            learnable_accuracy=float(self.learnable_accuracy),
+            val_accuracy=None if val_eval is None else float(val_eval.accuracy),
+            val_perplexity=None if val_eval is None else float(min(math.exp(val_eval.loss), 1e30)),
+            history=self.history,
+            val_loss=None if val_eval is None else float(val_eval.loss),
+            best_epoch=self.best.epoch,
+            stopped=self.stopped,
+            training_windows=len(data.train_idx),
+            validation_windows=len(data.val_idx),
+            vocabulary_size=len(data.vocabulary),
+            vocabulary_cap=vocabulary_max_size,
+            covered_share=data.vocabulary.covered_share,
+            first_step_seconds=self.clock.first_step,
+            windows_per_second=(len(data.train_idx) / per_step / self.steps_per_epoch)
+            if per_step
+            else None,
+        )
+
+
+class _BestWeights:
+    """Early stopping on the held-out loss: the best epoch's weights, and the plateau rule."""
+
+    def __init__(self) -> None:
+        self.val_eval: _Evaluation | None = None
+        self.loss: float | None = None
+        self.weights: list[Any] | None = None
+        self.epoch: int | None = None
+        self.unseen_logit: float | None = None
+
+    def consider(self, run: _Run, epoch_no: int) -> None:
+        data, network = run.data, run.network
         t0 = time.perf_counter()
         unseen: tuple[npt.NDArray[np.bool_], float] | None = None
-        if unseen_mask is not None:
+        if data.unseen_mask is not None:
             logit = _unseen_logit(
-                network, ids, train_idx, config.n_input, unseen_mask, unseen_share
+                network,
+                data.ids,
+                data.train_idx,
+                data.config.n_input,
+                data.unseen_mask,
+                data.unseen_share,
             )
-            unseen = (unseen_mask, logit)
-        val_eval = evaluate(network, ids, val_idx, config.n_input, unseen)
-        clock.eval_seconds += time.perf_counter() - t0
-        if best_val is None or val_eval.loss < best_val:
-            best_val, best_epoch = val_eval.loss, epoch_no
-            best_unseen_logit = None if unseen is None else unseen[1]
-            best_weights = [np.array(w, copy=True) for w in network.get_weights()]
-        elif training.plateau_factor is not None and best_weights is not None:
+            unseen = (data.unseen_mask, logit)
+        self.val_eval = evaluate(network, data.ids, data.val_idx, data.config.n_input, unseen)
+        run.clock.eval_seconds += time.perf_counter() - t0
+        if self.loss is None or self.val_eval.loss < self.loss:
+            self.loss, self.epoch = self.val_eval.loss, epoch_no
+            self.unseen_logit = None if unseen is None else unseen[1]
+            self.weights = [np.array(w, copy=True) for w in network.get_weights()]
+        elif run.training.plateau_factor is not None and self.weights is not None:
             # Overfitting set in: go back to the best weights and take smaller steps from there.
-            network.set_weights(best_weights)
-            rate = float(keras.ops.convert_to_numpy(optimizer.learning_rate))
-            optimizer.learning_rate.assign(rate * training.plateau_factor)
-
-    out_of_time = False
-    while epoch < training.max_epochs and not out_of_time:
-        epoch += 1
-        seen = 0
-        loss_sum = 0.0
-        correct_sum = 0.0
-        step = 0
-        stream: Iterator[tuple[Any, Any]] = batches(
-            ids,
-            config.n_input,
-            train_idx,
-            batch_size,
-            rng if steps_per_epoch > 1 else None,
-            fill=True,
-        )
-        for x, y in stream:
-            if should_cancel is not None and should_cancel():
-                raise TrainingCancelled()
-            if clock.elapsed() >= training.max_seconds:
-                out_of_time = True
-                break
-            t0 = time.perf_counter()
-            logs = network.train_on_batch(x, y, return_dict=True)
-            clock.record_step(time.perf_counter() - t0)
-            step_loss = float(logs["loss"])
-            if not math.isfinite(step_loss):
-                raise TrainingDiverged(
-                    "Training diverged: the loss became NaN or infinite. Try a lower learning rate."
-                )
-            step += 1
-            seen += len(y)
-            loss_sum += step_loss * len(y)
-            correct_sum += float(logs["accuracy"]) * len(y)
-            if (
-                on_progress is not None
-                and step < steps_per_epoch
-                and time.perf_counter() - last_report >= PROGRESS_INTERVAL
-            ):
-                last_report = time.perf_counter()
-                running_acc = correct_sum / seen
-                report(epoch - 1, step, loss_sum / seen, running_acc, float("nan"))
-        if step == 0:
-            epoch -= 1
-            break
-        t0 = time.perf_counter()
-        if exact:
-            train_eval = evaluate(network, ids, train_idx, config.n_input)
-            loss, accuracy = train_eval.loss, train_eval.accuracy
-            correct = train_eval.correct
-        else:
-            loss, accuracy = loss_sum / seen, correct_sum / seen
-            correct = round(correct_sum)
-        clock.eval_seconds += time.perf_counter() - t0
-        clock.evals += 1
-        learnable_accuracy = min(1.0, correct / learnable) if learnable else 1.0
-        if not math.isfinite(loss) or loss > blowup:
-            raise TrainingDiverged(
-                f"Training diverged: the loss rose to {loss:.3g}. Try a lower learning rate."
-            )
-        if use_validation:
-            consider_best(epoch)
-        entry: dict[str, Any] = {
-            "epoch": epoch,
-            "loss": loss,
-            "accuracy": accuracy,
-            "learnable_accuracy": learnable_accuracy,
-            "seconds": clock.elapsed(),
-        }
-        if val_eval is not None:
-            entry["val_loss"] = val_eval.loss
-            entry["val_accuracy"] = val_eval.accuracy
-        if out_of_time:
-            entry["partial"] = True
-        history.append(entry)
-        last_report = time.perf_counter()
-        report(epoch, steps_per_epoch, loss, accuracy, learnable_accuracy)
-        if exact and correct >= learnable:
-            stopped = "learned"
-            break
-    if out_of_time or (stopped != "learned" and epoch < training.max_epochs):
-        stopped = "max_seconds"
-    seconds = clock.elapsed()
-
-    if best_weights is not None and best_epoch is not None:
-        network.set_weights(best_weights)
-        best = history[best_epoch - 1]
-        loss, accuracy = best["loss"], best["accuracy"]
-        learnable_accuracy = best["learnable_accuracy"]
-        val_eval = _Evaluation(best["val_loss"], best["val_accuracy"], 0)
-
-    weights = extract_weights(network, config)
-    if unseen_mask is not None and best_unseen_logit is not None:
-        # The constant logit the held-out figures were measured with (see _unseen_logit).
-        weights["dense_kernel"][:, unseen_mask] = 0.0
-        weights["dense_bias"][unseen_mask] = best_unseen_logit
-    weights["left_context"] = left_context_table(ids, len(vocabulary), config.n_input)
-    figures = TrainingFigures(
-        symbols=len(tokens),
-        windows=n_windows,
-        learnable_windows=learnable,
-        epochs=epoch,
-        seconds=seconds,
-        loss=float(loss),
-        accuracy=float(accuracy),
-        learnable_accuracy=float(learnable_accuracy),
-        val_accuracy=None if val_eval is None else float(val_eval.accuracy),
-        val_perplexity=None if val_eval is None else float(min(math.exp(val_eval.loss), 1e30)),
-        history=history,
-        val_loss=None if val_eval is None else float(val_eval.loss),
-        best_epoch=best_epoch,
-        stopped=stopped,
-        training_windows=len(train_idx),
-        validation_windows=len(val_idx),
-        vocabulary_size=len(vocabulary),
-        vocabulary_cap=vocabulary_max_size,
-        covered_share=vocabulary.covered_share,
-        first_step_seconds=clock.first_step,
-        windows_per_second=(len(train_idx) / clock.per_step() / steps_per_epoch)
-        if clock.per_step()
-        else None,
-    )
-    logger.info(
-        "trained %d symbols: %d epochs, %.1f s, learnable accuracy %.3f (%s)",
-        len(tokens),
-        epoch,
-        seconds,
-        learnable_accuracy,
-        stopped,
-    )
-    return TrainedModel(config=config, vocabulary=vocabulary, weights=weights, figures=figures)
+            network.set_weights(self.weights)
+            rate = float(keras.ops.convert_to_numpy(run.optimizer.learning_rate))
+            run.optimizer.learning_rate.assign(rate * run.training.plateau_factor)

@@ -70,13 +70,21 @@ class Vocabulary:
         return self._ids[symbol]
 
     def encode(self, tokens: Sequence[str]) -> list[int]:
-        """Ids of ``tokens``; absent ones become ``UNKNOWN`` if present, else UnknownWordsError."""
+        """Ids of ``tokens``; absent ones become ``UNKNOWN`` if present, else UnknownWordsError.
+
+        A word with an apostrophe also matches the story's spelling with the other one (' / ’).
+        """
         ids = self._ids
         unknown_id = ids.get(UNKNOWN)
         out: list[int] = []
         missing: list[str] = []
         for token in tokens:
-            i = ids.get(token, unknown_id)
+            i = ids.get(token)
+            if i is None and ("'" in token or "’" in token):
+                # A word typed with the other apostrophe than the story's (don't / don’t).
+                i = ids.get(token.replace("'", "\0").replace("’", "'").replace("\0", "’"))
+            if i is None:
+                i = unknown_id
             if i is None:
                 missing.append(token)
             else:

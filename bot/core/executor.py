@@ -78,5 +78,5 @@ class TrainingExecutor(Protocol):
         ...
 
     async def close(self) -> None:
-        """Stop every trainer; running tasks end ``failed``."""
+        """Stop every trainer; running tasks end ``failed``. Idempotent."""
         ...

@@ -19,74 +19,38 @@ import logging
 import time
 from collections import deque
 from collections.abc import Awaitable, Iterator
-from dataclasses import dataclass, field
 from typing import Any
 
 from bot.config import Config
 from bot.core.api import (
     ChannelRef,
+    EndedJob,
     JobProgress,
     JobResult,
     JobState,
     Member,
     ProgressCallback,
-    TrainingFigures,
     TrainingJob,
 )
 from bot.core.executor import (
     CANCELLED,
     TrainingExecutor,
     TrainingOutcome,
-    TrainingRun,
     TrainingTask,
 )
+from bot.core.job_records import (
+    FORGOTTEN,
+    NOT_RECORDED,
+    SHUTDOWN_MESSAGE,
+    JobLedger,
+    OpenJob,
+)
 from bot.core.progress import ProgressSubscriber
-from bot.core.store import JobRecord, NewModel, StoryStore
+from bot.core.store import JobRecord, StoryStore
 from bot.core.validation import JobOptions
 from bot.errors import Busy, NotAllowed, NotFound, QueueFull, StorageError
-from model import ModelError
 
 logger = logging.getLogger(__name__)
-
-INTERRUPTED_MESSAGE = (
-    "The bot restarted while this training was queued or running.{kept} "
-    "Upload the story again to train it."
-)
-SHUTDOWN_MESSAGE = "The bot shut down during this training.{kept}"
-KEPT = " The previous model is still active."
-FORGOTTEN = "The channel was forgotten."
-NOT_RECORDED = " (The bot could not record this in its database.)"
-
-
-@dataclass
-class _Job:
-    job_id: int
-    channel: ChannelRef
-    requested_by: int | None
-    story_ids: tuple[int, ...]
-    options: JobOptions
-    result: asyncio.Future[JobResult]
-    state: JobState = JobState.QUEUED
-    progress: dict[str, Any] | None = None
-    started: float | None = None
-    subscribers: list[ProgressSubscriber] = field(default_factory=list)
-    cancel_requested: bool = False
-    # "forgotten" | "interrupted" | "cancelled" (recorded already): the outcome is not stored
-    discarded: str | None = None
-    run: TrainingRun | None = None  # once handed to the executor
-    last_saved: float = 0.0
-
-    @property
-    def stopped(self) -> bool:
-        return self.cancel_requested or self.discarded is not None
-
-
-def figures_of(figures: dict[str, Any], model_id: int) -> TrainingFigures | None:
-    try:
-        return TrainingFigures.from_dict(figures)
-    except ModelError:
-        logger.warning("model %d has unreadable figures", model_id)
-        return None
 
 
 class TrainingScheduler:
@@ -96,9 +60,10 @@ class TrainingScheduler:
         self.config = config
         self.store = store
         self.executor = executor
-        self._jobs: dict[int, _Job] = {}
-        self._by_channel: dict[int, _Job] = {}
-        self._queue: deque[_Job] = deque()
+        self.ledger = JobLedger(config, store)
+        self._jobs: dict[int, OpenJob] = {}
+        self._by_channel: dict[int, OpenJob] = {}
+        self._queue: deque[OpenJob] = deque()
         self._running: set[int] = set()
         self._reserved: set[int] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -108,17 +73,7 @@ class TrainingScheduler:
 
     async def interrupt_orphans(self) -> None:
         """Mark the open jobs of processes that are gone as interrupted."""
-        for record in await self.store.orphaned_jobs():
-            kept = await self._kept(record.channel_id)
-            await self.store.finish_job(
-                record.id, JobState.INTERRUPTED, INTERRUPTED_MESSAGE.format(kept=kept)
-            )
-            logger.warning(
-                "job %d (channel %d) was %s: interrupted",
-                record.id,
-                record.channel_id,
-                record.state,
-            )
+        await self.ledger.interrupt_orphans()
 
     async def close(self) -> None:
         """Interrupt the open jobs (recording it) and stop their trainings."""
@@ -127,7 +82,9 @@ class TrainingScheduler:
             job.discarded = "interrupted"
             message = SHUTDOWN_MESSAGE.format(kept="")
             try:
-                message = SHUTDOWN_MESSAGE.format(kept=await self._kept(job.channel.channel_id))
+                message = SHUTDOWN_MESSAGE.format(
+                    kept=await self.ledger.kept(job.channel.channel_id)
+                )
                 await self.store.finish_job(job.job_id, JobState.INTERRUPTED, message)
             except Exception:
                 # The next start interrupts it (its owner is gone by then); say so meanwhile.
@@ -183,7 +140,7 @@ class TrainingScheduler:
     ) -> TrainingJob:
         """Queue a stored job; it runs when the executor has room."""
         loop = asyncio.get_running_loop()
-        job = _Job(
+        job = OpenJob(
             job_id=record.id,
             channel=channel,
             requested_by=record.requested_by,
@@ -226,7 +183,7 @@ class TrainingScheduler:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _run(self, job: _Job) -> None:
+    async def _run(self, job: OpenJob) -> None:
         result: JobResult
         try:
             await self.store.start_job(job.job_id)
@@ -247,7 +204,7 @@ class TrainingScheduler:
                         task, lambda data: self._on_trainer_progress(job, data)
                     )
                     outcome = await job.run.outcome()
-            result = await self._finish(job, outcome)
+            result = await self.ledger.finish(job, outcome)
         except asyncio.CancelledError:
             if job.run is not None:
                 job.run.cancel()
@@ -257,81 +214,14 @@ class TrainingScheduler:
             message = (
                 str(exc) if isinstance(exc, StorageError) else "Training failed (internal error)."
             )
-            if job.discarded is None and not await self._record_end(job, JobState.FAILED, message):
+            if job.discarded is None and not await self.ledger.record_end(
+                job, JobState.FAILED, message
+            ):
                 message += NOT_RECORDED
             result = JobResult(job.job_id, JobState.FAILED, message, None, None)
         self._settle(job, result)
 
-    async def _record_end(self, job: _Job, state: JobState, message: str) -> bool:
-        """Store a job's end; False (logged) if the store refused it."""
-        try:
-            await self.store.finish_job(job.job_id, state, message)
-        except Exception:
-            logger.exception("could not record the end (%s) of job %d", state, job.job_id)
-            return False
-        return True
-
-    async def _kept(self, channel_id: int) -> str:
-        """:data:`KEPT` if the channel still has an active model, else an empty string."""
-        kept = await self.store.active_model_id(channel_id) is not None
-        return KEPT if kept else ""
-
-    async def _finish(self, job: _Job, outcome: TrainingOutcome) -> JobResult:
-        if job.discarded is not None:
-            if job.discarded == "forgotten":
-                return JobResult(job.job_id, JobState.CANCELLED, FORGOTTEN, None, None)
-            if job.discarded == "cancelled":
-                return JobResult(job.job_id, JobState.CANCELLED, CANCELLED, None, None)
-            message = SHUTDOWN_MESSAGE.format(kept="")
-            try:
-                message = SHUTDOWN_MESSAGE.format(kept=await self._kept(job.channel.channel_id))
-            except Exception:
-                logger.exception("could not look up channel %d", job.channel.channel_id)
-            return JobResult(job.job_id, JobState.CANCELLED, message, None, None)
-        if outcome.state == "done" and job.cancel_requested:
-            # The cancel came too late to stop the trainer: keep the promise, not the model.
-            outcome = TrainingOutcome(job.job_id, "cancelled")
-        if outcome.state == "done":
-            return await self._activate(job, outcome)
-        kept = await self._kept(job.channel.channel_id)
-        if outcome.state == "cancelled":
-            state, message = JobState.CANCELLED, CANCELLED + kept
-        else:
-            state, message = JobState.FAILED, (outcome.error or "Training failed.") + kept
-        await self.store.finish_job(job.job_id, state, message)
-        return JobResult(job.job_id, state, message, None, None)
-
-    async def _activate(self, job: _Job, outcome: TrainingOutcome) -> JobResult:
-        assert outcome.blob is not None and outcome.config is not None
-        assert outcome.figures is not None and outcome.vocabulary is not None
-        try:
-            figures = TrainingFigures.from_dict(outcome.figures)
-            record = await self.store.activate_model(
-                job_id=job.job_id,
-                channel_id=job.channel.channel_id,
-                model=NewModel(
-                    config=outcome.config,
-                    vocabulary=outcome.vocabulary,
-                    blob=outcome.blob,
-                    figures=outcome.figures,
-                    options=job.options.to_dict(),
-                ),
-                story_ids=job.story_ids,
-                keep_versions=self.config.storage.model_versions_kept,
-            )
-        except (StorageError, ModelError) as exc:
-            message = f"The trained model could not be stored: {exc}"
-            await self.store.finish_job(job.job_id, JobState.FAILED, message)
-            return JobResult(job.job_id, JobState.FAILED, message, None, None)
-        logger.info(
-            "channel %d: model version %d active (job %d)",
-            job.channel.channel_id,
-            record.version,
-            job.job_id,
-        )
-        return JobResult(job.job_id, JobState.DONE, None, record.version, figures)
-
-    def _settle(self, job: _Job, result: JobResult) -> None:
+    def _settle(self, job: OpenJob, result: JobResult) -> None:
         self._running.discard(job.job_id)
         self._jobs.pop(job.job_id, None)
         if self._by_channel.get(job.channel.channel_id) is job:
@@ -342,7 +232,7 @@ class TrainingScheduler:
         self._emit(job, error=result.error)
         self._dispatch()
 
-    def _on_trainer_progress(self, job: _Job, data: dict[str, Any]) -> None:
+    def _on_trainer_progress(self, job: OpenJob, data: dict[str, Any]) -> None:
         if job.job_id not in self._jobs:
             return
         job.progress = data
@@ -360,13 +250,13 @@ class TrainingScheduler:
 
     # -- progress --------------------------------------------------------------------------
 
-    def _position(self, job: _Job) -> int | None:
+    def _position(self, job: OpenJob) -> int | None:
         for index, queued in enumerate(self._queue):
             if queued is job:
                 return index + 1
         return None
 
-    def _progress(self, job: _Job, error: str | None = None) -> JobProgress:
+    def _progress(self, job: OpenJob, error: str | None = None) -> JobProgress:
         data = job.progress or {}
         cancelling = job.cancel_requested and job.state == JobState.RUNNING
         elapsed = data.get("elapsed_seconds")
@@ -388,7 +278,7 @@ class TrainingScheduler:
             reason=job.options.reason,
         )
 
-    def _emit(self, job: _Job, error: str | None = None) -> None:
+    def _emit(self, job: OpenJob, error: str | None = None) -> None:
         if not job.subscribers:
             return
         progress = self._progress(job, error)
@@ -403,6 +293,15 @@ class TrainingScheduler:
     def is_open(self, job_id: int) -> bool:
         return job_id in self._jobs
 
+    async def ended_job(self, channel: ChannelRef, job_id: int) -> EndedJob | None:
+        """``job_id`` of this channel if it has ended; None while it is open, or if unknown."""
+        if job_id in self._jobs:
+            return None
+        record = await self.store.job(job_id)
+        if record is None or record.channel_id != channel.channel_id or record.state.open:
+            return None
+        return await self.ledger.ended(record)
+
     # -- ends ------------------------------------------------------------------------------
 
     async def wait_for_job(self, job_id: int) -> JobResult:
@@ -412,17 +311,7 @@ class TrainingScheduler:
         record = await self.store.job(job_id)
         if record is None:
             raise NotFound(f"There is no training job #{job_id}.")
-        return await self.result_of(record)
-
-    async def result_of(self, record: JobRecord) -> JobResult:
-        version: int | None = None
-        figures: TrainingFigures | None = None
-        model = None if record.model_id is None else await self.store.model(record.model_id)
-        if model is not None:
-            version = model.version
-            figures = figures_of(model.figures, model.id)
-        imported = record.options.get("mode") == "import"
-        return JobResult(record.id, record.state, record.error, version, figures, imported)
+        return await self.ledger.result_of(record)
 
     async def cancel(self, channel: ChannelRef, member: Member) -> JobProgress | None:
         """Cancel the channel's queued or running job; None if there is none."""

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from bot.config import Config
@@ -20,11 +21,22 @@ from bot.core.api import (
     TrainingJob,
     TrainOptions,
 )
-from bot.core.jobs import TrainingScheduler, figures_of
+from bot.core.job_records import figures_of
+from bot.core.jobs import TrainingScheduler
 from bot.core.model_cache import ModelCache
-from bot.core.store import JobState, ModelRecord, RemovalFacts, RemovalPlan, StoryRecord, StoryStore
+from bot.core.store import (
+    JobRecord,
+    JobState,
+    ModelRecord,
+    NewStory,
+    RemovalFacts,
+    RemovalPlan,
+    StoryRecord,
+    StoryStore,
+)
+from bot.core.uploads import clean_filename, prepare_story
 from bot.core.validation import JobOptions, RequestChecks, check_int
-from bot.errors import InvalidOption, NoModel, NotAllowed, NotFound
+from bot.errors import InvalidOption, InvalidUpload, NoModel, NotAllowed, NotFound
 
 logger = logging.getLogger(__name__)
 
@@ -71,7 +83,7 @@ class Library:
         job = self.scheduler.progress(channel)
         recent = await self.store.jobs(channel.channel_id, limit=5)
         last = next((r for r in recent if not JobState(r.state).open), None)
-        last_result = None if last is None else await self.scheduler.result_of(last)
+        last_result = None if last is None else await self.scheduler.ledger.result_of(last)
         latest: StoryRecord | None = None
         figures: TrainingFigures | None = None
         if model is not None:
@@ -100,6 +112,59 @@ class Library:
             last_job=last_result,
             notice=None if job is None else job.reason,
             vocabulary_cap=None if figures is None else figures.vocabulary_cap,
+        )
+
+    async def add_story(
+        self,
+        channel: ChannelRef,
+        member: Member,
+        filename: str,
+        data: bytes,
+        append: bool,
+        job_options: JobOptions,
+    ) -> JobRecord:
+        """Check an upload against the channel's limits and store it with its queued job
+        (the caller holds the channel: ``TrainingScheduler.reserved``)."""
+        limits = self.config.limits
+        stories = await self.store.list_stories(channel.channel_id)
+        if len(stories) >= limits.stories_per_channel:
+            raise InvalidUpload(
+                f"This channel already holds {len(stories)} stories (the limit); remove one first."
+            )
+        prepared = await asyncio.to_thread(
+            prepare_story,
+            data,
+            n_input=int(job_options.model["n_input"]),
+            max_symbols=limits.story_symbols,
+        )
+        if append:
+            total = prepared.symbols + sum(s.symbols for s in stories)
+            if total > limits.story_symbols:
+                raise InvalidUpload(
+                    f"With the earlier stories this would be {total:,} words and "
+                    f"punctuation marks; the limit is {limits.story_symbols:,}. "
+                    "Use mode replace, or remove a story first."
+                )
+        self.scheduler.check_queue()
+        return await self.store.add_story_and_job(
+            channel_id=channel.channel_id,
+            guild_id=channel.guild_id,
+            channel_name=channel.name,
+            story=NewStory(
+                filename=clean_filename(filename),
+                uploader_id=member.user_id,
+                uploader_name=member.display_name,
+                text=prepared.text,
+                sha256=prepared.sha256,
+                encoding=prepared.encoding,
+                bytes=len(data),
+                symbols=prepared.symbols,
+                vocabulary_size=prepared.vocabulary_size,
+            ),
+            append=append,
+            requested_by=member.user_id,
+            requested_by_name=member.display_name,
+            options=job_options.to_dict(),
         )
 
     async def stats(self, channel: ChannelRef) -> StoryStats:

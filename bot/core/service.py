@@ -37,14 +37,15 @@ from bot.core.api import (
 )
 from bot.core.cooldowns import Cooldowns
 from bot.core.executor import TrainingExecutor
-from bot.core.jobs import TrainingScheduler, figures_of
+from bot.core.job_records import figures_of
+from bot.core.jobs import TrainingScheduler
 from bot.core.library import Library
 from bot.core.model_cache import ModelCache, generate_with_share
-from bot.core.store import JobRecord, NewStory, StoryStore
+from bot.core.store import StoryStore
 from bot.core.transfer import Transfer
-from bot.core.uploads import check_upload_size, clean_filename, is_export_name, prepare_story
+from bot.core.uploads import check_upload_size, is_export_name
 from bot.core.validation import RequestChecks
-from bot.errors import InvalidOption, InvalidUpload, NoModel, NotAllowed, UnknownWords, UserError
+from bot.errors import InvalidOption, NoModel, NotAllowed, UnknownWords, UserError
 from bot.export import ExportLimits, looks_like_export
 from model import ModelError, UnknownWordsError, detokenize, tokenize
 
@@ -74,7 +75,8 @@ class StoryService:
 
     async def start(self, *, warm_workers: bool = True) -> None:
         """Interrupt the open jobs of processes that are gone; optionally start the trainers."""
-        await self.scheduler.interrupt_orphans()
+        if not self.store.read_only:  # else reading commands only: every write is refused
+            await self.scheduler.interrupt_orphans()
         if warm_workers:
             await self.executor.start()
 
@@ -142,48 +144,9 @@ class StoryService:
         job_options = self.checks.job_options(options)
         self.scheduler.check_not_busy(channel)
         self.scheduler.check_queue()
-        limits = self.config.limits
         with self.scheduler.reserved(channel):
-            stories = await self.store.list_stories(channel.channel_id)
-            if len(stories) >= limits.stories_per_channel:
-                raise InvalidUpload(
-                    f"This channel already holds {len(stories)} stories (the limit); "
-                    "remove one first."
-                )
-            prepared = await asyncio.to_thread(
-                prepare_story,
-                data,
-                n_input=int(job_options.model["n_input"]),
-                max_symbols=limits.story_symbols,
-            )
-            if options.mode == "append":
-                total = prepared.symbols + sum(s.symbols for s in stories)
-                if total > limits.story_symbols:
-                    raise InvalidUpload(
-                        f"With the earlier stories this would be {total:,} words and "
-                        f"punctuation marks; the limit is {limits.story_symbols:,}. "
-                        "Use mode replace, or remove a story first."
-                    )
-            self.scheduler.check_queue()
-            record = await self.store.add_story_and_job(
-                channel_id=channel.channel_id,
-                guild_id=channel.guild_id,
-                channel_name=channel.name,
-                story=NewStory(
-                    filename=clean_filename(filename),
-                    uploader_id=member.user_id,
-                    uploader_name=member.display_name,
-                    text=prepared.text,
-                    sha256=prepared.sha256,
-                    encoding=prepared.encoding,
-                    bytes=len(data),
-                    symbols=prepared.symbols,
-                    vocabulary_size=prepared.vocabulary_size,
-                ),
-                append=options.mode == "append",
-                requested_by=member.user_id,
-                requested_by_name=member.display_name,
-                options=job_options.to_dict(),
+            record = await self.library.add_story(
+                channel, member, filename, data, options.mode == "append", job_options
             )
         return self.scheduler.enqueue(channel, record, on_progress)
 
@@ -216,30 +179,14 @@ class StoryService:
 
         Call after ``start``: the jobs a killed process left open are interrupted by then.
         """
-        return [await self._ended(record) for record in await self.store.stale_progress_messages()]
+        return [
+            await self.scheduler.ledger.ended(record)
+            for record in await self.store.stale_progress_messages()
+        ]
 
     async def ended_job(self, channel: ChannelRef, job_id: int) -> EndedJob | None:
         """``job_id`` of this channel if it has ended; None while it is open, or if unknown."""
-        if self.scheduler.is_open(job_id):
-            return None
-        record = await self.store.job(job_id)
-        if record is None or record.channel_id != channel.channel_id or record.state.open:
-            return None
-        return await self._ended(record)
-
-    async def _ended(self, record: JobRecord) -> EndedJob:
-        story = (
-            await self.store.story(record.channel_id, record.story_ids[-1])
-            if record.story_ids
-            else None
-        )
-        return EndedJob(
-            channel=ChannelRef(guild_id=record.guild_id, channel_id=record.channel_id),
-            filename=story.filename if story is not None else None,
-            result=await self.scheduler.result_of(record),
-            message_id=record.progress_message_id,
-            message_channel_id=record.progress_channel_id,
-        )
+        return await self.scheduler.ended_job(channel, job_id)
 
     # -- generation --------------------------------------------------------------------------
 

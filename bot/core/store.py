@@ -192,6 +192,7 @@ class StoryStore(Protocol):
     """
 
     owner: str
+    read_only: bool  # opened for reading only (every write raises StorageUnavailable)
 
     async def close(self) -> None: ...
 

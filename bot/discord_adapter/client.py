@@ -10,6 +10,7 @@ reconnect, so it only logs. Global command sync is a separate deliberate step
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import discord
@@ -48,12 +49,15 @@ class FabulistTree(app_commands.CommandTree[Any]):
 class FabulistBot(commands.Bot):
     """The bot. ``service`` is None only for ``sync_commands``, which never connects."""
 
+    is_fabulist = True  # see common.bot_of
+
     def __init__(
         self,
         config: Config,
         service: StoryService | None,
         *,
         sync_dev_guild: bool = True,
+        shutdown: Callable[[], Awaitable[None]] | None = None,
         **options: Any,
     ) -> None:
         super().__init__(
@@ -66,6 +70,9 @@ class FabulistBot(commands.Bot):
         )
         self.config = config
         self._service = service
+        # Closes the service (and what open_app opened for it: the trainers) before the
+        # connection closes; default: the service alone.
+        self._shutdown = shutdown if shutdown is not None else getattr(service, "close", None)
         self._sync_dev_guild = sync_dev_guild
         self._service_started = False
         self._service_closed = False
@@ -105,10 +112,10 @@ class FabulistBot(commands.Bot):
     async def close(self) -> None:
         # Order matters: closing the service settles open jobs, the training cog's unload then
         # lets their progress messages say so, and only then does the connection close.
-        if self._service is not None and self._service_started and not self._service_closed:
+        if self._shutdown is not None and self._service_started and not self._service_closed:
             self._service_closed = True
             try:
-                await self._service.close()
+                await self._shutdown()
             except Exception:
                 log.exception("closing the story service failed")
         for extension in reversed(COG_EXTENSIONS):
@@ -122,7 +129,11 @@ class ShardedFabulistBot(FabulistBot, commands.AutoShardedBot):
 
 
 def create_bot(
-    config: Config, service: StoryService | None, *, sync_dev_guild: bool = True
+    config: Config,
+    service: StoryService | None,
+    *,
+    sync_dev_guild: bool = True,
+    shutdown: Callable[[], Awaitable[None]] | None = None,
 ) -> FabulistBot:
     """A ``ShardedFabulistBot`` when config names shards, else a plain ``FabulistBot``."""
     settings = config.discord
@@ -132,7 +143,8 @@ def create_bot(
             config,
             service,
             sync_dev_guild=sync_dev_guild,
+            shutdown=shutdown,
             shard_count=settings.shard_count,
             shard_ids=shard_ids,
         )
-    return FabulistBot(config, service, sync_dev_guild=sync_dev_guild)
+    return FabulistBot(config, service, sync_dev_guild=sync_dev_guild, shutdown=shutdown)

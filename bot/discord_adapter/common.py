@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import secrets
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import discord
 from discord import app_commands
@@ -35,12 +35,11 @@ class Denied(app_commands.CheckFailure):
 
 
 def bot_of(interaction: discord.Interaction[Any]) -> FabulistBot:
-    from bot.discord_adapter.client import FabulistBot
-
+    # By its marker, not isinstance: client.py imports this module, not the other way round.
     client = interaction.client
-    if not isinstance(client, FabulistBot):  # pragma: no cover - wiring bug
+    if not getattr(client, "is_fabulist", False):  # pragma: no cover - wiring bug
         raise RuntimeError("interaction does not belong to a FabulistBot")
-    return client
+    return cast("FabulistBot", client)
 
 
 def channel_ref(interaction: discord.Interaction[Any]) -> ChannelRef:

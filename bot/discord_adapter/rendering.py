@@ -18,11 +18,11 @@ from typing import TYPE_CHECKING
 
 import discord
 
-from bot.adapters.text import retrain_reason_text
-from bot.display import display_prose, training_fraction, vocabulary_text
+from bot.adapters.text import retrain_reason_text, stats_lines
+from bot.display import count_text, display_prose, training_fraction, vocabulary_text
 
 if TYPE_CHECKING:
-    from bot.core.api import JobProgress, JobResult, StoryCard
+    from bot.core.api import JobProgress, JobResult, StoryCard, StoryStats
 
 MESSAGE_LIMIT = 2000
 EMBED_FIELD_LIMIT = 1024
@@ -181,7 +181,7 @@ def result_text(filename: str, result: JobResult) -> str:
         parts = [f"{figures.symbols:,} symbols"]
         if figures.vocabulary_size is not None:
             parts.append(f"vocabulary {figures.vocabulary_size:,}")
-        parts.append(f"{figures.epochs} epochs in {format_duration(figures.seconds)}")
+        parts.append(f"{count_text(figures.epochs, 'epoch')} in {format_duration(figures.seconds)}")
         stopped = _STOPPED.get(figures.stopped)
         if stopped:
             parts.append(stopped)
@@ -274,7 +274,10 @@ def story_card_embed(card: StoryCard, *, permission: str = "Manage Channels") ->
         if card.epochs is not None:
             embed.add_field(
                 name="Training time",
-                value=f"{card.epochs} epochs, {format_duration(card.training_seconds)}",
+                value=(
+                    f"{count_text(card.epochs or 0, 'epoch')}, "
+                    f"{format_duration(card.training_seconds)}"
+                ),
                 inline=True,
             )
         embed.add_field(name="Trained", value=format_timestamp(card.trained_at), inline=True)
@@ -326,3 +329,14 @@ def word_choices(typed: str, words: Iterable[str]) -> list[tuple[str, str]]:
         if len(value) <= CHOICE_LIMIT:
             choices.append((value, value))
     return choices[:25]
+
+
+def story_stats_embed(stats: StoryStats, channel_name: str | None) -> discord.Embed:
+    """The ``/story stats`` embed: the shared text figures, escaped."""
+    title = f"Story stats · #{escape_text(channel_name)}" if channel_name else "Story stats"
+    embed = discord.Embed(title=truncate(title, 256), colour=discord.Colour.blurple())
+    for label, value in stats_lines(stats):
+        embed.add_field(
+            name=label, value=truncate(escape_text(value), EMBED_FIELD_LIMIT), inline=False
+        )
+    return embed

@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from typing import TYPE_CHECKING
+from collections.abc import Coroutine
+from typing import TYPE_CHECKING, Any
 
+import aiohttp
 import discord
 import discord.gateway
 import discord.http
@@ -107,18 +109,35 @@ def _prepare(config: Config) -> str:
     return token
 
 
+class DiscordUnreachable(Exception):
+    """Discord's API could not be reached (no network, DNS, a wrong api_base_url)."""
+
+
+def _reaching_discord(main: Coroutine[Any, Any, None]) -> None:
+    """Run ``main``; a connection failure becomes one DiscordUnreachable, not a traceback."""
+    try:
+        asyncio.run(main)
+    except (aiohttp.ClientConnectionError, TimeoutError) as exc:
+        reason = str(exc) or type(exc).__name__
+        raise DiscordUnreachable(f"{discord.http.Route.BASE}: {reason}") from None
+
+
 def run_bot(config: Config) -> None:
-    """Run the bot until SIGTERM/SIGINT, then close the gateway, the service and the database."""
-    asyncio.run(_run(config, _prepare(config)))
+    """Run the bot until SIGTERM/SIGINT, then close the gateway, the service and the database.
+
+    DiscordUnreachable if Discord cannot be reached at start (the caller exits non-zero; a
+    supervisor such as systemd restarts it with its own backoff).
+    """
+    _reaching_discord(_run(config, _prepare(config)))
 
 
 async def _run(config: Config, token: str) -> None:
     from bot.app import open_app
 
-    # The bot starts the service in setup_hook and closes it in close(); open_app closes the
-    # executor and the store after it.
+    # The bot starts the service in setup_hook; its close() calls app.shutdown (the service,
+    # then the trainers) before the connection closes; open_app closes the store last.
     async with open_app(config, start=False) as app:
-        bot = create_bot(config, app.service)
+        bot = create_bot(config, app.service, shutdown=app.shutdown)
         loop = asyncio.get_running_loop()
         closing: list[asyncio.Task[None]] = []
 
@@ -147,7 +166,7 @@ async def _run(config: Config, token: str) -> None:
 
 def sync_commands(config: Config) -> None:
     """Log in (no gateway connection), replace the global command set, exit."""
-    asyncio.run(_sync(config, _prepare(config)))
+    _reaching_discord(_sync(config, _prepare(config)))
 
 
 async def _sync(config: Config, token: str) -> None:

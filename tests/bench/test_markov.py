@@ -12,7 +12,7 @@ from bench.markov import KneserNeyMarkov
 from model import Vocabulary, tokenize
 from model.windows import gather, split_indices
 
-CORPORA = Path(__file__).resolve().parents[2] / ".." / "shared" / "corpora"
+CORPORA = Path(__file__).resolve().parents[2] / "data" / "corpora"
 
 
 def _windows(ids: list[int], n_input: int) -> tuple[list[list[int]], list[int]]:
@@ -35,7 +35,7 @@ def test_hand_computed_bigram_probabilities() -> None:
 
 @pytest.mark.parametrize("order", [1, 2, 3])
 def test_every_distribution_sums_to_one_and_matches_probability(order: int) -> None:
-    tokens = tokenize((CORPORA / "belling-the-cat.txt").read_text(encoding="utf-8"))
+    tokens = tokenize((CORPORA.parent / "belling-the-cat.txt").read_text(encoding="utf-8"))
     vocabulary = Vocabulary.build(tokens)
     ids = vocabulary.encode(tokens)
     contexts, targets = _windows(ids, 3)

@@ -8,7 +8,7 @@ from pathlib import Path
 from tests.fake_discord import BotProcess, FakeDiscord, FakeMessage
 from tests.fake_discord.fixtures import StartBot
 
-CORPORA = Path(__file__).resolve().parents[2] / ".." / "shared" / "corpora"
+CORPORA = Path(__file__).resolve().parents[2] / "data" / "corpora"
 CANCEL = "fabulist:cancel:"
 
 

@@ -27,7 +27,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
 
 REPO = Path(__file__).resolve().parents[2]
 ARTICLE = REPO / "data" / "belling-the-cat.txt"
-CORPORA = REPO / ".." / "shared" / "corpora"
+CORPORA = REPO / "data" / "corpora"
 CANCEL = "fabulist:cancel:"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # As users see it: the model's lower-case text, with sentence starts capitalised for display.
@@ -290,7 +290,7 @@ async def test_story_card(env: Env) -> None:
     assert "Model version: v1" in text
     assert "Uploaded by: Alice" in text
     assert "Symbols: 204" in text
-    # The vocabulary cap and the share of the text it covers (issue 6).
+    # The vocabulary cap and the share of the text it covers.
     assert "Vocabulary: 112 (cap 20,000, covers 100.0% of the text)" in text, text
     assert "Training: idle" in text
 

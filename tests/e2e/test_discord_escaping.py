@@ -55,7 +55,12 @@ async def test_error_replies_do_not_render_the_members_markdown(
 
     story = fake_discord.add_attachment("cat.txt", ARTICLE.read_bytes(), channel=world.channel)
     handle = await fake_discord.send_slash_command(
-        "train", {"story": story, "seed": 1}, user=world.admin, channel=world.channel
+        # n_input 10: the model reads the prompt's last 10 symbols, and only those must be known,
+        # so the markdown below is all inside the window the error reply names.
+        "train",
+        {"story": story, "seed": 1, "n_input": 10},
+        user=world.admin,
+        channel=world.channel,
     )
     await handle.wait_reply(30.0)
     await fake_discord.wait_for_message(

@@ -25,7 +25,7 @@ import pytest_asyncio
 from tests.fake_discord import FakeDiscord, FakeMessage, make_bot_process
 from tests.fake_discord.fixtures import BotEnv
 from tests.ray_cluster import TEST_ENV, RayHead, ray_head
-from tests.service.conftest import long_story
+from tests.support import long_story
 
 pytestmark = [pytest.mark.e2e, pytest.mark.ray, pytest.mark.asyncio(loop_scope="module")]
 

@@ -122,7 +122,7 @@ def _story_ids(text: str) -> list[int]:
 async def test_story_is_a_group_and_train_has_mode(env: Env) -> None:
     commands = env.fake.commands[env.world.guild.id]
     subcommands = {o["name"] for o in commands["story"].data["options"]}
-    assert subcommands == {"show", "list", "remove", "versions", "rollback", "export"}
+    assert subcommands == {"show", "list", "stats", "remove", "versions", "rollback", "export"}
     mode = next(o for o in commands["train"].data["options"] if o["name"] == "mode")
     assert {c["value"] for c in mode["choices"]} == {"replace", "append"}
     empty = await _story(env, "list", user=env.world.member)
@@ -229,6 +229,29 @@ async def test_export_then_import_into_another_channel(env: Env) -> None:
     assert "100% from the story" in there.content
     listing = await _story(env, "list", channel=other)
     assert "belling-the-cat.txt" in listing.text() and "Alice" in listing.text()
+
+
+async def test_story_stats_counts_symbols_versions_trainings_and_replies(env: Env) -> None:
+    channel = env.fake.add_channel(env.world.guild, "stats")
+    empty = await _story(env, "stats", user=env.world.member, channel=channel)
+    [embed] = empty.embeds
+    fields = {f["name"]: f["value"] for f in embed["fields"]}
+    assert fields["Stories"] == "none" and fields["Replies served"] == "0"
+    await _train(env, channel, "belling-the-cat.txt", ARTICLE, seed=1)
+    await _finished(env, channel, 1)
+    for _ in range(2):
+        await _continue(env, "had a general", channel, length=3)
+    refused = await _continue(env, "zebra zebra zebra", channel)
+    assert refused.ephemeral  # unknown words: no reply served
+    stats = await _story(env, "stats", user=env.world.member, channel=channel)
+    assert not stats.ephemeral and not stats.pings_anyone()
+    [embed] = stats.embeds
+    assert embed["title"] == "Story stats · #stats"
+    fields = {f["name"]: f["value"] for f in embed["fields"]}
+    assert fields["Stories"].startswith("1 (204 symbols: #") and fields["Stories"].endswith("204)")
+    assert fields["Vocabulary"] == "112 words"
+    assert fields["Model versions"] == "v1 (active)"
+    assert fields["Trainings run"] == "1" and fields["Replies served"] == "2"
 
 
 async def test_tampered_export_is_refused_and_nothing_changes(env: Env) -> None:

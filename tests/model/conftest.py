@@ -9,7 +9,7 @@ from model import TrainedModel
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-CORPORA = Path(__file__).resolve().parents[2] / ".." / "shared" / "corpora"
+CORPORA = Path(__file__).resolve().parents[2] / "data" / "corpora"
 ARTICLE_PREFIX = [
     "council",
     "to",
@@ -41,7 +41,7 @@ def jacobs_fable() -> str:
 
 @pytest.fixture(scope="session")
 def story_text() -> str:
-    return (CORPORA / "belling-the-cat.txt").read_text(encoding="utf-8")
+    return (CORPORA.parent / "belling-the-cat.txt").read_text(encoding="utf-8")
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,4 @@
-"""Issue 2 acceptance at the article's full size (512 units), 1 and 2 layers."""
+"""At the article's full size (512 units, 1 and 2 layers) the model learns the story."""
 
 from __future__ import annotations
 

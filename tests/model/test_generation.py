@@ -1,4 +1,4 @@
-"""Issue 2, point 6: numpy generation, same symbols as Keras; prompts; sampling."""
+"""Generation runs in numpy and gives the same symbols as Keras; prompts; sampling."""
 
 from __future__ import annotations
 
@@ -55,7 +55,9 @@ def test_numpy_forward_matches_keras(story_tokens: list[str], layers: int) -> No
     got = np.stack([net.logits(list(row)) for row in x])
     np.testing.assert_allclose(got, expected, atol=1e-4, rtol=1e-4)
     prompt = ["had", "a", "general"]
-    assert generate(model, prompt) == _keras_greedy(network, model, prompt, 32)
+    # The network's own argmax: no story index here, and the repeat guard off.
+    plain = GenerationOptions(no_repeat_ngram=None)
+    assert generate(model, prompt, plain) == _keras_greedy(network, model, prompt, 32)
     # The weights load back into a Keras network unchanged.
     again = build_network(config)
     assign_weights(again, config, weights)
@@ -99,6 +101,15 @@ def test_unknown_words_name_them(tiny_model: TrainedModel) -> None:
         generate(tiny_model, ["the", "dgo", "barked"])
     assert caught.value.words == ("dgo", "barked")
     assert caught.value.suggestions["dgo"]
+
+
+def test_an_unknown_word_outside_the_context_window_is_accepted(tiny_model: TrainedModel) -> None:
+    """Only the last n_input words are read: "zebra" before them changes nothing."""
+    n = tiny_model.config.n_input
+    prompt = ["had", "a", "general"][-n:]
+    assert generate(tiny_model, ["zebra", *prompt]) == generate(tiny_model, prompt)
+    with pytest.raises(UnknownWordsError):
+        generate(tiny_model, [*prompt[1:], "zebra"])
 
 
 def test_sampling_is_seeded_and_top_k_one_is_greedy(tiny_model: TrainedModel) -> None:

@@ -1,4 +1,4 @@
-"""Issue 2, point 7: versioned bytes without pickle; every field validated."""
+"""A model saves to versioned bytes without pickle, and every field is validated on load."""
 
 from __future__ import annotations
 

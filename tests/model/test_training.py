@@ -1,4 +1,5 @@
-"""Issue 2, points 4-5 (network, training) and issue 6 (validation, budget, ETA, cap)."""
+"""The network and its training: held-out validation, the time budget, the ETA, the
+vocabulary cap."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Issue 2, point 2 (vocabulary) and issue 6 (vocabulary cap)."""
+"""The vocabulary is ordered by frequency, and capped (rarer symbols become <unk>)."""
 
 from __future__ import annotations
 

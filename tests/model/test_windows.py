@@ -1,4 +1,5 @@
-"""Issue 2, point 3 (windows), the learnable mask, lazy batches and the split (issue 6)."""
+"""Training windows: n_input symbols predict the next; the learnable mask, lazy batches and the
+held-out split of long stories."""
 
 from __future__ import annotations
 

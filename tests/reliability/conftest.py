@@ -1,4 +1,4 @@
-"""Shared pieces of the reliability suite (issue 5): the ledger, database snapshots, helpers.
+"""Shared pieces of the reliability suite: the ledger, database snapshots, helpers.
 
 The ledger counts what the suite really did: bad inputs tried, faults injected, requests served
 and security checks made, with the losses found for each (an input that changed stored data or
@@ -17,19 +17,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 
-from model import ModelConfig, TrainedModel, TrainingFigures, Vocabulary, to_bytes
-from model.serialization import expected_shapes
+from tests.support import (  # noqa: F401  (re-exported to the reliability tests)
+    LOOP_LAG_TARGET_MS,
+    REPLY_P99_TARGET_SECONDS,
+    REPO,
+    STORY,
+    synthetic_blob,
+    synthetic_model,
+    target_line,
+)
 
-REPO = Path(__file__).resolve().parents[2]
-STORY = (REPO / "data" / "belling-the-cat.txt").read_bytes()
-# Performance targets of issue 5 under load (50 concurrent /continue while 2 trainings run).
-# They are measured and printed (the summary here, bench/bench_load.py), not asserted: a loaded
-# 2-core test machine says little about them.
-REPLY_P99_TARGET_SECONDS = 1.0
-LOOP_LAG_TARGET_MS = 20.0
 SECTIONS = {
     "bad input": "inputs tried",
     "faults": "faults injected",
@@ -62,21 +61,6 @@ class Ledger:
             f"{section}: {self.tried[section]} {noun}, {self.losses[section]} losses"
             for section, noun in SECTIONS.items()
         ]
-
-
-def target_line(what: str, reply_p99_seconds: float, lag_max_ms: float) -> str:
-    """``what``'s reply p99 and loop lag next to the targets, e.g. for the summary."""
-
-    def verdict(ok: bool) -> str:
-        return "met" if ok else "MISSED"
-
-    return (
-        f"{what} targets: reply p99 {reply_p99_seconds * 1000:.0f} ms "
-        f"(target < {REPLY_P99_TARGET_SECONDS * 1000:.0f} ms: "
-        f"{verdict(reply_p99_seconds < REPLY_P99_TARGET_SECONDS)}), "
-        f"event-loop lag max {lag_max_ms:.1f} ms (target <= {LOOP_LAG_TARGET_MS:.0f} ms: "
-        f"{verdict(lag_max_ms <= LOOP_LAG_TARGET_MS)})"
-    )
 
 
 LEDGER_KEY = pytest.StashKey[Ledger]()
@@ -144,35 +128,3 @@ def integrity(db: Path) -> str:
 
 
 # -- synthetic models (numpy only: a valid blob in milliseconds, no TensorFlow) ---------------
-
-
-def synthetic_model(
-    words: list[str], *, units: int = 16, n_input: int = 3, seed: int = 0
-) -> TrainedModel:
-    """A well-formed model over ``words`` with random weights (for storage and load tests)."""
-    vocabulary = Vocabulary(tuple(words))
-    config = ModelConfig(
-        vocab_size=len(vocabulary), n_input=n_input, layers=1, units=units, embedding_dim=16
-    )
-    rng = np.random.default_rng(seed)
-    weights: dict[str, Any] = {}
-    for name, (shape, dtype) in expected_shapes(config).items():
-        if dtype == "<i4":
-            weights[name] = np.full(shape, -1, dtype="<i4")
-        else:
-            weights[name] = rng.normal(0, 0.1, shape).astype("<f4")
-    figures = TrainingFigures(
-        symbols=len(words),
-        windows=1,
-        learnable_windows=1,
-        epochs=1,
-        seconds=0.1,
-        loss=1.0,
-        accuracy=0.5,
-        learnable_accuracy=0.5,
-    )
-    return TrainedModel(config, vocabulary, weights, figures)
-
-
-def synthetic_blob(words: list[str], **kwargs: Any) -> bytes:
-    return to_bytes(synthetic_model(words, **kwargs))

@@ -1,4 +1,4 @@
-"""Bad input through the real service and real SQLite (issue 5, section 1, service level).
+"""Bad input through the real service and real SQLite: a friendly refusal, nothing stored changed.
 
 Every case goes through ``StoryService`` exactly as an adapter calls it. Each must raise a
 ``UserError`` whose message is friendly, and leave the database byte-for-byte as it was (row

@@ -1,4 +1,4 @@
-"""Faults injected into real processes (issue 5, section 2, storage and training side).
+"""Faults injected into real processes: committed stories and models survive.
 
 - SIGKILL of the training worker mid-epoch, three times in a row, then a normal training.
 - SIGKILL of the whole offline bot (``python -m bot train``, process group: bot + worker)

@@ -1,4 +1,4 @@
-"""Security review as tests (issue 5, section 4), plus the model cache's memory bound (section 3).
+"""Security review as tests, plus the model cache's bound on memory.
 
 - Uploaded data is never unpickled or evaluated: no pickle/marshal/eval/exec in bot/ or model/,
   and the model loader refuses a pickle payload and a tampered blob.
@@ -122,7 +122,7 @@ def test_all_sql_is_parameterized(ledger: Ledger) -> None:
             first = call.args[0]
             if _sql_argument_is_literal(first):
                 continue
-            if isinstance(first, ast.Name) and path.name == "storage.py":
+            if isinstance(first, ast.Name) and path.name == "connection.py":
                 # _scalar(sql, ...) helpers pass their own literal through; the migration
                 # script interpolates int(version) only (checked below).
                 source = ast.get_source_segment(path.read_text(), call) or ""
@@ -131,7 +131,7 @@ def test_all_sql_is_parameterized(ledger: Ledger) -> None:
                 problems.append(f"{path}:{call.lineno} {source}")
             else:
                 problems.append(f"{path}:{call.lineno} {ast.unparse(first)[:80]}")
-    storage = (REPO / "bot" / "storage.py").read_text()
+    storage = (REPO / "bot" / "store" / "sqlite" / "connection.py").read_text()
     assert "PRAGMA user_version = {int(version)}" in storage
     ledger.record("security", not problems, f"non-literal SQL: {problems}", checked)
     assert checked >= 30, checked

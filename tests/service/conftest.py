@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import random
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -16,22 +15,14 @@ from bot.core.service import StoryService
 from bot.executors.local import TrainingPool
 from bot.store.sqlite import SqliteStoryStore as StoryStore
 from tests.ray_cluster import ray_in_process
+from tests.support import REPO, STORY, long_story  # noqa: F401  (re-exported)
 
-REPO = Path(__file__).resolve().parents[2]
-STORY = (REPO / "data" / "belling-the-cat.txt").read_bytes()
 ADMIN = Member(user_id=1, display_name="admin", is_admin=True)
 MEMBER = Member(user_id=2, display_name="member", is_admin=False)
 
 
 def channel(channel_id: int, guild_id: int | None = 100) -> ChannelRef:
     return ChannelRef(guild_id=guild_id, channel_id=channel_id)
-
-
-def long_story(words: int = 30_000, seed: int = 0) -> bytes:
-    """Shuffled words of the article's story: never fully learnable, so training runs on."""
-    vocabulary = STORY.decode().split()
-    rng = random.Random(seed)
-    return " ".join(rng.choice(vocabulary) for _ in range(words)).encode()
 
 
 def tiny_config(tmp_path: Path, **sections: dict[str, Any]) -> Config:

@@ -30,6 +30,12 @@ from model import detokenize, tokenize
         ("“the mice", "“The mice"),
         ("", ""),
         ("3 mice. 4 cats", "3 mice. 4 cats"),
+        # Issue 11: any cased letter, ¿ ¡ and dashes as openers, paragraphs, dialogue tags.
+        ("¿por qué? —preguntó él. über alles", "¿Por qué? —preguntó él. Über alles"),
+        ("silencio.\n—¡vamos! —dijo", "Silencio.\n—¡Vamos! —dijo"),
+        ("“why?” asked he. “no!” said she", "“Why?” asked he. “No!” said she"),
+        ("the cat\nlong ago", "The cat\nLong ago"),
+        ("问他：“爷爷呢？”老木匠", "问他：“爷爷呢？”老木匠"),
     ],
 )
 def test_display_prose(text: str, shown: str) -> None:

@@ -40,6 +40,12 @@ def test_cli_export_import_stories_versions_remove(tmp_path: Path) -> None:
     _, here = _run(config, "continue", "had", "a", "general", "--channel", "a", "--length", "20")
     _, there = _run(config, "continue", "had", "a", "general", "--channel", "b", "--length", "20")
     assert here == there and here.startswith("Had a general council to consider")
+    code, text = _run(config, "stats", "--channel", "a")
+    assert code == 0 and "Stories: 1 (204 symbols: #" in text, text
+    assert "Vocabulary: 112 words" in text and "Model versions: v1 (active)" in text
+    assert "Trainings run: 1" in text and "Replies served: 1" in text
+    code, text = _run(config, "stats", "--channel", "b")  # an import is no training
+    assert code == 0 and "Trainings run: 0" in text and "Replies served: 1" in text, text
     code, text = _run(config, "stories", "--channel", "b")
     assert code == 0 and "belling-the-cat.txt by console" in text
     story_id = re.search(r"#(\d+)", text).group(1)  # type: ignore[union-attr]
@@ -71,6 +77,9 @@ async def test_console_story_commands(service: StoryService, tmp_path: Path) -> 
     assert "Imported 1 story" in out.getvalue()
     await console.handle("/continue had a general length:5")
     assert "Had a general council to consider" in out.getvalue()
+    await console.handle("/story stats")
+    assert "Channel copy:\n  Stories: 1 (204 symbols" in out.getvalue()
+    assert "  Replies served: 1\n" in out.getvalue()
     await console.handle("/story show")
     assert "model version 1" in out.getvalue()
     await console.handle("/stories")  # the short form; the copy's story comes last

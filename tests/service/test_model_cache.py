@@ -1,4 +1,4 @@
-"""The model cache is bounded by count and by memory (issue 5: 1,000 channels stay under the bound).
+"""The model cache is bounded by count and by memory: 1,000 channels stay under the bound.
 
 Real SQLite files, real ``from_bytes`` loads and real numpy generation; the models are stored
 without training (random weights in numpy, via the reliability suite's helpers), with different

@@ -1,4 +1,4 @@
-"""/story (a group: show, list, remove, versions, rollback, export) and /forget.
+"""/story (a group: show, stats, list, remove, versions, rollback, export) and /forget.
 
 Thin: each command calls one StoryService method and renders its answer. UserErrors raised here
 reach the bot's error handler, which answers them ephemerally.
@@ -32,6 +32,7 @@ from bot.discord_adapter.rendering import (
     format_timestamp,
     split_message,
     story_card_embed,
+    story_stats_embed,
     truncate,
 )
 from bot.display import format_bytes
@@ -102,6 +103,14 @@ class StoryCog(commands.Cog):
         """Show what this channel has learned: story, uploader, size, accuracy, training state."""
         card = await self.service.story_card(channel_ref(interaction))
         embed = story_card_embed(card, permission=permission_label(self.bot.config))
+        await interaction.response.send_message(embed=embed, allowed_mentions=NO_MENTIONS)
+
+    @story.command(name="stats")
+    async def stats(self, interaction: discord.Interaction[Any]) -> None:
+        """Show this channel's figures: symbols per story, vocabulary, versions, replies served."""
+        channel = channel_ref(interaction)
+        stats = await self.service.story_stats(channel)
+        embed = story_stats_embed(stats, getattr(interaction.channel, "name", None))
         await interaction.response.send_message(embed=embed, allowed_mentions=NO_MENTIONS)
 
     @story.command(name="list")

@@ -1,20 +1,15 @@
-"""/train, /cancel, the Cancel button and the live progress message."""
+"""/train, /cancel and the Cancel button; the live progress lives in ``progress``."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import io
 import logging
-import time
 from typing import TYPE_CHECKING, Any, Literal
 
-import aiohttp
 import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.core.api import MAX_SEED, ChannelRef, JobProgress, TrainOptions
+from bot.core.api import MAX_N_INPUT, MAX_SEED, JobProgress, TrainOptions
 from bot.discord_adapter.common import (
     NO_MENTIONS,
     admin_check,
@@ -23,75 +18,21 @@ from bot.discord_adapter.common import (
     member_of,
     report_error,
 )
-from bot.discord_adapter.rendering import escape_text, progress_text, result_text
-from bot.display import format_bytes
-from bot.errors import InvalidUpload
-from model.config import MAX_N_INPUT
+from bot.discord_adapter.download import CappedDownloader
+from bot.discord_adapter.progress import (
+    JobWatchers,
+    ProgressMessage,
+    StaleMessageRepair,
+    ended_text,
+)
+from bot.discord_adapter.rendering import escape_text, progress_text
 
 if TYPE_CHECKING:
-    from bot.core.api import EndedJob, JobResult, TrainingJob
+    from bot.core.api import TrainingJob
     from bot.core.service import StoryService
     from bot.discord_adapter.client import FabulistBot
 
 log = logging.getLogger(__name__)
-
-# Discord allows 5 edits per 5 s per channel; one edit every 2 s leaves room for everything else.
-PROGRESS_INTERVAL_SECONDS = 2.0
-DOWNLOAD_CHUNK_BYTES = 64 * 1024
-DOWNLOAD_TIMEOUT_SECONDS = 60.0
-FINAL_EDIT_SECONDS = 5.0
-
-
-class ProgressMessage:
-    """Throttled edits of one channel message from a stream of ``JobProgress`` updates.
-
-    The message is a regular channel message, not the interaction response, because
-    interaction tokens expire after 15 minutes and trainings may run longer.
-    """
-
-    def __init__(self, filename: str, interval: float = PROGRESS_INTERVAL_SECONDS) -> None:
-        self.filename = filename
-        self.interval = interval
-        self.message: discord.Message | discord.PartialMessage | None = None
-        self._latest: JobProgress | None = None
-        self._shown: str | None = None
-        self._changed = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-
-    def update(self, progress: JobProgress) -> None:
-        """The service's ``on_progress`` callback (runs on the event loop, must not block)."""
-        self._latest = progress
-        self._changed.set()
-
-    def attach(self, message: discord.Message | discord.PartialMessage) -> None:
-        self.message = message
-        self._shown = message.content if isinstance(message, discord.Message) else None
-        self._task = asyncio.create_task(self._run(), name=f"progress-{message.id}")
-
-    async def _run(self) -> None:
-        while True:
-            await self._changed.wait()
-            self._changed.clear()
-            progress = self._latest
-            if progress is None or self.message is None:
-                continue
-            text = progress_text(self.filename, progress)
-            if text == self._shown:
-                continue
-            started = time.monotonic()
-            try:
-                await self.message.edit(content=text)
-                self._shown = text
-            except discord.HTTPException as exc:
-                log.warning("progress edit of message %s failed: %s", self.message.id, exc)
-            await asyncio.sleep(max(0.0, self.interval - (time.monotonic() - started)))
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
 
 
 class CancelButton(
@@ -156,7 +97,7 @@ async def _show_ended(interaction: discord.Interaction[Any], job_id: int) -> str
     message = interaction.message
     if message is not None:
         try:
-            await message.edit(content=_ended_text(ended), view=None)
+            await message.edit(content=ended_text(ended), view=None)
         except discord.HTTPException as exc:
             log.warning("could not update the progress message of job %s: %s", job_id, exc)
         else:
@@ -165,16 +106,12 @@ async def _show_ended(interaction: discord.Interaction[Any], job_id: int) -> str
     return f"Training job #{job_id} has already ended ({ended.result.state})."
 
 
-def _ended_text(ended: EndedJob) -> str:
-    return result_text(ended.filename or "story", ended.result)
-
-
 class TrainingCog(commands.Cog):
     def __init__(self, bot: FabulistBot) -> None:
         self.bot = bot
-        self._watchers: set[asyncio.Task[None]] = set()
-        self._http: aiohttp.ClientSession | None = None
-        self._stale_task: asyncio.Task[None] | None = None
+        self._watchers = JobWatchers(bot)
+        self._downloader = CappedDownloader()
+        self._repair = StaleMessageRepair(bot)
 
     @property
     def service(self) -> StoryService:
@@ -186,26 +123,13 @@ class TrainingCog(commands.Cog):
             # Role holders without the permission must still see the command; the check decides.
             self.train.default_permissions = None
         if self.bot.has_service:
-            self._stale_task = asyncio.create_task(
-                self._update_stale_messages(), name="stale-progress-messages"
-            )
+            self._repair.start()
 
     async def cog_unload(self) -> None:
         self.bot.remove_dynamic_items(CancelButton)
-        if self._stale_task is not None:
-            self._stale_task.cancel()
-            await asyncio.gather(self._stale_task, return_exceptions=True)
-            self._stale_task = None
-        if self._watchers:
-            # On shutdown the service has just settled open jobs as interrupted: let the
-            # watchers say so in their progress messages before the connection closes.
-            _, pending = await asyncio.wait(self._watchers, timeout=FINAL_EDIT_SECONDS)
-            for task in pending:
-                task.cancel()
-            await asyncio.gather(*pending, return_exceptions=True)
-        if self._http is not None:
-            await self._http.close()
-            self._http = None
+        await self._repair.stop()
+        await self._watchers.close()
+        await self._downloader.close()
 
     @app_commands.command(name="train")
     @app_commands.guild_only()
@@ -232,7 +156,8 @@ class TrainingCog(commands.Cog):
         """Teach this channel a story from a text file (or import an export file)."""
         await interaction.response.defer(ephemeral=True, thinking=True)
         self.service.check_upload_size(story.size, story.filename)
-        data = await self._download(story)
+        data = await self._downloader.download(story, self.service.upload_limit(story.filename))
+        self.service.check_upload_size(len(data), story.filename)
         options = TrainOptions(
             layers=layers, n_input=n_input, seed=seed, mode=mode, max_seconds=max_seconds
         )
@@ -245,32 +170,6 @@ class TrainingCog(commands.Cog):
         await interaction.response.defer(ephemeral=True, thinking=True)
         text = await cancel_job(interaction, None)
         await interaction.followup.send(text, ephemeral=True, allowed_mentions=NO_MENTIONS)
-
-    async def _download(self, attachment: discord.Attachment) -> bytes:
-        """Read the attachment, but never more than the configured limit (+1 byte to tell)."""
-        limit = self.service.upload_limit(attachment.filename)
-        if self._http is None:
-            timeout = aiohttp.ClientTimeout(total=DOWNLOAD_TIMEOUT_SECONDS)
-            self._http = aiohttp.ClientSession(timeout=timeout)
-        buffer = bytearray()
-        try:
-            async with self._http.get(attachment.url) as response:
-                response.raise_for_status()
-                async for chunk in response.content.iter_chunked(DOWNLOAD_CHUNK_BYTES):
-                    buffer.extend(chunk)
-                    if len(buffer) > limit:
-                        break
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            log.warning("downloading attachment %s failed: %r", attachment.id, exc)
-            raise InvalidUpload("I couldn't download the attachment; please try again.") from None
-        if len(buffer) > limit:
-            # The metadata understated the size; the exact size is unknown (we stopped reading).
-            raise InvalidUpload(
-                f"The file is larger than the {format_bytes(limit)} limit (larger than its "
-                "upload said). Upload a shorter story."
-            )
-        self.service.check_upload_size(len(buffer), attachment.filename)
-        return bytes(buffer)
 
     async def _start(
         self,
@@ -305,93 +204,12 @@ class TrainingCog(commands.Cog):
                 log.exception("could not record the progress message of job %s", job.job_id)
         else:
             where = " (I cannot post in this channel, so there is no live progress.)"
-        task = asyncio.create_task(
-            self._watch(job.job_id, channel, filename, tracker), name=f"watch-job-{job.job_id}"
-        )
-        self._watchers.add(task)
-        task.add_done_callback(self._watchers.discard)
+        self._watchers.watch(job.job_id, channel, filename, tracker)
         await interaction.followup.send(
             f"Training job #{job.job_id} on {escape_text(filename)} {_state_phrase(job)}.{where}",
             ephemeral=True,
             allowed_mentions=NO_MENTIONS,
         )
-
-    async def _watch(
-        self, job_id: int, channel: ChannelRef, filename: str, tracker: ProgressMessage
-    ) -> None:
-        try:
-            try:
-                result = await self.service.wait_for_job(job_id)
-            finally:
-                await tracker.stop()
-            await self._finish(result, channel, filename, tracker.message)
-        except Exception:
-            log.exception("could not report the end of training job %s", job_id)
-
-    async def _finish(
-        self,
-        result: JobResult,
-        channel: ChannelRef,
-        filename: str,
-        message: discord.Message | discord.PartialMessage | None,
-    ) -> None:
-        png: bytes | None = None
-        if result.state == "done":
-            png = await self.service.training_plot(channel)
-        text = result_text(filename, result)
-        files = [discord.File(io.BytesIO(png), filename="training.png")] if png else []
-        if message is not None:
-            await message.edit(content=text, view=None, attachments=files)
-            try:
-                await self.service.progress_message_updated(result.job_id)
-            except Exception as exc:
-                # The message is right; the next start would only show the same end again.
-                log.warning(
-                    "could not forget the progress message of job %s: %s", result.job_id, exc
-                )
-        else:
-            messageable = self.bot.get_partial_messageable(
-                channel.channel_id, guild_id=channel.guild_id
-            )
-            await messageable.send(text, files=files, allowed_mentions=NO_MENTIONS)
-
-    async def _update_stale_messages(self) -> None:
-        """Once after start-up: progress messages of jobs that ended without saying so.
-
-        A killed process leaves its running jobs' messages at "Training" with a Cancel button;
-        the service has marked those jobs interrupted by now, so each message gets its job's end.
-        """
-        await self.bot.wait_until_ready()
-        try:
-            stale = await self.service.stale_progress_messages()
-        except Exception:
-            log.exception("could not list the progress messages left by the previous run")
-            return
-        for ended in stale:
-            try:
-                await self._update_stale_message(ended)
-            except Exception:
-                log.exception(
-                    "could not update the progress message of job %s", ended.result.job_id
-                )
-
-    async def _update_stale_message(self, ended: EndedJob) -> None:
-        job_id = ended.result.job_id
-        if ended.message_id is not None:
-            channel_id = ended.message_channel_id or ended.channel.channel_id
-            message = self.bot.get_partial_messageable(
-                channel_id, guild_id=ended.channel.guild_id
-            ).get_partial_message(ended.message_id)
-            try:
-                await message.edit(content=_ended_text(ended), view=None)
-            except (discord.NotFound, discord.Forbidden) as exc:
-                # Deleted message or channel, or no access any more: nothing left to update.
-                log.info("progress message of job %s is out of reach: %s", job_id, exc)
-            except discord.HTTPException as exc:
-                # Kept: the next start tries again.
-                log.warning("could not update the progress message of job %s: %s", job_id, exc)
-                return
-        await self.service.progress_message_updated(job_id)
 
 
 def _state_phrase(job: TrainingJob) -> str:

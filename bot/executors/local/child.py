@@ -19,13 +19,42 @@ import dataclasses
 import logging
 import os
 import signal
+import sys
 from multiprocessing.connection import Connection
 from typing import Any
+
+NATIVE_LOGS_ENV = "FABULIST_TF_LOGS"
+
+
+def quiet_native_stderr() -> None:
+    """Keep TensorFlow's C++ log lines off the terminal, before TensorFlow is imported.
+
+    ``TF_CPP_MIN_LOG_LEVEL`` does not cover the lines absl prints before its logging is
+    initialised ("All log messages before absl::InitializeLog()...", "oneDNN custom operations
+    are on..."), and they break the parent's progress bar. So file descriptor 2 goes to
+    /dev/null for the worker's whole life, while Python's ``sys.stderr`` (tracebacks, logging)
+    keeps writing to a duplicate of the original descriptor. ``FABULIST_TF_LOGS=1`` keeps
+    TensorFlow's own logs (for debugging a worker).
+    """
+    if os.environ.get(NATIVE_LOGS_ENV, "") not in ("", "0"):
+        return
+    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    try:
+        sys.stderr.flush()
+        python_stderr = os.dup(2)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+    except OSError:  # no usable fd 2 (a daemon): nothing to protect
+        return
+    sys.stderr = open(  # noqa: SIM115 (lives as long as the process)
+        python_stderr, "w", buffering=1, encoding="utf-8", errors="backslashreplace"
+    )
+    os.dup2(devnull, 2)
+    os.close(devnull)
 
 
 def worker_main(conn: Connection) -> None:
     """Entry point of a spawned worker: import TensorFlow once, then serve tasks until told."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    quiet_native_stderr()
     # Ctrl-C in a terminal reaches the whole process group; the bot decides when workers stop.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     # Training is batch work: on a busy machine the bot's event loop must win the CPU.

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import re
 import sqlite3
 from collections.abc import AsyncIterator, Sequence
@@ -62,11 +63,20 @@ class SqliteBase:
         self._db = connection
         self._lock = asyncio.Lock()
         self.path = path
+        self.read_only = False  # see ``open``
 
     # -- lifecycle -------------------------------------------------------------------------
 
     @classmethod
     async def open(cls, path: Path) -> Self:
+        """Open (creating and migrating) the database at ``path``.
+
+        An existing database that this process cannot write (the file or, for SQLite's WAL
+        files, its folder) opens read-only: reading commands work and every write is refused
+        with StorageUnavailable. ``read_only`` says which.
+        """
+        if str(path) != ":memory:" and _exists(path) and not _writable(path):
+            return await cls._open_read_only(path, "it is read-only for this user")
         try:
             if str(path) != ":memory:":
                 path.parent.mkdir(parents=True, exist_ok=True)
@@ -78,11 +88,52 @@ class SqliteBase:
         try:
             await store._configure()
             await store._migrate()
+        except StorageUnavailable as exc:
+            SqliteBase._open_owners.discard(store.owner)
+            await connection.close()
+            if not _exists(path):
+                raise StorageError(f"cannot create database {path}: {exc.__cause__}") from exc
+            return await cls._open_read_only(path, f"writing was refused: {exc.__cause__}")
         except BaseException:
             SqliteBase._open_owners.discard(store.owner)
             await connection.close()
             raise
         return store
+
+    @classmethod
+    async def _open_read_only(cls, path: Path, why: str) -> Self:
+        # mode=ro needs SQLite's -shm file, which it cannot create in an unwritable folder:
+        # then immutable=1 (nobody can write there, so the file does not change under us).
+        last: Exception | None = None
+        for query in ("mode=ro", "mode=ro&immutable=1"):
+            uri = f"{_file_uri(path)}?{query}"
+            try:
+                connection = await aiosqlite.connect(uri, uri=True, isolation_level=None)
+            except sqlite3.Error as exc:
+                last = exc
+                continue
+            connection.row_factory = aiosqlite.Row
+            store = cls(connection, path)
+            store.read_only = True
+            try:
+                await connection.execute("PRAGMA foreign_keys = ON")
+                version = await store._scalar("PRAGMA user_version")
+            except sqlite3.DatabaseError as exc:
+                SqliteBase._open_owners.discard(store.owner)
+                await connection.close()
+                last = exc
+                continue
+            latest = load_migrations()[-1][0]
+            if version != latest:
+                SqliteBase._open_owners.discard(store.owner)
+                await connection.close()
+                raise StorageError(
+                    f"database {path} cannot be written ({why}) and needs an upgrade of its "
+                    f"schema (version {version} -> {latest}): make {path.parent} writable"
+                )
+            logger.warning("database %s opened read-only: %s", path, why)
+            return store
+        raise StorageError(f"cannot open database {path} ({why}): {last}")
 
     async def close(self) -> None:
         SqliteBase._open_owners.discard(self.owner)
@@ -100,6 +151,11 @@ class SqliteBase:
             # A removed story (or a model that memorized it) must not linger in free pages.
             await self._db.execute("PRAGMA secure_delete = ON")
             await self._db.execute("PRAGMA synchronous = NORMAL")
+        except sqlite3.OperationalError as exc:
+            unavailable = _unavailable(self.path, exc)
+            if unavailable is not None:  # read-only file or folder: not a damaged database
+                raise unavailable from exc
+            raise StorageError(f"{self.path} is not a usable SQLite database: {exc}") from exc
         except sqlite3.DatabaseError as exc:
             raise StorageError(f"{self.path} is not a usable SQLite database: {exc}") from exc
 
@@ -187,6 +243,19 @@ class SqliteBase:
             "guild_id = coalesce(channels.guild_id, excluded.guild_id)",
             (channel_id, guild_id, name, now_iso()),
         )
+
+
+def _exists(path: Path) -> bool:
+    return path.is_file()
+
+
+def _file_uri(path: Path) -> str:
+    return path.resolve().as_uri()
+
+
+def _writable(path: Path) -> bool:
+    """Whether this process may write the database file and create files beside it."""
+    return os.access(path, os.W_OK) and os.access(path.parent, os.W_OK | os.X_OK)
 
 
 def _unavailable(path: Path, exc: sqlite3.OperationalError) -> StorageUnavailable | None:

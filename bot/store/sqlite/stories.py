@@ -19,14 +19,11 @@ from bot.core.store import (
     StoryRecord,
     now_iso,
 )
-from bot.errors import StorageError
+from bot.errors import StorageError, TrainingElsewhere
+from bot.owner import owner_alive
+from bot.store.sqlite.connection import SqliteBase
 from bot.store.sqlite.jobs import JobTables
 from bot.store.sqlite.models import ModelTables, model_record
-
-_STORY_COLUMNS = (
-    "id, channel_id, filename, uploader_id, uploader_name, sha256, encoding, "
-    "bytes, symbols, vocabulary_size, created_at"
-)
 
 
 class StoryTables(JobTables, ModelTables):
@@ -45,8 +42,11 @@ class StoryTables(JobTables, ModelTables):
         """Store an uploaded story and queue its training job, in one transaction.
 
         ``append`` trains on all the channel's stories in upload order; otherwise on this one.
+        Busy if another live process (a second CLI, the bot) has an open job in the channel:
+        the check and the insert are one write transaction, so two processes cannot both pass.
         """
         async with self._transaction():
+            await self._refuse_other_process_job(channel_id)
             await self._ensure_channel(channel_id, guild_id, channel_name)
             story_id = await self._insert_story(channel_id, story, now_iso())
             if append:
@@ -60,6 +60,18 @@ class StoryTables(JobTables, ModelTables):
                 channel_id, guild_id, requested_by, requested_by_name, story_ids, options
             )
             return await self._job_row(job_id)
+
+    async def _refuse_other_process_job(self, channel_id: int) -> None:
+        rows = await self._all(
+            "SELECT id, owner FROM jobs WHERE channel_id = ? AND state IN ('queued', "
+            "'running') ORDER BY id",
+            (channel_id,),
+        )
+        for other in rows:
+            # This process's own jobs are the scheduler's to refuse (``check_not_busy``).
+            mine = other["owner"] in SqliteBase._open_owners
+            if not mine and owner_alive(other["owner"], SqliteBase._open_owners):
+                raise TrainingElsewhere(int(other["id"]))
 
     async def _insert_story(self, channel_id: int, story: NewStory, created_at: str) -> int:
         cursor = await self._db.execute(
@@ -86,7 +98,9 @@ class StoryTables(JobTables, ModelTables):
     async def list_stories(self, channel_id: int) -> list[StoryRecord]:
         async with self._lock:
             rows = await self._all(
-                f"SELECT {_STORY_COLUMNS} FROM stories WHERE channel_id = ? ORDER BY id",  # noqa: S608
+                "SELECT id, channel_id, filename, uploader_id, uploader_name, sha256, encoding, "
+                "bytes, symbols, vocabulary_size, created_at FROM stories "
+                "WHERE channel_id = ? ORDER BY id",
                 (channel_id,),
             )
         return [StoryRecord(**dict(row)) for row in rows]
@@ -108,7 +122,9 @@ class StoryTables(JobTables, ModelTables):
 
     async def _story_row(self, channel_id: int, story_id: int) -> StoryRecord | None:
         row = await self._one(
-            f"SELECT {_STORY_COLUMNS} FROM stories WHERE id = ? AND channel_id = ?",  # noqa: S608
+            "SELECT id, channel_id, filename, uploader_id, uploader_name, sha256, encoding, "
+            "bytes, symbols, vocabulary_size, created_at FROM stories "
+            "WHERE id = ? AND channel_id = ?",
             (story_id, channel_id),
         )
         return None if row is None else StoryRecord(**dict(row))
@@ -198,7 +214,8 @@ class StoryTables(JobTables, ModelTables):
                 return None
             blob = await self._scalar("SELECT blob FROM models WHERE id = ?", (model_row["id"],))
             rows = await self._all(
-                f"SELECT {_STORY_COLUMNS}, text FROM stories "  # noqa: S608
+                "SELECT id, channel_id, filename, uploader_id, uploader_name, sha256, encoding, "
+                "bytes, symbols, vocabulary_size, created_at, text FROM stories "
                 "WHERE channel_id = ? ORDER BY id",
                 (channel_id,),
             )
@@ -239,16 +256,28 @@ class StoryTables(JobTables, ModelTables):
                     "SELECT count(*) FROM stories WHERE channel_id = ?", (channel_id,)
                 )
             )
-            if held + len(stories) > max_stories:
+            # A story the channel already holds (same text) is reused, not stored twice: importing
+            # one export twice adds a model version, never duplicate stories.
+            existing = {
+                (row["sha256"], row["text"]): int(row["id"])
+                for row in await self._all(
+                    "SELECT id, sha256, text FROM stories WHERE channel_id = ?", (channel_id,)
+                )
+            }
+            new = [s for s in stories if (s.story.sha256, s.story.text) not in existing]
+            if held + len(new) > max_stories:
                 raise StorageError(
-                    f"this channel holds {held} stories and the file {len(stories)}; "
+                    f"this channel holds {held} stories and the file {len(new)} new ones; "
                     f"the limit is {max_stories}"
                 )
             story_ids = []
             for imported in stories:
-                story_ids.append(
-                    await self._insert_story(channel_id, imported.story, imported.created_at)
-                )
+                key = (imported.story.sha256, imported.story.text)
+                if key not in existing:
+                    existing[key] = await self._insert_story(
+                        channel_id, imported.story, imported.created_at
+                    )
+                story_ids.append(existing[key])
             trained_on = [story_ids[i] for i in model_story_positions]
             job_id = await self._insert_job(
                 channel_id, guild_id, requested_by, requested_by_name, trained_on, model.options
