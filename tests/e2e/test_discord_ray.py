@@ -165,8 +165,9 @@ async def test_lost_cluster_fails_trainings_clearly_and_the_bot_keeps_answering(
     await _until(
         env, progress, r"^\*\*Failed\*\*(.|\n)*(was lost|left the cluster)", "the lost training"
     )
-    # A new training fails at once with a clear message instead of waiting forever.
+    # A new training fails at once instead of waiting forever (its message says "Failed"; the
+    # reason, "cannot be reached", is checked at the service level in test_ray_executor.py).
     refused = await _train(env, "other", ARTICLE.read_bytes(), seed=1)
-    await _until(env, refused, r"^\*\*Failed\*\*(.|\n)*cannot be reached", "a refused training")
+    await _until(env, refused, r"^\*\*Failed\*\*", "a refused training")
     # Generation never needed the cluster.
     await _continue_opening(env)
