@@ -71,3 +71,50 @@ def test_an_unreachable_cluster_fails_trainings_at_once_and_the_bot_goes_on() ->
     assert "samples 0" not in out, out  # the loop kept running while Ray tried to connect
     assert "imported []" in out, out  # the bot process never imports TensorFlow
     assert elapsed < 90, f"exit took {elapsed:.0f} s"
+
+
+LOST = """
+import asyncio, tempfile, time
+from pathlib import Path
+from bot.core.executor import TrainingTask
+from bot.executors.ray_cluster import RaySettings, RayTrainingExecutor
+from tests.ray_cluster import ray_head
+from tests.support import long_story
+
+async def main():
+    with ray_head(Path(tempfile.mkdtemp(prefix="fray", dir="/tmp"))) as head:
+        executor = RayTrainingExecutor(RaySettings(address=head.address))
+        await executor.start()
+        seen = []
+        model = {"units": 32, "embedding_dim": 16}
+        story = long_story(20_000).decode()
+        task = TrainingTask(1, (story,), model, {"max_seconds": 60.0})
+        running = executor.submit(task, seen.append)
+        while not seen:
+            await asyncio.sleep(0.1)
+        head.kill()
+        lost = await asyncio.wait_for(running.outcome(), 60)
+        print(f"lost {lost.state}: {lost.error}")
+        began = time.monotonic()
+        refused = executor.submit(TrainingTask(2, ("the cat and the mouse .",), {}, {}))
+        outcome = await asyncio.wait_for(refused.outcome(), 30)
+        print(f"refused {outcome.state} after {time.monotonic() - began:.0f} s: {outcome.error}")
+        await executor.close()
+
+asyncio.run(main())
+"""
+
+
+def test_a_lost_cluster_fails_the_running_and_the_new_trainings_clearly() -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", LOST],
+        cwd=REPO,
+        env={**os.environ, **TEST_ENV},
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    out = done.stdout
+    assert done.returncode == 0, done.stdout + done.stderr[-3000:]
+    assert "lost failed: The connection to the training cluster was lost" in out, out
+    assert "refused failed" in out and "cannot be reached" in out, out
