@@ -116,5 +116,8 @@ def test_a_lost_cluster_fails_the_running_and_the_new_trainings_clearly() -> Non
     )
     out = done.stdout
     assert done.returncode == 0, done.stdout + done.stderr[-3000:]
-    assert "lost failed: The connection to the training cluster was lost" in out, out
+    # The task's own error (its node died) or the board's silence, whichever is seen first.
+    assert "lost failed: The connection to the training cluster was lost" in out or (
+        "lost failed: The training stopped unexpectedly (the machine running it left" in out
+    ), out
     assert "refused failed" in out and "cannot be reached" in out, out

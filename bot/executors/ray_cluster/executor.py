@@ -320,9 +320,12 @@ class RayTrainingExecutor:
         self.connection.last_error = f"{type(exc).__name__}: {exc}"
         runs = list(self._running.values())
         self._running.clear()
+        started = set(self.placements)
         self.placements.clear()
         for run in runs:
-            run.resolve(TrainingOutcome(run.job_id, "failed", error=LOST))
+            # A task that never started was lost before it could train: say the cluster is gone.
+            error = LOST if run.job_id in started else UNREACHABLE
+            run.resolve(TrainingOutcome(run.job_id, "failed", error=error))
         self.connection.disconnect()
         self.connection.reconnect_later()
 
