@@ -17,6 +17,7 @@ from bot.config import Config, StorageConfig
 from bot.core.executor import TrainingExecutor
 from bot.core.service import StoryService
 from bot.core.store import StoryStore
+from bot.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -71,10 +72,27 @@ async def migrate_storage(source: str, target: str, *, replace: bool = False) ->
 
 
 def open_executor(config: Config) -> TrainingExecutor:
-    """The configured executor (today: ``workers.count`` local spawned processes)."""
+    """The configured executor: ``workers.count`` local spawned processes, or a Ray cluster."""
+    workers = config.workers
+    if workers.backend == "ray":
+        try:
+            from bot.executors.ray_cluster import RaySettings, RayTrainingExecutor
+        except ImportError as exc:  # the optional extra is missing
+            raise ConfigError(
+                "workers.backend = \"ray\" needs Ray: pip install 'fabulist[ray]'"
+            ) from exc
+        return RayTrainingExecutor(
+            RaySettings(
+                address=workers.ray_address,
+                cpus_per_job=workers.cpus_per_job,
+                gpus_per_job=workers.gpus_per_job,
+                max_concurrent_jobs=workers.max_concurrent_jobs,
+                keras_backend=workers.ray_keras_backend,
+            )
+        )
     from bot.executors.local import LocalProcessExecutor
 
-    return LocalProcessExecutor(config.workers.count)
+    return LocalProcessExecutor(workers.count)
 
 
 @asynccontextmanager

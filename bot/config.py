@@ -120,6 +120,14 @@ class WorkersConfig:
     count: int = field(default=1, metadata=_c(min=1, max=64))
     queue_length: int = field(default=20, metadata=_c(min=0))
     generation_threads: int = field(default=2, metadata=_c(min=1, max=64))
+    # Where trainings run: "local" (``count`` spawned processes) or "ray" (the ray_* settings).
+    backend: str = field(default="local", metadata=_c(choices=("local", "ray")))
+    # None (or ""): a local Ray cluster started by the bot; else "auto", "host:port", "ray://...".
+    ray_address: str | None = field(default=None, metadata=_c(pattern=r"\S+", empty_is_none=True))
+    cpus_per_job: float = field(default=1.0, metadata=_c(min=0.01, max=1024.0))
+    gpus_per_job: float = field(default=0.0, metadata=_c(min=0.0, max=64.0))
+    max_concurrent_jobs: int = field(default=1, metadata=_c(min=1, max=100_000))
+    ray_keras_backend: str | None = field(default=None, metadata=_c(choices=("tensorflow", "jax")))
 
 
 @dataclass(frozen=True)
@@ -259,6 +267,8 @@ def _convert(tp: Any, value: Any, key: str, meta: dict[str, Any]) -> Any:
             raise ConfigError(f"{key} must be {_describe(float, meta)}")
         return float(value)
     if tp is str:
+        if meta.get("empty_is_none") and value == "":
+            return None
         if not isinstance(value, str) or not value.strip():
             raise ConfigError(f"{key} must be a non-empty string")
         if meta.get("choices"):
@@ -325,5 +335,8 @@ def check_relations(config: Config) -> None:
         raise ConfigError(
             "limits.default_continuation_symbols must not exceed limits.continuation_symbols"
         )
+    gpus = config.workers.gpus_per_job
+    if gpus > 1 and not gpus.is_integer():
+        raise ConfigError("workers.gpus_per_job must be a fraction of one GPU or whole GPUs")
     if config.training.n_input + 1 > lim.story_symbols:
         raise ConfigError("limits.story_symbols must exceed training.n_input")

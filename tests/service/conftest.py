@@ -1,4 +1,4 @@
-"""Service fixtures: real SQLite files in tmp_path, one real spawned worker pool per module."""
+"""Service fixtures: real SQLite files in tmp_path, one real executor per module (local, Ray)."""
 
 from __future__ import annotations
 
@@ -10,9 +10,11 @@ import pytest
 
 from bot.config import Config, load_config
 from bot.core.api import ChannelRef, Member
+from bot.core.executor import TrainingExecutor
 from bot.core.service import StoryService
 from bot.executors.local import TrainingPool
 from bot.store.sqlite import SqliteStoryStore as StoryStore
+from tests.ray_cluster import ray_in_process
 from tests.support import REPO, STORY, long_story  # noqa: F401  (re-exported)
 
 ADMIN = Member(user_id=1, display_name="admin", is_admin=True)
@@ -34,8 +36,25 @@ def tiny_config(tmp_path: Path, **sections: dict[str, Any]) -> Config:
     return load_config(data=data, environ={})
 
 
-@pytest.fixture(scope="module")
-def pool() -> Iterator[TrainingPool]:
+@pytest.fixture(scope="session")
+def ray_local() -> Iterator[None]:
+    """One real local Ray cluster (2 CPUs) in the test process, for every Ray test."""
+    with ray_in_process():
+        yield
+
+
+@pytest.fixture(scope="module", params=["local", pytest.param("ray", marks=pytest.mark.ray)])
+def pool(request: pytest.FixtureRequest) -> Iterator[TrainingExecutor]:
+    """One training executor per module: the local spawned pool, and Ray (same tests)."""
+    if request.param == "ray":
+        from bot.executors.ray_cluster import RaySettings, RayTrainingExecutor
+
+        request.getfixturevalue("ray_local")
+        ray_executor = RayTrainingExecutor(RaySettings(max_concurrent_jobs=1))
+        ray_executor.start_sync()
+        yield ray_executor
+        ray_executor.close_sync()
+        return
     training_pool = TrainingPool(1)
     training_pool.start_sync()
     yield training_pool

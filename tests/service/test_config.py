@@ -8,7 +8,10 @@ from typing import Any
 
 import pytest
 
+from bot.app import open_executor
 from bot.config import Config, ConfigError, load_config
+from bot.executors.local import LocalProcessExecutor
+from bot.executors.ray_cluster import RayTrainingExecutor
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -47,6 +50,12 @@ def test_token_from_environment_overrides_file_and_never_shows(
         ({"training": {"optimizer": "sgd"}}, "training.optimizer must be one of adam, rmsprop"),
         ({"workers": {"count": 0}}, "workers.count must be an integer between 1 and 64"),
         ({"cache": {"models": -1}}, "cache.models must be a positive integer"),
+        ({"workers": {"backend": "celery"}}, "workers.backend must be one of local, ray"),
+        ({"workers": {"gpus_per_job": 1.5}}, "workers.gpus_per_job must be a fraction of one GPU"),
+        ({"workers": {"gpus_per_job": -1}}, "workers.gpus_per_job must be a number between"),
+        ({"workers": {"cpus_per_job": 0}}, "workers.cpus_per_job must be a number between"),
+        ({"workers": {"max_concurrent_jobs": 0}}, "workers.max_concurrent_jobs must be"),
+        ({"workers": {"ray_keras_backend": "torch"}}, "workers.ray_keras_backend must be one of"),
         ({"discord": "token"}, "discord must be a table"),
         ({"discord": {"shard_ids": [0, 1]}}, "discord.shard_ids needs discord.shard_count"),
         ({"discord": {"shard_count": 2, "shard_ids": [2]}}, "discord.shard_ids must be below"),
@@ -126,3 +135,31 @@ def test_storage_url_environment_password_file_and_db_override(tmp_path: Path) -
     assert sqlite.storage.sqlite_path == Path("var/tales.sqlite3")
     with pytest.raises(ConfigError, match=r"storage\.url must match"):
         load_config(data={"storage": {"url": "sqlite://relative"}}, environ={})
+
+
+def test_ray_settings_and_the_wired_executor() -> None:
+    config = load_config(
+        data={
+            "workers": {
+                "backend": "ray",
+                "ray_address": "",
+                "cpus_per_job": 0.5,
+                "gpus_per_job": 0.25,
+                "max_concurrent_jobs": 8,
+                "ray_keras_backend": "jax",
+            }
+        },
+        environ={},
+    )
+    assert config.workers.ray_address is None  # empty: a local cluster started by the bot
+    executor = open_executor(config)
+    assert isinstance(executor, RayTrainingExecutor)
+    assert executor.capacity == 8
+    settings = executor.settings
+    assert (settings.address, settings.cpus_per_job, settings.gpus_per_job) == (None, 0.5, 0.25)
+    env = settings.env_vars()
+    assert env["KERAS_BACKEND"] == "jax" and env["XLA_PYTHON_CLIENT_PREALLOCATE"] == "false"
+    address = load_config(data={"workers": {"ray_address": "ray://head:10001"}}, environ={})
+    assert address.workers.ray_address == "ray://head:10001"
+    assert load_config(data={"workers": {"gpus_per_job": 2}}, environ={}).workers.gpus_per_job == 2
+    assert isinstance(open_executor(load_config(environ={})), LocalProcessExecutor)

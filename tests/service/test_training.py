@@ -137,7 +137,8 @@ async def test_worker_sigkill_keeps_previous_model(
     os.kill(pid, signal.SIGKILL)
     result = await service.wait_for_job(job.job_id)
     assert result.state == "failed"
-    assert result.error is not None and "SIGKILL" in result.error
+    died = "SIGKILL" if isinstance(pool, TrainingPool) else "its Ray worker died"
+    assert result.error is not None and died in result.error
     assert "previous model is still active" in result.error
     record = await store.job(job.job_id)
     assert record is not None and record.state == "failed" and record.error == result.error
@@ -151,7 +152,8 @@ async def test_worker_sigkill_keeps_previous_model(
     # A replacement worker serves the next job.
     again = await service.train(channel(2), ADMIN, "belling.txt", STORY, TrainOptions(seed=1))
     assert (await service.wait_for_job(again.job_id)).state == "done"
-    assert pool.restarts >= 1
+    if isinstance(pool, TrainingPool):  # Ray starts its own replacement worker
+        assert pool.restarts >= 1
 
 
 async def test_restart_marks_open_jobs_interrupted(config: Config, pool: TrainingPool) -> None:
@@ -188,6 +190,7 @@ async def test_restart_marks_open_jobs_interrupted(config: Config, pool: Trainin
 def test_bot_process_never_imports_tensorflow() -> None:
     code = (
         "import sys, bot.app, bot.core.service, bot.store.sqlite, bot.executors.local\n"
+        "import bot.executors.ray_cluster, bot.executors.ray_cluster.trainer\n"
         "import bot.cli, bot.console, bot.plot\n"
         "roots = ('tensorflow', 'keras', 'discord')\n"
         "heavy = [m for m in sys.modules if m.split('.')[0] in roots]\n"

@@ -1,0 +1,62 @@
+"""One training task, run inside a trainer process (a local child or a Ray worker).
+
+The same steps for every executor: tokenize the stories, ``model.training.train_model``, and
+serialize the model; a training's own failures become outcomes with a message for people. The
+model package (and TensorFlow) is imported on the first call, never by the bot process.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any
+
+OUT_OF_MEMORY = "Training ran out of memory; try a smaller story or model."
+
+
+def run_training(
+    task: Mapping[str, Any],
+    on_progress: Callable[[dict[str, Any]], None],
+    should_cancel: Callable[[], bool],
+) -> dict[str, Any]:
+    """Train ``task`` (a ``TrainingTask`` as a dict); the outcome as plain values:
+
+    ``{"state": "done", "blob", "config", "vocabulary", "figures"}``, ``{"state": "cancelled"}``
+    or ``{"state": "failed", "error"}``. ``on_progress`` gets ``TrainingProgress`` as a dict.
+    """
+    from model import ModelError, TrainingCancelled, TrainingConfig, to_bytes, tokenize
+    from model.training import train_model
+
+    try:
+        if should_cancel():
+            raise TrainingCancelled()
+        tokens: list[str] = []
+        for text in task["texts"]:
+            tokens.extend(tokenize(text))
+        model = train_model(
+            tokens,
+            dict(task["model"]),
+            TrainingConfig(**task["training"]),
+            on_progress=lambda progress: on_progress(dataclasses.asdict(progress)),
+            should_cancel=should_cancel,
+            vocabulary_max_size=task["vocabulary_max_size"],
+        )
+        if should_cancel():
+            raise TrainingCancelled()
+        return {
+            "state": "done",
+            "blob": to_bytes(model),
+            "config": model.config.to_dict(),
+            "vocabulary": list(model.vocabulary.to_json()),
+            "figures": model.figures.to_dict(),
+        }
+    except TrainingCancelled:
+        return {"state": "cancelled"}
+    except ModelError as exc:
+        return {"state": "failed", "error": str(exc)}
+    except MemoryError:
+        return {"state": "failed", "error": OUT_OF_MEMORY}
+    except Exception as exc:
+        logging.getLogger(__name__).exception("training job %s failed", task.get("job_id"))
+        return {"state": "failed", "error": f"Training failed unexpectedly ({type(exc).__name__})."}

@@ -1,0 +1,126 @@
+"""Real Ray clusters for the tests: one in the test process, or a ``ray start`` head node.
+
+Both are small (2 CPUs, no dashboard, a 200 MB object store) because the machine is shared; both
+are torn down by their fixtures. A ``ray start`` head runs in its own session so the teardown
+kills exactly its process group (raylet, GCS, its workers), never another Ray on the machine.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+OBJECT_STORE_BYTES = 200 * 1024 * 1024
+NUM_CPUS = 2
+# A test cluster listens on 127.0.0.1 only; Ray's token authentication is for real clusters.
+TEST_ENV = {"RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
+
+
+@contextlib.contextmanager
+def ray_in_process() -> Iterator[None]:
+    """``ray.init`` a local cluster in this process (executors there use it and leave it up)."""
+    import ray
+
+    os.environ.update(TEST_ENV)
+    ray.init(
+        num_cpus=NUM_CPUS,
+        include_dashboard=False,
+        object_store_memory=OBJECT_STORE_BYTES,
+        namespace="fabulist-tests",
+        logging_level="WARNING",
+    )
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
+@dataclass
+class RayHead:
+    address: str  # "127.0.0.1:port", for [workers] ray_address
+    process: subprocess.Popen[bytes]
+    temp_dir: Path
+
+    def processes(self) -> list[tuple[int, str]]:
+        """(pid, command line) of every process of this cluster: its session (Ray workers get
+        their own process groups, but stay in the session of ``ray start``)."""
+        listing = subprocess.run(
+            ["ps", "-eo", "pid=,sid=,args="], capture_output=True, text=True, check=True
+        ).stdout
+        found = []
+        for line in listing.splitlines():
+            pid, sid, *args = line.split(None, 2)
+            if int(sid) == self.process.pid:
+                found.append((int(pid), args[0] if args else ""))
+        return found
+
+    def kill(self) -> None:
+        """SIGKILL the whole cluster (it is gone, as if its machine died)."""
+        for pid, _ in self.processes():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.process.wait(10)
+
+
+def free_port() -> int:
+    # The ephemeral range: outside Ray's default worker ports (10002-19999).
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@contextlib.contextmanager
+def ray_head(temp_dir: Path, *, timeout: float = 90.0) -> Iterator[RayHead]:
+    """``ray start --head --block`` on 127.0.0.1 in its own session; killed on exit."""
+    port = free_port()
+    ray_cli = Path(sys.executable).with_name("ray")
+    temp_dir.mkdir(parents=True, exist_ok=True)
+    log = (temp_dir / "ray-start.log").open("wb")
+    process = subprocess.Popen(
+        [
+            str(ray_cli),
+            "start",
+            "--head",
+            "--block",
+            f"--port={port}",
+            "--node-ip-address=127.0.0.1",
+            f"--num-cpus={NUM_CPUS}",
+            "--num-gpus=0",
+            "--include-dashboard=false",
+            f"--object-store-memory={OBJECT_STORE_BYTES}",
+            f"--temp-dir={temp_dir}",
+            "--disable-usage-stats",
+        ],
+        env={**os.environ, **TEST_ENV},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    head = RayHead(f"127.0.0.1:{port}", process, temp_dir)
+    try:
+        deadline = time.monotonic() + timeout
+        while not _accepts(port):
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(
+                    "ray start failed: " + (temp_dir / "ray-start.log").read_text()[-2000:]
+                )
+            time.sleep(0.2)
+        yield head
+    finally:
+        head.kill()
+        log.close()
+
+
+def _accepts(port: int) -> bool:
+    with socket.socket() as probe:
+        probe.settimeout(0.5)
+        return probe.connect_ex(("127.0.0.1", port)) == 0
