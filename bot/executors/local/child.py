@@ -15,13 +15,14 @@ a cancel never overtakes its task; one that arrives after the task ended is igno
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import logging
 import os
 import signal
 import sys
 from multiprocessing.connection import Connection
 from typing import Any
+
+from bot.executors.training_task import run_training
 
 NATIVE_LOGS_ENV = "FABULIST_TF_LOGS"
 
@@ -77,9 +78,6 @@ def worker_main(conn: Connection) -> None:
 
 def _serve(conn: Connection, task: dict[str, Any]) -> bool:
     """Run one task; False when a stop arrived meanwhile (or the parent is gone)."""
-    from model import ModelError, TrainingCancelled, TrainingConfig, to_bytes, tokenize
-    from model.training import train_model
-
     job_id = int(task["job_id"])
     state = {"cancelled": False, "stop": False}
 
@@ -96,44 +94,20 @@ def _serve(conn: Connection, task: dict[str, Any]) -> bool:
             state["cancelled"] = state["stop"] = True
         return state["cancelled"]
 
-    def on_progress(progress: Any) -> None:
+    def on_progress(progress: dict[str, Any]) -> None:
         try:
-            conn.send(("progress", job_id, dataclasses.asdict(progress)))
+            conn.send(("progress", job_id, progress))
         except OSError:
             state["cancelled"] = state["stop"] = True
 
-    try:
-        if should_cancel():
-            raise TrainingCancelled()
-        tokens: list[str] = []
-        for text in task["texts"]:
-            tokens.extend(tokenize(text))
-        model = train_model(
-            tokens,
-            dict(task["model"]),
-            TrainingConfig(**task["training"]),
-            on_progress=on_progress,
-            should_cancel=should_cancel,
-            vocabulary_max_size=task["vocabulary_max_size"],
-        )
-        if should_cancel():
-            raise TrainingCancelled()
-        result = {
-            "blob": to_bytes(model),
-            "config": model.config.to_dict(),
-            "vocabulary": list(model.vocabulary.to_json()),
-            "figures": model.figures.to_dict(),
-        }
+    outcome = run_training(task, on_progress, should_cancel)
+    if outcome["state"] == "done":
+        result = {key: outcome[key] for key in ("blob", "config", "vocabulary", "figures")}
         reply: tuple[Any, ...] = ("done", job_id, result)
-    except TrainingCancelled:
+    elif outcome["state"] == "cancelled":
         reply = ("cancelled", job_id)
-    except ModelError as exc:
-        reply = ("failed", job_id, str(exc))
-    except MemoryError:
-        reply = ("failed", job_id, "Training ran out of memory; try a smaller story or model.")
-    except Exception as exc:
-        logging.getLogger(__name__).exception("training job %d failed", job_id)
-        reply = ("failed", job_id, f"Training failed unexpectedly ({type(exc).__name__}).")
+    else:
+        reply = ("failed", job_id, outcome["error"])
     try:
         conn.send(reply)
     except OSError:  # the bot process is gone
