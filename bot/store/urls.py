@@ -8,7 +8,7 @@ instead of the URL. URLs reach logs and messages only through ``redact_url``.
 from __future__ import annotations
 
 from pathlib import Path
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import SplitResult, quote, urlsplit, urlunsplit
 
 from bot.core.store import StoryStore
 from bot.errors import StorageError
@@ -27,10 +27,21 @@ def with_password(url: str, password_file: Path | None) -> str:
         raise StorageError(
             f"storage.password_file {password_file} cannot be read: {exc.strerror}"
         ) from None
+    return _with_password(parts, quote(password, safe=""))
+
+
+def redact_url(url: str) -> str:
+    """``url`` with its password replaced by ``***`` (for logs and error messages)."""
+    parts = urlsplit(url)
+    return url if parts.password is None else _with_password(parts, "***")
+
+
+def _with_password(parts: SplitResult, password: str) -> str:
+    """The URL of ``parts`` with ``password`` (already quoted) in place of its own."""
     host = parts.hostname or ""
     if ":" in host:
         host = f"[{host}]"
-    netloc = f"{quote(parts.username or '', safe='')}:{quote(password, safe='')}@{host}"
+    netloc = f"{parts.username or ''}:{password}@{host}"  # the username as the URL spells it
     if parts.port is not None:
         netloc += f":{parts.port}"
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))

@@ -25,11 +25,12 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from importlib import resources
 from typing import Any, ClassVar, Self
-from urllib.parse import parse_qs, urlsplit, urlunsplit
+from urllib.parse import parse_qs, urlsplit
 
 from bot.core.store import now_iso
 from bot.errors import Busy, StorageError, StorageUnavailable
 from bot.owner import new_owner
+from bot.store.urls import redact_url
 
 try:  # an optional extra: pip install 'fabulist[postgres]'
     import asyncpg
@@ -49,20 +50,6 @@ UNAVAILABLE_MESSAGE = (
     "I cannot save anything right now (my storage is full or read-only), so nothing was "
     "changed. Please tell the bot's operator."
 )
-
-
-def redact_url(url: str) -> str:
-    """``url`` with its password replaced by ``***`` (for logs and error messages)."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    netloc = f"{parts.username or ''}:***@{host}"
-    if parts.port is not None:
-        netloc += f":{parts.port}"
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
 def session_settings(url: str) -> dict[str, str]:
