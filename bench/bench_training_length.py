@@ -120,7 +120,9 @@ def main() -> None:
                 f"{ppl / m3:.2f}" if split else "-",
             ]
         )
-        print(f"  {label}: {f.epochs} epochs, {f.stopped}, {wall:.1f} s ({load_line()})", flush=True)
+        print(
+            f"  {label}: {f.epochs} epochs, {f.stopped}, {wall:.1f} s ({load_line()})", flush=True
+        )
     header = [
         "cut",
         "symbols",

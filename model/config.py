@@ -42,7 +42,7 @@ MAX_N_INPUT = 10
 # min_symbols_for_validation default) and generation's story order 2 (model.generation).
 LONG_STORY_SYMBOLS = 5000
 # n_input of long stories when no n_input is asked for (see default_n_input).
-LONG_STORY_N_INPUT = 3
+LONG_STORY_N_INPUT = 10
 
 
 def default_n_input(symbols: int) -> int:

@@ -445,10 +445,11 @@ class _Run:
         self.should_cancel = should_cancel
         self.trainer, self.network, self.optimizer, self.rng = _compile(data, training)
         if data.sequence_starts is not None:
-            # batch_size counts sequences; an epoch has about one sequence per n_input windows.
+            # batch_size counts targets (windows), n_input per sequence; an epoch has about
+            # one sequence per n_input training windows.
             n = data.config.n_input
             per_epoch = max(1, len(data.sequence_starts) // n)
-            self.batch_size = min(training.batch_size, per_epoch)
+            self.batch_size = min(max(1, training.batch_size // n), per_epoch)
             self.steps_per_epoch = math.ceil(per_epoch / self.batch_size)
         else:
             self.batch_size = even_batch_size(len(data.train_idx), training.batch_size)
