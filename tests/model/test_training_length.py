@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from model import TrainingConfig, tokenize
+from model import GenerationOptions, TrainingConfig, generate, tokenize
 from model.config import LONG_STORY_N_INPUT, LONG_STORY_SYMBOLS, default_n_input
 from model.training import _sequence_starts, sequence_batches, train_model
 from model.windows import split_indices, window_count
@@ -31,6 +31,8 @@ def test_n_input_per_story_size(story_tokens: list[str], jacobs_tokens: list[str
     asked = train_model(long_story, {**TINY, "n_input": 2}, TrainingConfig(seed=1, max_epochs=1))
     assert (short.config.n_input, long.config.n_input) == (3, LONG_STORY_N_INPUT)
     assert asked.config.n_input == 2
+    # A long story's model (trained on all positions) continues a prompt shorter than n_input.
+    assert len(generate(long, ["the", "fox"], GenerationOptions(length=8))) == 8
 
 
 def test_sequences_never_train_on_held_out_targets() -> None:
