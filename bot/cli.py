@@ -3,10 +3,8 @@
     python -m bot [--config FILE] [--db FILE] [-v] COMMAND  (the three also after COMMAND)
       run [--shard-ids 0,1 --shard-count 4] connect to Discord (needs a token); serve those shards
       sync                                  register the slash commands (dev_guild_id: that guild)
-      train FILE | continue WORDS... | status | stories | stats | remove ID | versions
-        | rollback [VERSION] | export [--out FILE] | import FILE | forget [--yes] | console
-                                            a channel's commands, with [--channel C]: one row
-                                            each in bot.adapters.commands (``COMMAND --help``)
+      CHANNEL-COMMAND ... [--channel C]     train, continue, status, stories, ...: one row each
+                                            of bot.adapters.commands (``fabulist --help``)
       migrate-storage --from URL [--to URL] [--replace]
                                             copy every row to another database and verify it
                                             (--to defaults to the configured storage)

@@ -118,8 +118,9 @@ class Console:
 
     def _lookup(self, name: str, args: list[str]) -> tuple[Command, list[str]]:
         """The table's command that ``/name args...`` spells, and its remaining words."""
-        if name in CONSOLE_GROUPS and args:
-            command = CONSOLE_SPELLINGS.get(f"{name} {args[0].lower()}")
+        if name in CONSOLE_GROUPS and (args or name not in CONSOLE_SPELLINGS):
+            # /story SUB ...; /story alone is the row spelled "story" if there is one.
+            command = CONSOLE_SPELLINGS.get(f"{name} {args[0].lower()}") if args else None
             if command is None:
                 raise UserError(group_usage(name))
             return command, args[1:]

@@ -93,3 +93,26 @@ def test_a_new_row_is_spelled_by_both_surfaces() -> None:
     assert cli_values(row, args) == {"member": 7, "days": 3, "yes": True}
     with pytest.raises(UserError, match=r"Usage: /story privacy \[ID\]"):
         parse_console(row, ["seven"])
+
+
+def test_console_groups_find_their_rows(monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+
+    import bot.console
+
+    console = bot.console.Console(None, io.StringIO())  # type: ignore[arg-type]  # no call made
+    status = next(c for c in COMMANDS if c.name == "status")
+    assert console._lookup("story", []) == (status, [])  # /story alone is /story show
+    assert console._lookup("story", ["SHOW", "x"]) == (status, ["x"])
+    with pytest.raises(UserError, match=r"Usage: /story show \| list"):
+        console._lookup("story", ["nonsense"])
+    # A group no row is spelled by alone (a new /filter add, /filter remove) shows its usage.
+    added = Command("filter-add", ("filter add",), "add", status.handler)
+    monkeypatch.setattr(bot.console, "COMMANDS", (*COMMANDS, added))
+    monkeypatch.setattr(bot.console, "CONSOLE_GROUPS", {"story", "filter"})
+    monkeypatch.setattr(
+        bot.console, "CONSOLE_SPELLINGS", {**CONSOLE_SPELLINGS, "filter add": added}
+    )
+    assert console._lookup("filter", ["add"]) == (added, [])
+    with pytest.raises(UserError, match=r"^Usage: /filter add$"):
+        console._lookup("filter", [])
