@@ -75,15 +75,15 @@ async def _status(call: Call) -> str:
 
 
 async def _stories(call: Call) -> str:
-    return stories_text(await call.service.list_stories(call.ref), call.label)
+    return stories_text(await call.service.figures.stories(call.ref), call.label)
 
 
 async def _versions(call: Call) -> str:
-    return versions_text(await call.service.list_versions(call.ref), call.label)
+    return versions_text(await call.service.figures.versions(call.ref), call.label)
 
 
 async def _stats(call: Call) -> str:
-    return channel_stats_text(await call.service.story_stats(call.ref), call.label)
+    return channel_stats_text(await call.service.figures.stats(call.ref), call.label)
 
 
 async def _remove(call: Call) -> Reply | str:

@@ -6,14 +6,12 @@ from bot.core.api import (
     Continuation,
     ImportResult,
     JobResult,
-    ModelVersion,
     RetrainReason,
     StoryCard,
-    StoryInfo,
     StoryRemoval,
-    StoryStats,
     TrainingJob,
 )
+from bot.core.figures import ModelVersion, StoryInfo, StoryStats
 from bot.display import count_text, display_prose, known, vocabulary_text
 
 # A story whose training did not finish stays stored: an append would train on it.

@@ -32,13 +32,10 @@ __all__ = [
     "JobResult",
     "JobState",
     "Member",
-    "ModelVersion",
     "ProgressCallback",
     "RetrainReason",
     "StoryCard",
-    "StoryInfo",
     "StoryRemoval",
-    "StoryStats",
     "TrainOptions",
     "TrainingFigures",
     "TrainingJob",
@@ -169,38 +166,6 @@ class StoryCard:
     last_job: JobResult | None  # the latest finished job (to show a failure)
     notice: RetrainReason | None = None  # why the open job was queued by the bot
     vocabulary_cap: int | None = None  # training.vocabulary_max_size when the model was trained
-
-
-@dataclass(frozen=True)
-class StoryInfo:
-    story_id: int
-    filename: str
-    uploader_id: int | None
-    uploader_name: str | None
-    symbols: int
-    created_at: str
-
-
-@dataclass(frozen=True)
-class StoryStats:
-    """A channel's figures (``/story stats``)."""
-
-    stories: tuple[StoryInfo, ...]  # with their symbols
-    vocabulary_size: int | None  # of the active model
-    model_versions: tuple[int, ...]  # kept, newest first
-    active_version: int | None
-    trainings: int  # trainings that ended with a model
-    replies: int  # continuations served
-
-
-@dataclass(frozen=True)
-class ModelVersion:
-    version: int
-    active: bool
-    created_at: str
-    story_ids: tuple[int, ...]
-    learnable_accuracy: float | None
-    epochs: int | None
 
 
 @dataclass(frozen=True)

@@ -10,17 +10,15 @@ from bot.config import Config
 from bot.core.api import (
     ChannelRef,
     Member,
-    ModelVersion,
     ProgressCallback,
     RetrainReason,
     StoryCard,
-    StoryInfo,
     StoryRemoval,
-    StoryStats,
     TrainingFigures,
     TrainingJob,
     TrainOptions,
 )
+from bot.core.figures import ChannelFigures, ModelVersion
 from bot.core.job_records import figures_of
 from bot.core.jobs import TrainingScheduler
 from bot.core.model_cache import ModelCache
@@ -70,8 +68,10 @@ class Library:
         scheduler: TrainingScheduler,
         cache: ModelCache,
         checks: RequestChecks,
+        figures: ChannelFigures,
     ) -> None:
         self.config = config
+        self.figures = figures
         self.store = store
         self.scheduler = scheduler
         self.cache = cache
@@ -167,41 +167,6 @@ class Library:
             options=job_options.to_dict(),
         )
 
-    async def stats(self, channel: ChannelRef) -> StoryStats:
-        models = await self.store.list_models(channel.channel_id)
-        active = next((m for m in models if m.active), None)
-        counters = await self.store.channel_counters(channel.channel_id)
-        return StoryStats(
-            stories=tuple(await self.list_stories(channel)),
-            vocabulary_size=None if active is None else active.vocabulary_size,
-            model_versions=tuple(m.version for m in models),
-            active_version=None if active is None else active.version,
-            trainings=counters.trainings,
-            replies=counters.replies,
-        )
-
-    async def list_stories(self, channel: ChannelRef) -> list[StoryInfo]:
-        return [
-            StoryInfo(s.id, s.filename, s.uploader_id, s.uploader_name, s.symbols, s.created_at)
-            for s in await self.store.list_stories(channel.channel_id)
-        ]
-
-    async def list_versions(self, channel: ChannelRef) -> list[ModelVersion]:
-        versions = []
-        for model in await self.store.list_models(channel.channel_id):
-            figures = figures_of(model.figures, model.id)
-            versions.append(
-                ModelVersion(
-                    version=model.version,
-                    active=model.active,
-                    created_at=model.created_at,
-                    story_ids=model.story_ids,
-                    learnable_accuracy=None if figures is None else figures.learnable_accuracy,
-                    epochs=None if figures is None else figures.epochs,
-                )
-            )
-        return versions
-
     async def rollback(
         self, channel: ChannelRef, member: Member, version: int | None = None
     ) -> ModelVersion:
@@ -210,7 +175,7 @@ class Library:
             raise NotAllowed("You are not allowed to roll back this channel's model.")
         if version is not None:
             check_int("version", version, 1, 2**31 - 1)
-        versions = await self.list_versions(channel)
+        versions = await self.figures.versions(channel)
         if not versions:
             raise NoModel("This channel has no trained model to roll back.")
         if version is None:
@@ -223,7 +188,7 @@ class Library:
         if record is None:
             kept = ", ".join(str(v.version) for v in versions)
             raise NotFound(f"Version {version} is not kept; kept versions: {kept}.")
-        return next(v for v in await self.list_versions(channel) if v.version == version)
+        return next(v for v in await self.figures.versions(channel) if v.version == version)
 
     async def remove_story(
         self,

@@ -26,17 +26,15 @@ from bot.core.api import (
     JobResult,
     JobState,
     Member,
-    ModelVersion,
     ProgressCallback,
     StoryCard,
-    StoryInfo,
     StoryRemoval,
-    StoryStats,
     TrainingJob,
     TrainOptions,
 )
 from bot.core.cooldowns import Cooldowns
 from bot.core.executor import TrainingExecutor
+from bot.core.figures import ChannelFigures, ModelVersion
 from bot.core.job_records import figures_of
 from bot.core.jobs import TrainingScheduler
 from bot.core.library import Library
@@ -66,7 +64,9 @@ class StoryService:
         self.cache = ModelCache(
             store, self._threads, max_models=config.cache.models, megabytes=config.cache.megabytes
         )
-        self.library = Library(config, store, self.scheduler, self.cache, self.checks)
+        # read-only figures: adapters call service.figures.NAME(channel) (core/figures.py)
+        self.figures = ChannelFigures(store)
+        self.library = Library(config, store, self.scheduler, self.cache, self.checks, self.figures)
         self.transfer = Transfer(self.library)
         self.cooldowns = Cooldowns(config.cooldowns.continue_seconds)
         self._closed = False
@@ -256,16 +256,6 @@ class StoryService:
 
     async def story_card(self, channel: ChannelRef) -> StoryCard:
         return await self.library.story_card(channel)
-
-    async def story_stats(self, channel: ChannelRef) -> StoryStats:
-        """Symbols per story, vocabulary, kept versions, trainings run and replies served."""
-        return await self.library.stats(channel)
-
-    async def list_stories(self, channel: ChannelRef) -> list[StoryInfo]:
-        return await self.library.list_stories(channel)
-
-    async def list_versions(self, channel: ChannelRef) -> list[ModelVersion]:
-        return await self.library.list_versions(channel)
 
     async def rollback(
         self, channel: ChannelRef, member: Member, version: int | None = None

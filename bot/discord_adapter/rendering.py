@@ -22,7 +22,8 @@ from bot.adapters.text import retrain_reason_text, stats_lines
 from bot.display import count_text, display_prose, training_fraction, vocabulary_text
 
 if TYPE_CHECKING:
-    from bot.core.api import JobProgress, JobResult, StoryCard, StoryStats
+    from bot.core.api import JobProgress, JobResult, StoryCard
+    from bot.core.figures import StoryStats
 
 MESSAGE_LIMIT = 2000
 EMBED_FIELD_LIMIT = 1024
