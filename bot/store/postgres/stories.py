@@ -8,6 +8,7 @@ from typing import Any
 from bot.core.store import (
     ChannelRecord,
     ChannelSnapshot,
+    HistorySpan,
     ImportedStory,
     JobRecord,
     ModelRecord,
@@ -77,7 +78,7 @@ class StoryTables(JobTables, ModelTables):
     async def _insert_story(
         self, db: Any, channel_id: int, story: NewStory, created_at: str
     ) -> int:
-        return int(
+        story_id = int(
             await db.fetchval(
                 "INSERT INTO stories (channel_id, filename, uploader_id, uploader_name, text, "
                 "sha256, encoding, bytes, symbols, vocabulary_size, created_at) "
@@ -95,6 +96,27 @@ class StoryTables(JobTables, ModelTables):
                 created_at,
             )
         )
+        if story.messages:
+            await db.executemany(
+                "INSERT INTO story_messages (story_id, position, message_id, author_id, text, "
+                "created_at) VALUES ($1, $2, $3, $4, $5, $6)",
+                [
+                    (story_id, i, m.message_id, m.author_id, m.text, m.created_at)
+                    for i, m in enumerate(story.messages)
+                ],
+            )
+        return story_id
+
+    async def history_spans(self, story_ids: Sequence[int]) -> dict[int, HistorySpan]:
+        """The given stories that were learned from history, with their messages' span."""
+        async with self._read() as db:
+            rows = await db.fetch(
+                "SELECT story_id, count(*) AS n, min(created_at) AS first, "
+                "max(created_at) AS last FROM story_messages "
+                "WHERE story_id = ANY($1::bigint[]) GROUP BY story_id",
+                list(story_ids),
+            )
+        return {int(r["story_id"]): HistorySpan(int(r["n"]), r["first"], r["last"]) for r in rows}
 
     async def list_stories(self, channel_id: int) -> list[StoryRecord]:
         async with self._read() as db:

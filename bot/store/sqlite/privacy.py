@@ -1,0 +1,280 @@
+"""Consent and a member's data: opt-outs, the servers that allow history, a member's records and
+their deletion (rebuilding history stories without their messages, applying the core's policy)."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+from bot.core.store import (
+    JobRecord,
+    RemovalFacts,
+    RemovalPolicy,
+    StoryMessage,
+    StoryRebuild,
+    StoryRecord,
+    UserDataDeletion,
+    UserRecords,
+    now_iso,
+)
+from bot.errors import StorageError
+from bot.store.sqlite.models import model_record
+from bot.store.sqlite.stories import StoryTables
+
+# A channel in the scope of a request: one server's (guild_id = ?), or every one (NULL).
+_SCOPE = "(? IS NULL OR s.channel_id IN (SELECT channel_id FROM channels WHERE guild_id = ?))"
+_STORY_COLUMNS = (
+    "s.id, s.channel_id, s.filename, s.uploader_id, s.uploader_name, s.sha256, s.encoding, "
+    "s.bytes, s.symbols, s.vocabulary_size, s.created_at"
+)
+_IS_UPLOAD = "NOT EXISTS (SELECT 1 FROM story_messages x WHERE x.story_id = s.id)"
+
+
+class PrivacyTables(StoryTables):
+    async def set_opted_out(self, guild_id: int, user_id: int, opted_out: bool) -> None:
+        async with self._transaction() as db:
+            if opted_out:
+                await db.execute(
+                    "INSERT INTO privacy_optouts (guild_id, user_id, created_at) "
+                    "VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+                    (guild_id, user_id, now_iso()),
+                )
+            else:
+                await db.execute(
+                    "DELETE FROM privacy_optouts WHERE guild_id = ? AND user_id = ?",
+                    (guild_id, user_id),
+                )
+
+    async def opted_out(self, guild_id: int) -> frozenset[int]:
+        async with self._lock:
+            rows = await self._all(
+                "SELECT user_id FROM privacy_optouts WHERE guild_id = ?", (guild_id,)
+            )
+        return frozenset(int(row["user_id"]) for row in rows)
+
+    async def set_history_enabled(self, guild_id: int, enabled: bool, by: int | None) -> None:
+        async with self._transaction() as db:
+            if enabled:
+                await db.execute(
+                    "INSERT INTO history_guilds (guild_id, enabled_by, created_at) "
+                    "VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+                    (guild_id, by, now_iso()),
+                )
+            else:
+                await db.execute("DELETE FROM history_guilds WHERE guild_id = ?", (guild_id,))
+
+    async def history_enabled(self, guild_id: int) -> bool:
+        async with self._lock:
+            row = await self._one("SELECT 1 FROM history_guilds WHERE guild_id = ?", (guild_id,))
+        return row is not None
+
+    async def user_records(self, user_id: int, guild_id: int | None) -> UserRecords:
+        async with self._lock:
+            uploads = await self._all(
+                f"SELECT {_STORY_COLUMNS}, s.text FROM stories s WHERE s.uploader_id = ? "  # noqa: S608
+                f"AND {_IS_UPLOAD} AND {_SCOPE} ORDER BY s.id",
+                (user_id, guild_id, guild_id),
+            )
+            messages = await self._all(
+                f"SELECT {_STORY_COLUMNS}, m.message_id, m.author_id, m.text AS message_text, "  # noqa: S608
+                "m.created_at AS message_at FROM story_messages m JOIN stories s "
+                f"ON s.id = m.story_id WHERE m.author_id = ? AND {_SCOPE} "
+                "ORDER BY s.id, m.position",
+                (user_id, guild_id, guild_id),
+            )
+            guilds = await self._all(
+                "SELECT guild_id FROM privacy_optouts WHERE user_id = ? "
+                "AND (? IS NULL OR guild_id = ?) ORDER BY guild_id",
+                (user_id, guild_id, guild_id),
+            )
+        return UserRecords(
+            uploads=tuple((_story(row), str(row["text"])) for row in uploads),
+            messages=tuple(
+                (
+                    _story(row),
+                    StoryMessage(
+                        int(row["message_id"]),
+                        int(row["author_id"]),
+                        str(row["message_text"]),
+                        str(row["message_at"]),
+                    ),
+                )
+                for row in messages
+            ),
+            opted_out_guilds=tuple(int(row["guild_id"]) for row in guilds),
+        )
+
+    async def user_channels(self, user_id: int, guild_id: int | None) -> list[int]:
+        async with self._lock:
+            rows = await self._all(
+                "SELECT DISTINCT s.channel_id FROM stories s WHERE ("  # noqa: S608
+                f"(s.uploader_id = ? AND {_IS_UPLOAD}) OR EXISTS (SELECT 1 FROM story_messages "
+                f"m WHERE m.story_id = s.id AND m.author_id = ?)) AND {_SCOPE} "
+                "ORDER BY s.channel_id",
+                (user_id, user_id, guild_id, guild_id),
+            )
+        return [int(row["channel_id"]) for row in rows]
+
+    async def delete_user_data(
+        self,
+        user_id: int,
+        guild_id: int | None,
+        *,
+        policy: RemovalPolicy,
+        rebuild: StoryRebuild,
+    ) -> list[UserDataDeletion]:
+        """See the store protocol. One transaction; the WAL is checkpointed afterwards."""
+        results: list[UserDataDeletion] = []
+        async with self._transaction() as db:
+            uploads = await self._all(
+                f"SELECT {_STORY_COLUMNS} FROM stories s WHERE s.uploader_id = ? "  # noqa: S608
+                f"AND {_IS_UPLOAD} AND {_SCOPE}",
+                (user_id, guild_id, guild_id),
+            )
+            touched = await self._all(
+                f"SELECT {_STORY_COLUMNS} FROM stories s WHERE EXISTS (SELECT 1 FROM "  # noqa: S608
+                f"story_messages m WHERE m.story_id = s.id AND m.author_id = ?) AND {_SCOPE}",
+                (user_id, guild_id, guild_id),
+            )
+            by_channel: dict[int, list[tuple[StoryRecord, bool]]] = defaultdict(list)
+            for row in uploads:
+                by_channel[int(row["channel_id"])].append((_story(row), True))
+            for row in touched:
+                by_channel[int(row["channel_id"])].append((_story(row), False))
+            for channel_id in sorted(by_channel):
+                stories = sorted(by_channel[channel_id], key=lambda pair: pair[0].id)
+                removed, rewritten = [], []
+                for story, is_upload in stories:
+                    if is_upload or not await self._rebuild(story.id, user_id, rebuild):
+                        removed.append(story.id)
+                    else:
+                        rewritten.append(story.id)
+                results.append(
+                    await self._apply_deletion(
+                        channel_id, [s for s, _ in stories], removed, rewritten, policy
+                    )
+                )
+            # Their name and id go from the rows that remain, in the request's scope only.
+            in_scope = "(? IS NULL OR guild_id = ?)"
+            await db.execute(
+                "UPDATE stories SET uploader_id = NULL, uploader_name = NULL WHERE "  # noqa: S608
+                f"uploader_id = ? AND channel_id IN (SELECT channel_id FROM channels WHERE "
+                f"{in_scope})",
+                (user_id, guild_id, guild_id),
+            )
+            await db.execute(
+                "UPDATE jobs SET requested_by = NULL, requested_by_name = NULL "  # noqa: S608
+                f"WHERE requested_by = ? AND {in_scope}",
+                (user_id, guild_id, guild_id),
+            )
+            await db.execute(
+                "UPDATE history_guilds SET enabled_by = NULL "  # noqa: S608
+                f"WHERE enabled_by = ? AND {in_scope}",
+                (user_id, guild_id, guild_id),
+            )
+        await self.checkpoint()
+        return results
+
+    async def _rebuild(self, story_id: int, user_id: int, rebuild: StoryRebuild) -> bool:
+        """Delete the member's messages of a history story and rebuild its text from the rest;
+        False if too little is left (the caller removes the story)."""
+        await self._db.execute(
+            "DELETE FROM story_messages WHERE story_id = ? AND author_id = ?", (story_id, user_id)
+        )
+        rows = await self._all(
+            "SELECT text FROM story_messages WHERE story_id = ? ORDER BY position", (story_id,)
+        )
+        rebuilt = rebuild([str(row["text"]) for row in rows])
+        if rebuilt is None:
+            return False
+        await self._db.execute(
+            "UPDATE stories SET text = ?, sha256 = ?, bytes = ?, symbols = ?, "
+            "vocabulary_size = ? WHERE id = ?",
+            (
+                rebuilt.text,
+                rebuilt.sha256,
+                rebuilt.bytes,
+                rebuilt.symbols,
+                rebuilt.vocabulary_size,
+                story_id,
+            ),
+        )
+        return True
+
+    async def _apply_deletion(
+        self,
+        channel_id: int,
+        stories: list[StoryRecord],
+        removed: list[int],
+        rewritten: list[int],
+        policy: RemovalPolicy,
+    ) -> UserDataDeletion:
+        db = self._db
+        channel = await self._one(
+            "SELECT guild_id, name FROM channels WHERE channel_id = ?", (channel_id,)
+        )
+        assert channel is not None  # stories hold a foreign key to their channel
+        affected = [*removed, *rewritten]
+        marks = ", ".join("?" * len(affected))
+        active_row = await self._one(
+            "SELECT * FROM model_info WHERE channel_id = ? AND active", (channel_id,)
+        )
+        active = None if active_row is None else model_record(active_row)
+        rows = await self._all(
+            "SELECT m.id, m.version, EXISTS (SELECT 1 FROM model_stories ms "  # noqa: S608
+            f"WHERE ms.model_id = m.id AND ms.story_id IN ({marks})) AS trained_on_it "
+            "FROM models m WHERE m.channel_id = ? ORDER BY m.version DESC",
+            (*affected, channel_id),
+        )
+        doomed = [r for r in rows if r["trained_on_it"]]
+        kept = {int(r["version"]): int(r["id"]) for r in rows if not r["trained_on_it"]}
+        others = await self._all(
+            "SELECT id FROM stories WHERE channel_id = ? ORDER BY id", (channel_id,)
+        )
+        facts = RemovalFacts(
+            story=stories[0],
+            active=active,
+            deleted_versions=tuple(sorted(int(r["version"]) for r in doomed)),
+            remaining_versions=tuple(kept),
+            remaining_story_ids=tuple(int(r["id"]) for r in others if r["id"] not in removed),
+            removed_story_ids=tuple(removed),
+        )
+        plan = policy(facts)
+        await db.executemany("DELETE FROM models WHERE id = ?", [(r["id"],) for r in doomed])
+        await db.executemany("DELETE FROM stories WHERE id = ?", [(i,) for i in removed])
+        active_after = None
+        if active is not None and active.version not in facts.deleted_versions:
+            active_after = active.version
+        if plan.activate_version is not None:
+            if plan.activate_version not in kept:
+                raise StorageError(f"version {plan.activate_version} is not kept")
+            await db.execute(
+                "UPDATE channels SET active_model_id = ? WHERE channel_id = ?",
+                (kept[plan.activate_version], channel_id),
+            )
+            active_after = plan.activate_version
+        job: JobRecord | None = None
+        if plan.retrain_story_ids:
+            job_id = await self._insert_job(
+                channel_id,
+                channel["guild_id"],
+                None,
+                None,
+                plan.retrain_story_ids,
+                plan.retrain_options,
+            )
+            job = await self._job_row(job_id)
+        return UserDataDeletion(
+            channel_id=channel_id,
+            guild_id=channel["guild_id"],
+            channel_name=channel["name"],
+            removed_story_ids=tuple(removed),
+            rewritten_story_ids=tuple(rewritten),
+            deleted_versions=facts.deleted_versions,
+            active_version=active_after,
+            retrain_job=job,
+        )
+
+
+def _story(row: Any) -> StoryRecord:
+    return StoryRecord(**{k: row[k] for k in StoryRecord.__dataclass_fields__})
