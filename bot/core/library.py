@@ -53,7 +53,7 @@ def removal_plan(
     if active is None or active.version not in facts.deleted_versions:
         return RemovalPlan(activate_version=None, retrain_story_ids=(), retrain_options={})
     fallback = facts.remaining_versions[0] if facts.remaining_versions else None
-    removed = set(facts.removed_story_ids or (facts.story.id,))
+    removed = {facts.story.id} if facts.removed_story_ids is None else set(facts.removed_story_ids)
     retrain = tuple(i for i in active.story_ids if i not in removed)
     if not retrain and fallback is None and facts.remaining_story_ids:
         retrain = (facts.remaining_story_ids[-1],)

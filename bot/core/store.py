@@ -164,8 +164,9 @@ class RemovalFacts:
     deleted_versions: tuple[int, ...]  # versions trained on the story (they go with it)
     remaining_versions: tuple[int, ...]  # the channel's other kept versions, newest first
     remaining_story_ids: tuple[int, ...]  # the channel's other stories, oldest first
-    # stories that go (a member's data deletion may remove several); () means (story.id,)
-    removed_story_ids: tuple[int, ...] = ()
+    # the stories that go (a member's data deletion may remove several, or none and rewrite
+    # ``story``); None: ``story`` alone
+    removed_story_ids: tuple[int, ...] | None = None
 
 
 @dataclass(frozen=True)

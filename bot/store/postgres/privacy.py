@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 from typing import Any
 
 from bot.core.store import (
+    HistorySpan,
     JobRecord,
     RemovalFacts,
     RemovalPolicy,
@@ -32,6 +34,17 @@ _IS_UPLOAD = "NOT EXISTS (SELECT 1 FROM story_messages x WHERE x.story_id = s.id
 
 
 class PrivacyTables(StoryTables):
+    async def history_spans(self, story_ids: Sequence[int]) -> dict[int, HistorySpan]:
+        """The given stories that were learned from history, with their messages' span."""
+        async with self._read() as db:
+            rows = await db.fetch(
+                "SELECT story_id, count(*) AS n, min(created_at) AS first, "
+                "max(created_at) AS last FROM story_messages "
+                "WHERE story_id = ANY($1::bigint[]) GROUP BY story_id",
+                list(story_ids),
+            )
+        return {int(r["story_id"]): HistorySpan(int(r["n"]), r["first"], r["last"]) for r in rows}
+
     async def set_opted_out(self, guild_id: int, user_id: int, opted_out: bool) -> None:
         async with self._transaction() as db:
             if opted_out:

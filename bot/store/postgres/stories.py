@@ -8,7 +8,6 @@ from typing import Any
 from bot.core.store import (
     ChannelRecord,
     ChannelSnapshot,
-    HistorySpan,
     ImportedStory,
     JobRecord,
     ModelRecord,
@@ -106,17 +105,6 @@ class StoryTables(JobTables, ModelTables):
                 ],
             )
         return story_id
-
-    async def history_spans(self, story_ids: Sequence[int]) -> dict[int, HistorySpan]:
-        """The given stories that were learned from history, with their messages' span."""
-        async with self._read() as db:
-            rows = await db.fetch(
-                "SELECT story_id, count(*) AS n, min(created_at) AS first, "
-                "max(created_at) AS last FROM story_messages "
-                "WHERE story_id = ANY($1::bigint[]) GROUP BY story_id",
-                list(story_ids),
-            )
-        return {int(r["story_id"]): HistorySpan(int(r["n"]), r["first"], r["last"]) for r in rows}
 
     async def list_stories(self, channel_id: int) -> list[StoryRecord]:
         async with self._read() as db:

@@ -4,9 +4,11 @@ their deletion (rebuilding history stories without their messages, applying the 
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 from typing import Any
 
 from bot.core.store import (
+    HistorySpan,
     JobRecord,
     RemovalFacts,
     RemovalPolicy,
@@ -31,6 +33,20 @@ _IS_UPLOAD = "NOT EXISTS (SELECT 1 FROM story_messages x WHERE x.story_id = s.id
 
 
 class PrivacyTables(StoryTables):
+    async def history_spans(self, story_ids: Sequence[int]) -> dict[int, HistorySpan]:
+        """The given stories that were learned from history, with their messages' span."""
+        spans: dict[int, HistorySpan] = {}
+        async with self._lock:
+            for story_id in story_ids:
+                row = await self._one(
+                    "SELECT count(*) AS n, min(created_at) AS first, max(created_at) AS last "
+                    "FROM story_messages WHERE story_id = ?",
+                    (story_id,),
+                )
+                if row is not None and row["n"]:
+                    spans[story_id] = HistorySpan(int(row["n"]), row["first"], row["last"])
+        return spans
+
     async def set_opted_out(self, guild_id: int, user_id: int, opted_out: bool) -> None:
         async with self._transaction() as db:
             if opted_out:

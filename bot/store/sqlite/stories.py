@@ -8,7 +8,6 @@ from typing import Any
 from bot.core.store import (
     ChannelRecord,
     ChannelSnapshot,
-    HistorySpan,
     ImportedStory,
     JobRecord,
     ModelRecord,
@@ -104,20 +103,6 @@ class StoryTables(JobTables, ModelTables):
                 ],
             )
         return cursor.lastrowid
-
-    async def history_spans(self, story_ids: Sequence[int]) -> dict[int, HistorySpan]:
-        """The given stories that were learned from history, with their messages' span."""
-        spans: dict[int, HistorySpan] = {}
-        async with self._lock:
-            for story_id in story_ids:
-                row = await self._one(
-                    "SELECT count(*) AS n, min(created_at) AS first, max(created_at) AS last "
-                    "FROM story_messages WHERE story_id = ?",
-                    (story_id,),
-                )
-                if row is not None and row["n"]:
-                    spans[story_id] = HistorySpan(int(row["n"]), row["first"], row["last"])
-        return spans
 
     async def list_stories(self, channel_id: int) -> list[StoryRecord]:
         async with self._lock:
