@@ -14,6 +14,11 @@
       export [--channel C] [--out FILE]     write the channel's export file
       import FILE [--channel C]             restore an export file into the channel
       forget [--channel C] [--yes]          asks first; --yes when stdin is not a terminal
+      forget-user USER_ID [--server G] [--yes]
+                                            delete a member's uploads and history messages (all
+                                            servers, or one), the models trained on them; retrain
+      user-data USER_ID [--server G] [--out FILE]
+                                            everything kept of a member, as JSON (/privacy mydata)
       console [--channel C]                 interactive, with the slash commands' syntax
       migrate-storage --from URL [--to URL] [--replace]
                                             copy every row to another database and verify it
@@ -152,6 +157,17 @@ def build_parser() -> argparse.ArgumentParser:
     forget = with_channel("forget", "delete the channel's stories, models and jobs")
     forget.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     with_channel("console", "interactive console with the slash commands' syntax")
+    for name, help in (
+        ("forget-user", "delete a member's uploads and history messages and retrain"),
+        ("user-data", "write everything kept of a member as JSON"),
+    ):
+        member = command(name, help)
+        member.add_argument("user_id", type=int, metavar="USER_ID", help="a Discord user id")
+        member.add_argument("--server", type=int, metavar="ID", help="one Discord server only")
+        if name == "forget-user":
+            member.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+        else:
+            member.add_argument("--out", type=Path, help="file to write (default: stdout)")
     return parser
 
 
@@ -208,7 +224,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
             sys.stderr.write(f"cannot reach Discord ({exc}); check the network and try again\n")
             return 1
         return 0
-    if args.command == "forget" and not args.yes and not _confirm_forget(args):
+    if args.command in ("forget", "forget-user") and not args.yes and not _confirm_forget(args):
         return 1
     terminated: list[int] = []
     try:
@@ -269,16 +285,21 @@ def _stop_on_sigterm(terminated: list[int]) -> None:
 
 
 def _confirm_forget(args: argparse.Namespace) -> bool:
-    """Ask before ``forget`` deletes everything; refuse when no one can answer (no --yes)."""
-    label = args.channel if args.channel_id is None else f"<#{args.channel_id}>"
+    """Ask before ``forget`` or ``forget-user`` deletes; refuse when no one can answer."""
+    if args.command == "forget-user":
+        where = "everywhere" if args.server is None else f"in server {args.server}"
+        what = f"the uploads and history messages of user {args.user_id} {where}"
+    else:
+        label = args.channel if args.channel_id is None else f"<#{args.channel_id}>"
+        what = f"every story, model and job of channel {label}"
     if not sys.stdin.isatty():
         sys.stderr.write(
-            f"forget deletes every story, model and job of channel {label}: "
+            f"{args.command} deletes {what}: "
             "add --yes to confirm (stdin is not a terminal, so I cannot ask).\n"
         )
         return False
     try:
-        answer = input(f"Delete every story, model and job of channel {label}? [y/N] ")
+        answer = input(f"Delete {what}? [y/N] ")
     except EOFError:
         answer = ""
     if answer.strip().lower() in ("y", "yes"):
@@ -295,8 +316,8 @@ async def _offline(
     from bot.core.api import ChannelRef
 
     # --channel-id names a Discord channel; else --channel a console channel (by name).
-    channel: str | ChannelRef = args.channel
-    if args.channel_id is not None:
+    channel: str | ChannelRef = getattr(args, "channel", "console")
+    if getattr(args, "channel_id", None) is not None:
         channel = ChannelRef(guild_id=args.guild_id, channel_id=args.channel_id)
     if args.command != "console":
         # One worker is enough offline; the console may train more than once.
@@ -355,6 +376,10 @@ async def _command(
             out.write(f"Forgot channel {channel_label(channel)}.\n")
         elif args.command == "console":
             await Console(service, out, channel).run()
+        elif args.command == "forget-user":
+            return await _forget_user(service, args.user_id, args.server, out)
+        elif args.command == "user-data":
+            await _user_data(service, args.user_id, args.server, args.out, out)
         return 0
     except UserError as exc:
         # The service names the Discord command; here the user types the CLI's own.
@@ -380,3 +405,31 @@ async def _remove(
     result = await service.wait_for_job(removal.retraining.job_id)
     out.write(f"Retraining {result.state}" + (f": {result.error}" if result.error else ".") + "\n")
     return 0 if result.state == "done" else 1
+
+
+async def _forget_user(service: StoryService, user_id: int, server: int | None, out: TextIO) -> int:
+    """``delete_user_data``, then each retraining it queued through to the end."""
+    from bot.adapters.text import deletion_text
+
+    deleted = await service.delete_user_data(user_id, server)
+    out.write(deletion_text(deleted, f"user {user_id}") + "\n")
+    ok = True
+    for job in deleted.retrainings:
+        result = await service.wait_for_job(job.job_id)
+        out.write(f"Retraining #{job.job_id} {result.state}" + (
+            f": {result.error}" if result.error else ".") + "\n")  # fmt: skip
+        ok = ok and result.state == "done"
+    return 0 if ok else 1
+
+
+async def _user_data(
+    service: StoryService, user_id: int, server: int | None, path: Path | None, out: TextIO
+) -> None:
+    from bot.adapters.text import member_data_json
+
+    data = member_data_json(await service.member_data(user_id, server))
+    if path is None:
+        out.write(data.decode("utf-8") + "\n")
+    else:
+        await asyncio.to_thread(path.write_bytes, data)
+        out.write(f"Wrote {path} ({len(data):,} bytes).\n")

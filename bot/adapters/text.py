@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from bot.core.api import (
     DataDeletion,
     HistorySpan,
@@ -70,14 +72,16 @@ def member_data_text(data: MemberData) -> str:
     return "\n".join(lines)
 
 
-def deletion_text(deleted: DataDeletion) -> str:
+def deletion_text(deleted: DataDeletion, who: str | None = None) -> str:
+    """``who``: the member it is about, for an operator (None: the member reads it)."""
+    whose = "your" if who is None else f"{who}'s"
     if not deleted.channels:
-        return "fabulist kept no uploads or messages of yours here: nothing to delete."
+        return f"fabulist keeps no uploads or messages of {who or 'yours'}: nothing to delete."
     parts = [
-        f"Deleted your data in {plural(deleted.channels, 'channel')}: "
+        f"Deleted {whose} data in {plural(deleted.channels, 'channel')}: "
         f"{plural(deleted.removed_stories, 'story', 'stories')} removed, "
         f"{plural(deleted.rewritten_stories, 'history story', 'history stories')} rebuilt "
-        "without your messages, "
+        f"without {whose} messages, "
         f"{plural(deleted.deleted_versions, 'model version')} trained on them deleted."
     ]
     if deleted.retrainings:
@@ -138,3 +142,24 @@ def stats_lines(stats: StoryStats) -> list[tuple[str, str]]:
 
 def stats_text(stats: StoryStats) -> str:
     return "\n".join(f"{label}: {value}" for label, value in stats_lines(stats))
+
+
+def member_data_json(data: MemberData) -> bytes:
+    """The file of ``/privacy mydata``: every text fabulist keeps of the member, as JSON."""
+    document = {
+        "user_id": str(data.user_id),
+        "server_id": None if data.guild_id is None else str(data.guild_id),
+        "opted_out": data.opted_out,
+        "uploaded_stories": [
+            {"story_id": info.story_id, "filename": info.filename,
+             "uploaded_at": info.created_at, "text": text}
+            for info, text in data.uploads
+        ],
+        "history_messages": [
+            {"story_id": info.story_id, "story": info.filename,
+             "message_id": str(message.message_id), "sent_at": message.created_at,
+             "text": message.text}
+            for info, message in data.messages
+        ],
+    }  # fmt: skip
+    return json.dumps(document, ensure_ascii=False, indent=2).encode("utf-8")
