@@ -1,7 +1,7 @@
 """Reading a channel's history for ``/train source:history``, with a live progress message.
 
 discord.py pages ``channel.history`` newest first, 100 messages a request with ``before=``, and
-sleeps out 429 answers itself. Messages of members who opted out are dropped as they arrive (their
+sleeps out 429 answers itself. Reading starts before the bot's own reading message. Messages of members who opted out are dropped as they arrive (their
 text is never kept); the core selects and cleans the rest.
 """
 
@@ -63,7 +63,8 @@ class HistoryReader:
         found: list[HistoryMessage] = []
         read = 0
         shown = time.monotonic()
-        async for message in messageable.history(limit=limit):
+        # What was there when the command ran: older than the reading message.
+        async for message in messageable.history(limit=limit, before=self.message):
             read += 1
             if message.author.id in self.request.opted_out or message.type not in _TEXT_TYPES:
                 continue  # never kept: not even the text of an opted-out member

@@ -12,7 +12,10 @@ from bot.core.history import rebuild_story
 from bot.core.library import removal_plan
 from bot.core.store import NewModel, NewStory, StoryMessage
 from bot.core.validation import JobOptions
-from tests.service.test_storage import backend, open_store, store  # noqa: F401 (fixtures)
+from tests.service import test_storage as contract
+
+# The contract suite's fixtures: ``store`` on both backends.
+backend, open_store, store = contract.backend, contract.open_store, contract.store
 
 ALICE, BOB, ADMIN = 101, 102, 103
 GUILD, OTHER_GUILD = 9, 10
@@ -136,12 +139,13 @@ async def test_forgotten_text_is_not_in_the_sqlite_file(tmp_path: Path, backend:
     from bot.store.sqlite import SqliteStoryStore
 
     path = tmp_path / "db.sqlite3"
-    store = await SqliteStoryStore.open(path)
+    sqlite_store = await SqliteStoryStore.open(path)
     secret = "zanzibar quokka whispers moonlit"
-    await _train(store, 1, _history((ALICE, secret), (BOB, "bob speaks plainly about boats .")))
-    await _forget(store, ALICE, GUILD)
-    await store.close()
-    for file in tmp_path.iterdir():
+    history = _history((ALICE, secret), (BOB, "bob speaks plainly about boats ."))
+    await _train(sqlite_store, 1, history)
+    await _forget(sqlite_store, ALICE, GUILD)
+    await sqlite_store.close()
+    for file in sorted(tmp_path.glob("db.sqlite3*")):  # noqa: ASYNC240 (a test's few small files)
         assert secret.encode() not in file.read_bytes(), file.name
     raw = sqlite3.connect(path)
     assert (
