@@ -1,8 +1,9 @@
 """Reading a channel's history for ``/train source:history``, with a live progress message.
 
 discord.py pages ``channel.history`` newest first, 100 messages a request with ``before=``, and
-sleeps out 429 answers itself. Reading starts before the bot's own reading message. Messages of members who opted out are dropped as they arrive (their
-text is never kept); the core selects and cleans the rest.
+sleeps out 429 answers itself; reading starts just before the bot's own reading message. Of a
+member who opted out only the fact that a message was left out is kept, never its text; the core
+selects and cleans the rest.
 """
 
 from __future__ import annotations
@@ -66,13 +67,16 @@ class HistoryReader:
         # What was there when the command ran: older than the reading message.
         async for message in messageable.history(limit=limit, before=self.message):
             read += 1
-            if message.author.id in self.request.opted_out or message.type not in _TEXT_TYPES:
-                continue  # never kept: not even the text of an opted-out member
+            if message.type not in _TEXT_TYPES:
+                continue
+            # An opted-out member's text is never kept, not even in memory: only that a
+            # message was left out (the core counts it).
+            opted_out = message.author.id in self.request.opted_out
             found.append(
                 HistoryMessage(
                     message_id=message.id,
                     author_id=message.author.id,
-                    content=message.content,
+                    content="" if opted_out else message.content,
                     created_at=message.created_at.isoformat(timespec="seconds"),
                     author_is_bot=message.author.bot,
                     webhook=message.webhook_id is not None,

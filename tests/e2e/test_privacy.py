@@ -98,6 +98,7 @@ async def _command(
     user: FakeUser,
     channel: FakeChannel | None = None,
     subcommand: str | None = None,
+    ephemeral: bool = True,
 ) -> FakeMessage:
     handle = await env.fake.send_slash_command(
         name,
@@ -107,7 +108,7 @@ async def _command(
         channel=channel or env.world.channel,
     )
     reply = await handle.wait_reply(30.0)
-    assert reply.ephemeral and not reply.pings_anyone(), reply.text()
+    assert reply.ephemeral == ephemeral and not reply.pings_anyone(), reply.text()
     return reply
 
 
@@ -201,9 +202,9 @@ async def test_history_training_leaves_out_bots_commands_and_opted_out(env: BotE
     assert "thanks ◇ for the mouse tale" in story_text
 
     continued = await _command(env, "continue", {"prompt": "the old mouse", "length": 6},
-                               user=w.member)  # fmt: skip
+                               user=w.member, ephemeral=False)  # fmt: skip
     assert "whispered secrets to the purple walrus" in continued.content, continued.content
-    card = await _command(env, "story", user=w.member, subcommand="show")
+    card = await _command(env, "story", user=w.member, subcommand="show", ephemeral=False)
     assert "Learned from: the history of #story" in card.text(), card.text()
     assert f"{learned} messages from" in card.text()
 
@@ -272,7 +273,7 @@ async def test_forget_deletes_a_members_text_everywhere_in_the_server(env: BotEn
             assert word.encode() not in content, f"{word!r} is still in {file.name}"
 
     continued = await _command(env, "continue", {"prompt": "the old mouse", "length": 6},
-                               user=w.admin)  # fmt: skip
+                               user=w.admin, ephemeral=False)  # fmt: skip
     assert not any(word in continued.content for word in BOB_WORDS), continued.content
     exported = await _command(env, "story", user=w.admin, subcommand="export")
     [attachment] = exported.attachments

@@ -138,7 +138,11 @@ async def module_bot_env(
     tmp_path = tmp_path_factory.mktemp(name)
     if prepare is not None:
         await prepare(fake, tmp_path)
-    bot = make_bot_process(fake, tmp_path, {"discord": {"dev_guild_id": world.guild.id}, **config})
+    from tests.fake_discord.bot_process import merge
+
+    bot = make_bot_process(
+        fake, tmp_path, merge({"discord": {"dev_guild_id": world.guild.id}}, config)
+    )
     try:
         await bot.start(wait_commands_for=world.guild.id, command_names=command_names)
         yield BotEnv(fake, world, bot)
