@@ -22,15 +22,7 @@ from bot.errors import StorageError
 from bot.store.postgres.stories import StoryTables
 from bot.store.sqlite.models import model_record
 
-# A story in the scope of a request: one server's channels ($2), or every one (NULL).
-_SCOPE = (
-    "($2::bigint IS NULL OR s.channel_id IN (SELECT channel_id FROM channels WHERE guild_id = $2))"
-)
-_STORY_COLUMNS = (
-    "s.id, s.channel_id, s.filename, s.uploader_id, s.uploader_name, s.sha256, s.encoding, "
-    "s.bytes, s.symbols, s.vocabulary_size, s.created_at"
-)
-_IS_UPLOAD = "NOT EXISTS (SELECT 1 FROM story_messages x WHERE x.story_id = s.id)"
+# A request covers one server (guild_id = the parameter) or, with NULL, every server.
 
 
 class PrivacyTables(StoryTables):
@@ -90,16 +82,21 @@ class PrivacyTables(StoryTables):
     async def user_records(self, user_id: int, guild_id: int | None) -> UserRecords:
         async with self._read() as db:
             uploads = await db.fetch(
-                f"SELECT {_STORY_COLUMNS}, s.text FROM stories s WHERE s.uploader_id = $1 "  # noqa: S608
-                f"AND {_IS_UPLOAD} AND {_SCOPE} ORDER BY s.id",
+                "SELECT s.id, s.channel_id, s.filename, s.uploader_id, s.uploader_name, s.sha256, "
+                "s.encoding, s.bytes, s.symbols, s.vocabulary_size, s.created_at, s.text FROM "
+                "stories s WHERE s.uploader_id = $1 AND NOT EXISTS (SELECT 1 FROM story_messages x "
+                "WHERE x.story_id = s.id) AND ($2::bigint IS NULL OR s.channel_id IN (SELECT "
+                "channel_id FROM channels WHERE guild_id = $2)) ORDER BY s.id",
                 user_id,
                 guild_id,
             )
             messages = await db.fetch(
-                f"SELECT {_STORY_COLUMNS}, m.message_id, m.author_id, m.text AS message_text, "  # noqa: S608
-                "m.created_at AS message_at FROM story_messages m JOIN stories s "
-                f"ON s.id = m.story_id WHERE m.author_id = $1 AND {_SCOPE} "
-                "ORDER BY s.id, m.position",
+                "SELECT s.id, s.channel_id, s.filename, s.uploader_id, s.uploader_name, s.sha256, "
+                "s.encoding, s.bytes, s.symbols, s.vocabulary_size, s.created_at, m.message_id, "
+                "m.author_id, m.text AS message_text, m.created_at AS message_at FROM "
+                "story_messages m JOIN stories s ON s.id = m.story_id WHERE m.author_id = $1 AND "
+                "($2::bigint IS NULL OR s.channel_id IN (SELECT channel_id FROM channels WHERE "
+                "guild_id = $2)) ORDER BY s.id, m.position",
                 user_id,
                 guild_id,
             )
@@ -129,10 +126,11 @@ class PrivacyTables(StoryTables):
     async def user_channels(self, user_id: int, guild_id: int | None) -> list[int]:
         async with self._read() as db:
             rows = await db.fetch(
-                "SELECT DISTINCT s.channel_id FROM stories s WHERE ("  # noqa: S608
-                f"(s.uploader_id = $1 AND {_IS_UPLOAD}) OR EXISTS (SELECT 1 FROM story_messages "
-                f"m WHERE m.story_id = s.id AND m.author_id = $1)) AND {_SCOPE} "
-                "ORDER BY s.channel_id",
+                "SELECT DISTINCT s.channel_id FROM stories s WHERE ((s.uploader_id = $1 AND NOT "
+                "EXISTS (SELECT 1 FROM story_messages x WHERE x.story_id = s.id)) OR EXISTS "
+                "(SELECT 1 FROM story_messages m WHERE m.story_id = s.id AND m.author_id = $1)) "
+                "AND ($2::bigint IS NULL OR s.channel_id IN (SELECT channel_id FROM channels WHERE "
+                "guild_id = $2)) ORDER BY s.channel_id",
                 user_id,
                 guild_id,
             )
@@ -150,14 +148,20 @@ class PrivacyTables(StoryTables):
         results: list[UserDataDeletion] = []
         async with self._transaction() as db:
             uploads = await db.fetch(
-                f"SELECT {_STORY_COLUMNS} FROM stories s WHERE s.uploader_id = $1 "  # noqa: S608
-                f"AND {_IS_UPLOAD} AND {_SCOPE}",
+                "SELECT s.id, s.channel_id, s.filename, s.uploader_id, s.uploader_name, s.sha256, "
+                "s.encoding, s.bytes, s.symbols, s.vocabulary_size, s.created_at FROM stories s "
+                "WHERE s.uploader_id = $1 AND NOT EXISTS (SELECT 1 FROM story_messages x WHERE "
+                "x.story_id = s.id) AND ($2::bigint IS NULL OR s.channel_id IN (SELECT channel_id "
+                "FROM channels WHERE guild_id = $2))",
                 user_id,
                 guild_id,
             )
             touched = await db.fetch(
-                f"SELECT {_STORY_COLUMNS} FROM stories s WHERE EXISTS (SELECT 1 FROM "  # noqa: S608
-                f"story_messages m WHERE m.story_id = s.id AND m.author_id = $1) AND {_SCOPE}",
+                "SELECT s.id, s.channel_id, s.filename, s.uploader_id, s.uploader_name, s.sha256, "
+                "s.encoding, s.bytes, s.symbols, s.vocabulary_size, s.created_at FROM stories s "
+                "WHERE EXISTS (SELECT 1 FROM story_messages m WHERE m.story_id = s.id AND "
+                "m.author_id = $1) AND ($2::bigint IS NULL OR s.channel_id IN (SELECT channel_id "
+                "FROM channels WHERE guild_id = $2))",
                 user_id,
                 guild_id,
             )
@@ -183,23 +187,22 @@ class PrivacyTables(StoryTables):
                     )
                 )
             # Their name and id go from the rows that remain, in the request's scope only.
-            in_scope = "($2::bigint IS NULL OR guild_id = $2)"
             await db.execute(
-                "UPDATE stories SET uploader_id = NULL, uploader_name = NULL WHERE "  # noqa: S608
-                f"uploader_id = $1 AND channel_id IN (SELECT channel_id FROM channels WHERE "
-                f"{in_scope})",
+                "UPDATE stories SET uploader_id = NULL, uploader_name = NULL WHERE uploader_id = "
+                "$1 AND channel_id IN (SELECT channel_id FROM channels WHERE ($2::bigint IS NULL "
+                "OR guild_id = $2))",
                 user_id,
                 guild_id,
             )
             await db.execute(
-                "UPDATE jobs SET requested_by = NULL, requested_by_name = NULL "  # noqa: S608
-                f"WHERE requested_by = $1 AND {in_scope}",
+                "UPDATE jobs SET requested_by = NULL, requested_by_name = NULL WHERE requested_by "
+                "= $1 AND ($2::bigint IS NULL OR guild_id = $2)",
                 user_id,
                 guild_id,
             )
             await db.execute(
-                "UPDATE history_guilds SET enabled_by = NULL "  # noqa: S608
-                f"WHERE enabled_by = $1 AND {in_scope}",
+                "UPDATE history_guilds SET enabled_by = NULL WHERE enabled_by = $1 AND ($2::bigint "
+                "IS NULL OR guild_id = $2)",
                 user_id,
                 guild_id,
             )

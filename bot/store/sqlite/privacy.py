@@ -3,6 +3,7 @@ their deletion (rebuilding history stories without their messages, applying the 
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
@@ -23,13 +24,7 @@ from bot.errors import StorageError
 from bot.store.sqlite.models import model_record
 from bot.store.sqlite.stories import StoryTables
 
-# A channel in the scope of a request: one server's (guild_id = ?), or every one (NULL).
-_SCOPE = "(? IS NULL OR s.channel_id IN (SELECT channel_id FROM channels WHERE guild_id = ?))"
-_STORY_COLUMNS = (
-    "s.id, s.channel_id, s.filename, s.uploader_id, s.uploader_name, s.sha256, s.encoding, "
-    "s.bytes, s.symbols, s.vocabulary_size, s.created_at"
-)
-_IS_UPLOAD = "NOT EXISTS (SELECT 1 FROM story_messages x WHERE x.story_id = s.id)"
+# A request covers one server (guild_id = the parameter) or, with NULL, every server.
 
 
 class PrivacyTables(StoryTables):
@@ -87,14 +82,19 @@ class PrivacyTables(StoryTables):
     async def user_records(self, user_id: int, guild_id: int | None) -> UserRecords:
         async with self._lock:
             uploads = await self._all(
-                f"SELECT {_STORY_COLUMNS}, s.text FROM stories s WHERE s.uploader_id = ? "  # noqa: S608
-                f"AND {_IS_UPLOAD} AND {_SCOPE} ORDER BY s.id",
+                "SELECT s.id, s.channel_id, s.filename, s.uploader_id, s.uploader_name, s.sha256, "
+                "s.encoding, s.bytes, s.symbols, s.vocabulary_size, s.created_at, s.text FROM "
+                "stories s WHERE s.uploader_id = ? AND NOT EXISTS (SELECT 1 FROM story_messages x "
+                "WHERE x.story_id = s.id) AND (? IS NULL OR s.channel_id IN (SELECT channel_id "
+                "FROM channels WHERE guild_id = ?)) ORDER BY s.id",
                 (user_id, guild_id, guild_id),
             )
             messages = await self._all(
-                f"SELECT {_STORY_COLUMNS}, m.message_id, m.author_id, m.text AS message_text, "  # noqa: S608
-                "m.created_at AS message_at FROM story_messages m JOIN stories s "
-                f"ON s.id = m.story_id WHERE m.author_id = ? AND {_SCOPE} "
+                "SELECT s.id, s.channel_id, s.filename, s.uploader_id, s.uploader_name, s.sha256, "
+                "s.encoding, s.bytes, s.symbols, s.vocabulary_size, s.created_at, m.message_id, "
+                "m.author_id, m.text AS message_text, m.created_at AS message_at FROM "
+                "story_messages m JOIN stories s ON s.id = m.story_id WHERE m.author_id = ? AND (? "
+                "IS NULL OR s.channel_id IN (SELECT channel_id FROM channels WHERE guild_id = ?)) "
                 "ORDER BY s.id, m.position",
                 (user_id, guild_id, guild_id),
             )
@@ -123,10 +123,11 @@ class PrivacyTables(StoryTables):
     async def user_channels(self, user_id: int, guild_id: int | None) -> list[int]:
         async with self._lock:
             rows = await self._all(
-                "SELECT DISTINCT s.channel_id FROM stories s WHERE ("  # noqa: S608
-                f"(s.uploader_id = ? AND {_IS_UPLOAD}) OR EXISTS (SELECT 1 FROM story_messages "
-                f"m WHERE m.story_id = s.id AND m.author_id = ?)) AND {_SCOPE} "
-                "ORDER BY s.channel_id",
+                "SELECT DISTINCT s.channel_id FROM stories s WHERE ((s.uploader_id = ? AND NOT "
+                "EXISTS (SELECT 1 FROM story_messages x WHERE x.story_id = s.id)) OR EXISTS "
+                "(SELECT 1 FROM story_messages m WHERE m.story_id = s.id AND m.author_id = ?)) AND "
+                "(? IS NULL OR s.channel_id IN (SELECT channel_id FROM channels WHERE guild_id = "
+                "?)) ORDER BY s.channel_id",
                 (user_id, user_id, guild_id, guild_id),
             )
         return [int(row["channel_id"]) for row in rows]
@@ -143,13 +144,19 @@ class PrivacyTables(StoryTables):
         results: list[UserDataDeletion] = []
         async with self._transaction() as db:
             uploads = await self._all(
-                f"SELECT {_STORY_COLUMNS} FROM stories s WHERE s.uploader_id = ? "  # noqa: S608
-                f"AND {_IS_UPLOAD} AND {_SCOPE}",
+                "SELECT s.id, s.channel_id, s.filename, s.uploader_id, s.uploader_name, s.sha256, "
+                "s.encoding, s.bytes, s.symbols, s.vocabulary_size, s.created_at FROM stories s "
+                "WHERE s.uploader_id = ? AND NOT EXISTS (SELECT 1 FROM story_messages x WHERE "
+                "x.story_id = s.id) AND (? IS NULL OR s.channel_id IN (SELECT channel_id FROM "
+                "channels WHERE guild_id = ?))",
                 (user_id, guild_id, guild_id),
             )
             touched = await self._all(
-                f"SELECT {_STORY_COLUMNS} FROM stories s WHERE EXISTS (SELECT 1 FROM "  # noqa: S608
-                f"story_messages m WHERE m.story_id = s.id AND m.author_id = ?) AND {_SCOPE}",
+                "SELECT s.id, s.channel_id, s.filename, s.uploader_id, s.uploader_name, s.sha256, "
+                "s.encoding, s.bytes, s.symbols, s.vocabulary_size, s.created_at FROM stories s "
+                "WHERE EXISTS (SELECT 1 FROM story_messages m WHERE m.story_id = s.id AND "
+                "m.author_id = ?) AND (? IS NULL OR s.channel_id IN (SELECT channel_id FROM "
+                "channels WHERE guild_id = ?))",
                 (user_id, guild_id, guild_id),
             )
             by_channel: dict[int, list[tuple[StoryRecord, bool]]] = defaultdict(list)
@@ -171,21 +178,20 @@ class PrivacyTables(StoryTables):
                     )
                 )
             # Their name and id go from the rows that remain, in the request's scope only.
-            in_scope = "(? IS NULL OR guild_id = ?)"
             await db.execute(
-                "UPDATE stories SET uploader_id = NULL, uploader_name = NULL WHERE "  # noqa: S608
-                f"uploader_id = ? AND channel_id IN (SELECT channel_id FROM channels WHERE "
-                f"{in_scope})",
+                "UPDATE stories SET uploader_id = NULL, uploader_name = NULL WHERE uploader_id = ? "
+                "AND channel_id IN (SELECT channel_id FROM channels WHERE (? IS NULL OR guild_id = "
+                "?))",
                 (user_id, guild_id, guild_id),
             )
             await db.execute(
-                "UPDATE jobs SET requested_by = NULL, requested_by_name = NULL "  # noqa: S608
-                f"WHERE requested_by = ? AND {in_scope}",
+                "UPDATE jobs SET requested_by = NULL, requested_by_name = NULL WHERE requested_by "
+                "= ? AND (? IS NULL OR guild_id = ?)",
                 (user_id, guild_id, guild_id),
             )
             await db.execute(
-                "UPDATE history_guilds SET enabled_by = NULL "  # noqa: S608
-                f"WHERE enabled_by = ? AND {in_scope}",
+                "UPDATE history_guilds SET enabled_by = NULL WHERE enabled_by = ? AND (? IS NULL "
+                "OR guild_id = ?)",
                 (user_id, guild_id, guild_id),
             )
         await self.checkpoint()
@@ -231,16 +237,15 @@ class PrivacyTables(StoryTables):
         )
         assert channel is not None  # stories hold a foreign key to their channel
         affected = [*removed, *rewritten]
-        marks = ", ".join("?" * len(affected))
         active_row = await self._one(
             "SELECT * FROM model_info WHERE channel_id = ? AND active", (channel_id,)
         )
         active = None if active_row is None else model_record(active_row)
         rows = await self._all(
-            "SELECT m.id, m.version, EXISTS (SELECT 1 FROM model_stories ms "  # noqa: S608
-            f"WHERE ms.model_id = m.id AND ms.story_id IN ({marks})) AS trained_on_it "
-            "FROM models m WHERE m.channel_id = ? ORDER BY m.version DESC",
-            (*affected, channel_id),
+            "SELECT m.id, m.version, EXISTS (SELECT 1 FROM model_stories ms "
+            "WHERE ms.model_id = m.id AND ms.story_id IN (SELECT value FROM json_each(?))) "
+            "AS trained_on_it FROM models m WHERE m.channel_id = ? ORDER BY m.version DESC",
+            (json.dumps(affected), channel_id),
         )
         doomed = [r for r in rows if r["trained_on_it"]]
         kept = {int(r["version"]): int(r["id"]) for r in rows if not r["trained_on_it"]}
