@@ -5,14 +5,27 @@ from __future__ import annotations
 import json
 
 from bot.core.api import (
+    Continuation,
     DataDeletion,
     HistorySpan,
     HistoryTraining,
     ImportResult,
+    JobResult,
     MemberData,
+    ModelVersion,
     RetrainReason,
+    StoryCard,
+    StoryInfo,
     StoryRemoval,
     StoryStats,
+    TrainingJob,
+)
+from bot.display import count_text, display_prose, known, vocabulary_text
+
+# A story whose training did not finish stays stored: an append would train on it.
+KEPT_STORY = (
+    "Story #{story_id} stays in the channel's stories, so a later append trains on it; "
+    "remove it (story remove {story_id}) if it should not."
 )
 
 
@@ -142,6 +155,108 @@ def stats_lines(stats: StoryStats) -> list[tuple[str, str]]:
 
 def stats_text(stats: StoryStats) -> str:
     return "\n".join(f"{label}: {value}" for label, value in stats_lines(stats))
+
+
+def card_text(card: StoryCard, label: str) -> str:
+    lines = [f"Channel {label}:"]
+    if card.has_model:
+        lines.append(
+            f"  model version {card.model_version}, trained {card.trained_at} on "
+            f"{card.story_filename} ({card.stories} stor{'y' if card.stories == 1 else 'ies'})"
+        )
+        vocabulary = vocabulary_text(
+            card.vocabulary_size, card.vocabulary_cap, card.vocabulary_covered_share
+        )
+        lines.append(
+            f"  {card.symbols} symbols, vocabulary {vocabulary}, "
+            f"{count_text(card.epochs or 0, 'epoch')} in {card.training_seconds or 0:.1f} s"
+        )
+        if known(card.learnable_accuracy):
+            lines.append(f"  accuracy on learnable windows {card.learnable_accuracy:.1%}")
+        if known(card.val_accuracy):
+            lines.append(
+                f"  held-out accuracy {card.val_accuracy:.1%}, perplexity {card.val_perplexity:.1f}"
+            )
+    else:
+        lines.append("  no trained model yet")
+    if card.job is not None:
+        lines.append(
+            f"  training job #{card.job.job_id}: {card.job.state}, "
+            f"epoch {card.job.epoch}/{card.job.max_epochs}"
+        )
+    if card.notice is not None:
+        lines.append(f"  {retrain_reason_text(card.notice)}")
+    if card.last_job is not None and card.last_job.state != "done":
+        lines.append(f"  last training {card.last_job.state}: {card.last_job.error}")
+    return "\n".join(lines)
+
+
+def stories_text(stories: list[StoryInfo], label: str) -> str:
+    if not stories:
+        return f"Channel {label} has no stories."
+    return "\n".join(
+        f"  #{story.story_id} {story.filename} by {story.uploader_name}, "
+        f"{story.symbols} symbols, {story.created_at}"
+        for story in stories
+    )
+
+
+def versions_text(versions: list[ModelVersion], label: str) -> str:
+    if not versions:
+        return f"Channel {label} has no model versions."
+    lines = []
+    for version in versions:
+        mark = "*" if version.active else " "
+        accuracy = (
+            ""
+            if version.learnable_accuracy is None
+            else f", accuracy {version.learnable_accuracy:.1%}"
+        )
+        stories = ", ".join(f"#{i}" for i in version.story_ids)
+        lines.append(f" {mark}v{version.version} {version.created_at}, stories {stories}{accuracy}")
+    return "\n".join(lines)
+
+
+def channel_stats_text(stats: StoryStats, label: str) -> str:
+    lines = stats_text(stats).splitlines()
+    return "\n".join([f"Channel {label}:", *(f"  {line}" for line in lines)])
+
+
+def trained_text(job: TrainingJob, result: JobResult, filename: str) -> str:
+    """A training (or the import of an export file) that ended ``done``."""
+    if result.imported:
+        count = len(job.story_ids)
+        return (
+            f"Imported {count} stor{'y' if count == 1 else 'ies'} and a model from {filename}; "
+            f"it is now version {result.model_version}."
+        )
+    f = result.figures
+    assert f is not None  # a done training has figures
+    if known(f.learnable_accuracy):
+        accuracy = f", accuracy on learnable windows {f.learnable_accuracy:.1%}"
+    elif known(f.val_accuracy):
+        accuracy = f", held-out accuracy {f.val_accuracy:.1%}"
+    else:
+        accuracy = ""
+    return (
+        f"Trained model version {result.model_version} on {filename}: {f.symbols} symbols, "
+        f"vocabulary {f.vocabulary_size}, {count_text(f.epochs, 'epoch')} in "
+        f"{f.seconds:.1f} s{accuracy}."
+    )
+
+
+def training_failed_text(job: TrainingJob, result: JobResult) -> str:
+    lines = [f"Training {result.state}: {result.error}"]
+    if job.story_id is not None:
+        lines.append(KEPT_STORY.format(story_id=job.story_id))
+    return "\n".join(lines)
+
+
+def continuation_text(continuation: Continuation) -> str:
+    share = continuation.original_share
+    return display_prose(continuation.text) + (
+        "" if share is None else f"  [{share:.0%} from the story]"
+    )
 
 
 def member_data_json(data: MemberData) -> bytes:

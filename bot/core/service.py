@@ -75,7 +75,7 @@ class StoryService:
             store, self._threads, max_models=config.cache.models, megabytes=config.cache.megabytes
         )
         self.library = Library(config, store, self.scheduler, self.cache, self.checks)
-        self.transfer = Transfer(config, store, self.scheduler, self.cache, self.library)
+        self.transfer = Transfer(self.library)
         self.history = HistoryLearning(config, store, self.scheduler, self.library, self.checks)
         self.privacy = Privacy(config, store, self.scheduler, self.cache, self.library)
         self.cooldowns = Cooldowns(config.cooldowns.continue_seconds)
