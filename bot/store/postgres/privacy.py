@@ -8,8 +8,6 @@ from typing import Any
 
 from bot.core.store import (
     HistorySpan,
-    JobRecord,
-    RemovalFacts,
     RemovalPolicy,
     StoryMessage,
     StoryRebuild,
@@ -18,9 +16,7 @@ from bot.core.store import (
     UserRecords,
     now_iso,
 )
-from bot.errors import StorageError
 from bot.store.postgres.stories import StoryTables
-from bot.store.sqlite.models import model_record
 
 # A request covers one server (guild_id = the parameter) or, with NULL, every server.
 
@@ -221,59 +217,9 @@ class PrivacyTables(StoryTables):
             "SELECT guild_id, name FROM channels WHERE channel_id = $1", channel_id
         )
         assert channel is not None  # stories hold a foreign key to their channel
-        active_row = await db.fetchrow(
-            "SELECT * FROM model_info WHERE channel_id = $1 AND active", channel_id
+        facts, active_after, job = await self._remove_stories(
+            db, stories[0], removed, rewritten, channel["guild_id"], policy, None, None
         )
-        active = None if active_row is None else model_record(active_row)
-        rows = await db.fetch(
-            "SELECT m.id, m.version, EXISTS (SELECT 1 FROM model_stories ms "
-            "WHERE ms.model_id = m.id AND ms.story_id = ANY($1::bigint[])) AS trained_on_it "
-            "FROM models m WHERE m.channel_id = $2 ORDER BY m.version DESC",
-            [*removed, *rewritten],
-            channel_id,
-        )
-        doomed = [r for r in rows if r["trained_on_it"]]
-        kept = {int(r["version"]): int(r["id"]) for r in rows if not r["trained_on_it"]}
-        others = await db.fetch(
-            "SELECT id FROM stories WHERE channel_id = $1 ORDER BY id", channel_id
-        )
-        facts = RemovalFacts(
-            story=stories[0],
-            active=active,
-            deleted_versions=tuple(sorted(int(r["version"]) for r in doomed)),
-            remaining_versions=tuple(kept),
-            remaining_story_ids=tuple(int(r["id"]) for r in others if r["id"] not in removed),
-            removed_story_ids=tuple(removed),
-        )
-        plan = policy(facts)
-        await db.execute(
-            "DELETE FROM models WHERE id = ANY($1::bigint[])", [int(r["id"]) for r in doomed]
-        )
-        await db.execute("DELETE FROM stories WHERE id = ANY($1::bigint[])", removed)
-        active_after = None
-        if active is not None and active.version not in facts.deleted_versions:
-            active_after = active.version
-        if plan.activate_version is not None:
-            if plan.activate_version not in kept:
-                raise StorageError(f"version {plan.activate_version} is not kept")
-            await db.execute(
-                "UPDATE channels SET active_model_id = $1 WHERE channel_id = $2",
-                kept[plan.activate_version],
-                channel_id,
-            )
-            active_after = plan.activate_version
-        job: JobRecord | None = None
-        if plan.retrain_story_ids:
-            job_id = await self._insert_job(
-                db,
-                channel_id,
-                channel["guild_id"],
-                None,
-                None,
-                plan.retrain_story_ids,
-                plan.retrain_options,
-            )
-            job = await self._job_row(db, job_id)
         return UserDataDeletion(
             channel_id=channel_id,
             guild_id=channel["guild_id"],

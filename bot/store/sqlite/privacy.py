@@ -3,15 +3,12 @@ their deletion (rebuilding history stories without their messages, applying the 
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
 from bot.core.store import (
     HistorySpan,
-    JobRecord,
-    RemovalFacts,
     RemovalPolicy,
     StoryMessage,
     StoryRebuild,
@@ -20,8 +17,6 @@ from bot.core.store import (
     UserRecords,
     now_iso,
 )
-from bot.errors import StorageError
-from bot.store.sqlite.models import model_record
 from bot.store.sqlite.stories import StoryTables
 
 # A request covers one server (guild_id = the parameter) or, with NULL, every server.
@@ -231,60 +226,13 @@ class PrivacyTables(StoryTables):
         rewritten: list[int],
         policy: RemovalPolicy,
     ) -> UserDataDeletion:
-        db = self._db
         channel = await self._one(
             "SELECT guild_id, name FROM channels WHERE channel_id = ?", (channel_id,)
         )
         assert channel is not None  # stories hold a foreign key to their channel
-        affected = [*removed, *rewritten]
-        active_row = await self._one(
-            "SELECT * FROM model_info WHERE channel_id = ? AND active", (channel_id,)
+        facts, active_after, job = await self._remove_stories(
+            stories[0], removed, rewritten, channel["guild_id"], policy, None, None
         )
-        active = None if active_row is None else model_record(active_row)
-        rows = await self._all(
-            "SELECT m.id, m.version, EXISTS (SELECT 1 FROM model_stories ms "
-            "WHERE ms.model_id = m.id AND ms.story_id IN (SELECT value FROM json_each(?))) "
-            "AS trained_on_it FROM models m WHERE m.channel_id = ? ORDER BY m.version DESC",
-            (json.dumps(affected), channel_id),
-        )
-        doomed = [r for r in rows if r["trained_on_it"]]
-        kept = {int(r["version"]): int(r["id"]) for r in rows if not r["trained_on_it"]}
-        others = await self._all(
-            "SELECT id FROM stories WHERE channel_id = ? ORDER BY id", (channel_id,)
-        )
-        facts = RemovalFacts(
-            story=stories[0],
-            active=active,
-            deleted_versions=tuple(sorted(int(r["version"]) for r in doomed)),
-            remaining_versions=tuple(kept),
-            remaining_story_ids=tuple(int(r["id"]) for r in others if r["id"] not in removed),
-            removed_story_ids=tuple(removed),
-        )
-        plan = policy(facts)
-        await db.executemany("DELETE FROM models WHERE id = ?", [(r["id"],) for r in doomed])
-        await db.executemany("DELETE FROM stories WHERE id = ?", [(i,) for i in removed])
-        active_after = None
-        if active is not None and active.version not in facts.deleted_versions:
-            active_after = active.version
-        if plan.activate_version is not None:
-            if plan.activate_version not in kept:
-                raise StorageError(f"version {plan.activate_version} is not kept")
-            await db.execute(
-                "UPDATE channels SET active_model_id = ? WHERE channel_id = ?",
-                (kept[plan.activate_version], channel_id),
-            )
-            active_after = plan.activate_version
-        job: JobRecord | None = None
-        if plan.retrain_story_ids:
-            job_id = await self._insert_job(
-                channel_id,
-                channel["guild_id"],
-                None,
-                None,
-                plan.retrain_story_ids,
-                plan.retrain_options,
-            )
-            job = await self._job_row(job_id)
         return UserDataDeletion(
             channel_id=channel_id,
             guild_id=channel["guild_id"],
