@@ -159,13 +159,21 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
                 "(set DISCORD_TOKEN or [discord] token in the config file)\n"
             )
             return 2
-        from bot.discord_adapter.runner import DiscordUnreachable, run_bot, sync_commands
+        from bot.discord_adapter.runner import (
+            DiscordUnreachable,
+            IntentNotEnabled,
+            run_bot,
+            sync_commands,
+        )
 
         try:
             (run_bot if args.command == "run" else sync_commands)(config)
         except DiscordUnreachable as exc:
             sys.stderr.write(f"cannot reach Discord ({exc}); check the network and try again\n")
             return 1
+        except IntentNotEnabled as exc:
+            sys.stderr.write(f"configuration error: {exc}\n")
+            return 2
         return 0
     command = CLI_COMMANDS.get(args.command)
     confirm = None if command is None else command.confirm

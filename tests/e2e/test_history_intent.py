@@ -3,10 +3,12 @@ on, reads nothing, and the fake Discord hides message text from such a bot as Di
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from tests.fake_discord import FakeDiscord
-from tests.fake_discord.bot_process import BotProcess
+from tests.fake_discord.bot_process import BotProcess, make_bot_process
 
 pytestmark = pytest.mark.e2e
 
@@ -52,3 +54,16 @@ async def test_fake_discord_hides_text_without_the_intent(
     ):
         assert response.status == 400
     fake_discord.fail_on_violations = False  # the limit=101 request above, on purpose
+
+
+async def test_intent_on_in_the_config_but_refused_by_discord_is_a_clear_error(
+    fake_discord: FakeDiscord, tmp_path: Path
+) -> None:
+    w = fake_discord.world
+    assert w is not None  # the fake refuses privileged intents, as an unticked portal box does
+    config = {"discord": {"dev_guild_id": w.guild.id, "message_content": True}}
+    proc = make_bot_process(fake_discord, tmp_path, config)
+    await proc.start(wait_identify=False, wait_commands_for=False)
+    assert await proc.wait_exit(60.0) == 2, proc.log_tail()
+    assert "refused the Message Content intent" in proc.log_text()
+    assert "Traceback" not in proc.log_text()
