@@ -9,7 +9,6 @@ from typing import Any
 from bot.core.store import (
     HistorySpan,
     RemovalPolicy,
-    StoryMessage,
     StoryRebuild,
     StoryRecord,
     UserDataDeletion,
@@ -17,6 +16,7 @@ from bot.core.store import (
     now_iso,
 )
 from bot.store.postgres.stories import StoryTables
+from bot.store.sqlite.privacy import story_record, user_records
 
 # A request covers one server (guild_id = the parameter) or, with NULL, every server.
 
@@ -102,22 +102,7 @@ class PrivacyTables(StoryTables):
                 user_id,
                 guild_id,
             )
-        return UserRecords(
-            uploads=tuple((_story(row), str(row["text"])) for row in uploads),
-            messages=tuple(
-                (
-                    _story(row),
-                    StoryMessage(
-                        int(row["message_id"]),
-                        int(row["author_id"]),
-                        str(row["message_text"]),
-                        str(row["message_at"]),
-                    ),
-                )
-                for row in messages
-            ),
-            opted_out_guilds=tuple(int(row["guild_id"]) for row in guilds),
-        )
+        return user_records(uploads, messages, guilds)
 
     async def user_channels(self, user_id: int, guild_id: int | None) -> list[int]:
         async with self._read() as db:
@@ -163,9 +148,9 @@ class PrivacyTables(StoryTables):
             )
             by_channel: dict[int, list[tuple[StoryRecord, bool]]] = defaultdict(list)
             for row in uploads:
-                by_channel[int(row["channel_id"])].append((_story(row), True))
+                by_channel[int(row["channel_id"])].append((story_record(row), True))
             for row in touched:
-                by_channel[int(row["channel_id"])].append((_story(row), False))
+                by_channel[int(row["channel_id"])].append((story_record(row), False))
             for channel_id in sorted(by_channel):
                 await db.execute(
                     "SELECT 1 FROM channels WHERE channel_id = $1 FOR UPDATE", channel_id
@@ -255,7 +240,3 @@ async def _rebuild(db: Any, story_id: int, user_id: int, rebuild: StoryRebuild) 
         story_id,
     )
     return True
-
-
-def _story(row: Any) -> StoryRecord:
-    return StoryRecord(**{k: row[k] for k in StoryRecord.__dataclass_fields__})

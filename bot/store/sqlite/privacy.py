@@ -98,22 +98,7 @@ class PrivacyTables(StoryTables):
                 "AND (? IS NULL OR guild_id = ?) ORDER BY guild_id",
                 (user_id, guild_id, guild_id),
             )
-        return UserRecords(
-            uploads=tuple((_story(row), str(row["text"])) for row in uploads),
-            messages=tuple(
-                (
-                    _story(row),
-                    StoryMessage(
-                        int(row["message_id"]),
-                        int(row["author_id"]),
-                        str(row["message_text"]),
-                        str(row["message_at"]),
-                    ),
-                )
-                for row in messages
-            ),
-            opted_out_guilds=tuple(int(row["guild_id"]) for row in guilds),
-        )
+        return user_records(uploads, messages, guilds)
 
     async def user_channels(self, user_id: int, guild_id: int | None) -> list[int]:
         async with self._lock:
@@ -156,9 +141,9 @@ class PrivacyTables(StoryTables):
             )
             by_channel: dict[int, list[tuple[StoryRecord, bool]]] = defaultdict(list)
             for row in uploads:
-                by_channel[int(row["channel_id"])].append((_story(row), True))
+                by_channel[int(row["channel_id"])].append((story_record(row), True))
             for row in touched:
-                by_channel[int(row["channel_id"])].append((_story(row), False))
+                by_channel[int(row["channel_id"])].append((story_record(row), False))
             for channel_id in sorted(by_channel):
                 stories = sorted(by_channel[channel_id], key=lambda pair: pair[0].id)
                 removed, rewritten = [], []
@@ -245,5 +230,27 @@ class PrivacyTables(StoryTables):
         )
 
 
-def _story(row: Any) -> StoryRecord:
+def story_record(row: Any) -> StoryRecord:
     return StoryRecord(**{k: row[k] for k in StoryRecord.__dataclass_fields__})
+
+
+def user_records(
+    uploads: Sequence[Any], messages: Sequence[Any], guilds: Sequence[Any]
+) -> UserRecords:
+    """``user_records``'s rows (either backend's: mappings by column name) as records."""
+    return UserRecords(
+        uploads=tuple((story_record(row), str(row["text"])) for row in uploads),
+        messages=tuple(
+            (
+                story_record(row),
+                StoryMessage(
+                    int(row["message_id"]),
+                    int(row["author_id"]),
+                    str(row["message_text"]),
+                    str(row["message_at"]),
+                ),
+            )
+            for row in messages
+        ),
+        opted_out_guilds=tuple(int(row["guild_id"]) for row in guilds),
+    )
