@@ -27,7 +27,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from bot.adapters.commands import CLI_COMMANDS
 from bot.adapters.syntax import (
@@ -159,17 +159,25 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
                 "(set DISCORD_TOKEN or [discord] token in the config file)\n"
             )
             return 2
-        from bot.discord_adapter.runner import DiscordUnreachable, run_bot, sync_commands
+        from bot.discord_adapter.runner import (
+            DiscordUnreachable,
+            IntentNotEnabled,
+            run_bot,
+            sync_commands,
+        )
 
         try:
             (run_bot if args.command == "run" else sync_commands)(config)
         except DiscordUnreachable as exc:
             sys.stderr.write(f"cannot reach Discord ({exc}); check the network and try again\n")
             return 1
+        except IntentNotEnabled as exc:
+            sys.stderr.write(f"configuration error: {exc}\n")
+            return 2
         return 0
     command = CLI_COMMANDS.get(args.command)
     confirm = None if command is None else command.confirm
-    if confirm is not None and not args.yes and not _confirm(confirm, _channel(args)):
+    if confirm is not None and not args.yes and not _confirm(confirm, _channel(args), vars(args)):
         return 1
     terminated: list[int] = []
     try:
@@ -229,14 +237,14 @@ def _stop_on_sigterm(terminated: list[int]) -> None:
         asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop)
 
 
-def _confirm(confirm: Confirmation, channel: str | ChannelRef) -> bool:
+def _confirm(confirm: Confirmation, channel: str | ChannelRef, values: dict[str, Any]) -> bool:
     """Ask before the command runs; refuse when no one can answer (no --yes)."""
     label = channel_label(channel)
     if not sys.stdin.isatty():
-        sys.stderr.write(confirm.refusal.format(channel=label) + "\n")
+        sys.stderr.write(confirm.refusal.format(**{**values, "channel": label}) + "\n")
         return False
     try:
-        answer = input(confirm.question.format(channel=label) + " [y/N] ")
+        answer = input(confirm.question.format(**{**values, "channel": label}) + " [y/N] ")
     except EOFError:
         answer = ""
     if answer.strip().lower() in ("y", "yes"):

@@ -133,7 +133,7 @@ class Console:
         if command.confirm is not None and not values.get("yes"):
             label = channel_label(self.channel)
             answer = await self.read_line(
-                command.confirm.question.format(channel=label) + " [y/N] "
+                command.confirm.question.format(**{**values, "channel": label}) + " [y/N] "
             )
             if (answer or "").strip().lower() not in ("y", "yes"):
                 self.out.write(command.confirm.declined + "\n")

@@ -28,7 +28,9 @@ from bot.adapters.text import (
     card_text,
     channel_stats_text,
     continuation_text,
+    deletion_text,
     import_text,
+    member_data_json,
     removal_text,
     stories_text,
     trained_text,
@@ -129,6 +131,33 @@ async def _forget(call: Call) -> str:
     return f"Forgot channel {call.label}."
 
 
+async def _forget_user(call: Call) -> Reply | str:
+    """``delete_user_data``; in the CLI, each retraining it queues through to its end."""
+    user_id = call.args["user_id"]
+    deleted = await call.service.delete_user_data(user_id, call.args["server"])
+    text = deletion_text(deleted, f"user {user_id}")
+    if not deleted.retrainings or not call.runs_to_end:
+        return text
+    call.out.write(text + "\n")
+    ended = []
+    for job in deleted.retrainings:
+        result = await call.service.wait_for_job(job.job_id)
+        ended.append(f"Retraining #{job.job_id} {result.state}" + (
+            f": {result.error}" if result.error else "."))  # fmt: skip
+    return Reply("\n".join(ended), ok=all(" done" in line for line in ended))
+
+
+async def _user_data(call: Call) -> str:
+    data = member_data_json(
+        await call.service.member_data(call.args["user_id"], call.args["server"])
+    )
+    target: Path | None = call.args["out"]
+    if target is None:
+        return data.decode("utf-8")
+    await asyncio.to_thread(target.write_bytes, data)
+    return f"Wrote {target} ({format_bytes(len(data))})."
+
+
 async def _cancel(call: Call) -> str:
     progress = await call.service.cancel(call.ref, CONSOLE_MEMBER)
     return "Nothing to cancel." if progress is None else "Cancelling."
@@ -167,6 +196,18 @@ FORGET = Confirmation(
     refusal="forget deletes every story, model and job of channel {channel}: add --yes to "
     "confirm (stdin is not a terminal, so I cannot ask).",
     declined="Nothing was deleted.",
+)
+
+FORGET_USER = Confirmation(
+    question="Delete the uploads and history messages of user {user_id} (server: {server}, "
+    "None: every server) and the models trained on them?",
+    refusal="forget-user deletes the uploads and history messages of user {user_id}: add --yes "
+    "to confirm (stdin is not a terminal, so I cannot ask).",
+    declined="Nothing was deleted.",
+)
+MEMBER_ARGUMENTS = (
+    Positional("user_id", "the member's Discord user id", "USER_ID", int),
+    Option("server", "one Discord server only (default: every server)", int, "SERVER_ID"),
 )
 
 # -- the table ------------------------------------------------------------------------------
@@ -272,6 +313,32 @@ COMMANDS: tuple[Command, ...] = (
         _forget,
         (Flag("yes", "do not ask for confirmation"),),
         confirm=FORGET,
+    ),
+    Command(
+        "forget-user",
+        ("privacy forget-user",),
+        "delete a member's uploads and history messages, the models trained on them; retrain",
+        _forget_user,
+        (*MEMBER_ARGUMENTS, Flag("yes", "do not ask for confirmation")),
+        confirm=FORGET_USER,
+        trains=True,
+    ),
+    Command(
+        "user-data",
+        ("privacy user-data",),
+        "everything fabulist keeps of a member, as JSON (/privacy mydata)",
+        _user_data,
+        (
+            *MEMBER_ARGUMENTS,
+            Positional(
+                "out",
+                "file to write (default: print it)",
+                "FILE",
+                Path,
+                optional=True,
+                cli_option="--out",
+            ),
+        ),
     ),
     Command(
         "cancel",

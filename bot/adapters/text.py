@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import json
+
 from bot.core.api import (
     Continuation,
+    DataDeletion,
+    HistorySpan,
+    HistoryTraining,
     ImportResult,
     JobResult,
+    MemberData,
     RetrainReason,
     StoryCard,
+    StoryInfo,
     StoryRemoval,
     TrainingJob,
 )
-from bot.core.figures import ModelVersion, StoryInfo, StoryStats
+from bot.core.figures import ModelVersion, StoryStats
 from bot.display import count_text, display_prose, known, vocabulary_text
 
 # A story whose training did not finish stays stored: an append would train on it.
@@ -22,7 +29,77 @@ KEPT_STORY = (
 
 
 def retrain_reason_text(reason: RetrainReason) -> str:
+    if reason.member_data:
+        return "retraining after a member's data was deleted (/privacy forget)"
     return f"retraining after story #{reason.removed_story_id} ({reason.filename}) was removed"
+
+
+def plural(count: int, noun: str, nouns: str | None = None) -> str:
+    return f"{count:,} {noun if count == 1 else nouns or noun + 's'}"
+
+
+def dates_text(span: HistorySpan) -> str:
+    first, last = span.first_at[:10], span.last_at[:10]
+    return f"from {first}" if first == last else f"from {first} to {last}"
+
+
+def span_text(span: HistorySpan) -> str:
+    return f"{plural(span.messages, 'message')} {dates_text(span)}"
+
+
+def history_source_text(channel_name: str | None, span: HistorySpan) -> str:
+    where = f"#{channel_name}" if channel_name else "this channel"
+    return f"the history of {where}: {span_text(span)}"
+
+
+def history_text(learned: HistoryTraining) -> str:
+    """What a history training read and left out (the member's private answer)."""
+    left_out = [
+        (learned.skipped_bots, "from bots or webhooks"),
+        (learned.skipped_commands, "commands"),
+        (learned.skipped_opted_out, "from members who opted out"),
+        (learned.skipped_empty, "with nothing left after removing links, code and mentions"),
+    ]
+    parts = [f"{count:,} {what}" for count, what in left_out if count]
+    skipped = f" (left out: {', '.join(parts)})" if parts else ""
+    return (
+        f" Learning {plural(learned.messages, 'message')} of {learned.read:,} read{skipped}, "
+        f"{dates_text(learned.span)}."
+    )
+
+
+def member_data_text(data: MemberData) -> str:
+    """The summary of ``/privacy mydata`` (the file holds the texts)."""
+    stories = {info.story_id for info, _ in data.messages}
+    lines = [
+        "You have opted out of being learned from here."
+        if data.opted_out
+        else "You have not opted out: history trainings here may learn your messages.",
+        f"Stories you uploaded: {len(data.uploads)}.",
+        f"Your messages in stories learned from channel history: {len(data.messages)}"
+        + (f" (in {plural(len(stories), 'story', 'stories')})." if stories else "."),
+    ]
+    if data.uploads or data.messages:
+        lines.append("The attached file holds all of it. /privacy forget deletes it.")
+    return "\n".join(lines)
+
+
+def deletion_text(deleted: DataDeletion, who: str | None = None) -> str:
+    """``who``: the member it is about, for an operator (None: the member reads it)."""
+    whose = "your" if who is None else f"{who}'s"
+    if not deleted.channels:
+        return f"fabulist keeps no uploads or messages of {who or 'yours'}: nothing to delete."
+    parts = [
+        f"Deleted {whose} data in {plural(deleted.channels, 'channel')}: "
+        f"{plural(deleted.removed_stories, 'story', 'stories')} removed, "
+        f"{plural(deleted.rewritten_stories, 'history story', 'history stories')} rebuilt "
+        f"without {whose} messages, "
+        f"{plural(deleted.deleted_versions, 'model version')} trained on them deleted."
+    ]
+    if deleted.retrainings:
+        jobs = ", ".join(f"#{job.job_id}" for job in deleted.retrainings)
+        parts.append(f"Retraining on what remains: job {jobs}.")
+    return " ".join(parts)
 
 
 def removal_text(removal: StoryRemoval) -> str:
@@ -179,3 +256,24 @@ def continuation_text(continuation: Continuation) -> str:
     return display_prose(continuation.text) + (
         "" if share is None else f"  [{share:.0%} from the story]"
     )
+
+
+def member_data_json(data: MemberData) -> bytes:
+    """The file of ``/privacy mydata``: every text fabulist keeps of the member, as JSON."""
+    document = {
+        "user_id": str(data.user_id),
+        "server_id": None if data.guild_id is None else str(data.guild_id),
+        "opted_out": data.opted_out,
+        "uploaded_stories": [
+            {"story_id": info.story_id, "filename": info.filename,
+             "uploaded_at": info.created_at, "text": text}
+            for info, text in data.uploads
+        ],
+        "history_messages": [
+            {"story_id": info.story_id, "story": info.filename,
+             "message_id": str(message.message_id), "sent_at": message.created_at,
+             "text": message.text}
+            for info, message in data.messages
+        ],
+    }  # fmt: skip
+    return json.dumps(document, ensure_ascii=False, indent=2).encode("utf-8")

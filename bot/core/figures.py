@@ -10,19 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bot.core.api import ChannelRef
+from bot.core.api import ChannelRef, StoryInfo
 from bot.core.job_records import figures_of
 from bot.core.store import StoryStore
-
-
-@dataclass(frozen=True)
-class StoryInfo:
-    story_id: int
-    filename: str
-    uploader_id: int | None
-    uploader_name: str | None
-    symbols: int
-    created_at: str
 
 
 @dataclass(frozen=True)

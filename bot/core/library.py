@@ -29,6 +29,7 @@ from bot.core.store import (
     NewStory,
     RemovalFacts,
     RemovalPlan,
+    StoryMessage,
     StoryRecord,
     StoryStore,
 )
@@ -39,18 +40,24 @@ from bot.errors import InvalidOption, InvalidUpload, NoModel, NotAllowed, NotFou
 logger = logging.getLogger(__name__)
 
 
-def removal_plan(facts: RemovalFacts, options: JobOptions) -> RemovalPlan:
-    """After a story's removal: if the active model learned it, the newest kept version that
-    did not answers meanwhile, and a retraining is queued on the active model's other stories
-    (or, if it had none and no version is left, on the newest remaining story)."""
+def removal_plan(
+    facts: RemovalFacts, options: JobOptions, *, member_data: bool = False
+) -> RemovalPlan:
+    """After a story's removal (or a member's data deletion, which removes or rewrites stories):
+    if the active model learned one, the newest kept version that did not answers meanwhile,
+    and a retraining is queued on the active model's remaining stories (or, if none remains
+    and no version is left, on the newest remaining story)."""
     active = facts.active
     if active is None or active.version not in facts.deleted_versions:
         return RemovalPlan(activate_version=None, retrain_story_ids=(), retrain_options={})
     fallback = facts.remaining_versions[0] if facts.remaining_versions else None
-    retrain = tuple(i for i in active.story_ids if i != facts.story.id)
+    removed = {facts.story.id} if facts.removed_story_ids is None else set(facts.removed_story_ids)
+    retrain = tuple(i for i in active.story_ids if i not in removed)
     if not retrain and fallback is None and facts.remaining_story_ids:
         retrain = (facts.remaining_story_ids[-1],)
-    reason = RetrainReason(removed_story_id=facts.story.id, filename=facts.story.filename)
+    reason = RetrainReason(
+        removed_story_id=facts.story.id, filename=facts.story.filename, member_data=member_data
+    )
     return RemovalPlan(
         activate_version=fallback,
         retrain_story_ids=retrain,
@@ -86,10 +93,13 @@ class Library:
         last_result = None if last is None else await self.scheduler.ledger.result_of(last)
         latest: StoryRecord | None = None
         figures: TrainingFigures | None = None
+        history = None
         if model is not None:
             known = [stories[i] for i in model.story_ids if i in stories]
             latest = known[-1] if known else None
             figures = figures_of(model.figures, model.id)
+            if latest is not None:
+                history = (await self.store.history_spans([latest.id])).get(latest.id)
         return StoryCard(
             channel=channel,
             has_model=model is not None,
@@ -112,6 +122,7 @@ class Library:
             last_job=last_result,
             notice=None if job is None else job.reason,
             vocabulary_cap=None if figures is None else figures.vocabulary_cap,
+            history=history,
         )
 
     async def add_story(
@@ -122,6 +133,7 @@ class Library:
         data: bytes,
         append: bool,
         job_options: JobOptions,
+        messages: tuple[StoryMessage, ...] = (),
     ) -> JobRecord:
         """Check an upload against the channel's limits and store it with its queued job
         (the caller holds the channel: ``TrainingScheduler.reserved``)."""
@@ -160,6 +172,7 @@ class Library:
                 bytes=len(data),
                 symbols=prepared.symbols,
                 vocabulary_size=prepared.vocabulary_size,
+                messages=messages,
             ),
             append=append,
             requested_by=member.user_id,
@@ -208,7 +221,7 @@ class Library:
             raise NotAllowed("Only the member who uploaded this story or an admin can remove it.")
         self.scheduler.check_not_busy(channel)
         with self.scheduler.reserved(channel):
-            options = self._retrain_options(await self.store.active_model(channel.channel_id))
+            options = self.retrain_options(await self.store.active_model(channel.channel_id))
             deletion = await self.store.delete_story(
                 channel.channel_id,
                 story_id,
@@ -246,7 +259,7 @@ class Library:
             retraining=retraining,
         )
 
-    def _retrain_options(self, active: ModelRecord | None) -> JobOptions:
+    def retrain_options(self, active: ModelRecord | None) -> JobOptions:
         """Options for a retraining: the active model's layers, n_input and seed."""
         config = {} if active is None else active.config
         seed = None if active is None else JobOptions.from_dict(active.options).seed

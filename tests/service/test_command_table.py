@@ -58,6 +58,18 @@ def test_every_row_is_a_cli_subcommand_and_a_console_command() -> None:
         ("export", "", "", {"out": None}),
         ("forget", "yes", "--yes", {"yes": True}),
         ("forget", "", "", {"yes": False}),
+        (
+            "forget-user",
+            "42 server:7 yes",
+            "42 --server 7 --yes",
+            {"user_id": 42, "server": 7, "yes": True},
+        ),
+        (
+            "user-data",
+            "42 me.json",
+            "42 --out me.json",
+            {"user_id": 42, "server": None, "out": Path("me.json")},
+        ),
     ],
 )
 def test_both_surfaces_parse_to_the_same_arguments(
