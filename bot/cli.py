@@ -3,18 +3,8 @@
     python -m bot [--config FILE] [--db FILE] [-v] COMMAND  (the three also after COMMAND)
       run [--shard-ids 0,1 --shard-count 4] connect to Discord (needs a token); serve those shards
       sync                                  register the slash commands (dev_guild_id: that guild)
-      train FILE [--channel C] [--append] [--layers N] [--n-input N] [--seed S] [--max-seconds T]
-      continue WORDS... [--channel C] [--length N] [--temperature T] [--seed S] [--top-k K]
-      status [--channel C]
-      stories [--channel C]                 the channel's stories (id, file, uploader, size, date)
-      stats [--channel C]                   symbols per story, vocabulary, versions, replies
-      remove ID [--channel C]               remove a story and every model trained on it
-      versions [--channel C]                the kept model versions (* = active)
-      rollback [VERSION] [--channel C]      make a kept version active (default: the previous)
-      export [--channel C] [--out FILE]     write the channel's export file
-      import FILE [--channel C]             restore an export file into the channel
-      forget [--channel C] [--yes]          asks first; --yes when stdin is not a terminal
-      console [--channel C]                 interactive, with the slash commands' syntax
+      CHANNEL-COMMAND ... [--channel C]     train, continue, status, stories, ...: one row each
+                                            of bot.adapters.commands (``fabulist --help``)
       migrate-storage --from URL [--to URL] [--replace]
                                             copy every row to another database and verify it
                                             (--to defaults to the configured storage)
@@ -37,14 +27,22 @@ import sys
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-from bot.adapters.commands import BY_CLI_NAME, QUERIES
+from bot.adapters.commands import CLI_COMMANDS
+from bot.adapters.syntax import (
+    Call,
+    Confirmation,
+    add_cli_arguments,
+    channel_label,
+    cli_values,
+    invoke,
+)
 from bot.config import Config, check_relations, load_config
+from bot.core.api import ChannelRef
 from bot.errors import ConfigError, StorageError, UserError
 
 if TYPE_CHECKING:
-    from bot.core.api import ChannelRef
     from bot.core.service import StoryService
 
 logger = logging.getLogger(__name__)
@@ -111,47 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--guild-id", type=int, help="the Discord server's id (--channel-id)")
         return sub
 
-    train = with_channel("train", "train a story file into a channel")
-    train.add_argument("file", type=Path, help="a UTF-8 text file, or an export file (.zip)")
-    train.add_argument("--append", action="store_true", help="train on all the channel's stories")
-    train.add_argument("--layers", type=int, help="LSTM layers (1 or 2; default from the config)")
-    train.add_argument(
-        "--n-input", type=int, help="symbols the model reads to predict the next (default 3)"
-    )
-    train.add_argument("--seed", type=int, help="random seed, for a repeatable training")
-    train.add_argument(
-        "--max-seconds",
-        type=float,
-        help="stop training after this many seconds",
-    )
-    cont = with_channel("continue", "continue a prompt with the channel's model")
-    cont.add_argument("words", nargs="+", help="the prompt")
-    cont.add_argument("--length", type=int, help="words and punctuation marks to add (default 32)")
-    cont.add_argument(
-        "--temperature",
-        type=float,
-        default=0.0,
-        help="0 picks the likeliest word (default); higher values sample more freely",
-    )
-    cont.add_argument("--seed", type=int, help="random seed for sampling (temperature > 0)")
-    cont.add_argument("--top-k", type=int, help="sample only among the K likeliest words")
-    for query in QUERIES:  # the read-only commands, shared with the console
-        with_channel(query.cli_name, query.help)
-    remove = with_channel("remove", "remove a story and the models trained on it")
-    remove.add_argument("story_id", type=int, metavar="ID", help="the story's number (stories)")
-    rollback = with_channel("rollback", "make a kept model version active")
-    rollback.add_argument(
-        "version", type=int, nargs="?", help="the version (default: the previous one)"
-    )
-    export = with_channel("export", "write the channel's export file")
-    export.add_argument(
-        "--out", type=Path, help="file to write (default: <channel>-vN.fabulist.zip)"
-    )
-    imp = with_channel("import", "restore an export file into the channel")
-    imp.add_argument("file", type=Path, help="an export file (.fabulist.zip)")
-    forget = with_channel("forget", "delete the channel's stories, models and jobs")
-    forget.add_argument("--yes", action="store_true", help="do not ask for confirmation")
-    with_channel("console", "interactive console with the slash commands' syntax")
+    for entry in CLI_COMMANDS.values():  # the channel commands, shared with the console
+        add_cli_arguments(with_channel(entry.name, entry.help), entry)
     return parser
 
 
@@ -200,15 +159,25 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
                 "(set DISCORD_TOKEN or [discord] token in the config file)\n"
             )
             return 2
-        from bot.discord_adapter.runner import DiscordUnreachable, run_bot, sync_commands
+        from bot.discord_adapter.runner import (
+            DiscordUnreachable,
+            IntentNotEnabled,
+            run_bot,
+            sync_commands,
+        )
 
         try:
             (run_bot if args.command == "run" else sync_commands)(config)
         except DiscordUnreachable as exc:
             sys.stderr.write(f"cannot reach Discord ({exc}); check the network and try again\n")
             return 1
+        except IntentNotEnabled as exc:
+            sys.stderr.write(f"configuration error: {exc}\n")
+            return 2
         return 0
-    if args.command == "forget" and not args.yes and not _confirm_forget(args):
+    command = CLI_COMMANDS.get(args.command)
+    confirm = None if command is None else command.confirm
+    if confirm is not None and not args.yes and not _confirm(confirm, _channel(args), vars(args)):
         return 1
     terminated: list[int] = []
     try:
@@ -217,7 +186,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
         sys.stderr.write(f"database error: {exc}\n")
         return 2
     except (KeyboardInterrupt, asyncio.CancelledError):
-        if args.command in ("train", "remove"):
+        if command is not None and command.trains:
             sys.stderr.write(
                 "Interrupted: the training stopped and its job is recorded as interrupted; the "
                 "previous model (if any) stays active. The uploaded story stays in the channel's "
@@ -268,23 +237,27 @@ def _stop_on_sigterm(terminated: list[int]) -> None:
         asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop)
 
 
-def _confirm_forget(args: argparse.Namespace) -> bool:
-    """Ask before ``forget`` deletes everything; refuse when no one can answer (no --yes)."""
-    label = args.channel if args.channel_id is None else f"<#{args.channel_id}>"
+def _confirm(confirm: Confirmation, channel: str | ChannelRef, values: dict[str, Any]) -> bool:
+    """Ask before the command runs; refuse when no one can answer (no --yes)."""
+    label = channel_label(channel)
     if not sys.stdin.isatty():
-        sys.stderr.write(
-            f"forget deletes every story, model and job of channel {label}: "
-            "add --yes to confirm (stdin is not a terminal, so I cannot ask).\n"
-        )
+        sys.stderr.write(confirm.refusal.format(**{**values, "channel": label}) + "\n")
         return False
     try:
-        answer = input(f"Delete every story, model and job of channel {label}? [y/N] ")
+        answer = input(confirm.question.format(**{**values, "channel": label}) + " [y/N] ")
     except EOFError:
         answer = ""
     if answer.strip().lower() in ("y", "yes"):
         return True
-    sys.stderr.write("Nothing was deleted.\n")
+    sys.stderr.write(confirm.declined + "\n")
     return False
+
+
+def _channel(args: argparse.Namespace) -> str | ChannelRef:
+    """--channel-id names a Discord channel; else --channel a console channel (by name)."""
+    if args.channel_id is None:
+        return str(args.channel)
+    return ChannelRef(guild_id=args.guild_id, channel_id=args.channel_id)
 
 
 async def _offline(
@@ -292,12 +265,7 @@ async def _offline(
 ) -> int:
     _stop_on_sigterm(terminated)
     from bot.app import open_app
-    from bot.core.api import ChannelRef
 
-    # --channel-id names a Discord channel; else --channel a console channel (by name).
-    channel: str | ChannelRef = args.channel
-    if args.channel_id is not None:
-        channel = ChannelRef(guild_id=args.guild_id, channel_id=args.channel_id)
     if args.command != "console":
         # One worker is enough offline; the console may train more than once.
         config = replace(config, workers=replace(config.workers, count=1))
@@ -305,78 +273,22 @@ async def _offline(
     # with the first training (TensorFlow takes seconds to import): a command that trains
     # nothing, or a refused upload, never waits for them.
     async with open_app(config, warm_workers=False) as app:
-        return await _command(args, app.service, channel, out)
+        return await _command(args, app.service, _channel(args), out)
 
 
 async def _command(
     args: argparse.Namespace, service: StoryService, channel: str | ChannelRef, out: TextIO
 ) -> int:
-    from bot.adapters.commands import CONSOLE_MEMBER, channel_label, resolve_channel
-    from bot.console import (
-        Console,
-        continue_text,
-        export_file,
-        import_file,
-        rollback_text,
-        train_file,
-    )
-    from bot.core.api import ContinueOptions, TrainOptions
-
+    command = CLI_COMMANDS[args.command]
+    call = Call(service, channel, cli_values(command, args), out, runs_to_end=True)
     try:
-        if args.command == "train":
-            options = TrainOptions(
-                layers=args.layers,
-                n_input=args.n_input,
-                seed=args.seed,
-                max_seconds=args.max_seconds,
-                mode="append" if args.append else "replace",
-            )
-            ok = await train_file(service, channel, args.file, options, out)
-            return 0 if ok else 1
-        if args.command == "continue":
-            options_c = ContinueOptions(
-                length=args.length, temperature=args.temperature, seed=args.seed, top_k=args.top_k
-            )
-            out.write(await continue_text(service, channel, " ".join(args.words), options_c))
-            out.write("\n")
-        elif args.command in BY_CLI_NAME:
-            out.write(await BY_CLI_NAME[args.command].render(service, channel) + "\n")
-        elif args.command == "remove":
-            return await _remove(service, channel, args.story_id, out)
-        elif args.command == "rollback":
-            version = None if args.version is None else str(args.version)
-            out.write(await rollback_text(service, channel, version) + "\n")
-        elif args.command == "export":
-            await export_file(service, channel, args.out, out)
-        elif args.command == "import":
-            await import_file(service, channel, args.file, out)
-        elif args.command == "forget":
-            await service.forget(resolve_channel(channel), CONSOLE_MEMBER)
-            out.write(f"Forgot channel {channel_label(channel)}.\n")
-        elif args.command == "console":
-            await Console(service, out, channel).run()
-        return 0
+        reply = await invoke(command, call)
     except UserError as exc:
         # The service names the Discord command; here the user types the CLI's own.
         message = exc.message.replace("Use /train first.", "Use `python -m bot train FILE` first.")
         sys.stderr.write(message + "\n")
         return 1
-
-
-async def _remove(
-    service: StoryService, channel: str | ChannelRef, story_id: int, out: TextIO
-) -> int:
-    """Remove a story; if that queues a retraining, show it through to the end."""
-    from bot.adapters.commands import CONSOLE_MEMBER, resolve_channel
-    from bot.adapters.text import removal_text
-    from bot.console import ProgressBar
-
-    removal = await service.remove_story(
-        resolve_channel(channel), CONSOLE_MEMBER, story_id, on_progress=ProgressBar(out)
-    )
-    out.write(removal_text(removal) + "\n")
-    if removal.retraining is None:
+    if reply is None:
         return 0
-    result = await service.wait_for_job(removal.retraining.job_id)
-    out.write(f"Retraining {result.state}" + (f": {result.error}" if result.error else ".") + "\n")
-    return 0 if result.state == "done" else 1
+    out.write(reply.text + "\n")
+    return 0 if reply.ok else 1

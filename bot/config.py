@@ -33,6 +33,7 @@ __all__ = [
     "ConfigError",
     "CooldownsConfig",
     "DiscordConfig",
+    "HistoryConfig",
     "LimitsConfig",
     "LoggingConfig",
     "PermissionsConfig",
@@ -60,6 +61,20 @@ class DiscordConfig:
     dev_guild_id: int | None = field(default=None, metadata=_c(min=1))
     shard_count: int | None = field(default=None, metadata=_c(min=1))
     shard_ids: tuple[int, ...] | None = field(default=None, metadata=_c(min=0))
+    # The privileged Message Content intent (Developer Portal > Bot), needed only to learn from
+    # channel history (/train source:history).
+    message_content: bool = False
+
+
+@dataclass(frozen=True)
+class HistoryConfig:
+    # Messages read by /train source:history: at most ``max_messages``, ``default_messages``
+    # when the admin names no number. Learning from history needs discord.message_content and
+    # a server admin's /privacy server history:on.
+    max_messages: int = field(default=5000, metadata=_c(min=1, max=1_000_000))
+    default_messages: int = field(default=1000, metadata=_c(min=1))
+    # Messages starting with one of these are commands for some bot: never learned.
+    command_prefixes: tuple[str, ...] = ("!", "?", ".", "/", "$")
 
 
 @dataclass(frozen=True)
@@ -166,6 +181,7 @@ class Config:
     cache: CacheConfig = field(default_factory=CacheConfig)
     permissions: PermissionsConfig = field(default_factory=PermissionsConfig)
     cooldowns: CooldownsConfig = field(default_factory=CooldownsConfig)
+    history: HistoryConfig = field(default_factory=HistoryConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
 
     def with_database(self, database: Path) -> Config:
@@ -336,6 +352,8 @@ def check_relations(config: Config) -> None:
         raise ConfigError(
             "limits.default_continuation_symbols must not exceed limits.continuation_symbols"
         )
+    if config.history.default_messages > config.history.max_messages:
+        raise ConfigError("history.default_messages must not exceed history.max_messages")
     gpus = config.workers.gpus_per_job
     if gpus > 1 and not gpus.is_integer():
         raise ConfigError("workers.gpus_per_job must be a fraction of one GPU or whole GPUs")

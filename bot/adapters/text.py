@@ -2,11 +2,104 @@
 
 from __future__ import annotations
 
-from bot.core.api import ImportResult, RetrainReason, StoryRemoval, StoryStats
+import json
+
+from bot.core.api import (
+    Continuation,
+    DataDeletion,
+    HistorySpan,
+    HistoryTraining,
+    ImportResult,
+    JobResult,
+    MemberData,
+    RetrainReason,
+    StoryCard,
+    StoryInfo,
+    StoryRemoval,
+    TrainingJob,
+)
+from bot.core.figures import ModelVersion, StoryStats
+from bot.display import count_text, display_prose, known, vocabulary_text
+
+# A story whose training did not finish stays stored: an append would train on it.
+KEPT_STORY = (
+    "Story #{story_id} stays in the channel's stories, so a later append trains on it; "
+    "remove it (story remove {story_id}) if it should not."
+)
 
 
 def retrain_reason_text(reason: RetrainReason) -> str:
+    if reason.member_data:
+        return "retraining after a member's data was deleted (/privacy forget)"
     return f"retraining after story #{reason.removed_story_id} ({reason.filename}) was removed"
+
+
+def plural(count: int, noun: str, nouns: str | None = None) -> str:
+    return f"{count:,} {noun if count == 1 else nouns or noun + 's'}"
+
+
+def dates_text(span: HistorySpan) -> str:
+    first, last = span.first_at[:10], span.last_at[:10]
+    return f"from {first}" if first == last else f"from {first} to {last}"
+
+
+def span_text(span: HistorySpan) -> str:
+    return f"{plural(span.messages, 'message')} {dates_text(span)}"
+
+
+def history_source_text(channel_name: str | None, span: HistorySpan) -> str:
+    where = f"#{channel_name}" if channel_name else "this channel"
+    return f"the history of {where}: {span_text(span)}"
+
+
+def history_text(learned: HistoryTraining) -> str:
+    """What a history training read and left out (the member's private answer)."""
+    left_out = [
+        (learned.skipped_bots, "from bots or webhooks"),
+        (learned.skipped_commands, "commands"),
+        (learned.skipped_opted_out, "from members who opted out"),
+        (learned.skipped_empty, "with nothing left after removing links, code and mentions"),
+    ]
+    parts = [f"{count:,} {what}" for count, what in left_out if count]
+    skipped = f" (left out: {', '.join(parts)})" if parts else ""
+    return (
+        f" Learning {plural(learned.messages, 'message')} of {learned.read:,} read{skipped}, "
+        f"{dates_text(learned.span)}."
+    )
+
+
+def member_data_text(data: MemberData) -> str:
+    """The summary of ``/privacy mydata`` (the file holds the texts)."""
+    stories = {info.story_id for info, _ in data.messages}
+    lines = [
+        "You have opted out of being learned from here."
+        if data.opted_out
+        else "You have not opted out: history trainings here may learn your messages.",
+        f"Stories you uploaded: {len(data.uploads)}.",
+        f"Your messages in stories learned from channel history: {len(data.messages)}"
+        + (f" (in {plural(len(stories), 'story', 'stories')})." if stories else "."),
+    ]
+    if data.uploads or data.messages:
+        lines.append("The attached file holds all of it. /privacy forget deletes it.")
+    return "\n".join(lines)
+
+
+def deletion_text(deleted: DataDeletion, who: str | None = None) -> str:
+    """``who``: the member it is about, for an operator (None: the member reads it)."""
+    whose = "your" if who is None else f"{who}'s"
+    if not deleted.channels:
+        return f"fabulist keeps no uploads or messages of {who or 'yours'}: nothing to delete."
+    parts = [
+        f"Deleted {whose} data in {plural(deleted.channels, 'channel')}: "
+        f"{plural(deleted.removed_stories, 'story', 'stories')} removed, "
+        f"{plural(deleted.rewritten_stories, 'history story', 'history stories')} rebuilt "
+        f"without {whose} messages, "
+        f"{plural(deleted.deleted_versions, 'model version')} trained on them deleted."
+    ]
+    if deleted.retrainings:
+        jobs = ", ".join(f"#{job.job_id}" for job in deleted.retrainings)
+        parts.append(f"Retraining on what remains: job {jobs}.")
+    return " ".join(parts)
 
 
 def removal_text(removal: StoryRemoval) -> str:
@@ -61,3 +154,126 @@ def stats_lines(stats: StoryStats) -> list[tuple[str, str]]:
 
 def stats_text(stats: StoryStats) -> str:
     return "\n".join(f"{label}: {value}" for label, value in stats_lines(stats))
+
+
+def card_text(card: StoryCard, label: str) -> str:
+    lines = [f"Channel {label}:"]
+    if card.has_model:
+        lines.append(
+            f"  model version {card.model_version}, trained {card.trained_at} on "
+            f"{card.story_filename} ({card.stories} stor{'y' if card.stories == 1 else 'ies'})"
+        )
+        vocabulary = vocabulary_text(
+            card.vocabulary_size, card.vocabulary_cap, card.vocabulary_covered_share
+        )
+        lines.append(
+            f"  {card.symbols} symbols, vocabulary {vocabulary}, "
+            f"{count_text(card.epochs or 0, 'epoch')} in {card.training_seconds or 0:.1f} s"
+        )
+        if known(card.learnable_accuracy):
+            lines.append(f"  accuracy on learnable windows {card.learnable_accuracy:.1%}")
+        if known(card.val_accuracy):
+            lines.append(
+                f"  held-out accuracy {card.val_accuracy:.1%}, perplexity {card.val_perplexity:.1f}"
+            )
+    else:
+        lines.append("  no trained model yet")
+    if card.job is not None:
+        lines.append(
+            f"  training job #{card.job.job_id}: {card.job.state}, "
+            f"epoch {card.job.epoch}/{card.job.max_epochs}"
+        )
+    if card.notice is not None:
+        lines.append(f"  {retrain_reason_text(card.notice)}")
+    if card.last_job is not None and card.last_job.state != "done":
+        lines.append(f"  last training {card.last_job.state}: {card.last_job.error}")
+    return "\n".join(lines)
+
+
+def stories_text(stories: list[StoryInfo], label: str) -> str:
+    if not stories:
+        return f"Channel {label} has no stories."
+    return "\n".join(
+        f"  #{story.story_id} {story.filename} by {story.uploader_name}, "
+        f"{story.symbols} symbols, {story.created_at}"
+        for story in stories
+    )
+
+
+def versions_text(versions: list[ModelVersion], label: str) -> str:
+    if not versions:
+        return f"Channel {label} has no model versions."
+    lines = []
+    for version in versions:
+        mark = "*" if version.active else " "
+        accuracy = (
+            ""
+            if version.learnable_accuracy is None
+            else f", accuracy {version.learnable_accuracy:.1%}"
+        )
+        stories = ", ".join(f"#{i}" for i in version.story_ids)
+        lines.append(f" {mark}v{version.version} {version.created_at}, stories {stories}{accuracy}")
+    return "\n".join(lines)
+
+
+def channel_stats_text(stats: StoryStats, label: str) -> str:
+    lines = stats_text(stats).splitlines()
+    return "\n".join([f"Channel {label}:", *(f"  {line}" for line in lines)])
+
+
+def trained_text(job: TrainingJob, result: JobResult, filename: str) -> str:
+    """A training (or the import of an export file) that ended ``done``."""
+    if result.imported:
+        count = len(job.story_ids)
+        return (
+            f"Imported {count} stor{'y' if count == 1 else 'ies'} and a model from {filename}; "
+            f"it is now version {result.model_version}."
+        )
+    f = result.figures
+    assert f is not None  # a done training has figures
+    if known(f.learnable_accuracy):
+        accuracy = f", accuracy on learnable windows {f.learnable_accuracy:.1%}"
+    elif known(f.val_accuracy):
+        accuracy = f", held-out accuracy {f.val_accuracy:.1%}"
+    else:
+        accuracy = ""
+    return (
+        f"Trained model version {result.model_version} on {filename}: {f.symbols} symbols, "
+        f"vocabulary {f.vocabulary_size}, {count_text(f.epochs, 'epoch')} in "
+        f"{f.seconds:.1f} s{accuracy}."
+    )
+
+
+def training_failed_text(job: TrainingJob, result: JobResult) -> str:
+    lines = [f"Training {result.state}: {result.error}"]
+    if job.story_id is not None:
+        lines.append(KEPT_STORY.format(story_id=job.story_id))
+    return "\n".join(lines)
+
+
+def continuation_text(continuation: Continuation) -> str:
+    share = continuation.original_share
+    return display_prose(continuation.text) + (
+        "" if share is None else f"  [{share:.0%} from the story]"
+    )
+
+
+def member_data_json(data: MemberData) -> bytes:
+    """The file of ``/privacy mydata``: every text fabulist keeps of the member, as JSON."""
+    document = {
+        "user_id": str(data.user_id),
+        "server_id": None if data.guild_id is None else str(data.guild_id),
+        "opted_out": data.opted_out,
+        "uploaded_stories": [
+            {"story_id": info.story_id, "filename": info.filename,
+             "uploaded_at": info.created_at, "text": text}
+            for info, text in data.uploads
+        ],
+        "history_messages": [
+            {"story_id": info.story_id, "story": info.filename,
+             "message_id": str(message.message_id), "sent_at": message.created_at,
+             "text": message.text}
+            for info, message in data.messages
+        ],
+    }  # fmt: skip
+    return json.dumps(document, ensure_ascii=False, indent=2).encode("utf-8")

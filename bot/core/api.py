@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Literal
 
-from bot.core.store import JobState
+from bot.core.store import HistorySpan, JobState, StoryMessage
 from model import TrainingFigures
 from model.config import MAX_N_INPUT
 
@@ -26,19 +26,24 @@ __all__ = [
     "ChannelRef",
     "Continuation",
     "ContinueOptions",
+    "DataDeletion",
     "EndedJob",
+    "HistoryMessage",
+    "HistoryRequest",
+    "HistorySpan",
+    "HistoryTraining",
     "ImportResult",
     "JobProgress",
     "JobResult",
     "JobState",
     "Member",
-    "ModelVersion",
+    "MemberData",
     "ProgressCallback",
     "RetrainReason",
     "StoryCard",
     "StoryInfo",
+    "StoryMessage",
     "StoryRemoval",
-    "StoryStats",
     "TrainOptions",
     "TrainingFigures",
     "TrainingJob",
@@ -85,6 +90,7 @@ class RetrainReason:
 
     removed_story_id: int
     filename: str
+    member_data: bool = False  # a member's data was deleted (/privacy forget) from the story
 
 
 @dataclass(frozen=True)
@@ -169,6 +175,7 @@ class StoryCard:
     last_job: JobResult | None  # the latest finished job (to show a failure)
     notice: RetrainReason | None = None  # why the open job was queued by the bot
     vocabulary_cap: int | None = None  # training.vocabulary_max_size when the model was trained
+    history: HistorySpan | None = None  # the latest story was learned from the channel's history
 
 
 @dataclass(frozen=True)
@@ -179,28 +186,6 @@ class StoryInfo:
     uploader_name: str | None
     symbols: int
     created_at: str
-
-
-@dataclass(frozen=True)
-class StoryStats:
-    """A channel's figures (``/story stats``)."""
-
-    stories: tuple[StoryInfo, ...]  # with their symbols
-    vocabulary_size: int | None  # of the active model
-    model_versions: tuple[int, ...]  # kept, newest first
-    active_version: int | None
-    trainings: int  # trainings that ended with a model
-    replies: int  # continuations served
-
-
-@dataclass(frozen=True)
-class ModelVersion:
-    version: int
-    active: bool
-    created_at: str
-    story_ids: tuple[int, ...]
-    learnable_accuracy: float | None
-    epochs: int | None
 
 
 @dataclass(frozen=True)
@@ -231,6 +216,62 @@ class CacheStats:
     max_models: int
     max_bytes: int
     channels: tuple[int, ...] = ()  # the cached channels' ids, least recently used first
+
+
+@dataclass(frozen=True)
+class HistoryMessage:
+    """A channel message as an adapter read it, before the core selects and cleans it."""
+
+    message_id: int
+    author_id: int
+    content: str
+    created_at: str  # ISO 8601 UTC
+    author_is_bot: bool = False
+    webhook: bool = False
+
+
+@dataclass(frozen=True)
+class HistoryRequest:
+    """What an adapter may read for ``train_history`` (every check passed)."""
+
+    limit: int  # read at most this many messages, newest first
+    opted_out: frozenset[int]  # skip these authors while reading
+
+
+@dataclass(frozen=True)
+class HistoryTraining:
+    job: TrainingJob
+    messages: int  # messages learned
+    read: int
+    skipped_bots: int
+    skipped_commands: int
+    skipped_opted_out: int
+    skipped_empty: int
+    span: HistorySpan
+
+
+@dataclass(frozen=True)
+class MemberData:
+    """Everything fabulist keeps of a member (in one server, or everywhere)."""
+
+    user_id: int
+    guild_id: int | None
+    opted_out: bool  # in ``guild_id`` (or in any server when None)
+    uploads: tuple[tuple[StoryInfo, str], ...]  # stories they uploaded, with the text
+    messages: tuple[tuple[StoryInfo, StoryMessage], ...]  # their messages in history stories
+
+
+@dataclass(frozen=True)
+class DataDeletion:
+    """What ``delete_user_data`` did."""
+
+    user_id: int
+    guild_id: int | None
+    channels: int  # channels that held their data
+    removed_stories: int  # their uploads, and history stories left empty
+    rewritten_stories: int  # history stories rebuilt without their messages
+    deleted_versions: int  # model versions trained on those stories
+    retrainings: tuple[TrainingJob, ...]
 
 
 ProgressCallback = Callable[[JobProgress], Awaitable[None] | None]

@@ -10,17 +10,15 @@ from bot.config import Config
 from bot.core.api import (
     ChannelRef,
     Member,
-    ModelVersion,
     ProgressCallback,
     RetrainReason,
     StoryCard,
-    StoryInfo,
     StoryRemoval,
-    StoryStats,
     TrainingFigures,
     TrainingJob,
     TrainOptions,
 )
+from bot.core.figures import ChannelFigures, ModelVersion
 from bot.core.job_records import figures_of
 from bot.core.jobs import TrainingScheduler
 from bot.core.model_cache import ModelCache
@@ -31,6 +29,7 @@ from bot.core.store import (
     NewStory,
     RemovalFacts,
     RemovalPlan,
+    StoryMessage,
     StoryRecord,
     StoryStore,
 )
@@ -42,18 +41,24 @@ from model.config import default_n_input
 logger = logging.getLogger(__name__)
 
 
-def removal_plan(facts: RemovalFacts, options: JobOptions) -> RemovalPlan:
-    """After a story's removal: if the active model learned it, the newest kept version that
-    did not answers meanwhile, and a retraining is queued on the active model's other stories
-    (or, if it had none and no version is left, on the newest remaining story)."""
+def removal_plan(
+    facts: RemovalFacts, options: JobOptions, *, member_data: bool = False
+) -> RemovalPlan:
+    """After a story's removal (or a member's data deletion, which removes or rewrites stories):
+    if the active model learned one, the newest kept version that did not answers meanwhile,
+    and a retraining is queued on the active model's remaining stories (or, if none remains
+    and no version is left, on the newest remaining story)."""
     active = facts.active
     if active is None or active.version not in facts.deleted_versions:
         return RemovalPlan(activate_version=None, retrain_story_ids=(), retrain_options={})
     fallback = facts.remaining_versions[0] if facts.remaining_versions else None
-    retrain = tuple(i for i in active.story_ids if i != facts.story.id)
+    removed = {facts.story.id} if facts.removed_story_ids is None else set(facts.removed_story_ids)
+    retrain = tuple(i for i in active.story_ids if i not in removed)
     if not retrain and fallback is None and facts.remaining_story_ids:
         retrain = (facts.remaining_story_ids[-1],)
-    reason = RetrainReason(removed_story_id=facts.story.id, filename=facts.story.filename)
+    reason = RetrainReason(
+        removed_story_id=facts.story.id, filename=facts.story.filename, member_data=member_data
+    )
     return RemovalPlan(
         activate_version=fallback,
         retrain_story_ids=retrain,
@@ -71,8 +76,10 @@ class Library:
         scheduler: TrainingScheduler,
         cache: ModelCache,
         checks: RequestChecks,
+        figures: ChannelFigures,
     ) -> None:
         self.config = config
+        self.figures = figures
         self.store = store
         self.scheduler = scheduler
         self.cache = cache
@@ -87,10 +94,13 @@ class Library:
         last_result = None if last is None else await self.scheduler.ledger.result_of(last)
         latest: StoryRecord | None = None
         figures: TrainingFigures | None = None
+        history = None
         if model is not None:
             known = [stories[i] for i in model.story_ids if i in stories]
             latest = known[-1] if known else None
             figures = figures_of(model.figures, model.id)
+            if latest is not None:
+                history = (await self.store.history_spans([latest.id])).get(latest.id)
         return StoryCard(
             channel=channel,
             has_model=model is not None,
@@ -113,6 +123,7 @@ class Library:
             last_job=last_result,
             notice=None if job is None else job.reason,
             vocabulary_cap=None if figures is None else figures.vocabulary_cap,
+            history=history,
         )
 
     async def add_story(
@@ -123,6 +134,7 @@ class Library:
         data: bytes,
         append: bool,
         job_options: JobOptions,
+        messages: tuple[StoryMessage, ...] = (),
     ) -> JobRecord:
         """Check an upload against the channel's limits and store it with its queued job
         (the caller holds the channel: ``TrainingScheduler.reserved``)."""
@@ -161,47 +173,13 @@ class Library:
                 bytes=len(data),
                 symbols=prepared.symbols,
                 vocabulary_size=prepared.vocabulary_size,
+                messages=messages,
             ),
             append=append,
             requested_by=member.user_id,
             requested_by_name=member.display_name,
             options=job_options.to_dict(),
         )
-
-    async def stats(self, channel: ChannelRef) -> StoryStats:
-        models = await self.store.list_models(channel.channel_id)
-        active = next((m for m in models if m.active), None)
-        counters = await self.store.channel_counters(channel.channel_id)
-        return StoryStats(
-            stories=tuple(await self.list_stories(channel)),
-            vocabulary_size=None if active is None else active.vocabulary_size,
-            model_versions=tuple(m.version for m in models),
-            active_version=None if active is None else active.version,
-            trainings=counters.trainings,
-            replies=counters.replies,
-        )
-
-    async def list_stories(self, channel: ChannelRef) -> list[StoryInfo]:
-        return [
-            StoryInfo(s.id, s.filename, s.uploader_id, s.uploader_name, s.symbols, s.created_at)
-            for s in await self.store.list_stories(channel.channel_id)
-        ]
-
-    async def list_versions(self, channel: ChannelRef) -> list[ModelVersion]:
-        versions = []
-        for model in await self.store.list_models(channel.channel_id):
-            figures = figures_of(model.figures, model.id)
-            versions.append(
-                ModelVersion(
-                    version=model.version,
-                    active=model.active,
-                    created_at=model.created_at,
-                    story_ids=model.story_ids,
-                    learnable_accuracy=None if figures is None else figures.learnable_accuracy,
-                    epochs=None if figures is None else figures.epochs,
-                )
-            )
-        return versions
 
     async def rollback(
         self, channel: ChannelRef, member: Member, version: int | None = None
@@ -211,7 +189,7 @@ class Library:
             raise NotAllowed("You are not allowed to roll back this channel's model.")
         if version is not None:
             check_int("version", version, 1, 2**31 - 1)
-        versions = await self.list_versions(channel)
+        versions = await self.figures.versions(channel)
         if not versions:
             raise NoModel("This channel has no trained model to roll back.")
         if version is None:
@@ -224,7 +202,7 @@ class Library:
         if record is None:
             kept = ", ".join(str(v.version) for v in versions)
             raise NotFound(f"Version {version} is not kept; kept versions: {kept}.")
-        return next(v for v in await self.list_versions(channel) if v.version == version)
+        return next(v for v in await self.figures.versions(channel) if v.version == version)
 
     async def remove_story(
         self,
@@ -244,7 +222,7 @@ class Library:
             raise NotAllowed("Only the member who uploaded this story or an admin can remove it.")
         self.scheduler.check_not_busy(channel)
         with self.scheduler.reserved(channel):
-            options = self._retrain_options(await self.store.active_model(channel.channel_id))
+            options = self.retrain_options(await self.store.active_model(channel.channel_id))
             deletion = await self.store.delete_story(
                 channel.channel_id,
                 story_id,
@@ -282,7 +260,7 @@ class Library:
             retraining=retraining,
         )
 
-    def _retrain_options(self, active: ModelRecord | None) -> JobOptions:
+    def retrain_options(self, active: ModelRecord | None) -> JobOptions:
         """Options for a retraining: the active model's layers, n_input and seed (an n_input
         that the story's size chose is chosen again for the stories left)."""
         config = {} if active is None else active.config

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 from bot.config import Config
@@ -20,27 +21,32 @@ from bot.core.api import (
     ChannelRef,
     Continuation,
     ContinueOptions,
+    DataDeletion,
     EndedJob,
+    HistoryMessage,
+    HistoryRequest,
+    HistoryTraining,
     ImportResult,
     JobProgress,
     JobResult,
     JobState,
     Member,
-    ModelVersion,
+    MemberData,
     ProgressCallback,
     StoryCard,
-    StoryInfo,
     StoryRemoval,
-    StoryStats,
     TrainingJob,
     TrainOptions,
 )
 from bot.core.cooldowns import Cooldowns
 from bot.core.executor import TrainingExecutor
+from bot.core.figures import ChannelFigures, ModelVersion
+from bot.core.history import HistoryLearning
 from bot.core.job_records import figures_of
 from bot.core.jobs import TrainingScheduler
 from bot.core.library import Library
 from bot.core.model_cache import ModelCache, generate_with_share
+from bot.core.privacy import Privacy
 from bot.core.store import StoryStore
 from bot.core.transfer import Transfer
 from bot.core.uploads import check_upload_size, is_export_name
@@ -66,8 +72,12 @@ class StoryService:
         self.cache = ModelCache(
             store, self._threads, max_models=config.cache.models, megabytes=config.cache.megabytes
         )
-        self.library = Library(config, store, self.scheduler, self.cache, self.checks)
-        self.transfer = Transfer(config, store, self.scheduler, self.cache, self.library)
+        # read-only figures: adapters call service.figures.NAME(channel) (core/figures.py)
+        self.figures = ChannelFigures(store)
+        self.library = Library(config, store, self.scheduler, self.cache, self.checks, self.figures)
+        self.transfer = Transfer(self.library)
+        self.history = HistoryLearning(config, store, self.scheduler, self.library, self.checks)
+        self.privacy = Privacy(config, store, self.scheduler, self.cache, self.library)
         self.cooldowns = Cooldowns(config.cooldowns.continue_seconds)
         self._closed = False
 
@@ -149,6 +159,23 @@ class StoryService:
                 channel, member, filename, data, options.mode == "append", job_options
             )
         return self.scheduler.enqueue(channel, record, on_progress)
+
+    async def history_request(
+        self, channel: ChannelRef, member: Member, messages: int | None, options: TrainOptions
+    ) -> HistoryRequest:
+        """Check a history training before the adapter reads (how many, whom to skip)."""
+        return await self.history.request(channel, member, messages, options)
+
+    async def train_history(
+        self,
+        channel: ChannelRef,
+        member: Member,
+        messages: Sequence[HistoryMessage],
+        options: TrainOptions,
+        on_progress: ProgressCallback | None = None,
+    ) -> HistoryTraining:
+        """Learn the channel's messages (as read, any order) as one story; queue its job."""
+        return await self.history.train(channel, member, messages, options, on_progress)
 
     async def wait_for_job(self, job_id: int) -> JobResult:
         return await self.scheduler.wait_for_job(job_id)
@@ -257,16 +284,6 @@ class StoryService:
     async def story_card(self, channel: ChannelRef) -> StoryCard:
         return await self.library.story_card(channel)
 
-    async def story_stats(self, channel: ChannelRef) -> StoryStats:
-        """Symbols per story, vocabulary, kept versions, trainings run and replies served."""
-        return await self.library.stats(channel)
-
-    async def list_stories(self, channel: ChannelRef) -> list[StoryInfo]:
-        return await self.library.list_stories(channel)
-
-    async def list_versions(self, channel: ChannelRef) -> list[ModelVersion]:
-        return await self.library.list_versions(channel)
-
     async def rollback(
         self, channel: ChannelRef, member: Member, version: int | None = None
     ) -> ModelVersion:
@@ -298,6 +315,24 @@ class StoryService:
 
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._threads, training_plot_png, figures)
+
+    # consent and a member's data (bot/core/privacy.py); learning from history (core/history.py)
+    async def set_history_learning(self, guild_id: int | None, member: Member, on: bool) -> None:
+        await self.history.set_enabled(guild_id, member, on)
+
+    async def history_learning(self, guild_id: int | None) -> bool:
+        return await self.history.enabled(guild_id)
+
+    async def set_opted_out(self, guild_id: int | None, user_id: int, opted_out: bool) -> None:
+        await self.privacy.set_opted_out(guild_id, user_id, opted_out)
+
+    async def member_data(self, user_id: int, guild_id: int | None = None) -> MemberData:
+        return await self.privacy.member_data(user_id, guild_id)
+
+    async def delete_user_data(self, user_id: int, guild_id: int | None = None) -> DataDeletion:
+        """Delete a member's uploads, history messages and models trained on them; retrain."""
+        self._check_open()
+        return await self.privacy.delete_user_data(user_id, guild_id)
 
     # -- transfer ----------------------------------------------------------------------------
 

@@ -53,6 +53,16 @@ class ChannelRecord:
 
 
 @dataclass(frozen=True)
+class StoryMessage:
+    """One channel message of a story learned from history, as learned (already cleaned)."""
+
+    message_id: int
+    author_id: int
+    text: str
+    created_at: str
+
+
+@dataclass(frozen=True)
 class NewStory:
     filename: str
     uploader_id: int | None
@@ -63,6 +73,8 @@ class NewStory:
     bytes: int
     symbols: int
     vocabulary_size: int
+    # a story learned from channel history: its messages, whose texts joined are ``text``
+    messages: tuple[StoryMessage, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -152,6 +164,9 @@ class RemovalFacts:
     deleted_versions: tuple[int, ...]  # versions trained on the story (they go with it)
     remaining_versions: tuple[int, ...]  # the channel's other kept versions, newest first
     remaining_story_ids: tuple[int, ...]  # the channel's other stories, oldest first
+    # the stories that go (a member's data deletion may remove several, or none and rewrite
+    # ``story``); None: ``story`` alone
+    removed_story_ids: tuple[int, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -174,6 +189,54 @@ class StoryDeletion:
     deleted_versions: tuple[int, ...]  # model versions trained on the story, now deleted
     active_version: int | None  # the version active afterwards (an older one kept), or None
     retrain_job: JobRecord | None  # queued on the remaining stories, or None
+
+
+@dataclass(frozen=True)
+class HistorySpan:
+    """What a story learned from channel history holds now: its messages and their dates."""
+
+    messages: int
+    first_at: str
+    last_at: str
+
+
+@dataclass(frozen=True)
+class RebuiltStory:
+    """A history story's text rebuilt from its remaining messages (the core tokenizes)."""
+
+    text: str
+    sha256: str
+    bytes: int
+    symbols: int
+    vocabulary_size: int
+
+
+# The core's rebuild of a history story from its remaining messages' texts; None: too little
+# is left to learn, the story goes.
+StoryRebuild = Callable[[Sequence[str]], RebuiltStory | None]
+
+
+@dataclass(frozen=True)
+class UserRecords:
+    """Everything of one member the store keeps (``user_records``), for ``/privacy mydata``."""
+
+    uploads: tuple[tuple[StoryRecord, str], ...]  # stories they uploaded, with the text
+    messages: tuple[tuple[StoryRecord, StoryMessage], ...]  # their messages in history stories
+    opted_out_guilds: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class UserDataDeletion:
+    """What ``delete_user_data`` did in one channel (all channels in one transaction)."""
+
+    channel_id: int
+    guild_id: int | None
+    channel_name: str | None
+    removed_story_ids: tuple[int, ...]  # their uploads, and history stories left empty
+    rewritten_story_ids: tuple[int, ...]  # history stories rebuilt without their messages
+    deleted_versions: tuple[int, ...]  # model versions trained on any of those stories
+    active_version: int | None
+    retrain_job: JobRecord | None
 
 
 @dataclass(frozen=True)
@@ -204,6 +267,41 @@ class StoryStore(Protocol):
 
     async def channel_counters(self, channel_id: int) -> ChannelCounters: ...
 
+    # -- consent (per server) -------------------------------------------------------------------
+
+    async def set_opted_out(self, guild_id: int, user_id: int, opted_out: bool) -> None: ...
+
+    async def opted_out(self, guild_id: int) -> frozenset[int]:
+        """The server's members who opted out of being learned from."""
+        ...
+
+    async def set_history_enabled(self, guild_id: int, enabled: bool, by: int | None) -> None: ...
+
+    async def history_enabled(self, guild_id: int) -> bool: ...
+
+    async def user_records(self, user_id: int, guild_id: int | None) -> UserRecords:
+        """The member's uploads and history messages (in one server, or all with None)."""
+        ...
+
+    async def user_channels(self, user_id: int, guild_id: int | None) -> list[int]:
+        """Channels holding an upload or a history message of the member."""
+        ...
+
+    async def delete_user_data(
+        self,
+        user_id: int,
+        guild_id: int | None,
+        *,
+        policy: RemovalPolicy,
+        rebuild: StoryRebuild,
+    ) -> list[UserDataDeletion]:
+        """In one transaction: delete the member's uploads and their messages in history stories
+        (rebuilding those stories with ``rebuild``), every model version trained on an affected
+        story, then apply ``policy`` per channel as ``delete_story`` does; their name and id go
+        from the remaining rows (jobs, uploaders, the server setting). Their opt-outs stay. The
+        text must not linger in the database's files."""
+        ...
+
     async def count_reply(self, channel_id: int) -> None:
         """Add one to the channel's replies served (no-op for an unknown channel)."""
         ...
@@ -231,6 +329,10 @@ class StoryStore(Protocol):
 
     async def story_texts(self, story_ids: Sequence[int]) -> list[str]:
         """Texts in the given order; StorageError if one is missing."""
+        ...
+
+    async def history_spans(self, story_ids: Sequence[int]) -> dict[int, HistorySpan]:
+        """The given stories that were learned from history, with their messages' span."""
         ...
 
     async def delete_story(

@@ -7,12 +7,9 @@ import logging
 import math
 from typing import Any
 
-from bot.config import Config
 from bot.core.api import ChannelRef, ImportResult, Member, StoryCard
-from bot.core.jobs import TrainingScheduler
 from bot.core.library import Library
-from bot.core.model_cache import ModelCache
-from bot.core.store import ImportedStory, NewModel, NewStory, StoryStore, now_iso
+from bot.core.store import ImportedStory, NewModel, NewStory, now_iso
 from bot.core.uploads import clean_filename, prepare_story
 from bot.display import format_bytes as _size
 from bot.errors import InvalidUpload, NoModel, NotAllowed, StorageError, UserError
@@ -31,23 +28,14 @@ logger = logging.getLogger(__name__)
 
 
 class Transfer:
-    def __init__(
-        self,
-        config: Config,
-        store: StoryStore,
-        scheduler: TrainingScheduler,
-        cache: ModelCache,
-        library: Library,
-    ) -> None:
-        self.config = config
-        self.store = store
-        self.scheduler = scheduler
-        self.cache = cache
+    """Export and import over the library's parts (its store, scheduler, cache and config)."""
+
+    def __init__(self, library: Library) -> None:
         self.library = library
 
     @property
     def limits(self) -> ExportLimits:
-        limits = self.config.limits
+        limits = self.library.config.limits
         return ExportLimits(story_bytes=limits.story_bytes, stories=limits.stories_per_channel)
 
     async def export_channel(
@@ -59,7 +47,7 @@ class Transfer:
         """
         if member is not None and not member.is_admin:
             raise NotAllowed("You are not allowed to export this channel's stories.")
-        snapshot = await self.store.snapshot(channel.channel_id)
+        snapshot = await self.library.store.snapshot(channel.channel_id)
         if snapshot is None:
             raise NoModel("This channel has no trained model to export. Use /train first.")
         card = await self.library.story_card(channel)
@@ -111,8 +99,8 @@ class Transfer:
             raise InvalidExport(
                 f"The file is {_size(len(data))}; an export may be {_size(limits.file_bytes)}."
             )
-        self.scheduler.check_not_busy(channel)
-        with self.scheduler.reserved(channel):
+        self.library.scheduler.check_not_busy(channel)
+        with self.library.scheduler.reserved(channel):
             parsed = await asyncio.to_thread(read_export, data, limits)
             assert parsed.model is not None
             model = parsed.model
@@ -125,7 +113,7 @@ class Transfer:
                 "model": {k: v for k, v in model.config.to_dict().items() if k != "vocab_size"},
             }
             try:
-                job, record, story_ids = await self.store.import_channel(
+                job, record, story_ids = await self.library.store.import_channel(
                     channel_id=channel.channel_id,
                     guild_id=channel.guild_id,
                     channel_name=channel.name,
@@ -140,12 +128,12 @@ class Transfer:
                     ),
                     requested_by=member.user_id,
                     requested_by_name=member.display_name,
-                    max_stories=self.config.limits.stories_per_channel,
-                    keep_versions=self.config.storage.model_versions_kept,
+                    max_stories=self.library.config.limits.stories_per_channel,
+                    keep_versions=self.library.config.storage.model_versions_kept,
                 )
             except StorageError as exc:
                 raise InvalidUpload(f"The export cannot be imported here: {exc}.") from None
-        self.cache.drop(channel.channel_id)
+        self.library.cache.drop(channel.channel_id)
         logger.info(
             "channel %d: imported %d stories, model version %d (job %d)",
             channel.channel_id,
@@ -172,7 +160,7 @@ class Transfer:
                 prepared = prepare_story(
                     raw,
                     n_input=parsed.model.config.n_input,
-                    max_symbols=self.config.limits.story_symbols,
+                    max_symbols=self.library.config.limits.story_symbols,
                 )
             except InvalidUpload as exc:
                 raise InvalidExport(

@@ -29,13 +29,17 @@ COG_EXTENSIONS = (
     "bot.discord_adapter.cogs.training",
     "bot.discord_adapter.cogs.continuation",
     "bot.discord_adapter.cogs.story",
+    "bot.discord_adapter.cogs.privacy",
 )
 
 
-def bot_intents() -> discord.Intents:
-    """No privileged intents: slash commands carry everything the cogs need."""
+def bot_intents(message_content: bool = False) -> discord.Intents:
+    """No privileged intents by default: slash commands carry everything the cogs need. Message
+    Content (``discord.message_content``) only lets /train source:history read messages' text;
+    the history is read over REST, so no message events are needed."""
     intents = discord.Intents.none()
     intents.guilds = True
+    intents.message_content = message_content
     return intents
 
 
@@ -63,7 +67,7 @@ class FabulistBot(commands.Bot):
         super().__init__(
             command_prefix=commands.when_mentioned,
             help_command=None,
-            intents=bot_intents(),
+            intents=bot_intents(config.discord.message_content),
             allowed_mentions=NO_MENTIONS,
             tree_cls=FabulistTree,
             **options,

@@ -18,11 +18,16 @@ from typing import TYPE_CHECKING
 
 import discord
 
-from bot.adapters.text import retrain_reason_text, stats_lines
+from bot.adapters.text import (
+    history_source_text,
+    retrain_reason_text,
+    stats_lines,
+)
 from bot.display import count_text, display_prose, training_fraction, vocabulary_text
 
 if TYPE_CHECKING:
-    from bot.core.api import JobProgress, JobResult, StoryCard, StoryStats
+    from bot.core.api import JobProgress, JobResult, StoryCard
+    from bot.core.figures import StoryStats
 
 MESSAGE_LIMIT = 2000
 EMBED_FIELD_LIMIT = 1024
@@ -252,6 +257,13 @@ def story_card_embed(card: StoryCard, *, permission: str = "Manage Channels") ->
     if card.story_uploaded_at is not None:
         embed.add_field(
             name="Uploaded", value=format_timestamp(card.story_uploaded_at), inline=True
+        )
+    if card.history is not None:
+        source = history_source_text(card.channel.name, card.history)
+        embed.add_field(
+            name="Learned from",
+            value=truncate(escape_text(source), EMBED_FIELD_LIMIT),
+            inline=False,
         )
     if card.has_model:
         embed.add_field(name="Model version", value=f"v{card.model_version}", inline=True)

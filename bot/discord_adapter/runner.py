@@ -113,10 +113,23 @@ class DiscordUnreachable(Exception):
     """Discord's API could not be reached (no network, DNS, a wrong api_base_url)."""
 
 
+class IntentNotEnabled(Exception):
+    """``discord.message_content`` is on, but Discord refused the intent (Developer Portal)."""
+
+
+INTENT_HELP = (
+    "discord.message_content is true, but Discord refused the Message Content intent: switch "
+    "it on in the Developer Portal (Applications > your bot > Bot > Privileged Gateway Intents "
+    "> Message Content Intent), or set message_content = false under [discord]"
+)
+
+
 def _reaching_discord(main: Coroutine[Any, Any, None]) -> None:
     """Run ``main``; a connection failure becomes one DiscordUnreachable, not a traceback."""
     try:
         asyncio.run(main)
+    except discord.PrivilegedIntentsRequired:
+        raise IntentNotEnabled(INTENT_HELP) from None
     except (aiohttp.ClientConnectionError, TimeoutError) as exc:
         reason = str(exc) or type(exc).__name__
         raise DiscordUnreachable(f"{discord.http.Route.BASE}: {reason}") from None

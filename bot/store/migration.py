@@ -28,7 +28,7 @@ from bot.store.urls import open_store_url, redact_url, sqlite_path
 
 logger = logging.getLogger(__name__)
 
-# Schema version 5's tables in dependency order, with their columns and key.
+# Schema version 6's tables in dependency order, with their columns and key.
 TABLES: dict[str, tuple[tuple[str, ...], str]] = {
     "channels": (
         ("channel_id", "guild_id", "name", "created_at", "last_version", "replies"),
@@ -57,8 +57,14 @@ TABLES: dict[str, tuple[tuple[str, ...], str]] = {
         ),
         "id",
     ),
+    "story_messages": (
+        ("story_id", "position", "message_id", "author_id", "text", "created_at"),
+        "story_id, position",
+    ),
+    "privacy_optouts": (("guild_id", "user_id", "created_at"), "guild_id, user_id"),
+    "history_guilds": (("guild_id", "enabled_by", "created_at"), "guild_id"),
 }  # fmt: skip
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 IDENTITY_TABLES = ("stories", "models", "jobs")
 
 

@@ -115,6 +115,8 @@ async def module_bot_env(
     *,
     command_names: Sequence[str] = (),
     dump_messages: bool = False,
+    allow_privileged_intents: bool = False,
+    prepare: Callable[[FakeDiscord, Path], Awaitable[None]] | None = None,
 ) -> AsyncIterator[BotEnv]:
     """Start a fake Discord and the bot (``config`` over the dev-guild key) for a whole module.
 
@@ -127,13 +129,20 @@ async def module_bot_env(
 
     On exit the bot gets SIGTERM and must exit with 0; its log is printed (with every bot
     message's history when ``dump_messages``), and unknown routes, API-rule violations and
-    errors in the bot's log fail the module.
+    errors in the bot's log fail the module. ``prepare(fake, tmp_path)`` runs before the bot
+    starts (more guilds, a ``sync`` process for global commands).
     """
-    fake = FakeDiscord()
+    fake = FakeDiscord(allow_privileged_intents=allow_privileged_intents)
     world = fake.default_world()
     await fake.start()
     tmp_path = tmp_path_factory.mktemp(name)
-    bot = make_bot_process(fake, tmp_path, {"discord": {"dev_guild_id": world.guild.id}, **config})
+    if prepare is not None:
+        await prepare(fake, tmp_path)
+    from tests.fake_discord.bot_process import merge
+
+    bot = make_bot_process(
+        fake, tmp_path, merge({"discord": {"dev_guild_id": world.guild.id}}, config)
+    )
     try:
         await bot.start(wait_commands_for=world.guild.id, command_names=command_names)
         yield BotEnv(fake, world, bot)

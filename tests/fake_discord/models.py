@@ -77,8 +77,9 @@ class SnowflakeFactory:
     def __init__(self) -> None:
         self._counter = itertools.count(1)
 
-    def next(self) -> int:
-        ms = int(time.time() * 1000) - DISCORD_EPOCH_MS
+    def next(self, at: float | None = None) -> int:
+        """A new snowflake stamped ``at`` (a Unix time; default now)."""
+        ms = int((time.time() if at is None else at) * 1000) - DISCORD_EPOCH_MS
         return (ms << 22) | (next(self._counter) & 0x3FFFFF)
 
 
@@ -389,6 +390,7 @@ class FakeMessage:
     history: list[dict[str, Any]] = field(default_factory=list)
     application_id: int | None = None
     interaction_metadata: dict[str, Any] | None = None
+    webhook_id: int | None = None  # a user-kind message posted by a webhook
 
     @property
     def ephemeral(self) -> bool:
@@ -506,6 +508,8 @@ class FakeMessage:
         if self.application_id is not None:
             data["application_id"] = str(self.application_id)
             data["webhook_id"] = str(self.application_id)
+        if self.webhook_id is not None:
+            data["webhook_id"] = str(self.webhook_id)
         if self.interaction_metadata is not None:
             data["interaction_metadata"] = self.interaction_metadata
         if self.message_reference is not None:

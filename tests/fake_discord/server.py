@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import hashlib
 import itertools
 import json
@@ -217,6 +218,7 @@ class FakeDiscord:
         self.unknown_requests: list[RecordedRequest] = []
         self.violations: list[Violation] = []
         self.rate_limits: list[RateLimitInjection] = []
+        self.history_pages: list[RecordedRequest] = []  # GET /channels/{id}/messages answered
         self._cooldowns: dict[str, float] = {}
 
         self._sessions: dict[str, _GatewaySession] = {}
@@ -1576,15 +1578,78 @@ class FakeDiscord:
     async def _r_list_messages(
         self, req: web.Request, p: dict[str, str], rec: RecordedRequest
     ) -> web.Response:
+        """Newest first, as Discord pages history: ``limit`` 1-100 (default 50), and at most
+        one of ``before``/``after``/``around`` (message ids). Without the Message Content
+        intent, other users' messages come with empty content, embeds and attachments."""
         channel = self._channel_or_404(p)
-        limit = int(req.query.get("limit", "50"))
+        try:
+            limit = int(req.query.get("limit", "50"))
+            anchors = {
+                k: int(req.query[k]) for k in ("before", "after", "around") if k in req.query
+            }
+        except ValueError:
+            raise DiscordError(400, 50035, "Invalid Form Body", violation="bad query") from None
+        if not 1 <= limit <= 100 or len(anchors) > 1:
+            raise DiscordError(
+                400, 50035, f"Invalid Form Body (limit {limit})", violation="history-query"
+            )
         msgs = [
             m
             for m in self.messages_by_id.values()
             if m.channel_id == channel.id and not m.deleted and not m.ephemeral
         ]
         msgs.sort(key=lambda m: m.id, reverse=True)
-        return _json_response(200, [m.payload() for m in msgs[:limit]])
+        if "before" in anchors:
+            msgs = [m for m in msgs if m.id < anchors["before"]][:limit]
+        elif "after" in anchors:
+            msgs = [m for m in msgs if m.id > anchors["after"]][-limit:]
+        elif "around" in anchors:
+            older = [m for m in msgs if m.id <= anchors["around"]][: (limit + 1) // 2]
+            newer = [m for m in msgs if m.id > anchors["around"]]
+            msgs = newer[len(newer) - limit // 2 :] if limit // 2 else []
+            msgs += older
+        else:
+            msgs = msgs[:limit]
+        self.history_pages.append(rec)
+        content = any(
+            s.intents & INTENT_MESSAGE_CONTENT for s in self._sessions_for(channel.guild_id)
+        )
+        return _json_response(200, [self._visible(m, content) for m in msgs])
+
+    def _visible(self, msg: FakeMessage, message_content: bool) -> dict[str, Any]:
+        data = msg.payload()
+        if not message_content and msg.kind == "user" and msg.guild_id is not None:
+            mentioned = str(self.bot_user.id) in (msg.content or "")
+            if not mentioned:
+                data.update(content="", embeds=[], attachments=[], components=[])
+        return data
+
+    def add_history(
+        self,
+        channel: FakeChannel,
+        messages: Sequence[tuple[FakeUser, str]],
+        *,
+        start: float | None = None,
+        step: float = 60.0,
+        webhook_ids: Mapping[int, int] | None = None,
+    ) -> list[FakeMessage]:
+        """Messages already in ``channel`` (no gateway events), oldest first, ``step`` seconds
+        apart from ``start`` (default: so that the last is a minute ago). ``webhook_ids`` maps
+        a position to the webhook that posted that message."""
+        first = time.time() - step * len(messages) if start is None else start
+        created = []
+        for i, (user, content) in enumerate(messages):
+            at = first + i * step
+            msg = FakeMessage(
+                self.snowflakes.next(at), channel.id, channel.guild_id, user, "user",
+                content=content,
+                created_at=dt.datetime.fromtimestamp(at, dt.UTC).isoformat(),
+                webhook_id=(webhook_ids or {}).get(i),
+            )  # fmt: skip
+            self.messages_by_id[msg.id] = msg
+            created.append(msg)
+        self.notify()
+        return created
 
     async def _r_post_message(
         self, req: web.Request, p: dict[str, str], rec: RecordedRequest

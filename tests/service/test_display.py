@@ -6,7 +6,7 @@ import io
 
 import pytest
 
-from bot.console import ProgressBar
+from bot.adapters.progress_bar import ProgressBar
 from bot.core.api import JobProgress
 from bot.discord_adapter.rendering import continuation_text, progress_text
 from bot.display import display_prose, format_bytes, training_fraction

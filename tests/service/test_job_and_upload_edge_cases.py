@@ -115,8 +115,8 @@ async def test_replace_uploads_never_fill_the_story_limit(
     for seed in range(5):
         job = await svc.train(channel(1), ADMIN, "b.txt", STORY, TrainOptions(seed=seed))
         assert (await svc.wait_for_job(job.job_id)).state == "done"
-    versions = await svc.list_versions(channel(1))
+    versions = await svc.figures.versions(channel(1))
     assert [v.version for v in versions] == [5, 4]
-    stories = await svc.list_stories(channel(1))
+    stories = await svc.figures.stories(channel(1))
     assert sorted(s.story_id for s in stories) == sorted(i for v in versions for i in v.story_ids)
     await svc.close()

@@ -63,7 +63,7 @@ async def test_append_then_remove_forgets_the_story(
     assert reply.symbols == ["painted", "purple"] and reply.original_share == 1.0
     reply = await service.continue_story(channel(1), "had a general", ContinueOptions(length=3))
     assert reply.symbols == ["council", "to", "consider"]
-    stories = await service.list_stories(channel(1))
+    stories = await service.figures.stories(channel(1))
     assert [s.filename for s in stories] == ["story.txt", "chapter.txt"]
     chapter_id = stories[1].story_id
 
@@ -93,8 +93,8 @@ async def test_append_then_remove_forgets_the_story(
     reply = await service.continue_story(channel(1), "had a general", ContinueOptions(length=60))
     assert reply.model_version == 3 and reply.original_share == 1.0
     assert not {"zebra", "purple", "walrus", "umbrellas"} & set(reply.symbols)
-    assert [v.version for v in await service.list_versions(channel(1))] == [3, 1]
-    assert [s.story_id for s in await service.list_stories(channel(1))] == [stories[0].story_id]
+    assert [v.version for v in await service.figures.versions(channel(1))] == [3, 1]
+    assert [s.story_id for s in await service.figures.stories(channel(1))] == [stories[0].story_id]
     # ...and it is gone from the database, down to the bytes of its files.
     assert await store.integrity_check() == "ok"
     await store.checkpoint()
@@ -105,7 +105,7 @@ async def test_append_then_remove_forgets_the_story(
 
 async def test_remove_the_only_story_leaves_no_model(service: StoryService) -> None:
     await _train(service, 3, DOG, seed=2)
-    [story] = await service.list_stories(channel(3))
+    [story] = await service.figures.stories(channel(3))
     removal = await service.remove_story(channel(3), ADMIN, story.story_id)
     assert removal.retraining is None and removal.active_version is None
     assert (await service.story_card(channel(3))).has_model is False
@@ -142,7 +142,7 @@ async def test_rollback_while_a_continuation_is_served(tmp_path: Path, pool: Tra
             await service.rollback(channel(1), ADMIN, 0)
         with pytest.raises(NotFound, match="kept versions"):
             await service.rollback(channel(1), ADMIN, 7)
-        assert [(v.version, v.active) for v in await service.list_versions(channel(1))] == [
+        assert [(v.version, v.active) for v in await service.figures.versions(channel(1))] == [
             (2, False),
             (1, True),
         ]
@@ -192,8 +192,10 @@ async def test_export_import_into_a_fresh_database_continues_exactly(
     assert [a.original_share for a in after] == [b.original_share for b in before]
     assert after[0].text.startswith("had a general council to consider")
     assert [
-        (s.filename, s.uploader_name, s.symbols) for s in await fresh.list_stories(channel(9))
-    ] == [(s.filename, s.uploader_name, s.symbols) for s in await service.list_stories(channel(1))]
+        (s.filename, s.uploader_name, s.symbols) for s in await fresh.figures.stories(channel(9))
+    ] == [
+        (s.filename, s.uploader_name, s.symbols) for s in await service.figures.stories(channel(1))
+    ]
     card = await fresh.story_card(channel(9))
     assert card.has_model and card.stories == 2 and card.vocabulary_size is not None
 
@@ -206,7 +208,7 @@ async def test_export_import_into_a_fresh_database_continues_exactly(
     assert again.symbols == before[0].symbols
     # Importing into a channel with a model adds a version: rollback undoes the import.
     await fresh.import_channel(channel(10), ADMIN, exported)
-    assert [v.version for v in await fresh.list_versions(channel(10))] == [2, 1]
+    assert [v.version for v in await fresh.figures.versions(channel(10))] == [2, 1]
 
 
 # -- tampering ----------------------------------------------------------------------------------
@@ -314,7 +316,7 @@ async def test_tampered_exports_are_rejected_and_nothing_changes(
     store = fresh.store
     await fresh.import_channel(channel(5), ADMIN, exported)  # a channel with something in it
     stories = await store.list_stories(5)
-    versions = await fresh.list_versions(channel(5))
+    versions = await fresh.figures.versions(channel(5))
     cases = _tampered(exported)
     for name, (data, message) in cases.items():
         for target in (4, 5):
@@ -327,7 +329,7 @@ async def test_tampered_exports_are_rejected_and_nothing_changes(
     assert await store.list_stories(4) == [] and await store.jobs(4) == []
     assert await store.list_models(4) == []
     assert await store.list_stories(5) == stories
-    assert await fresh.list_versions(channel(5)) == versions
+    assert await fresh.figures.versions(channel(5)) == versions
     assert await store.integrity_check() == "ok"
 
 

@@ -72,7 +72,7 @@ async def test_train_continue_second_train_and_isolation(
     assert (await service.wait_for_job(second.job_id)).model_version == 2
     reply = await service.continue_story(channel(1), "dog barked at", ContinueOptions(length=2))
     assert reply.model_version == 2 and reply.symbols == ["the", "moon"]
-    versions = await service.list_versions(channel(1))
+    versions = await service.figures.versions(channel(1))
     assert [(v.version, v.active) for v in versions] == [(2, True), (1, False)]
     await service.rollback(channel(1), ADMIN)
     reply = await service.continue_story(channel(1), "had a general", ContinueOptions(length=1))

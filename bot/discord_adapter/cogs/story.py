@@ -109,14 +109,14 @@ class StoryCog(commands.Cog):
     async def stats(self, interaction: discord.Interaction[Any]) -> None:
         """Show this channel's figures: symbols per story, vocabulary, versions, replies served."""
         channel = channel_ref(interaction)
-        stats = await self.service.story_stats(channel)
+        stats = await self.service.figures.stats(channel)
         embed = story_stats_embed(stats, getattr(interaction.channel, "name", None))
         await interaction.response.send_message(embed=embed, allowed_mentions=NO_MENTIONS)
 
     @story.command(name="list")
     async def list_stories(self, interaction: discord.Interaction[Any]) -> None:
         """List this channel's stories: id, file, uploader, size and date."""
-        stories = await self.service.list_stories(channel_ref(interaction))
+        stories = await self.service.figures.stories(channel_ref(interaction))
         if not stories:
             text = "This channel has no stories yet. Teach one with `/train`."
         else:
@@ -149,7 +149,7 @@ class StoryCog(commands.Cog):
     @story.command(name="versions")
     async def versions(self, interaction: discord.Interaction[Any]) -> None:
         """List the kept model versions of this channel (the active one is marked)."""
-        versions = await self.service.list_versions(channel_ref(interaction))
+        versions = await self.service.figures.versions(channel_ref(interaction))
         if not versions:
             text = "This channel has no trained model yet."
         else:

@@ -9,9 +9,11 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot.adapters.text import history_text
 from bot.core.api import MAX_N_INPUT, MAX_SEED, JobProgress, TrainOptions
 from bot.discord_adapter.common import (
     NO_MENTIONS,
+    Denied,
     admin_check,
     bot_of,
     channel_ref,
@@ -19,6 +21,7 @@ from bot.discord_adapter.common import (
     report_error,
 )
 from bot.discord_adapter.download import CappedDownloader
+from bot.discord_adapter.history import MESSAGE_CONTENT_OFF, HistoryReader
 from bot.discord_adapter.progress import (
     JobWatchers,
     ProgressMessage,
@@ -137,6 +140,8 @@ class TrainingCog(commands.Cog):
     @app_commands.check(admin_check)
     @app_commands.describe(
         story="A plain-text (UTF-8) story, or a fabulist export file to import",
+        source="file: the attached story (default); history: this channel's recent messages",
+        messages="With source history: how many recent messages to read (server's cap applies)",
         layers="LSTM layers: 1 (default) or 2",
         n_input="How many previous words the model looks at (1-10, default 3)",
         seed="Random seed, for a reproducible training",
@@ -146,22 +151,55 @@ class TrainingCog(commands.Cog):
     async def train(
         self,
         interaction: discord.Interaction[Any],
-        story: discord.Attachment,
+        story: discord.Attachment | None = None,
+        source: Literal["file", "history"] = "file",
+        messages: app_commands.Range[int, 1] | None = None,
         layers: app_commands.Range[int, 1, 2] | None = None,
         n_input: app_commands.Range[int, 1, MAX_N_INPUT] | None = None,
         seed: app_commands.Range[int, 0, MAX_SEED] | None = None,
         mode: Literal["replace", "append"] = "replace",
         max_seconds: app_commands.Range[int, 1] | None = None,
     ) -> None:
-        """Teach this channel a story from a text file (or import an export file)."""
+        """Teach this channel a story: an attached text file, an export file, or its history."""
         await interaction.response.defer(ephemeral=True, thinking=True)
-        self.service.check_upload_size(story.size, story.filename)
-        data = await self._downloader.download(story, self.service.upload_limit(story.filename))
-        self.service.check_upload_size(len(data), story.filename)
         options = TrainOptions(
             layers=layers, n_input=n_input, seed=seed, mode=mode, max_seconds=max_seconds
         )
+        if source == "history":
+            if story is not None:
+                raise Denied("Attach a story or use source:history, not both.")
+            await self._train_history(interaction, messages, options)
+            return
+        if story is None:
+            raise Denied("Attach a story file (or use source:history to learn this channel).")
+        if messages is not None:
+            raise Denied("messages: goes with source:history only.")
+        self.service.check_upload_size(story.size, story.filename)
+        data = await self._downloader.download(story, self.service.upload_limit(story.filename))
+        self.service.check_upload_size(len(data), story.filename)
         await self._start(interaction, story.filename, data, options)
+
+    async def _train_history(
+        self, interaction: discord.Interaction[Any], messages: int | None, options: TrainOptions
+    ) -> None:
+        if not self.bot.config.discord.message_content:
+            raise Denied(MESSAGE_CONTENT_OFF)
+        channel, member = channel_ref(interaction), member_of(interaction)
+        request = await self.service.history_request(channel, member, messages, options)
+        reader = HistoryReader(self.bot, channel, request)
+        read = await reader.read()
+        label = reader.label
+        tracker = ProgressMessage(label)
+        try:
+            learned = await self.service.train_history(
+                channel, member, read, options, on_progress=tracker.update
+            )
+        except Exception:
+            await reader.show(f"Read {escape_text(reader.label)}: nothing was learned.")
+            raise
+        await self._show_job(
+            interaction, learned.job, label, tracker, reader, history_text(learned)
+        )
 
     @app_commands.command(name="cancel")
     @app_commands.guild_only()
@@ -183,17 +221,35 @@ class TrainingCog(commands.Cog):
         job = await self.service.train(
             channel, member_of(interaction), filename, data, options, on_progress=tracker.update
         )
+        await self._show_job(interaction, job, filename, tracker, None, "")
+
+    async def _show_job(
+        self,
+        interaction: discord.Interaction[Any],
+        job: TrainingJob,
+        filename: str,
+        tracker: ProgressMessage,
+        reader: HistoryReader | None,
+        note: str,
+    ) -> None:
+        """Show the job's live progress in a channel message (the history reading message, or
+        a new one) with its Cancel button, and answer the member privately."""
+        channel = job.channel
         view = discord.ui.View(timeout=None)
         view.add_item(CancelButton(job.job_id))
         intro = progress_text(filename, _initial_progress(job))
-        messageable = self.bot.get_partial_messageable(
-            channel.channel_id, guild_id=channel.guild_id
-        )
         message: discord.Message | None = None
-        try:
-            message = await messageable.send(intro, view=view, allowed_mentions=NO_MENTIONS)
-        except discord.HTTPException as exc:
-            log.warning("cannot post progress in channel %s: %s", channel.channel_id, exc)
+        if reader is not None and reader.message is not None:
+            await reader.show(intro, view)
+            message = reader.message
+        else:
+            messageable = self.bot.get_partial_messageable(
+                channel.channel_id, guild_id=channel.guild_id
+            )
+            try:
+                message = await messageable.send(intro, view=view, allowed_mentions=NO_MENTIONS)
+            except discord.HTTPException as exc:
+                log.warning("cannot post progress in channel %s: %s", channel.channel_id, exc)
         if message is not None:
             tracker.attach(message)
             where = f" Progress: {message.jump_url}"
@@ -206,7 +262,8 @@ class TrainingCog(commands.Cog):
             where = " (I cannot post in this channel, so there is no live progress.)"
         self._watchers.watch(job.job_id, channel, filename, tracker)
         await interaction.followup.send(
-            f"Training job #{job.job_id} on {escape_text(filename)} {_state_phrase(job)}.{where}",
+            f"Training job #{job.job_id} on {escape_text(filename)} {_state_phrase(job)}."
+            f"{note}{where}",
             ephemeral=True,
             allowed_mentions=NO_MENTIONS,
         )

@@ -3,7 +3,7 @@
 
 ``connection`` holds the plumbing (pool, transactions, errors, migrations, owner liveness by
 advisory lock); one module per aggregate holds its SQL: ``channels``, ``stories``, ``jobs``,
-``models``. Install with ``pip install 'fabulist[postgres]'``.
+``models``, ``privacy``. Install with ``pip install 'fabulist[postgres]'``.
 """
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ from bot.store.postgres.connection import (
     redact_url,
     session_settings,
 )
-from bot.store.postgres.stories import StoryTables
+from bot.store.postgres.privacy import PrivacyTables
 
 
-class PostgresStoryStore(StoryTables, ChannelTables):
+class PostgresStoryStore(PrivacyTables, ChannelTables):
     """A pool of connections to one PostgreSQL database: ``await PostgresStoryStore.open(url)``."""
 
 

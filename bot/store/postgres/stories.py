@@ -13,19 +13,17 @@ from bot.core.store import (
     ModelRecord,
     NewModel,
     NewStory,
-    RemovalFacts,
     RemovalPolicy,
     StoryDeletion,
     StoryRecord,
     now_iso,
 )
 from bot.errors import StorageError, TrainingElsewhere
-from bot.store.postgres.jobs import JobTables
-from bot.store.postgres.models import ModelTables
+from bot.store.postgres.removal import RemovalTables
 from bot.store.sqlite.models import model_record
 
 
-class StoryTables(JobTables, ModelTables):
+class StoryTables(RemovalTables):
     async def add_story_and_job(
         self,
         *,
@@ -77,7 +75,7 @@ class StoryTables(JobTables, ModelTables):
     async def _insert_story(
         self, db: Any, channel_id: int, story: NewStory, created_at: str
     ) -> int:
-        return int(
+        story_id = int(
             await db.fetchval(
                 "INSERT INTO stories (channel_id, filename, uploader_id, uploader_name, text, "
                 "sha256, encoding, bytes, symbols, vocabulary_size, created_at) "
@@ -95,6 +93,16 @@ class StoryTables(JobTables, ModelTables):
                 created_at,
             )
         )
+        if story.messages:
+            await db.executemany(
+                "INSERT INTO story_messages (story_id, position, message_id, author_id, text, "
+                "created_at) VALUES ($1, $2, $3, $4, $5, $6)",
+                [
+                    (story_id, i, m.message_id, m.author_id, m.text, m.created_at)
+                    for i, m in enumerate(story.messages)
+                ],
+            )
+        return story_id
 
     async def list_stories(self, channel_id: int) -> list[StoryRecord]:
         async with self._read() as db:
@@ -153,60 +161,9 @@ class StoryTables(JobTables, ModelTables):
             story = await self._story_row(db, channel_id, story_id)
             if story is None:
                 return None
-            active_row = await db.fetchrow(
-                "SELECT * FROM model_info WHERE channel_id = $1 AND active", channel_id
+            facts, active_after, job = await self._remove_stories(
+                db, story, [story_id], [], guild_id, policy, requested_by, requested_by_name
             )
-            active = None if active_row is None else model_record(active_row)
-            rows = await db.fetch(
-                "SELECT m.id, m.version, EXISTS (SELECT 1 FROM model_stories ms "
-                "WHERE ms.model_id = m.id AND ms.story_id = $1) AS trained_on_it "
-                "FROM models m WHERE m.channel_id = $2 ORDER BY m.version DESC",
-                story_id,
-                channel_id,
-            )
-            doomed = [r for r in rows if r["trained_on_it"]]
-            kept = {int(r["version"]): int(r["id"]) for r in rows if not r["trained_on_it"]}
-            others = await db.fetch(
-                "SELECT id FROM stories WHERE channel_id = $1 AND id <> $2 ORDER BY id",
-                channel_id,
-                story_id,
-            )
-            facts = RemovalFacts(
-                story=story,
-                active=active,
-                deleted_versions=tuple(sorted(int(r["version"]) for r in doomed)),
-                remaining_versions=tuple(kept),
-                remaining_story_ids=tuple(int(r["id"]) for r in others),
-            )
-            plan = policy(facts)
-            await db.execute(
-                "DELETE FROM models WHERE id = ANY($1::bigint[])", [int(r["id"]) for r in doomed]
-            )
-            await db.execute("DELETE FROM stories WHERE id = $1", story_id)
-            active_after = None
-            if active is not None and active.version not in facts.deleted_versions:
-                active_after = active.version
-            if plan.activate_version is not None:
-                if plan.activate_version not in kept:
-                    raise StorageError(f"version {plan.activate_version} is not kept")
-                await db.execute(
-                    "UPDATE channels SET active_model_id = $1 WHERE channel_id = $2",
-                    kept[plan.activate_version],
-                    channel_id,
-                )
-                active_after = plan.activate_version
-            job: JobRecord | None = None
-            if plan.retrain_story_ids:
-                job_id = await self._insert_job(
-                    db,
-                    channel_id,
-                    guild_id,
-                    requested_by,
-                    requested_by_name,
-                    plan.retrain_story_ids,
-                    plan.retrain_options,
-                )
-                job = await self._job_row(db, job_id)
         return StoryDeletion(story, facts.deleted_versions, active_after, job)
 
     async def snapshot(self, channel_id: int) -> ChannelSnapshot | None:

@@ -107,3 +107,30 @@ ALTER TABLE jobs ADD COLUMN owner TEXT;
 -- migration 5
 -- Replies served per channel (/story stats).
 ALTER TABLE channels ADD COLUMN replies INTEGER NOT NULL DEFAULT 0;
+
+-- migration 6
+-- A story learned from a channel's history keeps its messages with their authors, so that one
+-- member's messages can be deleted (/privacy forget) and the story's text rebuilt from the rest.
+CREATE TABLE story_messages (
+    story_id    INTEGER NOT NULL REFERENCES stories(id) ON DELETE CASCADE,
+    position    INTEGER NOT NULL,
+    message_id  INTEGER NOT NULL,
+    author_id   INTEGER NOT NULL,
+    text        TEXT NOT NULL,
+    created_at  TEXT NOT NULL,
+    PRIMARY KEY (story_id, position)
+);
+CREATE INDEX story_messages_author ON story_messages(author_id);
+-- Members who opted out of being learned from, per server (/privacy optout).
+CREATE TABLE privacy_optouts (
+    guild_id    INTEGER NOT NULL,
+    user_id     INTEGER NOT NULL,
+    created_at  TEXT NOT NULL,
+    PRIMARY KEY (guild_id, user_id)
+);
+-- Servers whose admins allowed learning from channel history (/privacy server).
+CREATE TABLE history_guilds (
+    guild_id    INTEGER PRIMARY KEY,
+    enabled_by  INTEGER,
+    created_at  TEXT NOT NULL
+);

@@ -13,7 +13,6 @@ from bot.core.store import (
     ModelRecord,
     NewModel,
     NewStory,
-    RemovalFacts,
     RemovalPolicy,
     StoryDeletion,
     StoryRecord,
@@ -22,11 +21,11 @@ from bot.core.store import (
 from bot.errors import StorageError, TrainingElsewhere
 from bot.owner import owner_alive
 from bot.store.sqlite.connection import SqliteBase
-from bot.store.sqlite.jobs import JobTables
-from bot.store.sqlite.models import ModelTables, model_record
+from bot.store.sqlite.models import model_record
+from bot.store.sqlite.removal import RemovalTables
 
 
-class StoryTables(JobTables, ModelTables):
+class StoryTables(RemovalTables):
     async def add_story_and_job(
         self,
         *,
@@ -93,6 +92,15 @@ class StoryTables(JobTables, ModelTables):
             ),
         )
         assert cursor.lastrowid is not None
+        if story.messages:
+            await self._db.executemany(
+                "INSERT INTO story_messages (story_id, position, message_id, author_id, text, "
+                "created_at) VALUES (?, ?, ?, ?, ?, ?)",
+                [
+                    (cursor.lastrowid, i, m.message_id, m.author_id, m.text, m.created_at)
+                    for i, m in enumerate(story.messages)
+                ],
+            )
         return cursor.lastrowid
 
     async def list_stories(self, channel_id: int) -> list[StoryRecord]:
@@ -144,58 +152,13 @@ class StoryTables(JobTables, ModelTables):
         Afterwards the WAL is checkpointed so the text is gone from the files (secure_delete).
         None if the channel has no such story.
         """
-        async with self._transaction() as db:
+        async with self._transaction():
             story = await self._story_row(channel_id, story_id)
             if story is None:
                 return None
-            active_row = await self._one(
-                "SELECT * FROM model_info WHERE channel_id = ? AND active", (channel_id,)
+            facts, active_after, job = await self._remove_stories(
+                story, [story_id], [], guild_id, policy, requested_by, requested_by_name
             )
-            active = None if active_row is None else model_record(active_row)
-            rows = await self._all(
-                "SELECT m.id, m.version, EXISTS (SELECT 1 FROM model_stories ms "
-                "WHERE ms.model_id = m.id AND ms.story_id = ?) AS trained_on_it "
-                "FROM models m WHERE m.channel_id = ? ORDER BY m.version DESC",
-                (story_id, channel_id),
-            )
-            doomed = [r for r in rows if r["trained_on_it"]]
-            kept = {int(r["version"]): int(r["id"]) for r in rows if not r["trained_on_it"]}
-            others = await self._all(
-                "SELECT id FROM stories WHERE channel_id = ? AND id != ? ORDER BY id",
-                (channel_id, story_id),
-            )
-            facts = RemovalFacts(
-                story=story,
-                active=active,
-                deleted_versions=tuple(sorted(int(r["version"]) for r in doomed)),
-                remaining_versions=tuple(kept),
-                remaining_story_ids=tuple(int(r["id"]) for r in others),
-            )
-            plan = policy(facts)
-            await db.executemany("DELETE FROM models WHERE id = ?", [(r["id"],) for r in doomed])
-            await db.execute("DELETE FROM stories WHERE id = ?", (story_id,))
-            active_after = None
-            if active is not None and active.version not in facts.deleted_versions:
-                active_after = active.version
-            if plan.activate_version is not None:
-                if plan.activate_version not in kept:
-                    raise StorageError(f"version {plan.activate_version} is not kept")
-                await db.execute(
-                    "UPDATE channels SET active_model_id = ? WHERE channel_id = ?",
-                    (kept[plan.activate_version], channel_id),
-                )
-                active_after = plan.activate_version
-            job: JobRecord | None = None
-            if plan.retrain_story_ids:
-                job_id = await self._insert_job(
-                    channel_id,
-                    guild_id,
-                    requested_by,
-                    requested_by_name,
-                    plan.retrain_story_ids,
-                    plan.retrain_options,
-                )
-                job = await self._job_row(job_id)
         await self.checkpoint()
         return StoryDeletion(story, facts.deleted_versions, active_after, job)
 

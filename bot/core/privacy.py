@@ -1,0 +1,117 @@
+"""A member's consent and data: opting out of being learned from (per server), what fabulist keeps
+of them, and ``delete_user_data`` (Red's ``red_delete_data_for_user`` convention): their uploads
+and their messages in history stories go, every model trained on them goes (the removal policy
+of ``/story remove``), and the affected channels retrain on what remains."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+
+from bot.config import Config
+from bot.core.api import (
+    ChannelRef,
+    DataDeletion,
+    Member,
+    MemberData,
+    StoryInfo,
+    TrainingJob,
+)
+from bot.core.history import rebuild_story
+from bot.core.jobs import TrainingScheduler
+from bot.core.library import Library, removal_plan
+from bot.core.model_cache import ModelCache
+from bot.core.store import RemovalFacts, RemovalPlan, StoryRecord, StoryStore
+from bot.errors import InvalidOption
+from model.config import default_n_input
+
+logger = logging.getLogger(__name__)
+
+# Who cancels a training that holds the member's data, before it is deleted.
+_PRIVACY = Member(user_id=0, display_name="fabulist privacy", is_admin=True)
+
+
+def _info(story: StoryRecord) -> StoryInfo:
+    return StoryInfo(
+        story.id, story.filename, story.uploader_id, story.uploader_name, story.symbols,
+        story.created_at,
+    )  # fmt: skip
+
+
+class Privacy:
+    def __init__(
+        self,
+        config: Config,
+        store: StoryStore,
+        scheduler: TrainingScheduler,
+        cache: ModelCache,
+        library: Library,
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.scheduler = scheduler
+        self.cache = cache
+        self.library = library
+
+    async def set_opted_out(self, guild_id: int | None, user_id: int, opted_out: bool) -> None:
+        if guild_id is None:
+            raise InvalidOption("Opting out is per server: use it in a server channel.")
+        await self.store.set_opted_out(guild_id, user_id, opted_out)
+
+    async def member_data(self, user_id: int, guild_id: int | None) -> MemberData:
+        records = await self.store.user_records(user_id, guild_id)
+        return MemberData(
+            user_id=user_id,
+            guild_id=guild_id,
+            opted_out=bool(records.opted_out_guilds),
+            uploads=tuple((_info(story), text) for story, text in records.uploads),
+            messages=tuple((_info(story), message) for story, message in records.messages),
+        )
+
+    async def delete_user_data(self, user_id: int, guild_id: int | None) -> DataDeletion:
+        """Delete the member's data (in one server, or everywhere with None) and retrain.
+
+        A training running on their data is cancelled first, so no model learned from it is
+        stored afterwards; the affected channels are held meanwhile."""
+        channel_ids = await self.store.user_channels(user_id, guild_id)
+        refs = [ChannelRef(guild_id, channel_id) for channel_id in channel_ids]
+        with contextlib.ExitStack() as held:
+            for ref in refs:  # no new training starts in these channels meanwhile
+                held.enter_context(self.scheduler.reserved(ref))
+            for ref in refs:
+                cancelled = await self.scheduler.cancel(ref, _PRIVACY)
+                if cancelled is not None:
+                    await self.scheduler.wait_for_job(cancelled.job_id)
+            n_input = self.config.training.n_input or default_n_input(0)  # None: by size
+            deletions = await self.store.delete_user_data(
+                user_id,
+                guild_id,
+                policy=self._policy,
+                rebuild=lambda texts: rebuild_story(
+                    texts, n_input=n_input, max_symbols=self.config.limits.story_symbols
+                ),
+            )
+        retrainings: list[TrainingJob] = []
+        for deletion in deletions:
+            self.cache.drop(deletion.channel_id)
+            if deletion.retrain_job is not None:
+                channel = ChannelRef(deletion.guild_id, deletion.channel_id, deletion.channel_name)
+                retrainings.append(self.scheduler.enqueue(channel, deletion.retrain_job, None))
+        logger.info(
+            "deleted the data of a member in %d channels (%d retrainings)",
+            len(deletions),
+            len(retrainings),
+        )
+        return DataDeletion(
+            user_id=user_id,
+            guild_id=guild_id,
+            channels=len(deletions),
+            removed_stories=sum(len(d.removed_story_ids) for d in deletions),
+            rewritten_stories=sum(len(d.rewritten_story_ids) for d in deletions),
+            deleted_versions=sum(len(d.deleted_versions) for d in deletions),
+            retrainings=tuple(retrainings),
+        )
+
+    def _policy(self, facts: RemovalFacts) -> RemovalPlan:
+        options = self.library.retrain_options(facts.active)
+        return removal_plan(facts, options, member_data=True)
