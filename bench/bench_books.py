@@ -17,8 +17,12 @@ in a fresh *spawned* process (like a training worker) and the bench prints one r
 
 FLOPs are counted as matmul work only (gate nonlinearities, softmax and the optimizer are < 1 %)::
 
-    forward per window  = n_input * 2 * 4U * (E + U)  +  2 * U * V
+    forward per window  = steps * 2 * 4U * (E + U)  +  2 * U * V
     training per window = 3 * forward        (backward ~ 2x forward: input and weight gradients)
+
+where steps = n_input when each window is its own sequence, and 1 with the product's default
+for books (``TrainingConfig.all_positions``: one sequence of n_input symbols trains n_input
+targets, one LSTM step and one softmax each).
 
 Also printed: the ETA reported after epoch 1 (elapsed + eta) against the actual training time,
 and what TensorFlow's intra/inter-op thread settings do to throughput (short runs on the largest
@@ -93,7 +97,7 @@ class TrainJob:
     max_epochs: int
     max_seconds: float
     seed: int | None = None
-    n_input: int = 3
+    n_input: int | None = None  # None: the product's choice by story size
     learning_rate: float | None = None
     batch_size: int | None = None
     intra_op: int | None = None
@@ -198,7 +202,8 @@ def numpy_peak() -> tuple[float, dict[int, float]]:
 
 
 def flops_per_training_window(n_input: int, units: int, embedding_dim: int, vocab: int) -> float:
-    forward = n_input * 2 * 4 * units * (embedding_dim + units) + 2 * units * vocab
+    steps = 1 if TrainingConfig().all_positions else n_input
+    forward = steps * 2 * 4 * units * (embedding_dim + units) + 2 * units * vocab
     return 3.0 * forward
 
 
@@ -292,7 +297,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=None, help="seed of the book runs")
     parser.add_argument("--epochs", type=int, default=None, help="override the per-book epochs")
     parser.add_argument("--seconds", type=float, default=None, help="override per-book budget")
-    parser.add_argument("--n-input", type=int, default=3, help="context length of the LSTM")
+    parser.add_argument(
+        "--n-input", type=int, default=None, help="context length; default: chosen by size"
+    )
     parser.add_argument("--learning-rate", type=float, default=None, help="default: product's")
     parser.add_argument("--batch-size", type=int, default=None, help="default: product's")
     parser.add_argument("--thread-seconds", type=float, default=20.0)
@@ -479,7 +486,8 @@ def main() -> None:
     defaults = TrainingConfig()
     batch = args.batch_size or defaults.batch_size
     print(
-        f"model: Embedding 64 -> LSTM {args.units} -> Dense V, n_input {args.n_input},"
+        f"model: Embedding 64 -> LSTM {args.units} -> Dense V, n_input"
+        f" {args.n_input or 'by size (model.config.default_n_input)'},"
         f" Adam lr {lr:g}, batch <= {batch}; with the held-out split: dropout"
         f" {defaults.dropout:g}, plateau factor {defaults.plateau_factor},"
         f" smooth unseen {defaults.smooth_unseen}"

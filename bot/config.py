@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from bot.errors import ConfigError
-from model.config import MAX_N_INPUT
+from model.config import MAX_N_INPUT, default_n_input
 
 __all__ = [
     "CacheConfig",
@@ -120,7 +120,8 @@ class TrainingDefaults:
     layers: int = field(default=1, metadata=_c(min=1, max=2))
     units: int = field(default=512, metadata=_c(min=1, max=4096))
     embedding_dim: int = field(default=64, metadata=_c(min=1, max=4096))
-    n_input: int = field(default=3, metadata=_c(min=1, max=MAX_N_INPUT))
+    # None: chosen by the story's size (model.config.default_n_input: 3, 10 for long stories).
+    n_input: int | None = field(default=None, metadata=_c(min=1, max=MAX_N_INPUT))
     max_epochs: int = field(default=300, metadata=_c(min=1))
     max_seconds: float = field(default=600.0, metadata=_c(min=0.1))
     vocabulary_max_size: int = field(default=20_000, metadata=_c(min=2))
@@ -356,5 +357,5 @@ def check_relations(config: Config) -> None:
     gpus = config.workers.gpus_per_job
     if gpus > 1 and not gpus.is_integer():
         raise ConfigError("workers.gpus_per_job must be a fraction of one GPU or whole GPUs")
-    if config.training.n_input + 1 > lim.story_symbols:
+    if (config.training.n_input or default_n_input(0)) + 1 > lim.story_symbols:
         raise ConfigError("limits.story_symbols must exceed training.n_input")

@@ -26,18 +26,51 @@ def build_network(config: ModelConfig, dropout: float = 0.0) -> keras.Model:
     Initial weights come from Keras' global seed; call ``keras.utils.set_random_seed`` first
     for a reproducible model.
     """
+    return build_networks(config, dropout)[1]
+
+
+def build_networks(
+    config: ModelConfig, dropout: float = 0.0, *, all_positions: bool = False
+) -> tuple[keras.Model, keras.Model]:
+    """``(trainer, predictor)``: two models over the same layers (the same weights).
+
+    The predictor maps ids ``[batch, n_input]`` to the logits of the next symbol ``[batch,
+    vocab]`` (:func:`build_network`). Without ``all_positions`` the trainer is the predictor.
+    With it the trainer predicts after every position of its input (logits ``[batch, n_input,
+    vocab]``): one sequence of ``n_input`` symbols then trains ``n_input`` targets, with
+    contexts of 1 to ``n_input`` symbols, for about the cost of one window.
+    """
     inputs = keras.Input(shape=(config.n_input,), dtype="int32", name="context")
-    x = keras.layers.Embedding(config.vocab_size, config.embedding_dim, name="embedding")(inputs)
-    for layer in range(config.layers):
-        if dropout > 0:
-            x = keras.layers.Dropout(dropout, name=f"lstm{layer}_dropout")(x)
-        x = keras.layers.LSTM(
-            config.units, return_sequences=layer < config.layers - 1, name=f"lstm{layer}"
-        )(x)
-    if dropout > 0:
-        x = keras.layers.Dropout(dropout, name="dense_dropout")(x)
-    logits = keras.layers.Dense(config.vocab_size, name="dense")(x)
-    return keras.Model(inputs, logits, name="fabulist")
+    embedding = keras.layers.Embedding(config.vocab_size, config.embedding_dim, name="embedding")
+    lstms = [
+        keras.layers.LSTM(
+            config.units,
+            return_sequences=all_positions or layer < config.layers - 1,
+            name=f"lstm{layer}",
+        )
+        for layer in range(config.layers)
+    ]
+    dense = keras.layers.Dense(config.vocab_size, name="dense")
+
+    def forward(with_dropout: bool, last_only: bool) -> Any:
+        x = embedding(inputs)
+        for layer, lstm in enumerate(lstms):
+            if with_dropout:
+                x = keras.layers.Dropout(dropout, name=f"lstm{layer}_dropout")(x)
+            x = lstm(x)
+        if last_only:
+            x = x[:, -1, :]
+        if with_dropout:
+            x = keras.layers.Dropout(dropout, name="dense_dropout")(x)
+        return dense(x)
+
+    if not all_positions:
+        network = keras.Model(inputs, forward(dropout > 0, False), name="fabulist")
+        return network, network
+    # Dropout layers have no weights: the predictor leaves them out (they are the identity).
+    trainer = keras.Model(inputs, forward(dropout > 0, False), name="fabulist_trainer")
+    predictor = keras.Model(inputs, forward(False, True), name="fabulist")
+    return trainer, predictor
 
 
 def extract_weights(model: keras.Model, config: ModelConfig) -> dict[str, npt.NDArray[Any]]:

@@ -15,6 +15,7 @@ Signature::
 * ``tokens``: the story, already tokenized (:func:`model.tokenizer.tokenize`).
 * ``model_config``: a ModelConfig (its ``vocab_size`` is replaced by the real vocabulary size)
   or a mapping of ModelConfig overrides such as ``{"layers": 2, "n_input": 4}``; None = defaults.
+  Without an n_input the story's size chooses it (:func:`model.config.default_n_input`).
 * ``training``: TrainingConfig; None = defaults (Adam 1e-2, batches of up to 256 windows).
 * ``on_progress``: called with a picklable :class:`TrainingProgress` after every epoch and,
   for long epochs, about every ``PROGRESS_INTERVAL`` seconds within one.
@@ -50,10 +51,10 @@ import numpy as np
 import numpy.typing as npt
 
 from model import backend
-from model.config import ModelConfig, TrainingConfig
+from model.config import ModelConfig, TrainingConfig, default_n_input
 from model.errors import ModelError, StoryTooShortError, TrainingCancelled, TrainingDiverged
 from model.generation import left_context_table, story_index_arrays
-from model.network import build_network, extract_weights
+from model.network import build_networks, extract_weights
 from model.serialization import TrainedModel, TrainingFigures
 from model.vocabulary import Vocabulary
 from model.windows import (
@@ -71,6 +72,9 @@ PROGRESS_INTERVAL = 2.0
 EXACT_EVALUATION_MAX_WINDOWS = 20_000
 JIT_MIN_WINDOWS = 20_000
 EVAL_BATCH = 2048
+# Without a held-out split: epochs without one more training window right that end a training
+# (the "learned" stop is the usual end; this one ends stories it never comes to).
+SATURATED_EPOCHS = 20
 
 
 @dataclass(frozen=True)
@@ -98,13 +102,16 @@ class _Evaluation:
 
 
 def _resolve_config(
-    model_config: ModelConfig | Mapping[str, Any] | None, vocab_size: int
+    model_config: ModelConfig | Mapping[str, Any] | None, vocab_size: int, symbols: int
 ) -> ModelConfig:
-    if model_config is None:
-        return ModelConfig(vocab_size=vocab_size)
+    """The model's config; an n_input not given (a mapping without it, or None) is chosen by
+    the story's size (:func:`model.config.default_n_input`)."""
     if isinstance(model_config, ModelConfig):
         return replace(model_config, vocab_size=vocab_size)
-    values = {k: v for k, v in dict(model_config).items() if k != "vocab_size" and v is not None}
+    values = {
+        k: v for k, v in dict(model_config or {}).items() if k != "vocab_size" and v is not None
+    }
+    values.setdefault("n_input", default_n_input(symbols))
     try:
         return ModelConfig(vocab_size=vocab_size, **values)
     except TypeError as exc:
@@ -238,7 +245,12 @@ def train_model(
         if run.learned():
             run.stopped = "learned"
             break
-    if run.out_of_time or (run.stopped != "learned" and run.epoch < training.max_epochs):
+        if run.plateaued():
+            run.stopped = "plateau"
+            break
+    if run.out_of_time or (
+        run.stopped not in ("learned", "plateau") and run.epoch < training.max_epochs
+    ):
         run.stopped = "max_seconds"
     seconds = run.clock.elapsed()
     run.restore_best()
@@ -275,6 +287,9 @@ class _Data:
     exact: bool  # an exact pass over the training windows after each epoch
     unseen_mask: npt.NDArray[np.bool_] | None  # words never a training target (smoothed)
     unseen_share: float
+    # Training on every position of sequences of n_input symbols (TrainingConfig.all_positions):
+    # the start of every sequence whose targets are all training targets; None = windows.
+    sequence_starts: npt.NDArray[np.int64] | None = None
 
 
 def _prepare(
@@ -284,7 +299,7 @@ def _prepare(
     vocabulary_max_size: int | None,
 ) -> _Data:
     vocabulary = Vocabulary.build(tokens, max_size=vocabulary_max_size)
-    config = _resolve_config(model_config, max(2, len(vocabulary)))
+    config = _resolve_config(model_config, max(2, len(vocabulary)), len(tokens))
     if len(tokens) < config.n_input + 1:
         raise StoryTooShortError(len(tokens), config.n_input + 1)
     if len(vocabulary) < 2:
@@ -315,6 +330,9 @@ def _prepare(
         if not is_target.all():
             unseen_mask = ~is_target
             unseen_share = _unseen_share(targets[train_idx], len(vocabulary))
+    sequence_starts = None
+    if use_validation and training.all_positions:
+        sequence_starts = _sequence_starts(len(ids), train_idx, config.n_input)
     return _Data(
         tokens=len(tokens),
         config=config,
@@ -328,20 +346,64 @@ def _prepare(
         exact=exact,
         unseen_mask=unseen_mask,
         unseen_share=unseen_share,
+        sequence_starts=sequence_starts,
     )
+
+
+def _sequence_starts(
+    n_ids: int, train_idx: npt.NDArray[np.int64], n_input: int
+) -> npt.NDArray[np.int64]:
+    """Starts ``s`` of the sequences ``ids[s : s + n_input]`` whose targets
+    ``ids[s + 1 : s + n_input + 1]`` are all targets of training windows (none held out)."""
+    is_target = np.zeros(n_ids + 1, dtype=np.int64)
+    is_target[train_idx + n_input] = 1
+    ok = np.concatenate([[0], np.cumsum(is_target)])
+    starts = np.arange(max(0, n_ids - n_input), dtype=np.int64)
+    return starts[ok[starts + n_input + 1] - ok[starts + 1] == n_input]
+
+
+def sequence_batches(
+    ids: npt.NDArray[np.int32],
+    n_input: int,
+    starts: npt.NDArray[np.int64],
+    batch_size: int,
+    rng: np.random.Generator,
+) -> Iterator[tuple[npt.NDArray[np.int32], npt.NDArray[np.int32]]]:
+    """One epoch of ``(x, y)`` batches of ``[batch, n_input]`` sequences and their next symbols.
+
+    The story is cut into sequences at a random offset (every epoch another), so each
+    training target comes about once an epoch, with a context of 1 to ``n_input`` symbols.
+    Every batch has ``batch_size`` sequences (the last is topped up), one traced shape.
+    """
+    offset = int(rng.integers(n_input))
+    chosen = starts[(starts - offset) % n_input == 0]
+    if len(chosen) == 0:
+        chosen = starts
+    chosen = chosen[rng.permutation(len(chosen))]
+    steps = max(1, -(-len(chosen) // batch_size))
+    chosen = np.concatenate([chosen, rng.choice(starts, steps * batch_size - len(chosen))])
+    span = np.arange(n_input + 1, dtype=np.int64)
+    for step in range(steps):
+        rows = ids[chosen[step * batch_size : (step + 1) * batch_size, None] + span]
+        yield rows[:, :-1], rows[:, 1:]
 
 
 def _compile(
     data: _Data, training: TrainingConfig
-) -> tuple[keras.Model, keras.optimizers.Optimizer, np.random.Generator]:
-    """Seed, build and compile the network (in this order: the seed decides the weights)."""
+) -> tuple[keras.Model, keras.Model, keras.optimizers.Optimizer, np.random.Generator]:
+    """Seed, build and compile the networks (in this order: the seed decides the weights):
+    ``(trainer, predictor, optimizer, rng)``, see :func:`model.network.build_networks`."""
     if training.seed is not None:
         keras.utils.set_random_seed(training.seed)
         backend.make_deterministic()
     rng = np.random.default_rng(training.seed)
-    network = build_network(data.config, dropout=training.dropout if data.use_validation else 0.0)
+    trainer, network = build_networks(
+        data.config,
+        dropout=training.dropout if data.use_validation else 0.0,
+        all_positions=data.sequence_starts is not None,
+    )
     optimizer = _optimizer(training, data.use_validation)
-    network.compile(
+    trainer.compile(
         optimizer=optimizer,
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
@@ -354,7 +416,7 @@ def _compile(
     # Trace predict before the clock starts, so epoch 1's timing predicts the later ones.
     for n_eval in {min(EVAL_BATCH, len(data.train_idx)), min(EVAL_BATCH, len(data.val_idx))} - {0}:
         network.predict_on_batch(np.zeros((n_eval, data.config.n_input), dtype=np.int32))
-    return network, optimizer, rng
+    return trainer, network, optimizer, rng
 
 
 @dataclass
@@ -381,9 +443,17 @@ class _Run:
         self.training = training
         self.on_progress = on_progress
         self.should_cancel = should_cancel
-        self.network, self.optimizer, self.rng = _compile(data, training)
-        self.batch_size = even_batch_size(len(data.train_idx), training.batch_size)
-        self.steps_per_epoch = math.ceil(len(data.train_idx) / self.batch_size)
+        self.trainer, self.network, self.optimizer, self.rng = _compile(data, training)
+        if data.sequence_starts is not None:
+            # batch_size counts targets (windows), n_input per sequence; an epoch has about
+            # one sequence per n_input training windows.
+            n = data.config.n_input
+            per_epoch = max(1, len(data.sequence_starts) // n)
+            self.batch_size = min(max(1, training.batch_size // n), per_epoch)
+            self.steps_per_epoch = math.ceil(per_epoch / self.batch_size)
+        else:
+            self.batch_size = even_batch_size(len(data.train_idx), training.batch_size)
+            self.steps_per_epoch = math.ceil(len(data.train_idx) / self.batch_size)
         self.blowup = 3.0 * math.log(len(data.vocabulary)) + 1.0
         self.clock = _Clock()
         self.history: list[dict[str, Any]] = []
@@ -393,6 +463,7 @@ class _Run:
         self.out_of_time = False
         self.loss = self.accuracy = self.learnable_accuracy = float("nan")
         self.correct = 0
+        self.most_correct, self.unchanged = -1, 0
         self.sums = _EpochSums()
         self.last_report = time.perf_counter()
 
@@ -403,14 +474,20 @@ class _Run:
         self.epoch += 1
         self.sums = _EpochSums()
         data = self.data
-        stream: Iterator[tuple[Any, Any]] = batches(
-            data.ids,
-            data.config.n_input,
-            data.train_idx,
-            self.batch_size,
-            self.rng if self.steps_per_epoch > 1 else None,
-            fill=True,
-        )
+        stream: Iterator[tuple[Any, Any]]
+        if data.sequence_starts is not None:
+            stream = sequence_batches(
+                data.ids, data.config.n_input, data.sequence_starts, self.batch_size, self.rng
+            )
+        else:
+            stream = batches(
+                data.ids,
+                data.config.n_input,
+                data.train_idx,
+                self.batch_size,
+                self.rng if self.steps_per_epoch > 1 else None,
+                fill=True,
+            )
         for x, y in stream:
             if self.should_cancel is not None and self.should_cancel():
                 raise TrainingCancelled()
@@ -425,7 +502,7 @@ class _Run:
 
     def _step(self, x: Any, y: Any) -> None:
         t0 = time.perf_counter()
-        logs = self.network.train_on_batch(x, y, return_dict=True)
+        logs = self.trainer.train_on_batch(x, y, return_dict=True)
         self.clock.record_step(time.perf_counter() - t0)
         step_loss = float(logs["loss"])
         if not math.isfinite(step_loss):
@@ -434,9 +511,9 @@ class _Run:
             )
         sums = self.sums
         sums.steps += 1
-        sums.seen += len(y)
-        sums.loss += step_loss * len(y)
-        sums.correct += float(logs["accuracy"]) * len(y)
+        sums.seen += y.size
+        sums.loss += step_loss * y.size
+        sums.correct += float(logs["accuracy"]) * y.size
         if (
             self.on_progress is not None
             and sums.steps < self.steps_per_epoch
@@ -479,6 +556,23 @@ class _Run:
 
     def learned(self) -> bool:
         return self.data.exact and self.correct >= self.data.learnable
+
+    def plateaued(self) -> bool:
+        """More epochs stopped helping: ``patience`` epochs in a row without lowering the
+        held-out loss by ``min_improvement`` (with a split), or ``SATURATED_EPOCHS`` without
+        one more training window right (an exact pass, no split)."""
+        patience = self.training.patience
+        if patience is None:
+            return False
+        if self.data.use_validation:
+            return self.best.stale >= patience
+        if self.data.exact:
+            if self.correct > self.most_correct:
+                self.most_correct, self.unchanged = self.correct, 0
+            else:
+                self.unchanged += 1
+            return self.unchanged >= SATURATED_EPOCHS
+        return False
 
     def _record_history(self) -> None:
         entry: dict[str, Any] = {
@@ -589,6 +683,7 @@ class _BestWeights:
         self.weights: list[Any] | None = None
         self.epoch: int | None = None
         self.unseen_logit: float | None = None
+        self.stale = 0  # epochs in a row that lowered the held-out loss by < min_improvement
 
     def consider(self, run: _Run, epoch_no: int) -> None:
         data, network = run.data, run.network
@@ -606,7 +701,12 @@ class _BestWeights:
             unseen = (data.unseen_mask, logit)
         self.val_eval = evaluate(network, data.ids, data.val_idx, data.config.n_input, unseen)
         run.clock.eval_seconds += time.perf_counter() - t0
-        if self.loss is None or self.val_eval.loss < self.loss:
+        previous = self.loss
+        if previous is None or self.val_eval.loss < previous - run.training.min_improvement:
+            self.stale = 0
+        else:
+            self.stale += 1
+        if previous is None or self.val_eval.loss < previous:
             self.loss, self.epoch = self.val_eval.loss, epoch_no
             self.unseen_logit = None if unseen is None else unseen[1]
             self.weights = [np.array(w, copy=True) for w in network.get_weights()]

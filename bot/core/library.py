@@ -36,6 +36,7 @@ from bot.core.store import (
 from bot.core.uploads import clean_filename, prepare_story
 from bot.core.validation import JobOptions, RequestChecks, check_int
 from bot.errors import InvalidOption, InvalidUpload, NoModel, NotAllowed, NotFound
+from model.config import default_n_input
 
 logger = logging.getLogger(__name__)
 
@@ -146,7 +147,7 @@ class Library:
         prepared = await asyncio.to_thread(
             prepare_story,
             data,
-            n_input=int(job_options.model["n_input"]),
+            n_input=int(job_options.model.get("n_input") or default_n_input(0)),
             max_symbols=limits.story_symbols,
         )
         if append:
@@ -260,11 +261,16 @@ class Library:
         )
 
     def retrain_options(self, active: ModelRecord | None) -> JobOptions:
-        """Options for a retraining: the active model's layers, n_input and seed."""
+        """Options for a retraining: the active model's layers, n_input and seed (an n_input
+        that the story's size chose is chosen again for the stories left)."""
         config = {} if active is None else active.config
-        seed = None if active is None else JobOptions.from_dict(active.options).seed
+        options = None if active is None else JobOptions.from_dict(active.options)
+        seed = None if options is None else options.seed
+        by_size = options is not None and options.model and "n_input" not in options.model
         candidate = TrainOptions(
-            layers=config.get("layers"), n_input=config.get("n_input"), seed=seed
+            layers=config.get("layers"),
+            n_input=None if by_size else config.get("n_input"),
+            seed=seed,
         )
         try:
             return self.checks.job_options(candidate)

@@ -23,6 +23,7 @@ from bot.core.library import Library, removal_plan
 from bot.core.model_cache import ModelCache
 from bot.core.store import RemovalFacts, RemovalPlan, StoryRecord, StoryStore
 from bot.errors import InvalidOption
+from model.config import default_n_input
 
 logger = logging.getLogger(__name__)
 
@@ -81,7 +82,7 @@ class Privacy:
                 cancelled = await self.scheduler.cancel(ref, _PRIVACY)
                 if cancelled is not None:
                     await self.scheduler.wait_for_job(cancelled.job_id)
-            n_input = self.config.training.n_input
+            n_input = self.config.training.n_input or default_n_input(0)  # None: by size
             deletions = await self.store.delete_user_data(
                 user_id,
                 guild_id,

@@ -13,7 +13,7 @@ from bot.config import Config
 from bot.core.api import MAX_SEED, ContinueOptions, RetrainReason, TrainOptions
 from bot.errors import InvalidOption
 from model import GenerationOptions, ModelConfig, ModelError, TrainingConfig, tokenize
-from model.config import MAX_N_INPUT
+from model.config import MAX_N_INPUT, default_n_input
 
 MAX_TOP_K = 10_000
 MAX_PROMPT_CHARS = 4_000
@@ -78,11 +78,14 @@ class RequestChecks:
         self.config = config
 
     def train_options(self, options: TrainOptions) -> tuple[ModelConfig, TrainingConfig]:
+        """The model and training configs of a request; an n_input left to the story's size
+        is the short stories' one here (``job_options`` leaves it out of the job)."""
         defaults = self.config.training
         layers = defaults.layers if options.layers is None else options.layers
         n_input = defaults.n_input if options.n_input is None else options.n_input
         check_int("layers", layers, 1, 2)
-        check_int("n_input", n_input, 1, MAX_N_INPUT)
+        if n_input is not None:
+            check_int("n_input", n_input, 1, MAX_N_INPUT)
         if options.seed is not None:
             check_int("seed", options.seed, 0, MAX_SEED)
         max_seconds = defaults.max_seconds
@@ -102,7 +105,7 @@ class RequestChecks:
         try:
             model = ModelConfig(
                 vocab_size=2,
-                n_input=n_input,
+                n_input=n_input or default_n_input(0),
                 layers=layers,
                 units=defaults.units,
                 embedding_dim=defaults.embedding_dim,
@@ -114,8 +117,11 @@ class RequestChecks:
     def job_options(self, options: TrainOptions, reason: RetrainReason | None = None) -> JobOptions:
         """Checked options resolved against the defaults (InvalidOption if out of range)."""
         model_config, training_config = self.train_options(options)
+        # An n_input neither asked for nor configured is left to the story's size (training).
+        by_size = options.n_input is None and self.config.training.n_input is None
+        omitted = {"vocab_size", "n_input"} if by_size else {"vocab_size"}
         return JobOptions(
-            model={k: v for k, v in model_config.to_dict().items() if k != "vocab_size"},
+            model={k: v for k, v in model_config.to_dict().items() if k not in omitted},
             training=asdict(training_config),
             requested={k: v for k, v in asdict(options).items() if v is not None},
             reason=reason,

@@ -161,6 +161,7 @@ _STOPPED = {
     "learned": "learned the story",
     "max_epochs": "reached the epoch limit",
     "max_seconds": "reached the time limit",
+    "plateau": "stopped improving",
 }
 
 

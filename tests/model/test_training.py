@@ -139,7 +139,7 @@ def test_eta_after_first_epoch_when_epochs_bind(jacobs_tokens: list[str]) -> Non
     model = train_model(
         jacobs_tokens[:8000],
         {"units": 16, "embedding_dim": 8},
-        TrainingConfig(seed=2, batch_size=256, max_epochs=5),
+        TrainingConfig(seed=2, batch_size=256, max_epochs=5, patience=None),
         on_progress=reports.append,
     )
     assert model.figures.stopped == "max_epochs" and model.figures.epochs == 5

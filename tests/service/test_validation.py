@@ -164,3 +164,13 @@ async def test_continue_without_model(offline: StoryService) -> None:
     assert await offline.training_plot(channel(1)) is None
     card = await offline.story_card(channel(1))
     assert not card.has_model and card.job is None
+
+
+def test_n_input_left_to_the_story_size_unless_asked(tmp_path: Any) -> None:
+    from bot.core.validation import RequestChecks
+
+    by_size = RequestChecks(tiny_config(tmp_path))
+    assert "n_input" not in by_size.job_options(TrainOptions()).model
+    assert by_size.job_options(TrainOptions(n_input=4)).model["n_input"] == 4
+    configured = RequestChecks(tiny_config(tmp_path, training={"n_input": 5}))
+    assert configured.job_options(TrainOptions()).model["n_input"] == 5
