@@ -11,8 +11,11 @@ cores as the bots, so the figure is a lower bound of what separate machines woul
 from __future__ import annotations
 
 import asyncio
+import os
+import statistics
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,9 +35,36 @@ UNITS = 256
 PROMPTS = ["had a general", "the mice", "the cat", "mouse", "a young mouse got up"]
 
 
+# One BLAS thread per bot process (OpenBLAS, MKL, OpenMP): generation is matrix-vector products
+# of a few hundred rows, where BLAS threads only spin against the other process's.
+ONE_BLAS_THREAD = {"OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+@dataclass
+class Figures:
+    rate: float  # requests/s
+    p99: float  # seconds
+    bot_cpu_ms: float  # CPU ms per request, all bot processes together
+    driver_cpu_ms: float  # CPU ms per request of this process (the fake Discord and the driver)
+    load: float  # 1-minute load average at the end
+
+
 async def _run_processes(
-    fake: FakeDiscord, tmp: Path, url: str, count: int, targets: list[tuple[FakeChannel, FakeUser]]
-) -> tuple[float, float]:
+    fake: FakeDiscord,
+    tmp: Path,
+    url: str,
+    count: int,
+    targets: list[tuple[FakeChannel, FakeUser]],
+    env: dict[str, str],
+    requests: int,
+) -> Figures:
     config: dict[str, Any] = {
         "storage": {"url": url},
         "workers": {"count": 1},
@@ -48,7 +78,7 @@ async def _run_processes(
             if count > 1:
                 args += ["--shard-ids", str(shard), "--shard-count", str(count)]
             process = make_bot_process(
-                fake, tmp, config, args=tuple(args), name=f"bench-{count}-{shard}"
+                fake, tmp, config, args=tuple(args), env=env, name=f"bench-{count}-{shard}"
             )
             await process.start(wait_identify=True, timeout=120.0)
             processes.append(process)
@@ -71,16 +101,29 @@ async def _run_processes(
                 return await one(i)
 
         await asyncio.gather(*(limited(i) for i in range(len(targets))))  # warm every cache
+        bots = sum(cpu_seconds(p.pid) for p in processes)
+        driver = time.process_time()
         start = time.perf_counter()
-        times = await asyncio.gather(*(limited(i) for i in range(REQUESTS)))
+        times = await asyncio.gather(*(limited(i) for i in range(requests)))
         elapsed = time.perf_counter() - start
-        return REQUESTS / elapsed, pct(list(times), 0.99)
+        bots = sum(cpu_seconds(p.pid) for p in processes) - bots
+        driver = time.process_time() - driver
+        return Figures(
+            requests / elapsed,
+            pct(list(times), 0.99),
+            bots / requests * 1000,
+            driver / requests * 1000,
+            os.getloadavg()[0],
+        )
     finally:
         for process in processes:
             await process.stop()
 
 
-async def two_vs_one(server: PostgresServer) -> list[str]:
+async def two_vs_one(
+    server: PostgresServer, *, rounds: int = 1, requests: int = REQUESTS
+) -> list[str]:
+    """1 vs 2 bot processes, with the default BLAS threads and with one BLAS thread each."""
     url = server.create_database(template=None)
     fake = FakeDiscord()
     fake.default_world()
@@ -104,14 +147,37 @@ async def two_vs_one(server: PostgresServer) -> list[str]:
             sync = make_bot_process(fake, Path(tmp), {}, args=("sync",), name="sync")
             await sync.start(wait_identify=False)
             assert await sync.wait_exit(120.0) == 0, sync.log_tail()
-            one = await _run_processes(fake, Path(tmp), url, 1, targets)
-            two = await _run_processes(fake, Path(tmp), url, 2, targets)
+            runs: dict[tuple[str, int], list[Figures]] = {}
+            for _ in range(rounds):  # interleaved: each round measures every variant once
+                for blas, env in (("BLAS default", {}), ("1 BLAS thread", ONE_BLAS_THREAD)):
+                    for count in (1, 2):
+                        runs.setdefault((blas, count), []).append(
+                            await _run_processes(fake, Path(tmp), url, count, targets, env,
+                                                 requests)
+                        )  # fmt: skip
     finally:
         await fake.stop()
-    return [
+    lines = [
         f"{GUILDS} servers x {CHANNELS_PER_GUILD} channels ({shards} servers on shard 1), "
-        f"{UNITS}-unit models, {REQUESTS} /continue, {IN_FLIGHT} in flight",
-        f"1 process : {one[0]:6.1f} req/s  p99 {one[1] * 1000:7.1f} ms",
-        f"2 processes: {two[0]:6.1f} req/s  p99 {two[1] * 1000:7.1f} ms  "
-        f"throughput ratio 2/1 = {two[0] / one[0]:.2f} (target >= 1.6)",
+        f"{UNITS}-unit models, {requests} /continue, {IN_FLIGHT} in flight, "
+        f"median of {rounds} interleaved round(s); CPU ms per request: the bot processes "
+        "together, and this process (the fake Discord and the load driver)",
+        f"{'variant':<28}{'req/s':>8}{'p99 ms':>9}{'bot CPU':>9}{'fake CPU':>10}{'load':>6}",
     ]
+    rates: dict[tuple[str, int], float] = {}
+    for (blas, count), figures in runs.items():
+        rates[blas, count] = statistics.median(f.rate for f in figures)
+        lines.append(
+            f"{blas + f', {count} process' + ('es' if count > 1 else ''):<28}"
+            f"{rates[blas, count]:>8.1f}"
+            f"{statistics.median(f.p99 for f in figures) * 1000:>9.0f}"
+            f"{statistics.median(f.bot_cpu_ms for f in figures):>9.1f}"
+            f"{statistics.median(f.driver_cpu_ms for f in figures):>10.1f}"
+            f"{max(f.load for f in figures):>6.1f}"
+        )
+    for blas in ("BLAS default", "1 BLAS thread"):
+        lines.append(
+            f"{blas}: throughput 2 processes / 1 = {rates[blas, 2] / rates[blas, 1]:.2f} "
+            "(target >= 1.6)"
+        )
+    return lines
