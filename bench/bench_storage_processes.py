@@ -6,6 +6,12 @@ cache large enough for its channels (a server's channels live on one shard). Aft
 /continue per channel, ``REQUESTS`` /continue interactions are sent 16 at a time; requests/s and
 the p99 of the time to the reply are measured. The fake Discord and this driver share the same
 cores as the bots, so the figure is a lower bound of what separate machines would give.
+
+Each variant runs with OpenBLAS's default threads (one per core) and with one BLAS thread per
+bot process (``OPENBLAS_NUM_THREADS=1``, set here for the bench only; pinning inside generation
+is the model's business). The CPU seconds of every process (bots, this one, PostgreSQL's) over
+the measured window say where the time went: a bot that serves more requests per CPU-second
+and a machine whose other load leaves it less CPU look alike in requests/s alone.
 """
 
 from __future__ import annotations
@@ -47,16 +53,39 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICKS
 
 
+def server_cpu_seconds(server: PostgresServer) -> dict[int, float]:
+    """CPU seconds of the PostgreSQL server's processes (the postmaster and its children)."""
+    assert server.directory is not None
+    postmaster = int((server.directory / "data" / "postmaster.pid").read_text().split()[0])
+    found = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # gone meanwhile
+            continue
+        pid = int(stat.parent.name)
+        if pid == postmaster or int(fields[1]) == postmaster:
+            found[pid] = (int(fields[11]) + int(fields[12])) / TICKS
+    return found
+
+
 @dataclass
 class Figures:
     rate: float  # requests/s
     p99: float  # seconds
     bot_cpu_ms: float  # CPU ms per request, all bot processes together
     driver_cpu_ms: float  # CPU ms per request of this process (the fake Discord and the driver)
+    server_cpu_ms: float  # CPU ms per request of PostgreSQL's processes
     load: float  # 1-minute load average at the end
+
+    @property
+    def cpu_bound(self) -> float:
+        """Requests/s that 2 whole cores would allow at this CPU cost per request."""
+        return 2000 / (self.bot_cpu_ms + self.driver_cpu_ms + self.server_cpu_ms)
 
 
 async def _run_processes(
+    server: PostgresServer,
     fake: FakeDiscord,
     tmp: Path,
     url: str,
@@ -102,17 +131,21 @@ async def _run_processes(
 
         await asyncio.gather(*(limited(i) for i in range(len(targets))))  # warm every cache
         bots = sum(cpu_seconds(p.pid) for p in processes)
+        postgres = server_cpu_seconds(server)
         driver = time.process_time()
         start = time.perf_counter()
         times = await asyncio.gather(*(limited(i) for i in range(requests)))
         elapsed = time.perf_counter() - start
         bots = sum(cpu_seconds(p.pid) for p in processes) - bots
         driver = time.process_time() - driver
+        postgres_after = server_cpu_seconds(server)
+        database = sum(t - postgres.get(pid, 0.0) for pid, t in postgres_after.items())
         return Figures(
             requests / elapsed,
             pct(list(times), 0.99),
             bots / requests * 1000,
             driver / requests * 1000,
+            database / requests * 1000,
             os.getloadavg()[0],
         )
     finally:
@@ -152,7 +185,7 @@ async def two_vs_one(
                 for blas, env in (("BLAS default", {}), ("1 BLAS thread", ONE_BLAS_THREAD)):
                     for count in (1, 2):
                         runs.setdefault((blas, count), []).append(
-                            await _run_processes(fake, Path(tmp), url, count, targets, env,
+                            await _run_processes(server, fake, Path(tmp), url, count, targets, env,
                                                  requests)
                         )  # fmt: skip
     finally:
@@ -161,8 +194,10 @@ async def two_vs_one(
         f"{GUILDS} servers x {CHANNELS_PER_GUILD} channels ({shards} servers on shard 1), "
         f"{UNITS}-unit models, {requests} /continue, {IN_FLIGHT} in flight, "
         f"median of {rounds} interleaved round(s); CPU ms per request: the bot processes "
-        "together, and this process (the fake Discord and the load driver)",
-        f"{'variant':<28}{'req/s':>8}{'p99 ms':>9}{'bot CPU':>9}{'fake CPU':>10}{'load':>6}",
+        "together, this process (the fake Discord and the load driver), PostgreSQL; 'CPU bound' "
+        "= 2 cores / their sum: the most this machine could serve if all of it were ours",
+        f"{'variant':<28}{'req/s':>8}{'p99 ms':>9}{'bot CPU':>9}{'fake CPU':>10}{'PG CPU':>8}"
+        f"{'CPU bound':>10}{'load':>6}",
     ]
     rates: dict[tuple[str, int], float] = {}
     for (blas, count), figures in runs.items():
@@ -173,6 +208,8 @@ async def two_vs_one(
             f"{statistics.median(f.p99 for f in figures) * 1000:>9.0f}"
             f"{statistics.median(f.bot_cpu_ms for f in figures):>9.1f}"
             f"{statistics.median(f.driver_cpu_ms for f in figures):>10.1f}"
+            f"{statistics.median(f.server_cpu_ms for f in figures):>8.1f}"
+            f"{statistics.median(f.cpu_bound for f in figures):>10.0f}"
             f"{max(f.load for f in figures):>6.1f}"
         )
     for blas in ("BLAS default", "1 BLAS thread"):
