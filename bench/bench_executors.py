@@ -198,18 +198,21 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=12)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--skip-ray", action="store_true")
+    parser.add_argument("--skip-local-1", action="store_true", help="local-2 (the base) and Ray")
     args = parser.parse_args()
     variants: list[tuple[str, Callable[[], TrainingExecutor]]] = [
         ("local-1", local(1)),
         ("local-2", local(2)),
     ]
+    if args.skip_local_1:
+        variants = variants[1:]
     if not args.skip_ray:
         variants.append(("ray-2", ray_local))
     rows: dict[str, dict[str, float]] = {}
     for name, make in variants:
         with tempfile.TemporaryDirectory() as folder:
             rows[name] = asyncio.run(measure(make, args.jobs, args.rounds, Path(folder) / "b.db"))
-        print(f"  {name} measured", flush=True)
+        print(f"  {name} measured: {rows[name]}", flush=True)
     in_loop = None
     if not args.skip_ray:
         in_loop = asyncio.run(startup_lag_in_loop(ray_local))
