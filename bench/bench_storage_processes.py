@@ -163,11 +163,21 @@ async def two_vs_one(
     await fake.start()
     try:
         targets: list[tuple[FakeChannel, FakeUser]] = []
-        for g in range(GUILDS):
+        # Half the servers on each shard ((guild_id >> 22) % 2, the id's millisecond): servers
+        # made in one loop share a millisecond, and then one process would serve them all.
+        per_shard = [0, 0]
+        g = 0
+        while g < GUILDS:
             guild = fake.add_guild(f"Bench {g}")
+            shard = guild.id >> 22 & 1
+            if per_shard[shard] >= GUILDS // 2:
+                time.sleep(0.001)  # a guild left without channels; try the next millisecond
+                continue
+            per_shard[shard] += 1
             reader = fake.add_member(guild, f"reader{g}")
             for c in range(CHANNELS_PER_GUILD):
                 targets.append((fake.add_channel(guild, f"story{c}"), reader))
+            g += 1
         shards = sum((ch.guild_id or 0) >> 22 & 1 for ch, _ in targets) // CHANNELS_PER_GUILD
         text = STORY.decode()
         store = await PostgresStore.open(url)
