@@ -171,7 +171,7 @@ async def two_vs_one(
             guild = fake.add_guild(f"Bench {g}")
             shard = guild.id >> 22 & 1
             if per_shard[shard] >= GUILDS // 2:
-                time.sleep(0.001)  # a guild left without channels; try the next millisecond
+                await asyncio.sleep(0.001)  # left without channels: try the next ms
                 continue
             per_shard[shard] += 1
             reader = fake.add_member(guild, f"reader{g}")
