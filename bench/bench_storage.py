@@ -24,6 +24,7 @@ import argparse
 import asyncio
 import os
 import platform
+import statistics
 import sys
 import tempfile
 import time
@@ -50,20 +51,21 @@ CHANNELS = 200
 PROMPTS = ["had a general", "the mice", "the cat", "mouse", "a young mouse got up"]
 
 
-async def timed(calls: int, one: Callable[[int], Awaitable[Any]]) -> list[float]:
-    times = []
-    for i in range(calls):
-        start = time.perf_counter()
-        await one(i)
-        times.append(time.perf_counter() - start)
-    return times
-
-
 def ms(times: list[float]) -> tuple[float, float]:
     return pct(times, 0.5) * 1000, pct(times, 0.99) * 1000
 
 
-async def hot_queries(url: str, calls: int, units: int) -> dict[str, list[float]]:
+QUERIES = (
+    "load active model (miss)",
+    "active model id (warm)",
+    "insert a story + job",
+    "activate a model",
+)
+Query = Callable[[int], Awaitable[Any]]
+
+
+async def _queries(url: str, units: int) -> tuple[Any, dict[str, Query], int]:
+    """(open store with 200 seeded channels, query name -> one call, blob bytes)."""
     text = STORY.decode()
     vocabulary = Vocabulary.build(tokenize(text))
     model = synthetic_model(list(vocabulary.symbols), units=units)
@@ -71,10 +73,8 @@ async def hot_queries(url: str, calls: int, units: int) -> dict[str, list[float]
 
     blob = to_bytes(model)
     store = await open_store_url(url)
-    model_ids = []
     for channel_id in range(1, CHANNELS + 1):
-        model_ids.append((await seed_model(store, channel_id, text, units=units, blob=blob))[0])
-    results: dict[str, list[float]] = {}
+        await seed_model(store, channel_id, text, units=units, blob=blob)
 
     async def load_active(i: int) -> None:
         channel_id = 1 + i % CHANNELS
@@ -112,18 +112,38 @@ async def hot_queries(url: str, calls: int, units: int) -> dict[str, list[float]
             story_ids=job.story_ids, keep_versions=3,
         )  # fmt: skip
 
-    for name, one in (
-        ("load active model (miss)", load_active),
-        ("active model id (warm)", check_active),
-        ("insert a story + job", insert_story),
-        ("activate a model", activate),
-    ):
-        if name.startswith(("load", "active")):
-            await one(0)  # the first call opens connections and plans: not a hot query
-        results[name] = await timed(calls, one)
-    await store.close()
-    results["_blob_bytes"] = [float(len(blob))]
-    return results
+    ops = (load_active, check_active, insert_story, activate)
+    return store, dict(zip(QUERIES, ops, strict=True)), len(blob)
+
+
+async def hot_queries(
+    urls: dict[str, str], calls: int, units: int, rounds: int
+) -> tuple[dict[str, dict[str, list[tuple[float, float]]]], int]:
+    """query -> backend -> (p50, p99) ms of each round, and the blob's size.
+
+    The backends are interleaved call by call (SQLite, PostgreSQL, PG durable, SQLite, ...), so
+    a burst of load on the shared machine hits each of them alike; each round measures ``calls``
+    calls per query and backend, and the report takes the median over the rounds."""
+    opened = {name: await _queries(url, units) for name, url in urls.items()}
+    results: dict[str, dict[str, list[tuple[float, float]]]] = {
+        query: {name: [] for name in urls} for query in QUERIES
+    }
+    for _, ops, _ in opened.values():  # the first calls open connections and plan
+        await ops[QUERIES[0]](0)
+        await ops[QUERIES[1]](0)
+    for round_no in range(rounds):
+        for query in QUERIES:
+            times: dict[str, list[float]] = {name: [] for name in urls}
+            for i in range(calls):
+                for name, (_, ops, _) in opened.items():
+                    start = time.perf_counter()
+                    await ops[query](round_no * calls + i)
+                    times[name].append(time.perf_counter() - start)
+            for name in urls:
+                results[query][name].append(ms(times[name]))
+    for store, _, _ in opened.values():
+        await store.close()
+    return results, next(iter(opened.values()))[2]
 
 
 async def continue_throughput(url: str, bound: int, requests: int) -> tuple[float, float]:
@@ -162,18 +182,75 @@ async def continue_throughput(url: str, bound: int, requests: int) -> tuple[floa
     return requests / elapsed, pct(times, 0.99)
 
 
+def load() -> str:
+    return "load average " + " / ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def hot_section(urls: dict[str, str], durable: str, args: argparse.Namespace) -> None:
+    hot, blob = asyncio.run(
+        hot_queries({**urls, "PG durable": durable}, args.calls, args.units, args.rounds)
+    )
+    print(
+        f"\n1. hot queries, {args.calls} calls per query, backend and round, {args.rounds} "
+        f"rounds, backends interleaved call by call; {CHANNELS} channels, model blob "
+        f"{blob / 1e6:.2f} MB ({args.units} units); medians over the rounds; {load()} at the end"
+    )
+    print(
+        f"{'query':<26} {'SQLite p50/p99 ms':>20} {'PostgreSQL p50/p99 ms':>24} "
+        f"{'p99 PG/SQLite (rounds)':>24} {'PG durable p50/p99 ms':>24}"
+    )
+
+    def median(rounds: list[tuple[float, float]], index: int) -> float:
+        return statistics.median(r[index] for r in rounds)
+
+    for name, backends in hot.items():
+        sqlite, pg, durable_rounds = (
+            backends["SQLite"],
+            backends["PostgreSQL"],
+            backends["PG durable"],
+        )
+        ratios = [p[1] / s[1] for p, s in zip(pg, sqlite, strict=True)]
+        spread = f"{min(ratios):.1f}-{max(ratios):.1f}"
+        print(
+            f"{name:<26} {median(sqlite, 0):9.2f} / {median(sqlite, 1):8.2f} "
+            f"{median(pg, 0):11.2f} / {median(pg, 1):10.2f} "
+            f"{statistics.median(ratios):8.2f}x ({spread:>9}) "
+            f"{median(durable_rounds, 0):11.2f} / {median(durable_rounds, 1):10.2f}"
+        )
+    print("target: p99 PG/SQLite <= 3x (the median over the rounds)")
+
+
+def continue_section(urls: dict[str, str], args: argparse.Namespace) -> None:
+    print(f"\n2. continue_story, {args.requests} requests, 8 concurrent, {CHANNELS} channels")
+    for label, bound in (("cold (cache bound 1)", 1), ("warm (all cached)", CHANNELS)):
+        figures = {}
+        for name, url in urls.items():
+            figures[name] = asyncio.run(continue_throughput(url, bound, args.requests))
+        print(
+            f"{label:<22} "
+            + "  ".join(
+                f"{n} {rps:6.1f} req/s p99 {p99 * 1000:6.1f} ms"
+                for n, (rps, p99) in figures.items()
+            )
+            + f"  ratio PG/SQLite {figures['PostgreSQL'][0] / figures['SQLite'][0]:.2f}"
+        )
+    print(load())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--calls", type=int, default=300)
     parser.add_argument("--units", type=int, default=512, help="model size (512: the article's)")
     parser.add_argument("--requests", type=int, default=400)
     parser.add_argument("--processes", action="store_true", help="also 2 vs 1 bot processes")
+    parser.add_argument("--processes-only", action="store_true", help="only 2 vs 1 processes")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds, medians")
+    parser.add_argument("--process-requests", type=int, default=600, help="/continue per run")
     args = parser.parse_args()
     started = time.perf_counter()
     print(
         f"# bench_storage {datetime.now(UTC):%Y-%m-%d %H:%M} UTC - {os.cpu_count()} cores, "
-        f"Python {platform.python_version()}, load average "
-        + " / ".join(f"{x:.2f}" for x in os.getloadavg())
+        f"Python {platform.python_version()}, {load()}"
     )
     server = PostgresServer(fast=False).start()
     try:
@@ -190,49 +267,16 @@ def main() -> None:
             }
             # the same server, each commit waiting for its WAL fsync
             durable = server.create_database(template=None) + "?synchronous_commit=on"
-            hot = {
-                name: asyncio.run(hot_queries(url, args.calls, args.units))
-                for name, url in {**urls, "PG durable": durable}.items()
-            }
-            blob = hot["SQLite"].pop("_blob_bytes")[0]
-            hot["PostgreSQL"].pop("_blob_bytes")
-            hot["PG durable"].pop("_blob_bytes")
-            print(
-                f"\n1. hot queries, {args.calls} calls each, {CHANNELS} channels, model blob "
-                f"{blob / 1e6:.2f} MB ({args.units} units)"
-            )
-            print(
-                f"{'query':<26} {'SQLite p50/p99 ms':>20} {'PostgreSQL p50/p99 ms':>24} "
-                f"{'p99 PG/SQLite':>14} {'PG durable p50/p99 ms':>24}"
-            )
-            for name in hot["SQLite"]:
-                s50, s99 = ms(hot["SQLite"][name])
-                p50, p99 = ms(hot["PostgreSQL"][name])
-                d50, d99 = ms(hot["PG durable"][name])
-                print(
-                    f"{name:<26} {s50:9.2f} / {s99:8.2f} {p50:11.2f} / {p99:10.2f} "
-                    f"{p99 / s99:13.2f}x {d50:11.2f} / {d99:10.2f}"
-                )
-            print(
-                f"\n2. continue_story, {args.requests} requests, 8 concurrent, {CHANNELS} channels"
-            )
-            for label, bound in (("cold (cache bound 1)", 1), ("warm (all cached)", CHANNELS)):
-                figures = {}
-                for name, url in urls.items():
-                    figures[name] = asyncio.run(continue_throughput(url, bound, args.requests))
-                print(
-                    f"{label:<22} "
-                    + "  ".join(
-                        f"{n} {rps:6.1f} req/s p99 {p99 * 1000:6.1f} ms"
-                        for n, (rps, p99) in figures.items()
-                    )
-                    + f"  ratio PG/SQLite {figures['PostgreSQL'][0] / figures['SQLite'][0]:.2f}"
-                )
-            if args.processes:
+            if not args.processes_only:
+                hot_section(urls, durable, args)
+                continue_section(urls, args)
+            if args.processes or args.processes_only:
                 from bench.bench_storage_processes import two_vs_one
 
                 print(f"\n3. bot processes on the fake Discord, {CHANNELS} channels, PostgreSQL")
-                for text in asyncio.run(two_vs_one(server)):
+                for text in asyncio.run(
+                    two_vs_one(server, rounds=args.rounds, requests=args.process_requests)
+                ):
                     print(text)
     finally:
         server.stop()

@@ -103,15 +103,17 @@ async def open_app(
     executor: TrainingExecutor | None = None,
     warm_workers: bool = True,
     start: bool = True,
+    close_executor: bool | None = None,
 ) -> AsyncIterator[App]:
     """Open the store, the executor and the service; close them in reverse order.
 
-    A ``store`` or ``executor`` passed in is used and left open (its owner closes it).
+    A ``store`` or ``executor`` passed in is used and left open (its owner closes it), unless
+    ``close_executor`` (an executor opened and prepared before the loop, handed over).
     ``start=False`` skips ``service.start`` (the caller starts it, e.g. after a fault test).
     """
     own_store = store is None
     opened_store = store if store is not None else await open_store(config)
-    own_executor = executor is None
+    own_executor = executor is None if close_executor is None else close_executor
     opened_executor = executor if executor is not None else open_executor(config)
     service = StoryService(config, opened_store, opened_executor)
     try:

@@ -67,6 +67,11 @@ class TrainingExecutor(Protocol):
         """How many tasks run at once; the scheduler hands over at most this many."""
         ...
 
+    def prepare(self) -> None:
+        """Blocking start-up work to do before an event loop serves anything (connecting to a
+        cluster whose client holds the GIL); then ``start`` has little left to do."""
+        ...
+
     async def start(self) -> None:
         """Get trainers ready (optional: ``submit`` starts them on first use)."""
         ...

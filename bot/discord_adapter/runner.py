@@ -18,6 +18,7 @@ from bot.discord_adapter.client import create_bot
 from bot.errors import ConfigError
 
 if TYPE_CHECKING:
+    from bot.app import TrainingExecutor
     from bot.config import Config
     from bot.discord_adapter.client import FabulistBot
 
@@ -141,15 +142,22 @@ def run_bot(config: Config) -> None:
     DiscordUnreachable if Discord cannot be reached at start (the caller exits non-zero; a
     supervisor such as systemd restarts it with its own backoff).
     """
-    _reaching_discord(_run(config, _prepare(config)))
+    token = _prepare(config)
+    from bot.app import open_executor
+
+    # Before the loop exists: connecting to a Ray cluster holds the GIL for 1-2 s (Ray's core
+    # worker is built in C++ without releasing it), which would stall every coroutine.
+    executor = open_executor(config)
+    executor.prepare()
+    _reaching_discord(_run(config, token, executor))
 
 
-async def _run(config: Config, token: str) -> None:
+async def _run(config: Config, token: str, executor: TrainingExecutor) -> None:
     from bot.app import open_app
 
     # The bot starts the service in setup_hook; its close() calls app.shutdown (the service,
     # then the trainers) before the connection closes; open_app closes the store last.
-    async with open_app(config, start=False) as app:
+    async with open_app(config, start=False, executor=executor, close_executor=True) as app:
         bot = create_bot(config, app.service, shutdown=app.shutdown)
         loop = asyncio.get_running_loop()
         closing: list[asyncio.Task[None]] = []

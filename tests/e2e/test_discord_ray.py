@@ -123,6 +123,15 @@ def _ray_trainer_pids(head: RayHead) -> list[int]:
     return [pid for pid, args in head.processes() if args.startswith("ray::train")]
 
 
+async def test_the_cluster_is_joined_before_the_event_loop_runs(env: BotEnv) -> None:
+    # ray.init holds the GIL for 1-2 s (Ray's core worker is built in C++): the bot joins the
+    # cluster before its loop starts, so the loop-lag monitor and Discord's login come after.
+    log = env.bot.log_path.read_text()
+    connected = log.find("connected to the Ray cluster")
+    login = log.find("logging in using static token")
+    assert 0 <= connected < login, log[-3000:]
+
+
 async def test_train_on_ray_then_continue(env: BotEnv) -> None:
     progress = await _train(env, "story", ARTICLE.read_bytes(), seed=1)
     await _until(env, progress, r"^\*\*Finished\*\*", "the finished training message")

@@ -121,3 +121,36 @@ def test_a_lost_cluster_fails_the_running_and_the_new_trainings_clearly() -> Non
         "lost failed: The training stopped unexpectedly (the machine running it left" in out
     ), out
     assert "refused failed" in out and "cannot be reached" in out, out
+
+
+# Ray kills the processes of a cluster it starts (GCS, raylet) when the *thread* that started them
+# ends (PR_SET_PDEATHSIG); the executor connects from a thread, which must outlive the cluster.
+LOCAL_CLUSTER = """
+import time
+import ray
+from bot.executors.ray_cluster import RaySettings, RayTrainingExecutor
+
+executor = RayTrainingExecutor(RaySettings(
+    max_concurrent_jobs=1, local_cpus=1, local_object_store_bytes=100 * 1024 * 1024))
+executor.prepare()
+time.sleep(3)
+node = ray._private.worker._global_node
+dead = [name for name, infos in node.all_processes.items()
+        for info in infos if info.process.poll() is not None]
+print("dead:", ",".join(dead) or "none", flush=True)
+executor.close_sync()
+"""
+
+
+def test_a_local_cluster_outlives_the_thread_that_started_it() -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", LOCAL_CLUSTER],
+        cwd=str(REPO),
+        env={**os.environ, **TEST_ENV},
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert "dead: none" in result.stdout, result.stdout + result.stderr[-3000:]
+    assert result.returncode == 0, result.stderr[-3000:]

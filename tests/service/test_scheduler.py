@@ -77,6 +77,9 @@ class ScriptedExecutor:
     def capacity(self) -> int:
         return self._capacity
 
+    def prepare(self) -> None:
+        return None
+
     async def start(self) -> None:
         return None
 

@@ -161,6 +161,9 @@ class LocalProcessExecutor:
         for _ in range(self.size):
             self._spawn()
 
+    def prepare(self) -> None:
+        """Nothing to do before the loop: spawning the workers never holds the GIL for long."""
+
     async def start(self) -> None:
         await asyncio.to_thread(self.start_sync)
 

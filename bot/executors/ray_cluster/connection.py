@@ -37,6 +37,7 @@ class RayConnection:
         self._owns_ray = False  # we called ray.init (so we call ray.shutdown)
         self._reconnector: threading.Thread | None = None
         self._attempted = threading.Event()  # the first connection attempt has ended
+        self._released = threading.Event()  # set by a disconnect: a local cluster's thread ends
         self.connected = False
         self.closing = False
         self.last_error: str | None = None
@@ -156,6 +157,7 @@ class RayConnection:
                 ray.shutdown()
             self._owns_ray = False
             self._reclaim_signals()
+        self._released.set()
 
     def _reclaim_signals(self) -> None:
         """Give SIGTERM/SIGINT back to the bot's handlers.
@@ -214,11 +216,19 @@ class RayConnection:
                     reported = True
                 connected = False
             else:
+                self._released.clear()
                 connected = self.connect(warm=True)
             self._attempted.set()
             if connected:
                 if not first:
                     logger.info("reconnected to the Ray cluster")
+                if self.settings.address is None and self._owns_ray:
+                    # Ray ties the processes of a cluster it starts (GCS, raylet) to the thread
+                    # that started them (PR_SET_PDEATHSIG): they are killed when this thread
+                    # ends, so it waits for the disconnect, then reconnects unless closing.
+                    self._released.wait()
+                    first = False
+                    continue
                 return
             time.sleep(RECONNECT_SECONDS)
 

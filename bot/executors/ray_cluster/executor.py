@@ -1,6 +1,7 @@
 """The Ray executor: each training is a Ray task on a cluster, from a laptop to many GPU nodes.
 
-The bot process is a Ray driver. ``start`` connects (``ray.init``: an address such as ``auto``,
+The bot process is a Ray driver. ``prepare`` (before the bot's loop runs: ``ray.init`` holds the
+GIL 1-2 s) or else ``start`` connects (``ray.init``: an address such as ``auto``,
 ``host:6379`` or ``ray://host:10001``, or none for a local cluster the bot starts itself) and
 creates the executor's :class:`~bot.executors.ray_cluster.trainer.JobBoard` actor. Each
 ``submit`` becomes one Ray task (``trainer.train``) with ``num_cpus``/``num_gpus`` of the
@@ -17,7 +18,8 @@ Failures become ``failed`` outcomes with a message for people: a Ray worker or n
 mid-training fails that job (the previous model keeps answering); a cluster that stops answering
 fails the running jobs, and new ones fail at once with "cannot be reached" while a reconnect
 thread keeps trying in the background (``ray.init`` to a dead address can block for minutes, so
-it never runs on the monitor thread or the loop).
+it never runs on the monitor thread or the loop). A reconnect while the bot serves still stalls
+its loop once for the GIL-holding part of ``ray.init`` (about 1 s here).
 """
 
 from __future__ import annotations
@@ -123,6 +125,15 @@ class RayTrainingExecutor:
         return self.settings.max_concurrent_jobs
 
     # -- lifecycle ---------------------------------------------------------------------------
+
+    def prepare(self) -> None:
+        """Connect before an event loop runs (blocking, up to ``connect_wait_seconds``).
+
+        ``ray.init`` builds Ray's core worker in C++ without releasing the GIL: 1-2 s on this
+        machine whatever thread calls it, so from ``start`` it stalls the loop that long. The
+        bot calls this before its loop starts; ``start`` then finds the connection made.
+        """
+        self.start_sync()
 
     async def start(self) -> None:
         """Connect to the cluster (in a thread) and warm one Ray worker per concurrent job.
