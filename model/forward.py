@@ -92,6 +92,11 @@ def _sigmoid_(x: FloatArray) -> None:
     x *= 0.5
 
 
+def _own(array: npt.NDArray[Any], dtype: Any) -> npt.NDArray[Any]:
+    """A C-contiguous copy of ``array`` as ``dtype``, never a view."""
+    return np.array(array, dtype=dtype, order="C", copy=True)
+
+
 def _gates_ifog(array: npt.NDArray[Any], units: int) -> FloatArray:
     """Keras's gate columns (i, f, c, o) as (i, f, o, c), float32, C-contiguous."""
     i, f, c, o = (array[..., k * units : (k + 1) * units] for k in range(4))
@@ -120,13 +125,21 @@ class _Weights:
         return sum(int(a.nbytes) for a in arrays)
 
 
-def _blocks(recurrent: FloatArray) -> tuple[FloatArray, ...]:
+def _blocked(recurrent: npt.NDArray[Any]) -> npt.NDArray[Any]:
+    """The recurrent matrix (U, 4U) as (blocks, U, columns): the fewest equal column blocks
+    of at most ~512 KiB (float32), each one contiguous."""
     units, width = recurrent.shape
-    columns = max(64, _BLOCK_BYTES // (4 * max(1, units)))
-    return tuple(
-        np.ascontiguousarray(recurrent[:, start : start + columns])
-        for start in range(0, width, columns)
+    count = (
+        next(
+            n
+            for n in range(1, width + 1)
+            if width % n == 0 and units * (width // n) * 4 <= _BLOCK_BYTES
+        )
+        if width
+        else 1
     )
+    columns = max(1, width // count)
+    return np.ascontiguousarray(recurrent.reshape(units, count, columns).transpose(1, 0, 2))
 
 
 class NumpyLSTM:
@@ -138,20 +151,23 @@ class NumpyLSTM:
         w = model.weights
         u = self.config.units
         store = np.float16 if half else np.float32
-        # The stored layout (float16 or float32), already reordered and transposed.
+        # The stored layout (float16 or float32), already reordered and transposed. Every array
+        # is a copy: none is a view of the model's weights, so their buffer (from_bytes reads
+        # them all from one bytes object) can be freed once the model is loaded.
         self._stored: dict[str, npt.NDArray[Any]] = {
-            "embedding": np.ascontiguousarray(w["embedding"], dtype=store),
-            "dense_t": np.ascontiguousarray(np.asarray(w["dense_kernel"]).T, dtype=store),
-            "dense_bias": np.ascontiguousarray(w["dense_bias"], dtype=np.float32),
+            "embedding": _own(w["embedding"], store),
+            "dense_t": _own(np.asarray(w["dense_kernel"]).T, store),
+            "dense_bias": _own(w["dense_bias"], np.float32),
         }
         for i in range(self.config.layers):
             self._stored[f"kernel{i}"] = _gates_ifog(w[f"lstm{i}_kernel"], u).astype(store)
-            self._stored[f"recurrent{i}"] = _gates_ifog(w[f"lstm{i}_recurrent"], u).astype(store)
+            recurrent = _gates_ifog(w[f"lstm{i}_recurrent"], u)
+            self._stored[f"recurrent{i}"] = _blocked(recurrent).astype(store)
             self._stored[f"bias{i}"] = _gates_ifog(w[f"lstm{i}_bias"], u)
-        self.left_context = np.asarray(w["left_context"], dtype=np.int32)
-        # Views of the stored story arrays (no copies); models saved before them have none.
+        self.left_context = _own(w["left_context"], np.int32)
+        # Models saved before the story index have none.
         self.story_index = (
-            StoryIndex(*(np.asarray(w[name]) for name in STORY_ARRAYS))
+            StoryIndex(*(_own(w[name], np.int32) for name in STORY_ARRAYS))
             if all(name in w for name in STORY_ARRAYS)
             else None
         )
@@ -159,13 +175,14 @@ class NumpyLSTM:
         self._expand_lock = threading.Lock()
 
     def _expand(self) -> _Weights:
+        """The float32 weights: views of the stored arrays when they are float32 already."""
         s = self._stored
 
         def f32(name: str) -> FloatArray:
             return np.ascontiguousarray(s[name], dtype=np.float32)
 
         layers = tuple(
-            _Layer(f32(f"kernel{i}"), _blocks(f32(f"recurrent{i}")), f32(f"bias{i}"))
+            _Layer(f32(f"kernel{i}"), tuple(f32(f"recurrent{i}")), f32(f"bias{i}"))
             for i in range(self.config.layers)
         )
         return _Weights(f32("embedding"), layers, f32("dense_t"), f32("dense_bias"))
@@ -188,14 +205,22 @@ class NumpyLSTM:
 
     @property
     def stored_nbytes(self) -> int:
-        """Bytes of the stored layout, the left-context table included."""
-        return sum(int(a.nbytes) for a in self._stored.values()) + int(self.left_context.nbytes)
+        """Bytes of the arrays kept for good: the weights as stored, the left-context table
+        and the story index (the float32 copies of a half-storage model not included)."""
+        arrays = [*self._stored.values(), self.left_context]
+        if self.story_index is not None:
+            arrays += [self.story_index.story, self.story_index.order, self.story_index.offsets]
+        return sum(int(a.nbytes) for a in arrays)
 
     @property
     def expanded_nbytes(self) -> int:
-        """Bytes of the float32 copies while they exist (0 for float32 storage: none)."""
-        weights = self._weights
-        return weights.nbytes if (self.half and weights is not None) else 0
+        """Bytes of a half-storage model's float32 copies once made (0 for float32 storage).
+
+        The float16 matrices (all but the biases) twice over: the copies hold the same
+        number of values at twice the width."""
+        if not self.half:
+            return 0
+        return sum(2 * int(a.nbytes) for a in self._stored.values() if a.dtype == np.float16)
 
     def stepper(self) -> Stepper:
         return Stepper(self.weights(), self.config.units, self.config.n_input)
