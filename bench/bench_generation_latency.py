@@ -32,10 +32,10 @@ import numpy as np
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench._generation_before import NumpyLSTMBefore, generate_before  # noqa: E402
-from model import GenerationOptions, TrainedModel, TrainingConfig, generate, tokenize  # noqa: E402
-from model.forward import NumpyLSTM  # noqa: E402
-from model.generation import _decode  # noqa: E402
+from bench._generation_before import NumpyLSTMBefore, generate_before
+from model import GenerationOptions, TrainedModel, TrainingConfig, generate, tokenize
+from model.forward import NumpyLSTM
+from model.generation import _decode
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 GRIMM = DATA / "corpora" / "grimms-fairy-tales-taylor-edwardes.txt"
@@ -84,8 +84,7 @@ def measure(name: str, model: TrainedModel, rounds: int) -> None:
     for prompt in PROMPTS[name]:
         runs = variants(model, prompt)
         expected = runs["before"]()
-        for label, run in runs.items():
-            same = same and run() == expected
+        same = same and all(run() == expected for run in runs.values())
         for _ in range(rounds):
             for label, run in runs.items():
                 t0 = time.perf_counter()
