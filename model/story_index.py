@@ -42,10 +42,9 @@ class StoryIndex:
         last = int(history[-1])
         if not 0 <= last < len(self.offsets) - 1:
             return []
-        positions = np.asarray(
-            self.order[self.offsets[last] : self.offsets[last + 1]], dtype=np.int64
-        )
-        positions = positions[positions + 1 < len(self.story)]
+        positions = self.order[self.offsets[last] : self.offsets[last + 1]].astype(np.int64)
+        if len(positions) and positions[-1] + 1 >= len(self.story):
+            positions = positions[:-1]  # the story's last symbol: nothing follows it
         found: list[IntArray] = []
         for k in range(min(max_order, len(history))):
             if k:
@@ -54,8 +53,16 @@ class StoryIndex:
                 positions = positions[inside][self.story[before[inside]] == int(history[-1 - k])]
             if not len(positions):
                 break
-            found.append(np.unique(self.story[positions + 1]).astype(np.int64))
+            found.append(_distinct(self.story[positions + 1]))
         return found[::-1]
+
+
+def _distinct(symbols: npt.NDArray[Any]) -> IntArray:
+    """The sorted distinct values (np.unique), through a Python set when there are few: a
+    lookup runs once per generated symbol, and np.unique's fixed cost is most of it."""
+    if len(symbols) > 64:
+        return np.unique(symbols).astype(np.int64)
+    return np.array(sorted(set(symbols.tolist())), dtype=np.int64)
 
 
 def default_story_order(symbols: int) -> int:
