@@ -1,13 +1,26 @@
-"""Latency of a 32-symbol greedy continuation: numpy path versus the Keras model per step.
+"""Latency of a 32-symbol continuation: numpy now, numpy before issue 16, and Keras.
 
-Trains the default model (512 units) on the article's story once, then times ``generate``
-(numpy, fresh network each call, so the per-word cache is rebuilt every time) and a loop that
-calls the Keras model once per symbol (``model(x)`` eagerly and a compiled
-``predict_on_batch``), all in one run, and checks they give the same symbols.
+Trains the default model (512 units) on the article's story, and on Grimm's fairy tales
+(vocabulary capped at 5,000 + ``<unk>``, one epoch of at most ``--grimm-seconds``: latency does
+not depend on how well it learned). Then, in interleaved rounds (each round times every variant
+once, so the machine's load hits all alike), a 32-symbol greedy continuation of each prompt with:
+
+- ``before``: the forward pass and decoding of main before issue 16 (bench/_generation_before.py:
+  one window at a time, first step cached per word, full-vocabulary logits, default BLAS threads);
+- ``pipelined``: model.forward's pipelined pass and candidate-only logits, default BLAS threads;
+- ``now``: the same with BLAS limited to one thread during the call (``model.generate``);
+- ``half``: ``now`` on float16 storage (the model cache's layout) with its float32 copies made;
+- ``keras``: the Keras model once per symbol (``predict_on_batch``), a few rounds only.
+
+It checks that ``now`` and ``half`` give the same symbols as ``before`` for every prompt, and the
+network's own argmax the same symbols as Keras. Prints p50 / p95 per variant, the ratio to
+``before`` and the target (issue 16: p50 <= 2 ms article, <= 5 ms Grimm), and the load average.
+Run: .venv/bin/python bench/bench_generation_latency.py [--rounds N] [--grimm-seconds S]
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 import time
@@ -19,55 +32,103 @@ import numpy as np
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench._generation_before import NumpyLSTMBefore, generate_before
+from model import GenerationOptions, TrainedModel, TrainingConfig, generate, tokenize
+from model.forward import NumpyLSTM
+from model.generation import _decode
+
 DATA = Path(__file__).resolve().parents[1] / "data"
+GRIMM = DATA / "corpora" / "grimms-fairy-tales-taylor-edwardes.txt"
+TARGETS = {"article": 2.0, "grimm": 5.0}
+PROMPTS = {
+    "article": [["had", "a", "general"], ["mouse", "mouse", "mouse"], ["the", "cat"]],
+    "grimm": [["the", "king", "said"], ["once", "upon", "a"], ["wolf", "wolf", "wolf"]],
+}
+ARGMAX = GenerationOptions(follow_story=False, no_repeat_ngram=None)
 
 
-def timed(fn: Callable[[], object], repeats: int) -> tuple[float, float]:
-    fn()  # warm-up
-    samples = []
-    for _ in range(repeats):
+def keras_symbols(model: TrainedModel, prompt: list[str]) -> Callable[[], list[str]]:
+    from model.network import assign_weights, build_network
+
+    network = build_network(model.config)
+    assign_weights(network, model.config, model.weights)
+    n = model.config.n_input
+
+    def run() -> list[str]:
+        ids = model.vocabulary.encode(prompt)
+        for _ in range(32):
+            logits = network.predict_on_batch(np.asarray([ids[-n:]], dtype=np.int32))
+            ids.append(int(np.argmax(logits[0])))
+        return model.vocabulary.decode(ids[len(prompt) :])
+
+    return run
+
+
+def variants(model: TrainedModel, prompt: list[str]) -> dict[str, Callable[[], list[str]]]:
+    before = NumpyLSTMBefore(model)
+    now = NumpyLSTM(model)
+    half = NumpyLSTM(model, half=True)
+    half.weights()
+    ids = model.vocabulary.encode(prompt)
+    return {
+        "before": lambda: generate_before(model, prompt, network=before),
+        "pipelined": lambda: _decode(model, now, ids, GenerationOptions()),
+        "now": lambda: generate(model, prompt, network=now),
+        "half": lambda: generate(model, prompt, network=half),
+    }
+
+
+def measure(name: str, model: TrainedModel, rounds: int) -> None:
+    samples: dict[str, list[float]] = {}
+    same = True
+    for prompt in PROMPTS[name]:
+        runs = variants(model, prompt)
+        expected = runs["before"]()
+        same = same and all(run() == expected for run in runs.values())
+        for _ in range(rounds):
+            for label, run in runs.items():
+                t0 = time.perf_counter()
+                run()
+                samples.setdefault(label, []).append((time.perf_counter() - t0) * 1000)
+    keras_run = keras_symbols(model, PROMPTS[name][0])
+    agree = keras_run() == generate(model, PROMPTS[name][0], ARGMAX)
+    for _ in range(3):
         t0 = time.perf_counter()
-        fn()
-        samples.append((time.perf_counter() - t0) * 1000)
-    return float(np.percentile(samples, 50)), float(np.percentile(samples, 95))
+        keras_run()
+        samples.setdefault("keras", []).append((time.perf_counter() - t0) * 1000)
+    base = float(np.percentile(samples["before"], 50))
+    print(
+        f"\n{name}: vocabulary {len(model.vocabulary)}, {model.config.units} units, "
+        f"{len(PROMPTS[name])} prompts x {rounds} rounds; same symbols as before: "
+        f"{'yes' if same else 'NO'}; network argmax same as Keras: {'yes' if agree else 'NO'}"
+    )
+    print(f"{'variant':>10}{'p50 ms':>9}{'p95 ms':>9}{'x before':>10}{'target':>9}")
+    for label, values in samples.items():
+        p50, p95 = np.percentile(values, 50), np.percentile(values, 95)
+        target = f"<= {TARGETS[name]:.0f}" if label == "now" else ""
+        print(f"{label:>10}{p50:>9.2f}{p95:>9.2f}{base / p50:>9.1f}x{target:>9}")
 
 
 def main() -> None:
-    import keras
-
-    from model import TrainingConfig, generate, tokenize
-    from model.generation import NumpyLSTM
-    from model.network import assign_weights, build_network
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rounds", type=int, default=30)
+    parser.add_argument("--grimm-seconds", type=float, default=45.0)
+    parser.add_argument("--article-only", action="store_true")
+    args = parser.parse_args()
     from model.training import train_model
 
+    print(f"load average at start: {os.getloadavg()[0]:.2f}")
     tokens = tokenize((DATA / "belling-the-cat.txt").read_text(encoding="utf-8"))
-    model = train_model(tokens, None, TrainingConfig(seed=1))
-    prompt = ["had", "a", "general"]
-    network = build_network(model.config)
-    assign_weights(network, model.config, model.weights)
-
-    def keras_loop(call: Callable[[np.ndarray], object]) -> list[str]:
-        ids = model.vocabulary.encode(prompt)
-        for _ in range(32):
-            logits = np.asarray(call(np.asarray([ids[-3:]], dtype=np.int32)))
-            ids.append(int(np.argmax(logits[0])))
-        return model.vocabulary.decode(ids[3:])
-
-    numpy_out = generate(model, prompt)
-    assert keras_loop(network.predict_on_batch) == numpy_out, "numpy and Keras disagree"
-    fresh = timed(lambda: generate(model, prompt, network=NumpyLSTM(model)), 50)
-    warm_net = NumpyLSTM(model)
-    warm = timed(lambda: generate(model, prompt, network=warm_net), 50)
-    compiled = timed(lambda: keras_loop(network.predict_on_batch), 10)
-    eager = timed(lambda: keras_loop(lambda x: network(x, training=False)), 5)
-    print(f"32 symbols, 512 units, vocabulary {len(model.vocabulary)}; same symbols: yes")
-    print(f"numpy, fresh network    : p50 {fresh[0]:7.2f} ms  p95 {fresh[1]:7.2f} ms")
-    print(f"numpy, cached first step: p50 {warm[0]:7.2f} ms  p95 {warm[1]:7.2f} ms")
-    print(f"keras predict_on_batch  : p50 {compiled[0]:7.2f} ms  p95 {compiled[1]:7.2f} ms")
-    print(f"keras model(x) eager    : p50 {eager[0]:7.2f} ms  p95 {eager[1]:7.2f} ms")
-    ratio = compiled[0] / fresh[0]
-    print(f"ratio keras compiled / numpy fresh: {ratio:.0f}x (target numpy p50 <= 5 ms)")
-    _ = keras
+    measure("article", train_model(tokens, None, TrainingConfig(seed=1)), args.rounds)
+    if not args.article_only:
+        grimm = train_model(
+            tokenize(GRIMM.read_text(encoding="utf-8")),
+            None,
+            TrainingConfig(seed=1, max_epochs=1, max_seconds=args.grimm_seconds),
+            vocabulary_max_size=5001,
+        )
+        measure("grimm", grimm, args.rounds)
+    print(f"\nload average at end: {os.getloadavg()[0]:.2f}")
 
 
 if __name__ == "__main__":

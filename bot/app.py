@@ -9,6 +9,10 @@ or executor is one more branch in :func:`open_store` or :func:`open_executor`.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import logging
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -18,6 +22,31 @@ from bot.core.executor import TrainingExecutor
 from bot.core.service import StoryService
 from bot.core.store import StoryStore
 from bot.errors import ConfigError
+
+logger = logging.getLogger(__name__)
+_M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter
+_MMAP_THRESHOLD = 128 * 1024  # glibc's default start value, kept fixed
+
+
+def keep_large_arrays_out_of_the_heap() -> None:
+    """Fix glibc's mmap threshold at its default 128 KiB, so every model array is its own
+    mapping, returned to the system when freed.
+
+    By default glibc raises the threshold (up to 32 MiB) each time a large mapping is freed;
+    after the first model load, the float32 copies and load buffers of the next models land in
+    the heap, whose freed holes stay resident: measured with bench/bench_model_cache_memory.py,
+    64 cached models cost 45 MiB more RSS than the cache counts, and a bounded cache grew 50 %
+    past its bound. Linux with glibc only; elsewhere nothing happens.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name or "libc.so.6")
+        if not libc.mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD):
+            logger.debug("mallopt(M_MMAP_THRESHOLD) refused")
+    except (OSError, AttributeError):  # not glibc (musl has no mallopt): nothing to tune
+        logger.debug("no glibc mallopt: the allocator keeps its own thresholds")
 
 
 @dataclass(frozen=True)
@@ -111,6 +140,7 @@ async def open_app(
     ``close_executor`` (an executor opened and prepared before the loop, handed over).
     ``start=False`` skips ``service.start`` (the caller starts it, e.g. after a fault test).
     """
+    keep_large_arrays_out_of_the_heap()
     own_store = store is None
     opened_store = store if store is not None else await open_store(config)
     own_executor = executor is None if close_executor is None else close_executor

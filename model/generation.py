@@ -1,9 +1,9 @@
 """Continue a story with a pure-numpy forward pass of the trained weights (no TensorFlow).
 
 Each next symbol is predicted like in training: the last ``n_input`` symbols are run through
-the LSTM from a zero state and the dense layer gives logits over the vocabulary. Because the
-first step always starts from the zero state, its result depends only on the word, so it is
-computed once per word and cached (the main reason a 32-symbol continuation takes ~2-3 ms).
+the LSTM from a zero state and the dense layer gives logits over the vocabulary
+(:mod:`model.forward` pipelines the overlapping windows and computes only the logits of the
+candidate symbols; issue 16).
 
 **Prompts shorter than n_input** are completed on the left with the story's own most frequent
 predecessors of the prompt's first symbol (``weights["left_context"]``, computed from the
@@ -39,15 +39,24 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from model.config import LONG_STORY_SYMBOLS
 from model.errors import ModelError
-from model.serialization import STORY_ARRAYS, TrainedModel
+from model.forward import NumpyLSTM, Stepper, single_threaded_blas
+from model.serialization import TrainedModel
+from model.story_index import IntArray, StoryIndex, default_story_order, story_index_arrays
 from model.vocabulary import UNKNOWN
+
+__all__ = [
+    "GenerationOptions",
+    "NumpyLSTM",
+    "StoryIndex",
+    "default_story_order",
+    "generate",
+    "left_context_table",
+    "story_index_arrays",
+]
 
 SENTENCE_END = frozenset({".", "!", "?", "…", "。", "！", "？"})
 CLOSING = frozenset({"”", "’", "»", ")", "」", "』"})
-FloatArray = npt.NDArray[np.float32]
-IntArray = npt.NDArray[np.int64]
 # Defaults measured with bench/bench_continuation_quality.py (README, "Continuation quality").
 DEFAULT_TOP_P = 0.9
 DEFAULT_NO_REPEAT_NGRAM = 4
@@ -102,151 +111,6 @@ class GenerationOptions:
             raise ModelError("story_order must be a whole number from 1 to 64.")
 
 
-def _sigmoid(x: FloatArray) -> FloatArray:
-    return np.asarray(0.5 * (np.tanh(0.5 * x) + 1.0), dtype=np.float32)
-
-
-class NumpyLSTM:
-    """The network's forward pass in numpy (Keras gate order i, f, c, o)."""
-
-    def __init__(self, model: TrainedModel) -> None:
-        self.config = model.config
-        w = model.weights
-        self.embedding = np.asarray(w["embedding"], dtype=np.float32)
-        self.layers = [
-            (
-                np.asarray(w[f"lstm{i}_kernel"], dtype=np.float32),
-                np.asarray(w[f"lstm{i}_recurrent"], dtype=np.float32),
-                np.asarray(w[f"lstm{i}_bias"], dtype=np.float32),
-            )
-            for i in range(model.config.layers)
-        ]
-        self.dense_kernel = np.asarray(w["dense_kernel"], dtype=np.float32)
-        self.dense_bias = np.asarray(w["dense_bias"], dtype=np.float32)
-        self.left_context = np.asarray(w["left_context"], dtype=np.int64)
-        # Views of the stored arrays (no copies); models saved before the index have none.
-        self.story_index = (
-            StoryIndex(*(np.asarray(w[name]) for name in STORY_ARRAYS))
-            if all(name in w for name in STORY_ARRAYS)
-            else None
-        )
-        self._first: dict[int, list[tuple[FloatArray, FloatArray]]] = {}
-
-    def _cell(
-        self, layer: int, x: FloatArray, h: FloatArray | None, c: FloatArray | None
-    ) -> tuple[FloatArray, FloatArray]:
-        kernel, recurrent, bias = self.layers[layer]
-        z = x @ kernel + bias
-        if h is not None:
-            z = z + h @ recurrent
-        u = self.config.units
-        i = _sigmoid(z[:u])
-        f = _sigmoid(z[u : 2 * u])
-        g = np.tanh(z[2 * u : 3 * u])
-        o = _sigmoid(z[3 * u :])
-        c_new = i * g if c is None else f * c + i * g
-        return o * np.tanh(c_new), c_new
-
-    def _first_step(self, symbol: int) -> list[tuple[FloatArray, FloatArray]]:
-        cached = self._first.get(symbol)
-        if cached is None:
-            x = self.embedding[symbol]
-            cached = []
-            for layer in range(len(self.layers)):
-                h, c = self._cell(layer, x, None, None)
-                cached.append((h, c))
-                x = h
-            self._first[symbol] = cached
-        return cached
-
-    def logits(self, context: Sequence[int]) -> FloatArray:
-        """Logits for the symbol after ``context``, run from a zero state."""
-        if not context:
-            top = np.zeros(self.config.units, dtype=np.float32)
-            return np.asarray(top @ self.dense_kernel + self.dense_bias, dtype=np.float32)
-        states = list(self._first_step(int(context[0])))
-        for symbol in context[1:]:
-            x = self.embedding[int(symbol)]
-            for layer, (h, c) in enumerate(states):
-                states[layer] = self._cell(layer, x, h, c)
-                x = states[layer][0]
-        return np.asarray(states[-1][0] @ self.dense_kernel + self.dense_bias, dtype=np.float32)
-
-    def padded_context(self, ids: Sequence[int]) -> list[int]:
-        """The context the network sees for a prompt of ids (see the module docstring)."""
-        n = self.config.n_input
-        ids = list(ids)
-        if len(ids) >= n or not ids:
-            return ids[-n:] if ids else []
-        left = [int(s) for s in self.left_context[ids[0]] if s >= 0]
-        need = n - len(ids)
-        return left[len(left) - need :] + ids if need <= len(left) else left + ids
-
-
-class StoryIndex:
-    """Where each symbol occurs in the training story: the story's continuations of a context.
-
-    Built from three int32 arrays stored with the weights (:func:`story_index_arrays`): the
-    story's ids, its positions sorted by symbol (stable) and, per symbol, where its positions
-    start in that order. A lookup costs the number of occurrences of the context's last symbol.
-    """
-
-    def __init__(
-        self, story: npt.NDArray[Any], order: npt.NDArray[Any], offsets: npt.NDArray[Any]
-    ) -> None:
-        self.story = story
-        self.order = order
-        self.offsets = offsets
-
-    def continuations(self, history: Sequence[int], max_order: int) -> list[IntArray]:
-        """Story successors of the context's suffixes, longest first (lengths max_order..1).
-
-        Entry k holds the distinct symbols that follow the context's last ``max_order - k``
-        symbols somewhere in the story; suffixes the story never contains are left out.
-        """
-        if not history or max_order < 1:
-            return []
-        last = int(history[-1])
-        if not 0 <= last < len(self.offsets) - 1:
-            return []
-        positions = np.asarray(
-            self.order[self.offsets[last] : self.offsets[last + 1]], dtype=np.int64
-        )
-        positions = positions[positions + 1 < len(self.story)]
-        found: list[IntArray] = []
-        for k in range(min(max_order, len(history))):
-            if k:
-                before = positions - k
-                inside = before >= 0
-                positions = positions[inside][self.story[before[inside]] == int(history[-1 - k])]
-            if not len(positions):
-                break
-            found.append(np.unique(self.story[positions + 1]).astype(np.int64))
-        return found[::-1]
-
-
-def default_story_order(symbols: int) -> int:
-    """How many previous symbols the story's continuations are looked up by, by story size.
-
-    Short stories (the article's): 1. Their network has learned every window, so it alone
-    steers back into the story; the story's word pairs only rule out stutters and word salad
-    on the way (bench: every article prompt back in the story within 5 symbols; with 2 or 3,
-    two prompts are led to the story's last sentence and need 11). Long stories: 2. Their
-    network is unsure, and word pairs alone make salad; 3 copies whole passages.
-    """
-    return 2 if symbols >= LONG_STORY_SYMBOLS else 1
-
-
-def story_index_arrays(ids: npt.NDArray[Any], vocab_size: int) -> dict[str, npt.NDArray[Any]]:
-    """The arrays of :class:`StoryIndex` for a story of ids (stored with the weights)."""
-    story = np.asarray(ids, dtype=np.int32)
-    order = np.argsort(story, kind="stable").astype(np.int32)
-    counts = np.bincount(story, minlength=vocab_size)
-    offsets = np.zeros(vocab_size + 1, dtype=np.int32)
-    offsets[1:] = np.cumsum(counts)
-    return {"story": story, "story_order": order, "story_offsets": offsets}
-
-
 class _RepeatGuard:
     """Which symbols would repeat an n-gram already in the prompt or the reply."""
 
@@ -270,32 +134,9 @@ class _RepeatGuard:
         return set(self.followers.get(tail, ()))
 
 
-def _pick(
-    logits: FloatArray,
-    options: GenerationOptions,
-    rng: np.random.Generator,
-    banned: set[int],
-    allowed: Sequence[IntArray],
-    previous: int | None = None,
+def _sample(
+    scores: npt.NDArray[np.float64], options: GenerationOptions, rng: np.random.Generator
 ) -> int:
-    scores = logits.astype(np.float64)
-    if banned:
-        scores[list(banned)] = -np.inf
-    # The longest story context with a continuation that is not banned decides the candidates;
-    # when there is none, the network chooses freely, but never the previous symbol again.
-    for candidates in allowed:
-        if np.isfinite(scores[candidates]).any():
-            keep = np.full(len(scores), -np.inf)
-            keep[candidates] = scores[candidates]
-            scores = keep
-            break
-    else:
-        if previous is not None:
-            scores[previous] = -np.inf
-    if not np.isfinite(scores).any():
-        scores = logits.astype(np.float64)  # every symbol banned: ban nothing rather than fail
-    if options.temperature <= 0.0:
-        return int(np.argmax(scores))
     if options.top_k is not None and options.top_k < len(scores):
         cut = np.partition(scores, -options.top_k)[-options.top_k]
         scores = np.where(scores >= cut, scores, -np.inf)
@@ -313,6 +154,42 @@ def _pick(
     return int(rng.choice(len(p), p=p))
 
 
+def _pick(
+    stepper: Stepper,
+    options: GenerationOptions,
+    rng: np.random.Generator,
+    banned: set[int],
+    allowed: Sequence[IntArray],
+    previous: int | None = None,
+) -> int:
+    vocab_size = len(stepper.w.dense_bias)
+    is_banned = np.zeros(vocab_size, dtype=bool)
+    if banned:
+        is_banned[list(banned)] = True
+    # The longest story context with a continuation that is not banned decides the candidates,
+    # and only their logits are computed (a gather of output rows, not the whole vocabulary);
+    # when there is none, the network chooses freely, but never the previous symbol again.
+    for candidates in allowed:
+        keep = candidates[~is_banned[candidates]] if banned else candidates
+        if len(keep):
+            chosen = stepper.logits(keep).astype(np.float64)
+            if options.temperature <= 0.0:
+                return int(keep[int(np.argmax(chosen))])  # ties: the lowest id, as argmax
+            scores = np.full(vocab_size, -np.inf)
+            scores[keep] = chosen
+            return _sample(scores, options, rng)
+    logits = stepper.logits()
+    scores = logits.astype(np.float64)
+    scores[is_banned] = -np.inf
+    if previous is not None:
+        scores[previous] = -np.inf
+    if not np.isfinite(scores).any():
+        scores = logits.astype(np.float64)  # every symbol banned: ban nothing rather than fail
+    if options.temperature <= 0.0:
+        return int(np.argmax(scores))
+    return _sample(scores, options, rng)
+
+
 def generate(
     model: TrainedModel,
     prompt: Sequence[str],
@@ -320,16 +197,26 @@ def generate(
     *,
     network: NumpyLSTM | None = None,
 ) -> list[str]:
-    """The generated symbols only (not the prompt). Pass ``network`` to reuse its caches."""
+    """The generated symbols only (not the prompt). Pass ``network`` to reuse its weights."""
     options = options or GenerationOptions()
     # Only the words the network reads must be known: an unknown word earlier in a long prompt
     # is outside the context window and changes nothing.
     ids = model.vocabulary.encode(list(prompt)[-model.config.n_input :])
     net = network or NumpyLSTM(model)
+    with single_threaded_blas():
+        return _decode(model, net, ids, options)
+
+
+def _decode(
+    model: TrainedModel, net: NumpyLSTM, ids: list[int], options: GenerationOptions
+) -> list[str]:
     rng = np.random.default_rng(options.seed)
     unknown = model.vocabulary.id_of(UNKNOWN) if model.vocabulary.has_unknown else None
     story = net.story_index if options.follow_story else None
     context = net.padded_context(ids)
+    stepper = net.stepper()
+    for symbol in context:
+        stepper.feed(symbol)
     history = list(ids)
     repeats = _RepeatGuard(options.no_repeat_ngram, ids)
     order = options.story_order or (default_story_order(len(story.story)) if story else 1)
@@ -343,7 +230,7 @@ def generate(
         allowed = story.continuations(history, order) if story else []
         # Off the story (only when following one), the previous symbol is not repeated.
         previous = history[-1] if history and story is not None else None
-        return _pick(net.logits(context), options, rng, banned, allowed, previous)
+        return _pick(stepper, options, rng, banned, allowed, previous)
 
     while len(out) < options.length:
         nxt = step()
@@ -351,6 +238,11 @@ def generate(
         history.append(nxt)
         repeats.add(nxt)
         context = net.padded_context([*context, nxt])
+        stepper.feed(nxt)
+        if stepper.window != context:  # a short context completed on the left: start over
+            stepper = net.stepper()
+            for symbol in context:
+                stepper.feed(symbol)
         if options.stop_at_sentence_end and symbols[nxt] in SENTENCE_END:
             if len(out) < options.length:
                 follower = step()

@@ -1,9 +1,16 @@
 """The model cache: numpy models by channel, bounded by count and by memory, each with the
 4-gram index of its stories for the originality share of a continuation.
 
-Each model's size is measured from its arrays at load, counting its first-step table fully
-built (see :func:`model_cache_bytes`). A model larger than the byte bound answers but is not
-kept. Loading and generation run in the given thread executor, never on the event loop.
+Cached models are stored at half width (float16 matrices, ``NumpyLSTM(half=True)``: half the
+memory; issue 16) and compute in float32: the float32 copies are made when a model answers
+and kept for the ``HOT_MODELS`` most recently used models only. A model's size counts its
+arrays and Python objects (:func:`model_cache_bytes`); a hot model's float32 copies count
+too while they exist. A model larger than the byte bound answers but is not kept. Loading and
+generation run in the given thread executor, never on the event loop.
+
+The 4-gram index comes from the story index stored with the weights (the story's symbol ids:
+nothing to tokenize again, and the stories are not read); models saved before it have their
+stories read and tokenized at load.
 """
 
 from __future__ import annotations
@@ -14,8 +21,7 @@ import sys
 from collections import OrderedDict
 from collections.abc import Sequence
 from concurrent.futures import Executor
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, replace
 
 import numpy as np
 import numpy.typing as npt
@@ -25,27 +31,27 @@ from bot.core.store import StoryStore
 from bot.errors import NoModel
 from model import (
     GenerationOptions,
-    ModelConfig,
     NumpyLSTM,
     TrainedModel,
     from_bytes,
     generate,
     tokenize,
 )
+from model.serialization import STORY_ARRAYS
+from model.vocabulary import UNKNOWN
 
 logger = logging.getLogger(__name__)
 
 NGRAM = 4
 MIB = 1 << 20
-# Python objects around each word's first-step entry in NumpyLSTM's table, measured with
-# tracemalloc on CPython 3.11 (~420 bytes a word at 1 layer): per layer two ndarray headers
-# (112 bytes each) and an (h, c) tuple (56); per word the list (88), the int key (28) and a
-# dict slot at the table's worst load factor (64).
-_FIRST_STEP_LAYER_OVERHEAD = 2 * 112 + 56
-_FIRST_STEP_WORD_OVERHEAD = 88 + 28 + 64
+# Models whose float32 copies are kept: a reply on one of them computes at once; on another it
+# first makes them (~2 ms for an article model on a quiet core). Four times the default
+# generation threads, so that the channels answering in turn stay hot.
+HOT_MODELS = 8
 _INT_BYTES = 28  # an int object above the 256 CPython keeps shared
 # The Python objects around a model's arrays (the entry, TrainedModel, its config and figures,
-# ndarray headers): ~5 KB measured with tracemalloc, whatever the model's size.
+# NumpyLSTM and its story index, ndarray headers): ~5 KB measured with tracemalloc, whatever
+# the model's size.
 _MODEL_OVERHEAD = 8 * 1024
 
 
@@ -53,32 +59,16 @@ _MODEL_OVERHEAD = 8 * 1024
 class CachedModel:
     model_id: int
     version: int
-    model: TrainedModel
+    model: TrainedModel  # config, vocabulary and figures: its weights are dropped at load
     network: NumpyLSTM
     ngrams: npt.NDArray[np.uint64]  # sorted unique 4-gram codes of the model's stories
     index: dict[str, int]  # symbol -> id, built once per model
-    nbytes: int = 0  # model_cache_bytes(), set once at load: it already counts the table's growth
+    nbytes: int = 0  # model_cache_bytes(), set once at load
 
-
-def first_step_table_bytes(config: ModelConfig) -> int:
-    """NumpyLSTM's per-word first-step table once every word has been a context's first word.
-
-    The table fills lazily (a word's entry on its first use as a context's first symbol) and is
-    never emptied, so the cache counts it fully built from the start: the bound holds however
-    long a model stays cached, at the price of over-counting models that use few words.
-    """
-    per_layer = 2 * 4 * config.units + _FIRST_STEP_LAYER_OVERHEAD  # float32 h and c
-    return config.vocab_size * (config.layers * per_layer + _FIRST_STEP_WORD_OVERHEAD)
-
-
-def _array_bytes(arrays: Sequence[npt.NDArray[Any]]) -> int:
-    # NumpyLSTM keeps views of the stored weights when the dtype already matches: count each
-    # buffer once (by its start address), and the copies it makes (left_context as int64) too.
-    sizes: dict[int, int] = {}
-    for array in arrays:
-        address = int(array.__array_interface__["data"][0])
-        sizes[address] = max(sizes.get(address, 0), int(array.nbytes))
-    return sum(sizes.values())
+    @property
+    def hot_nbytes(self) -> int:
+        """The float32 copies the model makes to answer (counted while it is hot)."""
+        return self.network.expanded_nbytes
 
 
 def model_cache_bytes(
@@ -87,25 +77,21 @@ def model_cache_bytes(
     ngrams: npt.NDArray[np.uint64],
     index: dict[str, int],
 ) -> int:
-    """What one cached model keeps in memory, in bytes.
+    """What one cached model keeps in memory between replies, in bytes.
 
-    Exact for the arrays (the weights' buffers, the network's own copies, the 4-gram index);
-    the first-step table by :func:`first_step_table_bytes`; the vocabulary as its symbols
-    tuple, each symbol string, and two symbol -> id dicts (the Vocabulary's and ``index``) as
-    large as ``index`` (``sys.getsizeof``, which counts a dict's table but not its keys or
-    values) with their int ids (28 bytes each; the strings are shared with the tuple); plus a
-    fixed 8 KiB for the Python objects around the arrays. Checked against tracemalloc in
-    tests/service/test_model_cache.py (within a few percent at load and with a full table).
+    Exact for the arrays (the network's stored weights, left-context table and story index,
+    the 4-gram index); the vocabulary as its symbols tuple, each symbol string, and two
+    symbol -> id dicts (the Vocabulary's and ``index``) as large as ``index``
+    (``sys.getsizeof``, which counts a dict's table but not its keys or values) with their int
+    ids (28 bytes each; the strings are shared with the tuple); plus a fixed 8 KiB for the
+    Python objects around the arrays. The float32 copies of a hot model are not included
+    (:attr:`CachedModel.hot_nbytes`). Checked against tracemalloc in
+    tests/service/test_model_cache.py.
     """
-    arrays: list[npt.NDArray[Any]] = [*model.weights.values(), ngrams]
-    arrays += [network.embedding, network.dense_kernel, network.dense_bias, network.left_context]
-    for layer in network.layers:
-        arrays += list(layer)
     symbols = model.vocabulary.symbols
     vocabulary = sys.getsizeof(symbols) + sum(sys.getsizeof(symbol) for symbol in symbols)
     vocabulary += 2 * (sys.getsizeof(index) + _INT_BYTES * len(index))
-    table = first_step_table_bytes(model.config)
-    return _array_bytes(arrays) + table + vocabulary + _MODEL_OVERHEAD
+    return network.stored_nbytes + int(ngrams.nbytes) + vocabulary + _MODEL_OVERHEAD
 
 
 def _ngram_codes(ids: npt.NDArray[np.int64], base: int) -> npt.NDArray[np.uint64]:
@@ -119,22 +105,46 @@ def _ngram_codes(ids: npt.NDArray[np.int64], base: int) -> npt.NDArray[np.uint64
     return codes
 
 
-def _symbol_ids(index: dict[str, int], symbols: Sequence[str]) -> npt.NDArray[np.int64]:
-    missing = len(index)
+def _symbol_ids(
+    model: TrainedModel, index: dict[str, int], symbols: Sequence[str]
+) -> npt.NDArray[np.int64]:
+    # A word outside the vocabulary: <unk> when it has one (as the story index spells it),
+    # otherwise one id past the vocabulary.
+    vocabulary = model.vocabulary
+    missing = vocabulary.id_of(UNKNOWN) if vocabulary.has_unknown else len(index)
     return np.fromiter((index.get(s, missing) for s in symbols), dtype=np.int64, count=len(symbols))
 
 
-def load_model(model_id: int, version: int, blob: bytes, texts: Sequence[str]) -> CachedModel:
-    model = from_bytes(blob)
+def has_story_index(model: TrainedModel) -> bool:
+    """Whether the model's weights hold its stories' symbol ids (models saved since issue 11)."""
+    return all(name in model.weights for name in STORY_ARRAYS)
+
+
+def cached_model(
+    model_id: int, version: int, model: TrainedModel, texts: Sequence[str]
+) -> CachedModel:
+    """The cache entry of a loaded model. ``texts`` (its stories) are read only for a model
+    saved without a story index."""
     index = {symbol: i for i, symbol in enumerate(model.vocabulary.symbols)}
-    codes: list[npt.NDArray[np.uint64]] = []
-    for text in texts:
+    base = len(index) + 1
+    if has_story_index(model):
+        # The stories' ids as training read them, one after the other: a 4-gram across the
+        # boundary of two appended stories counts too (3 per boundary; training's windows
+        # span it as well).
+        codes = [_ngram_codes(np.asarray(model.weights["story"], dtype=np.int64), base)]
+    else:
         # Per story: a 4-gram never spans two stories.
-        codes.append(_ngram_codes(_symbol_ids(index, tokenize(text)), len(index) + 1))
+        codes = [_ngram_codes(_symbol_ids(model, index, tokenize(text)), base) for text in texts]
     ngrams = np.unique(np.concatenate(codes)) if codes else np.zeros(0, dtype=np.uint64)
-    network = NumpyLSTM(model)
-    size = model_cache_bytes(model, network, ngrams, index)
-    return CachedModel(model_id, version, model, network, ngrams, index, size)
+    network = NumpyLSTM(model, half=True)
+    # The network holds copies of what it needs: the weights (views of the whole blob) can go.
+    kept = replace(model, weights={})
+    size = model_cache_bytes(kept, network, ngrams, index)
+    return CachedModel(model_id, version, kept, network, ngrams, index, size)
+
+
+def load_model(model_id: int, version: int, blob: bytes, texts: Sequence[str]) -> CachedModel:
+    return cached_model(model_id, version, from_bytes(blob), texts)
 
 
 def generate_with_share(
@@ -142,7 +152,7 @@ def generate_with_share(
 ) -> tuple[list[str], float | None]:
     symbols = generate(entry.model, prompt, options, network=entry.network)
     base = len(entry.model.vocabulary) + 1
-    codes = _ngram_codes(_symbol_ids(entry.index, [*prompt, *symbols]), base)
+    codes = _ngram_codes(_symbol_ids(entry.model, entry.index, [*prompt, *symbols]), base)
     # Only the 4-grams that contain at least one generated symbol.
     generated = codes[max(0, len(prompt) - NGRAM + 1) :]
     if len(generated) == 0 or len(entry.ngrams) == 0:
@@ -165,6 +175,9 @@ class ModelCache:
         self.megabytes = megabytes
         self._cache: OrderedDict[int, CachedModel] = OrderedDict()
         self._loading: dict[int, asyncio.Future[CachedModel]] = {}
+        # The models allowed to keep their float32 copies, most recently used last (by id:
+        # one model may serve a channel and, for a moment, a request that just loaded it).
+        self._hot: OrderedDict[int, CachedModel] = OrderedDict()
 
     async def model_for(self, channel_id: int) -> CachedModel:
         """The channel's active model (loaded off the loop on first use); NoModel without one."""
@@ -174,6 +187,7 @@ class ModelCache:
         cached = self._cache.get(channel_id)
         if cached is not None and cached.model_id == model_id:
             self._cache.move_to_end(channel_id)
+            self._warm(cached)
             return cached
         loading = self._loading.get(model_id)
         if loading is None:
@@ -184,47 +198,79 @@ class ModelCache:
         self._keep(channel_id, entry)
         return entry
 
+    def holds(self, channel_id: int) -> bool:
+        """Whether a model of the channel is cached (the active one, unless it just changed)."""
+        return channel_id in self._cache
+
     def drop(self, channel_id: int) -> None:
         """Forget the channel's model (it was removed, replaced by an import, or forgotten)."""
-        self._cache.pop(channel_id, None)
+        entry = self._cache.pop(channel_id, None)
+        if entry is not None:
+            self._cool(entry)
+
+    def _warm(self, entry: CachedModel) -> None:
+        """``entry`` answers now: keep its float32 copies, release the least recently used
+        model's beyond HOT_MODELS."""
+        self._hot[entry.model_id] = entry
+        self._hot.move_to_end(entry.model_id)
+        while len(self._hot) > HOT_MODELS:
+            _, cold = self._hot.popitem(last=False)
+            cold.network.release()
+
+    def _cool(self, entry: CachedModel) -> None:
+        if self._hot.get(entry.model_id) is entry:
+            del self._hot[entry.model_id]
+        entry.network.release()
+
+    def _total(self) -> int:
+        cached = sum(entry.nbytes for entry in self._cache.values())
+        return cached + sum(entry.hot_nbytes for entry in self._hot.values())
 
     def _keep(self, channel_id: int, entry: CachedModel) -> None:
         """Cache ``entry`` as most recently used, then drop the least recently used models
-        until both bounds hold. A model larger than the whole byte bound is not kept: it
-        answers the request that loaded it and loads again next time (keeping it would break
-        the bound; refusing it would leave the channel without answers)."""
-        self._cache.pop(channel_id, None)
+        until both bounds hold (a hot model's float32 copies count). A model larger than the
+        whole byte bound is not kept: it answers the request that loaded it and loads again
+        next time (keeping it would break the bound; refusing it would leave the channel
+        without answers)."""
+        previous = self._cache.pop(channel_id, None)
+        if previous is not None and previous is not entry:
+            self._cool(previous)
         max_bytes = self.megabytes * MIB
-        if entry.nbytes > max_bytes:
+        if entry.nbytes + entry.hot_nbytes > max_bytes:
             logger.warning(
                 "model %d takes %.0f MiB, more than [cache] megabytes = %d: not cached",
                 entry.model_id,
-                entry.nbytes / MIB,
+                (entry.nbytes + entry.hot_nbytes) / MIB,
                 self.megabytes,
             )
             return
         self._cache[channel_id] = entry
-        total = sum(cached.nbytes for cached in self._cache.values())
-        while len(self._cache) > self.max_models or total > max_bytes:
+        self._warm(entry)
+        while len(self._cache) > self.max_models or self._total() > max_bytes:
             _, evicted = self._cache.popitem(last=False)
-            total -= evicted.nbytes
+            if all(kept is not evicted for kept in self._cache.values()):
+                self._cool(evicted)
 
     async def _load(self, model_id: int) -> CachedModel:
         blob = await self._store.model_blob(model_id)
         record = await self._store.model(model_id)
         if blob is None or record is None:
             raise NoModel("This channel's model was just removed; try again.")
-        texts = await self._store.story_texts(record.story_ids)
         loop = asyncio.get_running_loop()
+        model = await loop.run_in_executor(self._executor, from_bytes, blob)
+        del blob
+        texts: list[str] = []
+        if not has_story_index(model):
+            texts = await self._store.story_texts(record.story_ids)
         return await loop.run_in_executor(
-            self._executor, load_model, model_id, record.version, blob, texts
+            self._executor, cached_model, model_id, record.version, model, texts
         )
 
     @property
     def stats(self) -> CacheStats:
         return CacheStats(
             models=len(self._cache),
-            bytes=sum(entry.nbytes for entry in self._cache.values()),
+            bytes=self._total(),
             max_models=self.max_models,
             max_bytes=self.megabytes * MIB,
             channels=tuple(self._cache),

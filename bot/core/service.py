@@ -80,6 +80,7 @@ class StoryService:
         self.privacy = Privacy(config, store, self.scheduler, self.cache, self.library)
         self.cooldowns = Cooldowns(config.cooldowns.continue_seconds)
         self._closed = False
+        self._generating = 0  # generations submitted to the threads and not finished
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -237,6 +238,7 @@ class StoryService:
         try:
             entry = await self.cache.model_for(channel.channel_id)
             loop = asyncio.get_running_loop()
+            self._generating += 1
             try:
                 symbols, share = await loop.run_in_executor(
                     self._threads, generate_with_share, entry, tokens, generation
@@ -245,6 +247,8 @@ class StoryService:
                 raise UnknownWords(str(exc), exc.words, exc.suggestions) from None
             except ModelError as exc:
                 raise InvalidOption(str(exc)) from None
+            finally:
+                self._generating -= 1
         except BaseException:
             if member is not None and charge is not None:
                 self.cooldowns.refund(member.user_id, charge)
@@ -270,6 +274,13 @@ class StoryService:
         words = tokenize(prefix)
         last = words[-1] if words and not prefix.endswith(" ") else ""
         return entry.model.vocabulary.complete(last, max(1, min(limit, 25)))
+
+    def reply_is_instant(self, channel: ChannelRef) -> bool:
+        """Whether a continuation in ``channel`` should answer at once: its model is cached
+        and a generation thread is free. Otherwise (a load from storage, or a queue) an
+        adapter acknowledges the request before it waits."""
+        free = self._generating < self.config.workers.generation_threads
+        return free and self.cache.holds(channel.channel_id)
 
     @property
     def cached_models(self) -> int:

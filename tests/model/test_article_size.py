@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from model import TrainingConfig, generate, tokenize
+from model import GenerationOptions, TrainedModel, TrainingConfig, generate, tokenize
+from model.generation import NumpyLSTM
 from model.training import train_model
 from tests.model.conftest import ARTICLE_PREFIX, four_grams, jacobs_fable
 
@@ -20,6 +21,18 @@ def _check(tokens: list[str], layers: int) -> None:
     full = prompt + out
     assert all(tuple(full[i : i + 4]) in grams for i in range(len(full) - 3))
     assert len(generate(model, ["mouse", "mouse", "mouse"])) == 32
+    _check_half_storage(model)
+
+
+def _check_half_storage(model: TrainedModel) -> None:
+    """The model cache's float16 storage continues the test prompts like float32 (greedy)."""
+    half = NumpyLSTM(model, half=True)
+    prompts = [["had", "a", "general"], ["mouse", "mouse", "mouse"], ["the", "cat"], ["cat"], []]
+    for prompt in prompts:
+        for options in (GenerationOptions(), GenerationOptions(follow_story=False)):
+            assert generate(model, prompt, options, network=half) == generate(
+                model, prompt, options
+            )
 
 
 @pytest.mark.slow

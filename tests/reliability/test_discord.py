@@ -477,9 +477,18 @@ async def test_mentions_and_markdown_never_ping_or_format(env: Env, ledger: Ledg
 
 
 async def test_no_bot_message_can_ping(env: Env, ledger: Ledger) -> None:
-    """Every message the bot sent so far, in every state, had mentions off and pings nobody."""
+    """Every message the bot sent so far, in every state, had mentions off and pings nobody.
+
+    A deferred reply's 'thinking' placeholder has no text and no mention settings until the
+    reply replaces it; one deleted before that (the request failed: the error went privately)
+    held nothing that could ping."""
     messages = env.fake.messages(include_deleted=True)
-    bad = [m for m in messages if m.pings_anyone() or m.allowed_mentions is None]
+    bad = [
+        m
+        for m in messages
+        if m.pings_anyone()
+        or (m.allowed_mentions is None and not (m.loading and not m.content and not m.embeds))
+    ]
     ledger.record(
         "security", not bad, f"messages that could ping: {[m.id for m in bad]}", len(messages)
     )

@@ -18,19 +18,22 @@ import pytest
 
 from bot.config import ConfigError, load_config
 from bot.core.api import ChannelRef, ContinueOptions
-from bot.core.model_cache import MIB, first_step_table_bytes
+from bot.core.model_cache import MIB
 from bot.core.model_cache import load_model as _load_model
 from bot.core.service import StoryService
 from bot.executors.local import TrainingPool
 from bot.store.sqlite import SqliteStoryStore as StoryStore
-from model import ModelConfig, TrainedModel, to_bytes
+from model import ModelConfig, TrainedModel, to_bytes, tokenize
+from model.generation import story_index_arrays
 from model.serialization import expected_shapes
-from tests.reliability.conftest import synthetic_model
 from tests.reliability.helpers import seed_model
+from tests.support import synthetic_model
 
-# channel id -> (vocabulary words, units); sizes measured below, ~1.24 / 1.47 / 0.18 / 1.45 /
-# 5.6 MiB: with a 4 MiB bound three of the small ones fit, the last never does.
-MODELS = {1: (1000, 48), 2: (1200, 48), 3: (200, 16), 4: (1000, 64), 5: (4000, 64)}
+# channel id -> (vocabulary words, units); sizes measured below (half storage plus the float32
+# copies of a hot model), ~0.63 / 0.78 / 0.09 / 0.76 / 2.7 MiB: with a 2 MiB bound three of the
+# small ones fit, the last never does.
+MODELS = {1: (1000, 48), 2: (1300, 48), 3: (200, 16), 4: (1000, 64), 5: (4000, 64)}
+BOUND_MB = 2
 BIG = 5
 PROMPT = "w1 w2"
 GREEDY = ContinueOptions(length=8)
@@ -125,7 +128,7 @@ def test_example_config_sets_megabytes() -> None:
 @pytest.mark.parametrize(
     ("words", "units", "layers"), [(50, 16, 1), (1000, 48, 1), (3000, 32, 1), (800, 32, 2)]
 )
-def test_size_counts_every_array_and_the_full_first_step_table(
+def test_size_counts_every_array_and_the_float32_copies(
     words: int, units: int, layers: int
 ) -> None:
     model = _model(words, units=units, layers=layers)
@@ -139,31 +142,29 @@ def test_size_counts_every_array_and_the_full_first_step_table(
         entry = _load_model(1, 1, blob, texts)
         gc.collect()
         loaded = tracemalloc.get_traced_memory()[0] - start
-        for word in range(words):  # every word a context's first word: the table is full
-            entry.network.logits([word])
-        full = tracemalloc.get_traced_memory()[0] - start
+        entry.network.weights()  # the float32 copies a reply makes
+        hot = tracemalloc.get_traced_memory()[0] - start
+        entry.network.release()
+        gc.collect()
+        released = tracemalloc.get_traced_memory()[0] - start
     finally:
         tracemalloc.stop()
 
-    table = first_step_table_bytes(entry.model.config)
-    # The arrays by their nbytes: stored weights, the network's int64 copy of left_context,
-    # the 4-gram index, and the first-step table's h and c per layer per word.
-    weights = sum(array.nbytes for array in model.weights.values())
-    left_context = words * (entry.model.config.n_input - 1) * 8
-    table_arrays = sum(
-        h.nbytes + c.nbytes for steps in entry.network._first.values() for h, c in steps
-    )
-    assert len(entry.network._first) == words
-    assert table_arrays == words * layers * 2 * units * 4
-    arrays = weights + left_context + entry.ngrams.nbytes + table_arrays
-    # The rest is the vocabulary, the table's Python objects (at most ~1 KB a word together)
-    # and 8 KiB for the objects around the arrays.
-    assert arrays < entry.nbytes <= arrays + 1000 * words + 8 * 1024
-    assert table >= table_arrays
+    # Stored at half width: float16 matrices, float32 biases, int32 left context.
+    assert entry.model.weights == {}
+    floats = sum(a.nbytes for name, a in model.weights.items() if a.dtype == np.float32)
+    biases = sum(a.nbytes for name, a in model.weights.items() if name.endswith("bias"))
+    left_context = model.weights["left_context"].nbytes
+    arrays = (floats - biases) // 2 + biases + left_context + entry.ngrams.nbytes
+    # The rest is the vocabulary (at most ~200 bytes a word) and 8 KiB for the objects around.
+    assert arrays < entry.nbytes <= arrays + 200 * words + 8 * 1024
+    assert entry.hot_nbytes == floats - biases
     # Against what Python really allocated (tracemalloc sees numpy's buffers too): the count is
-    # honest within 5% plus the fixed 8 KiB, at load and once the table is full.
-    assert abs(loaded - (entry.nbytes - table)) <= 0.05 * (entry.nbytes - table) + 8 * 1024
-    assert abs(full - entry.nbytes) <= 0.05 * entry.nbytes + 8 * 1024
+    # honest within 5% plus the fixed 8 KiB, at load, with the float32 copies, and after.
+    slack = 0.05 * entry.nbytes + 8 * 1024
+    assert abs(loaded - entry.nbytes) <= slack
+    assert abs(hot - (entry.nbytes + entry.hot_nbytes)) <= slack + 0.05 * entry.hot_nbytes
+    assert abs(released - entry.nbytes) <= slack
 
 
 async def test_stats_sum_the_cached_models(db: Path, sizes: dict[int, int]) -> None:
@@ -181,8 +182,8 @@ async def test_stats_sum_the_cached_models(db: Path, sizes: dict[int, int]) -> N
         await service.close()
         await store.close()
     # The figures the other tests rely on.
-    assert sizes[BIG] > 4 * MIB > sizes[1] + sizes[2] + sizes[3]
-    assert sizes[1] + sizes[2] + sizes[3] + sizes[4] > 4 * MIB
+    assert sizes[BIG] > BOUND_MB * MIB > sizes[1] + sizes[2] + sizes[3]
+    assert sizes[1] + sizes[2] + sizes[3] + sizes[4] > BOUND_MB * MIB
     assert sizes[3] < sizes[1] < sizes[4] < sizes[2]
 
 
@@ -190,23 +191,23 @@ async def test_stats_sum_the_cached_models(db: Path, sizes: dict[int, int]) -> N
 
 
 async def test_byte_bound_evicts_least_recently_used(db: Path, sizes: dict[int, int]) -> None:
-    service, store = await _service(db, models=32, megabytes=4)
+    service, store = await _service(db, models=32, megabytes=BOUND_MB)
     try:
         first = {channel_id: await _continue(service, channel_id) for channel_id in (1, 2, 3)}
         assert service.cache_stats.channels == (1, 2, 3)
         assert await _continue(service, 1) == first[1]  # touched: 2 is now the oldest
         assert service.cache_stats.channels == (2, 3, 1)
 
-        await _continue(service, 4)  # 4 more MiB than fit: only 2 has to go
+        await _continue(service, 4)  # more than fit: only 2 has to go
         stats = service.cache_stats
         assert stats.channels == (3, 1, 4)
-        assert stats.bytes == sizes[3] + sizes[1] + sizes[4] <= 4 * MIB
+        assert stats.bytes == sizes[3] + sizes[1] + sizes[4] <= BOUND_MB * MIB
 
         # 2 again: loaded from the database, same model, same greedy words.
         assert await _continue(service, 2) == first[2]
         stats = service.cache_stats
         assert stats.channels == (4, 2)  # 3 and then 1 had to go to make room
-        assert stats.bytes == sizes[4] + sizes[2] <= 4 * MIB
+        assert stats.bytes == sizes[4] + sizes[2] <= BOUND_MB * MIB
     finally:
         await service.close()
         await store.close()
@@ -215,7 +216,7 @@ async def test_byte_bound_evicts_least_recently_used(db: Path, sizes: dict[int, 
 async def test_a_model_larger_than_the_bound_answers_but_is_not_kept(
     db: Path, sizes: dict[int, int]
 ) -> None:
-    service, store = await _service(db, models=32, megabytes=4)
+    service, store = await _service(db, models=32, megabytes=BOUND_MB)
     try:
         await _continue(service, 3)
         await _continue(service, 1)
@@ -243,7 +244,7 @@ async def test_count_bound_still_holds(db: Path, sizes: dict[int, int]) -> None:
 
 
 async def test_a_new_model_replaces_the_cached_one(db: Path, sizes: dict[int, int]) -> None:
-    service, store = await _service(db, models=32, megabytes=4)
+    service, store = await _service(db, models=32, megabytes=BOUND_MB)
     try:
         await _continue(service, 3)
         await _continue(service, 1)
@@ -256,3 +257,26 @@ async def test_a_new_model_replaces_the_cached_one(db: Path, sizes: dict[int, in
     finally:
         await service.close()
         await store.close()
+
+
+# -- the 4-gram index --------------------------------------------------------------------------
+
+
+def test_four_grams_come_from_the_story_index_without_reading_the_story() -> None:
+    """Models with a story index build the originality index from its ids (the texts are not
+    read); a model saved before it tokenizes its stories, and both give the same index."""
+    text = "the cat sat on the mat , the cat ran . the dog sat on the cat ."
+    tokens = tokenize(text)
+    legacy = synthetic_model(sorted(set(tokens)))
+    ids = np.asarray(legacy.vocabulary.encode(tokens), dtype=np.int32)
+    indexed = TrainedModel(
+        legacy.config,
+        legacy.vocabulary,
+        {**legacy.weights, **story_index_arrays(ids, len(legacy.vocabulary))},
+        legacy.figures,
+    )
+    from_index = _load_model(1, 1, to_bytes(indexed), ["never read: not a single known word"])
+    from_text = _load_model(2, 1, to_bytes(legacy), [text])
+    assert len(from_index.ngrams) == len({tuple(tokens[i : i + 4]) for i in range(len(tokens) - 3)})
+    np.testing.assert_array_equal(from_index.ngrams, from_text.ngrams)
+    assert from_index.network.story_index is not None and from_text.network.story_index is None

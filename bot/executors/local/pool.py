@@ -150,6 +150,11 @@ class LocalProcessExecutor:
     def capacity(self) -> int:
         return self.size
 
+    @property
+    def ready_workers(self) -> int:
+        """Workers that have imported the training code and wait for a job."""
+        return sum(1 for worker in self._workers if worker.ready)
+
     # -- lifecycle ---------------------------------------------------------------------------
 
     def start_sync(self) -> None:

@@ -1,0 +1,300 @@
+"""The network's forward pass in numpy, shaped for generating one symbol after another.
+
+Every prediction runs the last ``n_input`` symbols through the LSTM from a zero state, as in
+training. Consecutive windows overlap, so the work is pipelined (issue 16): after each symbol
+the network keeps the states of the context's suffixes of length 1..n_input, and the next
+symbol advances all of them with **one** product per layer — the input product once (layer 0:
+every suffix reads the same symbol) and the recurrent product for the n_input - 1 suffixes
+that have a state, stacked in one matrix. The longest suffix is the window whose logits the
+next symbol is picked from. Same results as running each window alone (the same products per
+row), n_input - 1 times fewer passes over the recurrent matrix than one window at a time.
+
+Layouts, chosen by measurement (bench/bench_generation_latency.py): float32, C-contiguous; the
+gate columns reordered to (i, f, o, g) so one sigmoid covers three gates; the recurrent matrix
+split into column blocks of ~512 KiB, so the stacked rows reuse each block from the L2 cache
+(OpenBLAS's small-M product streams a 4 MiB matrix once per row otherwise); the output layer
+stored transposed (vocabulary x units), so the logits of a few candidate symbols are a gather
+of rows and one small product, not the whole vocabulary.
+
+**BLAS threads.** Products this small lose to thread hand-offs (a 512-unit step with a
+5,000-word output: 0.79 ms with one OpenBLAS thread, 8 ms with the default two under load), so
+generation runs with BLAS limited to one thread (:func:`single_threaded_blas`, threadpoolctl),
+for the duration of the call only: training in the same process keeps its threads.
+
+**Half storage.** ``NumpyLSTM(model, half=True)`` keeps the matrices as float16 (half the
+memory of a cached model) and computes in float32: the float32 copies are made on first use
+and kept until :meth:`NumpyLSTM.release` (the model cache keeps them for its most recently used
+models only).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from model.serialization import STORY_ARRAYS, TrainedModel
+from model.story_index import StoryIndex
+
+FloatArray = npt.NDArray[np.float32]
+IntArray = npt.NDArray[np.int64]
+_BLOCK_BYTES = 512 * 1024  # one recurrent column block: fits the L2 cache with room to spare
+
+
+class _BlasLimit:
+    """One thread for BLAS while any generation runs in this process.
+
+    OpenBLAS's thread count is process state, not thread state: concurrent generations share
+    one limit, set by the first to start and lifted by the last to end (a plain threadpoolctl
+    context per call would restore the wrong count when calls overlap).
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._active = 0
+        self._controller: Any = None
+        self._limit: Any = None
+
+    @contextmanager
+    def __call__(self) -> Iterator[None]:
+        with self._lock:
+            if self._active == 0:
+                if self._controller is None:
+                    from threadpoolctl import ThreadpoolController
+
+                    self._controller = ThreadpoolController()
+                self._limit = self._controller.limit(limits=1, user_api="blas")
+            self._active += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._active -= 1
+                if self._active == 0 and self._limit is not None:
+                    self._limit.restore_original_limits()
+                    self._limit = None
+
+
+# The process's BLAS thread count has one owner (see _BlasLimit).
+single_threaded_blas = _BlasLimit()
+
+
+def _sigmoid_(x: FloatArray) -> None:
+    """In place: sigmoid(x) = (tanh(x / 2) + 1) / 2."""
+    x *= 0.5
+    np.tanh(x, out=x)
+    x += 1.0
+    x *= 0.5
+
+
+def _own(array: npt.NDArray[Any], dtype: Any) -> npt.NDArray[Any]:
+    """A C-contiguous copy of ``array`` as ``dtype``, never a view."""
+    return np.array(array, dtype=dtype, order="C", copy=True)
+
+
+def _gates_ifog(array: npt.NDArray[Any], units: int) -> FloatArray:
+    """Keras's gate columns (i, f, c, o) as (i, f, o, c), float32, C-contiguous."""
+    i, f, c, o = (array[..., k * units : (k + 1) * units] for k in range(4))
+    return np.ascontiguousarray(np.concatenate([i, f, o, c], axis=-1), dtype=np.float32)
+
+
+@dataclass(frozen=True)
+class _Layer:
+    kernel: FloatArray  # (inputs, 4U), gates i f o g
+    blocks: tuple[FloatArray, ...]  # the recurrent matrix (U, 4U) in column blocks
+    bias: FloatArray  # (4U,)
+
+
+@dataclass(frozen=True)
+class _Weights:
+    embedding: FloatArray  # (V, E)
+    layers: tuple[_Layer, ...]
+    dense_t: FloatArray  # (V, U): the output layer transposed
+    dense_bias: FloatArray  # (V,)
+
+    @property
+    def nbytes(self) -> int:
+        arrays = [self.embedding, self.dense_t, self.dense_bias]
+        for layer in self.layers:
+            arrays += [layer.kernel, layer.bias, *layer.blocks]
+        return sum(int(a.nbytes) for a in arrays)
+
+
+def _blocked(recurrent: npt.NDArray[Any]) -> npt.NDArray[Any]:
+    """The recurrent matrix (U, 4U) as (blocks, U, columns): the fewest equal column blocks
+    of at most ~512 KiB (float32), each one contiguous."""
+    units, width = recurrent.shape
+    count = (
+        next(
+            n
+            for n in range(1, width + 1)
+            if width % n == 0 and units * (width // n) * 4 <= _BLOCK_BYTES
+        )
+        if width
+        else 1
+    )
+    columns = max(1, width // count)
+    return np.ascontiguousarray(recurrent.reshape(units, count, columns).transpose(1, 0, 2))
+
+
+class NumpyLSTM:
+    """The trained network in numpy: logits of a context, and the pipelined :class:`Stepper`."""
+
+    def __init__(self, model: TrainedModel, *, half: bool = False) -> None:
+        self.config = model.config
+        self.half = half
+        w = model.weights
+        u = self.config.units
+        store = np.float16 if half else np.float32
+        # The stored layout (float16 or float32), already reordered and transposed. Every array
+        # is a copy: none is a view of the model's weights, so their buffer (from_bytes reads
+        # them all from one bytes object) can be freed once the model is loaded.
+        self._stored: dict[str, npt.NDArray[Any]] = {
+            "embedding": _own(w["embedding"], store),
+            "dense_t": _own(np.asarray(w["dense_kernel"]).T, store),
+            "dense_bias": _own(w["dense_bias"], np.float32),
+        }
+        for i in range(self.config.layers):
+            self._stored[f"kernel{i}"] = _gates_ifog(w[f"lstm{i}_kernel"], u).astype(store)
+            recurrent = _gates_ifog(w[f"lstm{i}_recurrent"], u)
+            self._stored[f"recurrent{i}"] = _blocked(recurrent).astype(store)
+            self._stored[f"bias{i}"] = _gates_ifog(w[f"lstm{i}_bias"], u)
+        self.left_context = _own(w["left_context"], np.int32)
+        # Models saved before the story index have none.
+        self.story_index = (
+            StoryIndex(*(_own(w[name], np.int32) for name in STORY_ARRAYS))
+            if all(name in w for name in STORY_ARRAYS)
+            else None
+        )
+        self._weights: _Weights | None = None if half else self._expand()
+        self._expand_lock = threading.Lock()
+
+    def _expand(self) -> _Weights:
+        """The float32 weights: views of the stored arrays when they are float32 already."""
+        s = self._stored
+
+        def f32(name: str) -> FloatArray:
+            return np.ascontiguousarray(s[name], dtype=np.float32)
+
+        layers = tuple(
+            _Layer(f32(f"kernel{i}"), tuple(f32(f"recurrent{i}")), f32(f"bias{i}"))
+            for i in range(self.config.layers)
+        )
+        return _Weights(f32("embedding"), layers, f32("dense_t"), f32("dense_bias"))
+
+    def weights(self) -> _Weights:
+        """The float32 weights the products use (made from the float16 storage on first use)."""
+        weights = self._weights
+        if weights is None:
+            with self._expand_lock:
+                weights = self._weights
+                if weights is None:
+                    weights = self._weights = self._expand()
+        return weights
+
+    def release(self) -> None:
+        """Drop the float32 copies of a half-storage model (a running generation keeps its
+        own reference; the next one makes them again)."""
+        if self.half:
+            self._weights = None
+
+    @property
+    def stored_nbytes(self) -> int:
+        """Bytes of the arrays kept for good: the weights as stored, the left-context table
+        and the story index (the float32 copies of a half-storage model not included)."""
+        arrays = [*self._stored.values(), self.left_context]
+        if self.story_index is not None:
+            arrays += [self.story_index.story, self.story_index.order, self.story_index.offsets]
+        return sum(int(a.nbytes) for a in arrays)
+
+    @property
+    def expanded_nbytes(self) -> int:
+        """Bytes of a half-storage model's float32 copies once made (0 for float32 storage).
+
+        The float16 matrices (all but the biases) twice over: the copies hold the same
+        number of values at twice the width."""
+        if not self.half:
+            return 0
+        return sum(2 * int(a.nbytes) for a in self._stored.values() if a.dtype == np.float16)
+
+    def stepper(self) -> Stepper:
+        return Stepper(self.weights(), self.config.units, self.config.n_input)
+
+    def logits(self, context: Sequence[int]) -> FloatArray:
+        """Logits for the symbol after ``context``, run from a zero state."""
+        stepper = self.stepper()
+        for symbol in context:
+            stepper.feed(int(symbol))
+        return stepper.logits()
+
+    def padded_context(self, ids: Sequence[int]) -> list[int]:
+        """The context the network sees for a prompt of ids (see model.generation)."""
+        n = self.config.n_input
+        ids = list(ids)
+        if len(ids) >= n or not ids:
+            return ids[-n:] if ids else []
+        left = [int(s) for s in self.left_context[ids[0]] if s >= 0]
+        need = n - len(ids)
+        return left[len(left) - need :] + ids if need <= len(left) else left + ids
+
+
+class Stepper:
+    """The states of the context's suffixes (length 1..n_input) per layer, advanced one
+    symbol at a time; :meth:`logits` reads the longest suffix, the current window."""
+
+    def __init__(self, weights: _Weights, units: int, n_input: int) -> None:
+        self.w = weights
+        self.units = units
+        self.n = n_input
+        self.window: list[int] = []
+        # Per layer: h and c of the suffixes, row k = the last k + 1 symbols.
+        self.h: list[FloatArray] = []
+        self.c: list[FloatArray] = []
+
+    def feed(self, symbol: int) -> None:
+        u, w = self.units, self.w
+        rows = min(len(self.window) + 1, self.n)
+        x: FloatArray = w.embedding[symbol]
+        for depth, layer in enumerate(w.layers):
+            z = np.empty((rows, 4 * u), dtype=np.float32)
+            z[:] = x @ layer.kernel  # one row broadcast at layer 0, one row per suffix above
+            z += layer.bias
+            if rows > 1:
+                h_old = self.h[depth][: rows - 1]
+                start = 0
+                for block in layer.blocks:
+                    end = start + block.shape[1]
+                    z[1:, start:end] += h_old @ block
+                    start = end
+            _sigmoid_(z[:, : 3 * u])
+            g = np.tanh(z[:, 3 * u :])
+            c = z[:, :u] * g  # i * g
+            if rows > 1:
+                c[1:] += z[1:, u : 2 * u] * self.c[depth][: rows - 1]  # + f * c
+            h = z[:, 2 * u : 3 * u] * np.tanh(c)
+            if depth < len(self.h):
+                self.h[depth], self.c[depth] = h, c
+            else:
+                self.h.append(h)
+                self.c.append(c)
+            x = h
+        self.window = [*self.window, symbol][-self.n :]
+
+    def top(self) -> FloatArray:
+        """The last layer's output for the current window (zeros before any symbol)."""
+        if not self.window:
+            return np.zeros(self.units, dtype=np.float32)
+        return self.h[-1][len(self.window) - 1]
+
+    def logits(self, candidates: IntArray | None = None) -> FloatArray:
+        """Logits of all symbols, or of ``candidates`` only (in their order)."""
+        top = self.top()
+        if candidates is None:
+            return np.asarray(self.w.dense_t @ top + self.w.dense_bias, dtype=np.float32)
+        rows = self.w.dense_t[candidates]
+        return np.asarray(rows @ top + self.w.dense_bias[candidates], dtype=np.float32)
