@@ -25,6 +25,11 @@ asked about a window the story never has (``mouse mouse mouse``) answers almost 
 * Sampling (``temperature`` > 0) applies ``top_k``, then ``top_p`` (nucleus, default 0.9), and
   is seeded by ``seed``; greedy decoding (0) has one possible output, whatever the seed.
 
+**Filtered words** (``blocked``, :class:`~model.filtering.BlockedSymbols`) are masked out of
+the logits first, before the story's candidates, the repeat guard and sampling are applied, and
+are never lifted: when every candidate is filtered, the best unfiltered symbol of the whole
+vocabulary is chosen; only a filter that bans the whole vocabulary raises ``ModelError``.
+
 ``<unk>`` (capped vocabularies) is never generated; unknown prompt words map to ``<unk>`` when
 the vocabulary has it, otherwise :class:`~model.errors.UnknownWordsError` names them with
 suggestions.
@@ -41,6 +46,7 @@ import numpy.typing as npt
 
 from model.config import LONG_STORY_SYMBOLS
 from model.errors import ModelError
+from model.filtering import BlockedSymbols
 from model.serialization import STORY_ARRAYS, TrainedModel
 from model.vocabulary import UNKNOWN
 
@@ -277,8 +283,12 @@ def _pick(
     banned: set[int],
     allowed: Sequence[IntArray],
     previous: int | None = None,
+    forbidden: set[int] | None = None,
 ) -> int:
     scores = logits.astype(np.float64)
+    if forbidden:
+        scores[list(forbidden)] = -np.inf
+    unfiltered = scores.copy()  # the only bans never lifted: filtered words
     if banned:
         scores[list(banned)] = -np.inf
     # The longest story context with a continuation that is not banned decides the candidates;
@@ -293,7 +303,9 @@ def _pick(
         if previous is not None:
             scores[previous] = -np.inf
     if not np.isfinite(scores).any():
-        scores = logits.astype(np.float64)  # every symbol banned: ban nothing rather than fail
+        scores = unfiltered  # every symbol banned: lift the soft bans rather than fail
+        if not np.isfinite(scores).any():
+            raise ModelError("Every word this model knows is filtered.")
     if options.temperature <= 0.0:
         return int(np.argmax(scores))
     if options.top_k is not None and options.top_k < len(scores):
@@ -319,8 +331,10 @@ def generate(
     options: GenerationOptions | None = None,
     *,
     network: NumpyLSTM | None = None,
+    blocked: BlockedSymbols | None = None,
 ) -> list[str]:
-    """The generated symbols only (not the prompt). Pass ``network`` to reuse its caches."""
+    """The generated symbols only (not the prompt). Pass ``network`` to reuse its caches;
+    ``blocked``: the filtered words' symbols, never generated (see the module docstring)."""
     options = options or GenerationOptions()
     # Only the words the network reads must be known: an unknown word earlier in a long prompt
     # is outside the context window and changes nothing.
@@ -343,7 +357,8 @@ def generate(
         allowed = story.continuations(history, order) if story else []
         # Off the story (only when following one), the previous symbol is not repeated.
         previous = history[-1] if history and story is not None else None
-        return _pick(net.logits(context), options, rng, banned, allowed, previous)
+        forbidden = blocked.banned(history) if blocked else None
+        return _pick(net.logits(context), options, rng, banned, allowed, previous, forbidden)
 
     while len(out) < options.length:
         nxt = step()
