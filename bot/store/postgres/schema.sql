@@ -110,3 +110,7 @@ ALTER TABLE jobs ADD COLUMN owner TEXT;
 -- migration 5
 -- Replies served per channel (/story stats).
 ALTER TABLE channels ADD COLUMN replies BIGINT NOT NULL DEFAULT 0;
+
+-- migration 6
+-- Placeholder: branch i15b's migration 6 replaces this block when both branches are merged.
+SELECT 1;
