@@ -28,7 +28,7 @@ from bot.store.urls import open_store_url, redact_url, sqlite_path
 
 logger = logging.getLogger(__name__)
 
-# Schema version 5's tables in dependency order, with their columns and key.
+# Schema version 7's tables in dependency order, with their columns and key.
 TABLES: dict[str, tuple[tuple[str, ...], str]] = {
     "channels": (
         ("channel_id", "guild_id", "name", "created_at", "last_version", "replies"),
@@ -57,8 +57,11 @@ TABLES: dict[str, tuple[tuple[str, ...], str]] = {
         ),
         "id",
     ),
+    "guild_filters": (
+        ("guild_id", "folded", "word", "added_by", "created_at"), "guild_id, folded",
+    ),
 }  # fmt: skip
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 7
 IDENTITY_TABLES = ("stories", "models", "jobs")
 
 

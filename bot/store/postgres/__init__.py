@@ -2,13 +2,14 @@
 ``bot.core.store.StoryStore`` with the SQLite store's migration history and rules.
 
 ``connection`` holds the plumbing (pool, transactions, errors, migrations, owner liveness by
-advisory lock); one module per aggregate holds its SQL: ``channels``, ``stories``, ``jobs``,
+advisory lock); one module per aggregate holds its SQL: ``channels``, ``filters``, ``stories``, ``jobs``,
 ``models``. Install with ``pip install 'fabulist[postgres]'``.
 """
 
 from __future__ import annotations
 
 from bot.store.postgres.channels import ChannelTables
+from bot.store.postgres.filters import FilterTables
 from bot.store.postgres.connection import (
     LOST_CONNECTION_MESSAGE,
     UNAVAILABLE_MESSAGE,
@@ -19,7 +20,7 @@ from bot.store.postgres.connection import (
 from bot.store.postgres.stories import StoryTables
 
 
-class PostgresStoryStore(StoryTables, ChannelTables):
+class PostgresStoryStore(StoryTables, ChannelTables, FilterTables):
     """A pool of connections to one PostgreSQL database: ``await PostgresStoryStore.open(url)``."""
 
 

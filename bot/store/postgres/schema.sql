@@ -114,3 +114,14 @@ ALTER TABLE channels ADD COLUMN replies BIGINT NOT NULL DEFAULT 0;
 -- migration 6
 -- Placeholder: branch i15b's migration 6 replaces this block when both branches are merged.
 SELECT 1;
+
+-- migration 7
+-- Words a server never lets its channels' models say (/filter); see the SQLite schema.
+CREATE TABLE guild_filters (
+    guild_id   BIGINT NOT NULL,
+    folded     TEXT NOT NULL,
+    word       TEXT NOT NULL,
+    added_by   BIGINT,
+    created_at TEXT NOT NULL,
+    PRIMARY KEY (guild_id, folded)
+);

@@ -111,3 +111,15 @@ ALTER TABLE channels ADD COLUMN replies INTEGER NOT NULL DEFAULT 0;
 -- migration 6
 -- Placeholder: branch i15b's migration 6 replaces this block when both branches are merged.
 SELECT 1;
+
+-- migration 7
+-- Words a server never lets its channels' models say (/filter). ``word`` as the admin typed it;
+-- ``folded`` its case- and accent-insensitive key (bot/core/filters.py), unique per server.
+CREATE TABLE guild_filters (
+    guild_id   INTEGER NOT NULL,
+    folded     TEXT NOT NULL,
+    word       TEXT NOT NULL,
+    added_by   INTEGER,
+    created_at TEXT NOT NULL,
+    PRIMARY KEY (guild_id, folded)
+);
