@@ -38,6 +38,14 @@ def fold(text: str) -> str:
     return unicodedata.normalize("NFC", bare.casefold()).translate(_APOSTROPHES)
 
 
+def fold_symbols(symbols: Sequence[str]) -> tuple[str, ...]:
+    """Each symbol folded; a symbol already folded is kept as the same object (no copy)."""
+    return tuple(
+        symbol if folded == symbol else folded
+        for symbol, folded in zip(symbols, map(fold, symbols), strict=True)
+    )
+
+
 def filter_rule(word: str) -> Rule:
     """The folded symbols of one filtered word (empty if it has none)."""
     return tuple(fold(symbol) for symbol in tokenize(word) if symbol != PARAGRAPH)
@@ -100,11 +108,17 @@ def mask_text(text: str, word_filter: WordFilter) -> tuple[str, list[str]]:
 class BlockedSymbols:
     """The vocabulary ids a word filter forbids (see the module docstring)."""
 
-    def __init__(self, symbols: Sequence[str], word_filter: WordFilter) -> None:
-        self.folded = tuple(fold(symbol) for symbol in symbols)
+    def __init__(
+        self,
+        symbols: Sequence[str],
+        word_filter: WordFilter,
+        folded: tuple[str, ...] | None = None,
+    ) -> None:
+        """``folded``: the vocabulary's folded symbols, when another table already has them."""
+        self.folded = folded if folded is not None else fold_symbols(symbols)
         ids: dict[str, set[int]] = {}
-        for index, folded in enumerate(self.folded):
-            ids.setdefault(folded, set()).add(index)
+        for index, key in enumerate(self.folded):
+            ids.setdefault(key, set()).add(index)
         always: set[int] = set()
         sequences: list[tuple[Rule, frozenset[int]]] = []
         for rule in word_filter.rules:
@@ -127,8 +141,7 @@ class BlockedSymbols:
         for prefix, last in self.sequences:
             size = len(prefix)
             if len(history) >= size and all(
-                self.folded[int(history[len(history) - size + k])] == prefix[k]
-                for k in range(size)
+                self.folded[int(history[len(history) - size + k])] == prefix[k] for k in range(size)
             ):
                 banned |= last
         return banned

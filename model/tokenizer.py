@@ -80,9 +80,7 @@ def tokenize(text: str, *, lowercase: bool = True) -> list[str]:
     return [symbol for symbol, _, _ in token_spans(text, lowercase=lowercase)[1]]
 
 
-def token_spans(
-    text: str, *, lowercase: bool = True
-) -> tuple[str, list[tuple[str, int, int]]]:
+def token_spans(text: str, *, lowercase: bool = True) -> tuple[str, list[tuple[str, int, int]]]:
     """The normalized text and its symbols with their ``[start, end)`` spans in it.
 
     The same symbols as :func:`tokenize`; a paragraph break's span is the whitespace it came

@@ -27,6 +27,8 @@ __all__ = [
     "Continuation",
     "ContinueOptions",
     "EndedJob",
+    "FilterChange",
+    "FilteredWord",
     "ImportResult",
     "JobProgress",
     "JobResult",
@@ -113,6 +115,25 @@ class TrainingJob:
     story_id: int | None
     story_ids: tuple[int, ...]
     requested_by: int | None
+    filtered_words: int = 0  # cut out of the story by the server's word filters
+
+
+@dataclass(frozen=True)
+class FilteredWord:
+    """One filtered word of a server, as ``/filter list`` shows it."""
+
+    word: str
+    added_by: int | None
+    created_at: str
+
+
+@dataclass(frozen=True)
+class FilterChange:
+    """The answer to ``/filter add`` and ``/filter remove``."""
+
+    word: str
+    changed: bool  # False: it was already filtered (add)
+    count: int  # the server's filtered words now
 
 
 @dataclass(frozen=True)

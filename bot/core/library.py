@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 
 from bot.config import Config
 from bot.core.api import (
@@ -122,9 +123,11 @@ class Library:
         data: bytes,
         append: bool,
         job_options: JobOptions,
-    ) -> JobRecord:
+        text_filter: Callable[[str], tuple[str, int]] | None = None,
+    ) -> tuple[JobRecord, int]:
         """Check an upload against the channel's limits and store it with its queued job
-        (the caller holds the channel: ``TrainingScheduler.reserved``)."""
+        (the caller holds the channel: ``TrainingScheduler.reserved``). ``text_filter``: the
+        server's word filters (see ``prepare_story``). Returns the job and the words cut."""
         limits = self.config.limits
         stories = await self.store.list_stories(channel.channel_id)
         if len(stories) >= limits.stories_per_channel:
@@ -136,6 +139,7 @@ class Library:
             data,
             n_input=int(job_options.model["n_input"]),
             max_symbols=limits.story_symbols,
+            text_filter=text_filter,
         )
         if append:
             total = prepared.symbols + sum(s.symbols for s in stories)
@@ -146,7 +150,7 @@ class Library:
                     "Use mode replace, or remove a story first."
                 )
         self.scheduler.check_queue()
-        return await self.store.add_story_and_job(
+        record = await self.store.add_story_and_job(
             channel_id=channel.channel_id,
             guild_id=channel.guild_id,
             channel_name=channel.name,
@@ -166,6 +170,7 @@ class Library:
             requested_by_name=member.display_name,
             options=job_options.to_dict(),
         )
+        return record, prepared.filtered_words
 
     async def stats(self, channel: ChannelRef) -> StoryStats:
         models = await self.store.list_models(channel.channel_id)

@@ -14,7 +14,7 @@ import sys
 from collections import OrderedDict
 from collections.abc import Sequence
 from concurrent.futures import Executor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -32,6 +32,7 @@ from model import (
     generate,
     tokenize,
 )
+from model.filtering import BlockedSymbols, WordFilter
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +59,10 @@ class CachedModel:
     ngrams: npt.NDArray[np.uint64]  # sorted unique 4-gram codes of the model's stories
     index: dict[str, int]  # symbol -> id, built once per model
     nbytes: int = 0  # model_cache_bytes(), set once at load: it already counts the table's growth
+    # The servers' word filters as blocked ids (bot.core.filters): a few tables of ids sharing
+    # one folded vocabulary (the symbols themselves where folding changes nothing). Not counted
+    # in ``nbytes``: at most TABLES_PER_MODEL sets of ids and one tuple of the vocabulary's size.
+    filter_tables: OrderedDict[WordFilter, BlockedSymbols] = field(default_factory=OrderedDict)
 
 
 def first_step_table_bytes(config: ModelConfig) -> int:
@@ -138,9 +143,12 @@ def load_model(model_id: int, version: int, blob: bytes, texts: Sequence[str]) -
 
 
 def generate_with_share(
-    entry: CachedModel, prompt: list[str], options: GenerationOptions
+    entry: CachedModel,
+    prompt: list[str],
+    options: GenerationOptions,
+    blocked: BlockedSymbols | None = None,
 ) -> tuple[list[str], float | None]:
-    symbols = generate(entry.model, prompt, options, network=entry.network)
+    symbols = generate(entry.model, prompt, options, network=entry.network, blocked=blocked)
     base = len(entry.model.vocabulary) + 1
     codes = _ngram_codes(_symbol_ids(entry.index, [*prompt, *symbols]), base)
     # Only the 4-grams that contain at least one generated symbol.

@@ -13,6 +13,8 @@ from __future__ import annotations
 import asyncio
 import logging
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from functools import partial
 
 from bot.config import Config
 from bot.core.api import (
@@ -21,6 +23,8 @@ from bot.core.api import (
     Continuation,
     ContinueOptions,
     EndedJob,
+    FilterChange,
+    FilteredWord,
     ImportResult,
     JobProgress,
     JobResult,
@@ -37,6 +41,7 @@ from bot.core.api import (
 )
 from bot.core.cooldowns import Cooldowns
 from bot.core.executor import TrainingExecutor
+from bot.core.filters import GuildFilters
 from bot.core.job_records import figures_of
 from bot.core.jobs import TrainingScheduler
 from bot.core.library import Library
@@ -66,6 +71,7 @@ class StoryService:
         self.cache = ModelCache(
             store, self._threads, max_models=config.cache.models, megabytes=config.cache.megabytes
         )
+        self.filters = GuildFilters(config, store)
         self.library = Library(config, store, self.scheduler, self.cache, self.checks)
         self.transfer = Transfer(config, store, self.scheduler, self.cache, self.library)
         self.cooldowns = Cooldowns(config.cooldowns.continue_seconds)
@@ -144,11 +150,20 @@ class StoryService:
         job_options = self.checks.job_options(options)
         self.scheduler.check_not_busy(channel)
         self.scheduler.check_queue()
+        word_filter = await self.filters.word_filter(channel.guild_id)
+        text_filter = partial(self.filters.story_text, word_filter=word_filter)
         with self.scheduler.reserved(channel):
-            record = await self.library.add_story(
-                channel, member, filename, data, options.mode == "append", job_options
+            record, cut = await self.library.add_story(
+                channel,
+                member,
+                filename,
+                data,
+                options.mode == "append",
+                job_options,
+                text_filter if word_filter else None,
             )
-        return self.scheduler.enqueue(channel, record, on_progress)
+        job = self.scheduler.enqueue(channel, record, on_progress)
+        return replace(job, filtered_words=cut) if cut else job
 
     async def wait_for_job(self, job_id: int) -> JobResult:
         return await self.scheduler.wait_for_job(job_id)
@@ -206,13 +221,19 @@ class StoryService:
         """
         generation = self.checks.continue_options(options)
         tokens = self.checks.prompt(prompt)
+        word_filter = await self.filters.word_filter(channel.guild_id)
+        self.filters.check_prompt(tokens, word_filter)
         charge = None if member is None else self.cooldowns.charge(member.user_id)
         try:
             entry = await self.cache.model_for(channel.channel_id)
+            blocked = None
+            if word_filter:
+                vocabulary = entry.model.vocabulary
+                blocked = self.filters.blocked(vocabulary, word_filter, entry.filter_tables)
             loop = asyncio.get_running_loop()
             try:
                 symbols, share = await loop.run_in_executor(
-                    self._threads, generate_with_share, entry, tokens, generation
+                    self._threads, generate_with_share, entry, tokens, generation, blocked
                 )
             except UnknownWordsError as exc:
                 raise UnknownWords(str(exc), exc.words, exc.suggestions) from None
@@ -251,6 +272,21 @@ class StoryService:
     @property
     def cache_stats(self) -> CacheStats:
         return self.cache.stats
+
+    # -- word filters (per server) ----------------------------------------------------------
+
+    async def add_filter(self, channel: ChannelRef, member: Member, word: str) -> FilterChange:
+        """Never generate ``word`` in this channel's server (admins; see ``core.filters``)."""
+        return await self.filters.add(channel.guild_id, member.is_admin, member.user_id, word)
+
+    async def remove_filter(self, channel: ChannelRef, member: Member, word: str) -> FilterChange:
+        return await self.filters.remove(channel.guild_id, member.is_admin, word)
+
+    async def list_filters(self, channel: ChannelRef, member: Member) -> list[FilteredWord]:
+        """The server's filtered words (admins only: the list is the words themselves)."""
+        if not member.is_admin:
+            raise NotAllowed("Only the server's story keepers can see its word filters.")
+        return await self.filters.words(channel.guild_id)
 
     # -- library -----------------------------------------------------------------------------
 

@@ -2,14 +2,13 @@
 ``bot.core.store.StoryStore`` with the SQLite store's migration history and rules.
 
 ``connection`` holds the plumbing (pool, transactions, errors, migrations, owner liveness by
-advisory lock); one module per aggregate holds its SQL: ``channels``, ``filters``, ``stories``, ``jobs``,
-``models``. Install with ``pip install 'fabulist[postgres]'``.
+advisory lock); one module per aggregate holds its SQL: ``channels``, ``filters``,
+``stories``, ``jobs``, ``models``. Install with ``pip install 'fabulist[postgres]'``.
 """
 
 from __future__ import annotations
 
 from bot.store.postgres.channels import ChannelTables
-from bot.store.postgres.filters import FilterTables
 from bot.store.postgres.connection import (
     LOST_CONNECTION_MESSAGE,
     UNAVAILABLE_MESSAGE,
@@ -17,6 +16,7 @@ from bot.store.postgres.connection import (
     redact_url,
     session_settings,
 )
+from bot.store.postgres.filters import FilterTables
 from bot.store.postgres.stories import StoryTables
 
 

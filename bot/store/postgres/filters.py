@@ -6,14 +6,13 @@ from bot.core.store import FilterRecord, now_iso
 from bot.store.postgres.connection import PostgresBase
 from bot.store.sqlite.filters import filter_record
 
-_COLUMNS = "guild_id, folded, word, added_by, created_at"
-
 
 class FilterTables(PostgresBase):
     async def guild_filters(self, guild_id: int) -> list[FilterRecord]:
         async with self._read() as db:
             rows = await db.fetch(
-                f"SELECT {_COLUMNS} FROM guild_filters WHERE guild_id = $1 "
+                "SELECT guild_id, folded, word, added_by, created_at FROM guild_filters "
+                "WHERE guild_id = $1 "
                 "ORDER BY created_at, folded",
                 guild_id,
             )
@@ -24,7 +23,8 @@ class FilterTables(PostgresBase):
     ) -> bool:
         async with self._transaction() as db:
             inserted = await db.fetchval(
-                f"INSERT INTO guild_filters ({_COLUMNS}) VALUES ($1, $2, $3, $4, $5) "
+                "INSERT INTO guild_filters (guild_id, folded, word, added_by, created_at) "
+                "VALUES ($1, $2, $3, $4, $5) "
                 "ON CONFLICT (guild_id, folded) DO NOTHING RETURNING true",
                 guild_id,
                 folded,
@@ -37,8 +37,8 @@ class FilterTables(PostgresBase):
     async def remove_guild_filter(self, guild_id: int, folded: str) -> FilterRecord | None:
         async with self._transaction() as db:
             row = await db.fetchrow(
-                f"DELETE FROM guild_filters WHERE guild_id = $1 AND folded = $2 "
-                f"RETURNING {_COLUMNS}",
+                "DELETE FROM guild_filters WHERE guild_id = $1 AND folded = $2 "
+                "RETURNING guild_id, folded, word, added_by, created_at",
                 guild_id,
                 folded,
             )

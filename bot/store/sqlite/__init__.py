@@ -9,8 +9,8 @@ the migrations of ``schema.sql``; one module per aggregate holds its SQL: ``chan
 from __future__ import annotations
 
 from bot.store.sqlite.channels import ChannelTables
-from bot.store.sqlite.filters import FilterTables
 from bot.store.sqlite.connection import UNAVAILABLE_MESSAGE, load_migrations
+from bot.store.sqlite.filters import FilterTables
 from bot.store.sqlite.stories import StoryTables
 
 

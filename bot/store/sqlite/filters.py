@@ -7,8 +7,6 @@ from typing import Any
 from bot.core.store import FilterRecord, now_iso
 from bot.store.sqlite.connection import SqliteBase
 
-_COLUMNS = "guild_id, folded, word, added_by, created_at"
-
 
 def filter_record(row: Any) -> FilterRecord:
     return FilterRecord(
@@ -24,7 +22,8 @@ class FilterTables(SqliteBase):
     async def guild_filters(self, guild_id: int) -> list[FilterRecord]:
         async with self._lock:
             rows = await self._all(
-                f"SELECT {_COLUMNS} FROM guild_filters WHERE guild_id = ? "
+                "SELECT guild_id, folded, word, added_by, created_at FROM guild_filters "
+                "WHERE guild_id = ? "
                 "ORDER BY created_at, folded",
                 (guild_id,),
             )
@@ -35,7 +34,8 @@ class FilterTables(SqliteBase):
     ) -> bool:
         async with self._transaction() as db:
             cursor = await db.execute(
-                f"INSERT INTO guild_filters ({_COLUMNS}) VALUES (?, ?, ?, ?, ?) "
+                "INSERT INTO guild_filters (guild_id, folded, word, added_by, created_at) "
+                "VALUES (?, ?, ?, ?, ?) "
                 "ON CONFLICT (guild_id, folded) DO NOTHING",
                 (guild_id, folded, word, added_by, now_iso()),
             )
@@ -44,7 +44,8 @@ class FilterTables(SqliteBase):
     async def remove_guild_filter(self, guild_id: int, folded: str) -> FilterRecord | None:
         async with self._transaction() as db:
             async with db.execute(
-                f"SELECT {_COLUMNS} FROM guild_filters WHERE guild_id = ? AND folded = ?",
+                "SELECT guild_id, folded, word, added_by, created_at FROM guild_filters "
+                "WHERE guild_id = ? AND folded = ?",
                 (guild_id, folded),
             ) as cursor:
                 row = await cursor.fetchone()
