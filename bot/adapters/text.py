@@ -9,6 +9,12 @@ def retrain_reason_text(reason: RetrainReason) -> str:
     return f"retraining after story #{reason.removed_story_id} ({reason.filename}) was removed"
 
 
+def retraining_label(reason: RetrainReason) -> str:
+    """What a retraining the bot queued itself trains on, as its progress message names it."""
+    story = f"#{reason.removed_story_id} ({reason.filename})"
+    return f"the remaining stories, after story {story} was removed"
+
+
 def removal_text(removal: StoryRemoval) -> str:
     parts = [f"Removed story #{removal.story_id} ({removal.filename})."]
     if removal.deleted_versions:

@@ -37,6 +37,7 @@ __all__ = [
     "ModelVersion",
     "ProgressCallback",
     "RetrainReason",
+    "RetrainingListener",
     "StoryCard",
     "StoryInfo",
     "StoryRemoval",
@@ -255,6 +256,9 @@ class CacheStats:
 
 
 ProgressCallback = Callable[[JobProgress], Awaitable[None] | None]
+# Told when the bot queues a retraining itself (channel, job id, why); may return a callback
+# for the job's progress (see ``StoryService.on_retraining``).
+RetrainingListener = Callable[[ChannelRef, int, RetrainReason], ProgressCallback | None]
 
 
 def console_channel(name: str) -> ChannelRef:

@@ -18,7 +18,7 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Awaitable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 from bot.config import Config
@@ -30,6 +30,7 @@ from bot.core.api import (
     JobState,
     Member,
     ProgressCallback,
+    RetrainingListener,
     TrainingJob,
 )
 from bot.core.executor import (
@@ -67,6 +68,7 @@ class TrainingScheduler:
         self._running: set[int] = set()
         self._reserved: set[int] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._retraining_listeners: list[RetrainingListener] = []
         self.closing = False
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -150,6 +152,17 @@ class TrainingScheduler:
         )
         if on_progress is not None:
             job.subscribers.append(ProgressSubscriber(on_progress, self._tasks))
+        reason = job.options.reason
+        if reason is not None:
+            # Queued by the bot itself (a removal): the adapters show it in the channel.
+            for listener in list(self._retraining_listeners):
+                try:
+                    callback = listener(channel, job.job_id, reason)
+                except Exception:
+                    logger.exception("a retraining listener failed for job %d", job.job_id)
+                    continue
+                if callback is not None:
+                    job.subscribers.append(ProgressSubscriber(callback, self._tasks))
         self._jobs[job.job_id] = job
         self._by_channel[channel.channel_id] = job
         self._queue.append(job)
@@ -165,6 +178,13 @@ class TrainingScheduler:
             story_ids=record.story_ids,
             requested_by=record.requested_by,
         )
+
+    def add_retraining_listener(self, listener: RetrainingListener) -> Callable[[], None]:
+        """Call ``listener`` whenever the bot queues a retraining itself (a job with a
+        ``RetrainReason``), before the job can start; the progress callback it returns (if
+        any) receives the job's progress like ``/train``'s. Returns the unsubscribe call."""
+        self._retraining_listeners.append(listener)
+        return lambda: self._retraining_listeners.remove(listener)
 
     # -- running ---------------------------------------------------------------------------
 

@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from functools import partial
 
 from bot.config import Config
 from bot.core.api import (
+    MAX_N_INPUT,
     CacheStats,
     ChannelRef,
     Continuation,
@@ -32,6 +34,7 @@ from bot.core.api import (
     Member,
     ModelVersion,
     ProgressCallback,
+    RetrainingListener,
     StoryCard,
     StoryInfo,
     StoryRemoval,
@@ -56,6 +59,8 @@ from model import ModelError, UnknownWordsError, detokenize, tokenize
 
 logger = logging.getLogger(__name__)
 SHUTTING_DOWN = "The bot is shutting down; try again in a minute."
+# "Continue this" reads a message's last words only: its last characters are plenty.
+MESSAGE_TAIL_CHARS = 1000
 
 
 class StoryService:
@@ -165,6 +170,12 @@ class StoryService:
         job = self.scheduler.enqueue(channel, record, on_progress)
         return replace(job, filtered_words=cut) if cut else job
 
+    def on_retraining(self, listener: RetrainingListener) -> Callable[[], None]:
+        """Be told of every retraining the bot queues itself (after ``/story remove``...), in
+        time to follow its progress as ``train``'s ``on_progress`` does. Returns the
+        unsubscribe call. Adapters show these jobs like the trainings members start."""
+        return self.scheduler.add_retraining_listener(listener)
+
     async def wait_for_job(self, job_id: int) -> JobResult:
         return await self.scheduler.wait_for_job(job_id)
 
@@ -254,6 +265,18 @@ class StoryService:
             model_version=entry.version,
             original_share=share,
         )
+
+    def message_prompt(self, text: str) -> str:
+        """The last words of a message, as the prompt that continues it ("Continue this").
+
+        As many symbols as the largest context any model reads, within the prompt limit;
+        InvalidOption when the message has no words.
+        """
+        tokens = tokenize(text[-MESSAGE_TAIL_CHARS:])
+        if not any(any(ch.isalnum() for ch in token) for token in tokens):
+            raise InvalidOption("That message has no words to continue.")
+        keep = min(MAX_N_INPUT, self.config.limits.prompt_symbols)
+        return detokenize(tokens[-keep:])
 
     async def complete_word(self, channel: ChannelRef, prefix: str, limit: int = 25) -> list[str]:
         """Vocabulary words starting with ``prefix`` (autocomplete); [] without a model."""

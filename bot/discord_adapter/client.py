@@ -29,6 +29,7 @@ COG_EXTENSIONS = (
     "bot.discord_adapter.cogs.training",
     "bot.discord_adapter.cogs.continuation",
     "bot.discord_adapter.cogs.story",
+    "bot.discord_adapter.cogs.filters",
 )
 
 
