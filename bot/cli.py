@@ -32,6 +32,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -49,6 +50,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 DEFAULT_CONFIG = Path("config.toml")
+# `run` keeps this file fresh while connected (the container's healthcheck reads its age).
+HEALTH_FILE_ENV = "FABULIST_HEALTH_FILE"
 
 
 def _channel_name(value: str) -> str:
@@ -200,13 +203,28 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
                 "(set DISCORD_TOKEN or [discord] token in the config file)\n"
             )
             return 2
-        from bot.discord_adapter.runner import DiscordUnreachable, run_bot, sync_commands
+        from bot.discord_adapter.runner import (
+            DiscordUnreachable,
+            TokenRejected,
+            run_bot,
+            sync_commands,
+        )
 
+        health = os.environ.get(HEALTH_FILE_ENV, "").strip()
         try:
-            (run_bot if args.command == "run" else sync_commands)(config)
+            if args.command == "run":
+                run_bot(config, Path(health) if health else None)
+            else:
+                sync_commands(config)
         except DiscordUnreachable as exc:
             sys.stderr.write(f"cannot reach Discord ({exc}); check the network and try again\n")
             return 1
+        except TokenRejected:
+            sys.stderr.write(
+                "configuration error: Discord refused the bot token; copy it again from the "
+                "Developer Portal (Bot -> Reset Token) into DISCORD_TOKEN\n"
+            )
+            return 2
         return 0
     if args.command == "forget" and not args.yes and not _confirm_forget(args):
         return 1
