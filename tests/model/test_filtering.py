@@ -110,7 +110,8 @@ def test_filtered_word_never_in_1000_seeded_continuations(
     runs = [(prompt, option) for prompt in PROMPTS for option in options]
     assert len(runs) == 1000
     plain = [generate(tiny_model, prompt, option) for prompt, option in runs]
-    assert sum(word in out for out in plain) >= (4 if temperature == 0.0 else 500)
+    # Measured: 750 (greedy: 3 of the 4 prompts lead to it) and 657 (sampled) of 1,000.
+    assert sum(word in out for out in plain) >= (750 if temperature == 0.0 else 500)
     blocked = BlockedSymbols(tiny_model.vocabulary.symbols, WordFilter.of(["CAT"]))
     filtered = [generate(tiny_model, prompt, option, blocked=blocked) for prompt, option in runs]
     assert all(word not in out and len(out) == 32 for out in filtered)
