@@ -2,29 +2,27 @@
 generation (``model.filtering``), to prompts and to uploaded stories.
 
 Matching is ``model.filtering``'s: case- and accent-insensitive, whole words, runs of characters
-in spaceless scripts (CJK). The cache is this process's: a server's commands and its channels'
-generations reach the same process (one Discord shard serves a guild), and a change made here
-takes effect on the next reply. Channels outside a server (console, CLI) have no filters.
+in spaceless scripts (CJK). The blocked-id tables live on each cached model
+(``model_cache.CachedModel.blocked``). The cache of the words is this process's: a server's
+commands and its channels' generations reach the same process (one Discord shard serves a
+guild), and a change made here takes effect on the next reply. Channels outside a server
+(console, CLI) have no filters.
 """
 
 from __future__ import annotations
 
 import logging
-from collections import OrderedDict
 
 from bot.config import Config
 from bot.core.api import FilterChange, FilteredWord
 from bot.core.store import StoryStore
 from bot.errors import InvalidOption, InvalidUpload, NotAllowed, NotFound
-from model import Vocabulary
-from model.filtering import BlockedSymbols, WordFilter, filter_rule, mask_text
+from model.filtering import WordFilter, filter_rule, mask_text
 
 logger = logging.getLogger(__name__)
 
 MAX_WORD_CHARACTERS = 64
 MAX_WORD_SYMBOLS = 8
-# Blocked-symbol tables kept per cached model: one per distinct filter set (servers).
-TABLES_PER_MODEL = 8
 
 
 def filter_key(word: str) -> str:
@@ -60,25 +58,6 @@ class GuildFilters:
             FilteredWord(record.word, record.added_by, record.created_at)
             for record in await self.store.guild_filters(guild_id)
         ]
-
-    @staticmethod
-    def blocked(
-        vocabulary: Vocabulary,
-        word_filter: WordFilter,
-        tables: OrderedDict[WordFilter, BlockedSymbols],
-    ) -> BlockedSymbols:
-        """The vocabulary ids ``word_filter`` forbids, kept in the model's ``tables`` (a few
-        filter sets, most recent last; they share one folded vocabulary)."""
-        table = tables.get(word_filter)
-        if table is None:
-            folded = next(iter(tables.values())).folded if tables else None
-            table = BlockedSymbols(vocabulary.symbols, word_filter, folded)
-            tables[word_filter] = table
-            while len(tables) > TABLES_PER_MODEL:
-                tables.popitem(last=False)
-        else:
-            tables.move_to_end(word_filter)
-        return table
 
     # -- changing --------------------------------------------------------------------------
 

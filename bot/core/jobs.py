@@ -18,7 +18,7 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Iterator
 from typing import Any
 
 from bot.config import Config
@@ -30,7 +30,6 @@ from bot.core.api import (
     JobState,
     Member,
     ProgressCallback,
-    RetrainingListener,
     TrainingJob,
 )
 from bot.core.executor import (
@@ -46,7 +45,7 @@ from bot.core.job_records import (
     JobLedger,
     OpenJob,
 )
-from bot.core.progress import ProgressSubscriber
+from bot.core.progress import ProgressSubscriber, RetrainingListeners
 from bot.core.store import JobRecord, StoryStore
 from bot.core.validation import JobOptions
 from bot.errors import Busy, NotAllowed, NotFound, QueueFull, StorageError
@@ -68,7 +67,7 @@ class TrainingScheduler:
         self._running: set[int] = set()
         self._reserved: set[int] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._retraining_listeners: list[RetrainingListener] = []
+        self.retraining = RetrainingListeners()
         self.closing = False
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -141,28 +140,17 @@ class TrainingScheduler:
         self, channel: ChannelRef, record: JobRecord, on_progress: ProgressCallback | None
     ) -> TrainingJob:
         """Queue a stored job; it runs when the executor has room."""
-        loop = asyncio.get_running_loop()
         job = OpenJob(
             job_id=record.id,
             channel=channel,
             requested_by=record.requested_by,
             story_ids=record.story_ids,
             options=JobOptions.from_dict(record.options),
-            result=loop.create_future(),
+            result=asyncio.get_running_loop().create_future(),
         )
-        if on_progress is not None:
-            job.subscribers.append(ProgressSubscriber(on_progress, self._tasks))
-        reason = job.options.reason
-        if reason is not None:
-            # Queued by the bot itself (a removal): the adapters show it in the channel.
-            for listener in list(self._retraining_listeners):
-                try:
-                    callback = listener(channel, job.job_id, reason)
-                except Exception:
-                    logger.exception("a retraining listener failed for job %d", job.job_id)
-                    continue
-                if callback is not None:
-                    job.subscribers.append(ProgressSubscriber(callback, self._tasks))
+        reason = job.options.reason  # set when the bot queued it itself: adapters show it
+        for callback in self.retraining.callbacks(channel, job.job_id, reason, on_progress):
+            job.subscribers.append(ProgressSubscriber(callback, self._tasks))
         self._jobs[job.job_id] = job
         self._by_channel[channel.channel_id] = job
         self._queue.append(job)
@@ -178,13 +166,6 @@ class TrainingScheduler:
             story_ids=record.story_ids,
             requested_by=record.requested_by,
         )
-
-    def add_retraining_listener(self, listener: RetrainingListener) -> Callable[[], None]:
-        """Call ``listener`` whenever the bot queues a retraining itself (a job with a
-        ``RetrainReason``), before the job can start; the progress callback it returns (if
-        any) receives the job's progress like ``/train``'s. Returns the unsubscribe call."""
-        self._retraining_listeners.append(listener)
-        return lambda: self._retraining_listeners.remove(listener)
 
     # -- running ---------------------------------------------------------------------------
 

@@ -19,7 +19,6 @@ from functools import partial
 
 from bot.config import Config
 from bot.core.api import (
-    MAX_N_INPUT,
     CacheStats,
     ChannelRef,
     Continuation,
@@ -59,8 +58,6 @@ from model import ModelError, UnknownWordsError, detokenize, tokenize
 
 logger = logging.getLogger(__name__)
 SHUTTING_DOWN = "The bot is shutting down; try again in a minute."
-# "Continue this" reads a message's last words only: its last characters are plenty.
-MESSAGE_TAIL_CHARS = 1000
 
 
 class StoryService:
@@ -171,10 +168,9 @@ class StoryService:
         return replace(job, filtered_words=cut) if cut else job
 
     def on_retraining(self, listener: RetrainingListener) -> Callable[[], None]:
-        """Be told of every retraining the bot queues itself (after ``/story remove``...), in
-        time to follow its progress as ``train``'s ``on_progress`` does. Returns the
-        unsubscribe call. Adapters show these jobs like the trainings members start."""
-        return self.scheduler.add_retraining_listener(listener)
+        """Be told of each retraining the bot queues itself (``/story remove``...) in time to
+        follow its progress as ``train``'s ``on_progress``. Returns the unsubscribe call."""
+        return self.scheduler.retraining.add(listener)
 
     async def wait_for_job(self, job_id: int) -> JobResult:
         return await self.scheduler.wait_for_job(job_id)
@@ -237,14 +233,10 @@ class StoryService:
         charge = None if member is None else self.cooldowns.charge(member.user_id)
         try:
             entry = await self.cache.model_for(channel.channel_id)
-            blocked = None
-            if word_filter:
-                vocabulary = entry.model.vocabulary
-                blocked = self.filters.blocked(vocabulary, word_filter, entry.filter_tables)
             loop = asyncio.get_running_loop()
             try:
                 symbols, share = await loop.run_in_executor(
-                    self._threads, generate_with_share, entry, tokens, generation, blocked
+                    self._threads, generate_with_share, entry, tokens, generation, word_filter
                 )
             except UnknownWordsError as exc:
                 raise UnknownWords(str(exc), exc.words, exc.suggestions) from None
@@ -267,16 +259,8 @@ class StoryService:
         )
 
     def message_prompt(self, text: str) -> str:
-        """The last words of a message, as the prompt that continues it ("Continue this").
-
-        As many symbols as the largest context any model reads, within the prompt limit;
-        InvalidOption when the message has no words.
-        """
-        tokens = tokenize(text[-MESSAGE_TAIL_CHARS:])
-        if not any(any(ch.isalnum() for ch in token) for token in tokens):
-            raise InvalidOption("That message has no words to continue.")
-        keep = min(MAX_N_INPUT, self.config.limits.prompt_symbols)
-        return detokenize(tokens[-keep:])
+        """The last words of a message as the prompt that continues it ("Continue this")."""
+        return self.checks.message_prompt(text)
 
     async def complete_word(self, channel: ChannelRef, prefix: str, limit: int = 25) -> list[str]:
         """Vocabulary words starting with ``prefix`` (autocomplete); [] without a model."""
