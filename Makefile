@@ -7,7 +7,7 @@ DEMO_DB ?= data/demo.sqlite3
 
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: setup demo run sync console test test-fast reliability lint format bench clean
+.PHONY: setup demo run sync console test test-fast reliability lint format bench docker clean
 
 setup: $(STAMP)
 
@@ -52,6 +52,11 @@ format: $(STAMP)
 
 bench: $(STAMP)
 	for f in bench/bench_*.py; do echo "== $$f"; $(PY) $$f || exit 1; done
+
+# The container image (deploy/Dockerfile): fabulist:latest, or IMAGE=name:tag.
+IMAGE ?= fabulist:latest
+docker:
+	docker build -f deploy/Dockerfile -t $(IMAGE) .
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info

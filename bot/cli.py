@@ -22,6 +22,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -47,6 +48,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 DEFAULT_CONFIG = Path("config.toml")
+# `run` keeps this file fresh while connected (the container's healthcheck reads its age).
+HEALTH_FILE_ENV = "FABULIST_HEALTH_FILE"
 
 
 def _channel_name(value: str) -> str:
@@ -162,17 +165,27 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
         from bot.discord_adapter.runner import (
             DiscordUnreachable,
             IntentNotEnabled,
+            TokenRejected,
             run_bot,
             sync_commands,
         )
 
+        health = os.environ.get(HEALTH_FILE_ENV, "").strip()
         try:
-            (run_bot if args.command == "run" else sync_commands)(config)
+            if args.command == "run":
+                run_bot(config, Path(health) if health else None)
+            else:
+                sync_commands(config)
         except DiscordUnreachable as exc:
             sys.stderr.write(f"cannot reach Discord ({exc}); check the network and try again\n")
             return 1
         except IntentNotEnabled as exc:
             sys.stderr.write(f"configuration error: {exc}\n")
+        except TokenRejected:
+            sys.stderr.write(
+                "configuration error: Discord refused the bot token; copy it again from the "
+                "Developer Portal (Bot -> Reset Token) into DISCORD_TOKEN\n"
+            )
             return 2
         return 0
     command = CLI_COMMANDS.get(args.command)

@@ -33,6 +33,7 @@ __all__ = [
     "ConfigError",
     "CooldownsConfig",
     "DiscordConfig",
+    "FiltersConfig",
     "HistoryConfig",
     "LimitsConfig",
     "LoggingConfig",
@@ -165,6 +166,15 @@ class CooldownsConfig:
 
 
 @dataclass(frozen=True)
+class FiltersConfig:
+    # A story holding a server's filtered word: "mask" trains it with those words cut out,
+    # "refuse" turns the upload down (naming the words, to the admin only).
+    on_story: str = field(default="mask", metadata=_c(choices=("mask", "refuse")))
+    # Most filtered words one server may keep.
+    max_words: int = field(default=500, metadata=_c(min=1, max=100_000))
+
+
+@dataclass(frozen=True)
 class LoggingConfig:
     level: str = field(
         default="INFO", metadata=_c(choices=("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"))
@@ -182,6 +192,7 @@ class Config:
     permissions: PermissionsConfig = field(default_factory=PermissionsConfig)
     cooldowns: CooldownsConfig = field(default_factory=CooldownsConfig)
     history: HistoryConfig = field(default_factory=HistoryConfig)
+    filters: FiltersConfig = field(default_factory=FiltersConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
 
     def with_database(self, database: Path) -> Config:

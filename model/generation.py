@@ -25,6 +25,11 @@ asked about a window the story never has (``mouse mouse mouse``) answers almost 
 * Sampling (``temperature`` > 0) applies ``top_k``, then ``top_p`` (nucleus, default 0.9), and
   is seeded by ``seed``; greedy decoding (0) has one possible output, whatever the seed.
 
+**Filtered words** (``blocked``, :class:`~model.filtering.BlockedSymbols`) are masked out of
+the logits first, before the story's candidates, the repeat guard and sampling are applied, and
+are never lifted: when every candidate is filtered, the best unfiltered symbol of the whole
+vocabulary is chosen; only a filter that bans the whole vocabulary raises ``ModelError``.
+
 ``<unk>`` (capped vocabularies) is never generated; unknown prompt words map to ``<unk>`` when
 the vocabulary has it, otherwise :class:`~model.errors.UnknownWordsError` names them with
 suggestions.
@@ -40,6 +45,7 @@ import numpy as np
 import numpy.typing as npt
 
 from model.errors import ModelError
+from model.filtering import BlockedSymbols
 from model.forward import NumpyLSTM, Stepper, single_threaded_blas
 from model.serialization import TrainedModel
 from model.story_index import IntArray, StoryIndex, default_story_order, story_index_arrays
@@ -161,16 +167,21 @@ def _pick(
     banned: set[int],
     allowed: Sequence[IntArray],
     previous: int | None = None,
+    forbidden: set[int] | None = None,
 ) -> int:
     vocab_size = len(stepper.w.dense_bias)
-    is_banned = np.zeros(vocab_size, dtype=bool)
+    # forbidden: the server's filtered words, the only bans never lifted.
+    is_forbidden = np.zeros(vocab_size, dtype=bool)
+    if forbidden:
+        is_forbidden[list(forbidden)] = True
+    is_banned = is_forbidden.copy()
     if banned:
         is_banned[list(banned)] = True
     # The longest story context with a continuation that is not banned decides the candidates,
     # and only their logits are computed (a gather of output rows, not the whole vocabulary);
     # when there is none, the network chooses freely, but never the previous symbol again.
     for candidates in allowed:
-        keep = candidates[~is_banned[candidates]] if banned else candidates
+        keep = candidates[~is_banned[candidates]] if banned or forbidden else candidates
         if len(keep):
             chosen = stepper.logits(keep).astype(np.float64)
             if options.temperature <= 0.0:
@@ -184,7 +195,10 @@ def _pick(
     if previous is not None:
         scores[previous] = -np.inf
     if not np.isfinite(scores).any():
-        scores = logits.astype(np.float64)  # every symbol banned: ban nothing rather than fail
+        scores = logits.astype(np.float64)  # every symbol banned: lift the soft bans, not filters
+        scores[is_forbidden] = -np.inf
+        if not np.isfinite(scores).any():
+            raise ModelError("Every word this model knows is filtered.")
     if options.temperature <= 0.0:
         return int(np.argmax(scores))
     return _sample(scores, options, rng)
@@ -196,19 +210,25 @@ def generate(
     options: GenerationOptions | None = None,
     *,
     network: NumpyLSTM | None = None,
+    blocked: BlockedSymbols | None = None,
 ) -> list[str]:
-    """The generated symbols only (not the prompt). Pass ``network`` to reuse its weights."""
+    """The generated symbols only (not the prompt). Pass ``network`` to reuse its weights;
+    ``blocked``: the filtered words' symbols, never generated (see the module docstring)."""
     options = options or GenerationOptions()
     # Only the words the network reads must be known: an unknown word earlier in a long prompt
     # is outside the context window and changes nothing.
     ids = model.vocabulary.encode(list(prompt)[-model.config.n_input :])
     net = network or NumpyLSTM(model)
     with single_threaded_blas():
-        return _decode(model, net, ids, options)
+        return _decode(model, net, ids, options, blocked)
 
 
 def _decode(
-    model: TrainedModel, net: NumpyLSTM, ids: list[int], options: GenerationOptions
+    model: TrainedModel,
+    net: NumpyLSTM,
+    ids: list[int],
+    options: GenerationOptions,
+    blocked: BlockedSymbols | None = None,
 ) -> list[str]:
     rng = np.random.default_rng(options.seed)
     unknown = model.vocabulary.id_of(UNKNOWN) if model.vocabulary.has_unknown else None
@@ -230,7 +250,8 @@ def _decode(
         allowed = story.continuations(history, order) if story else []
         # Off the story (only when following one), the previous symbol is not repeated.
         previous = history[-1] if history and story is not None else None
-        return _pick(stepper, options, rng, banned, allowed, previous)
+        forbidden = blocked.banned(history) if blocked else None
+        return _pick(stepper, options, rng, banned, allowed, previous, forbidden)
 
     while len(out) < options.length:
         nxt = step()

@@ -77,7 +77,16 @@ def _normalize(text: str) -> str:
 
 def tokenize(text: str, *, lowercase: bool = True) -> list[str]:
     """Split raw prose into symbols; see the module docstring for the exact rules."""
-    symbols: list[str] = []
+    return [symbol for symbol, _, _ in token_spans(text, lowercase=lowercase)[1]]
+
+
+def token_spans(text: str, *, lowercase: bool = True) -> tuple[str, list[tuple[str, int, int]]]:
+    """The normalized text and its symbols with their ``[start, end)`` spans in it.
+
+    The same symbols as :func:`tokenize`; a paragraph break's span is the whitespace it came
+    from. Used to cut symbols out of a text (``model.filtering.mask_text``).
+    """
+    spans: list[tuple[str, int, int]] = []
     text = _normalize(text)
     blank_lines = _BLANK_LINE.search(text) is not None
     # Whether the previous character was whitespace / start / opener: decides "open" for ".
@@ -88,8 +97,8 @@ def tokenize(text: str, *, lowercase: bool = True) -> list[str]:
         if kind == "space":
             opening_position = True
             paragraph = _BLANK_LINE.search(piece) if blank_lines else "\n" in piece
-            if paragraph and symbols and symbols[-1] != PARAGRAPH:
-                symbols.append(PARAGRAPH)
+            if paragraph and spans and spans[-1][0] != PARAGRAPH:
+                spans.append((PARAGRAPH, match.start(), match.end()))
             continue
         if kind == "number":
             symbol = piece
@@ -109,11 +118,11 @@ def tokenize(text: str, *, lowercase: bool = True) -> list[str]:
             symbol = _SINGLE_QUOTES[piece]
         else:
             symbol = piece
-        symbols.append(symbol.lower() if lowercase else symbol)
+        spans.append((symbol.lower() if lowercase else symbol, match.start(), match.end()))
         opening_position = symbol in _OPENERS or symbol == "—"
-    if symbols and symbols[-1] == PARAGRAPH:
-        symbols.pop()
-    return symbols
+    if spans and spans[-1][0] == PARAGRAPH:
+        spans.pop()
+    return text, spans
 
 
 def _is_spaceless(symbol: str) -> bool:

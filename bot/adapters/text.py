@@ -102,6 +102,12 @@ def deletion_text(deleted: DataDeletion, who: str | None = None) -> str:
     return " ".join(parts)
 
 
+def retraining_label(reason: RetrainReason) -> str:
+    """What a retraining the bot queued itself trains on, as its progress message names it."""
+    story = f"#{reason.removed_story_id} ({reason.filename})"
+    return f"the remaining stories, after story {story} was removed"
+
+
 def removal_text(removal: StoryRemoval) -> str:
     parts = [f"Removed story #{removal.story_id} ({removal.filename})."]
     if removal.deleted_versions:

@@ -28,6 +28,8 @@ __all__ = [
     "ContinueOptions",
     "DataDeletion",
     "EndedJob",
+    "FilterChange",
+    "FilteredWord",
     "HistoryMessage",
     "HistoryRequest",
     "HistorySpan",
@@ -40,6 +42,7 @@ __all__ = [
     "MemberData",
     "ProgressCallback",
     "RetrainReason",
+    "RetrainingListener",
     "StoryCard",
     "StoryInfo",
     "StoryMessage",
@@ -119,6 +122,25 @@ class TrainingJob:
     story_id: int | None
     story_ids: tuple[int, ...]
     requested_by: int | None
+    filtered_words: int = 0  # cut out of the story by the server's word filters
+
+
+@dataclass(frozen=True)
+class FilteredWord:
+    """One filtered word of a server, as ``/filter list`` shows it."""
+
+    word: str
+    added_by: int | None
+    created_at: str
+
+
+@dataclass(frozen=True)
+class FilterChange:
+    """The answer to ``/filter add`` and ``/filter remove``."""
+
+    word: str
+    changed: bool  # False: it was already filtered (add)
+    count: int  # the server's filtered words now
 
 
 @dataclass(frozen=True)
@@ -275,6 +297,9 @@ class DataDeletion:
 
 
 ProgressCallback = Callable[[JobProgress], Awaitable[None] | None]
+# Told when the bot queues a retraining itself (channel, job id, why); may return a callback
+# for the job's progress (see ``StoryService.on_retraining``).
+RetrainingListener = Callable[[ChannelRef, int, RetrainReason], ProgressCallback | None]
 
 
 def console_channel(name: str) -> ChannelRef:

@@ -197,7 +197,7 @@ class HistoryLearning:
         data = story_text([m.text for m in selected.messages]).encode("utf-8")
         filename = f"history of #{channel.name or channel.channel_id}"
         with self.scheduler.reserved(channel):
-            record = await self.library.add_story(
+            record, _ = await self.library.add_story(
                 channel,
                 member,
                 filename,

@@ -45,7 +45,7 @@ from bot.core.job_records import (
     JobLedger,
     OpenJob,
 )
-from bot.core.progress import ProgressSubscriber
+from bot.core.progress import ProgressSubscriber, RetrainingListeners
 from bot.core.store import JobRecord, StoryStore
 from bot.core.validation import JobOptions
 from bot.errors import Busy, NotAllowed, NotFound, QueueFull, StorageError
@@ -67,6 +67,7 @@ class TrainingScheduler:
         self._running: set[int] = set()
         self._reserved: set[int] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
+        self.retraining = RetrainingListeners()
         self.closing = False
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -139,17 +140,17 @@ class TrainingScheduler:
         self, channel: ChannelRef, record: JobRecord, on_progress: ProgressCallback | None
     ) -> TrainingJob:
         """Queue a stored job; it runs when the executor has room."""
-        loop = asyncio.get_running_loop()
         job = OpenJob(
             job_id=record.id,
             channel=channel,
             requested_by=record.requested_by,
             story_ids=record.story_ids,
             options=JobOptions.from_dict(record.options),
-            result=loop.create_future(),
+            result=asyncio.get_running_loop().create_future(),
         )
-        if on_progress is not None:
-            job.subscribers.append(ProgressSubscriber(on_progress, self._tasks))
+        reason = job.options.reason  # set when the bot queued it itself: adapters show it
+        for callback in self.retraining.callbacks(channel, job.job_id, reason, on_progress):
+            job.subscribers.append(ProgressSubscriber(callback, self._tasks))
         self._jobs[job.job_id] = job
         self._by_channel[channel.channel_id] = job
         self._queue.append(job)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 
 from bot.config import Config
 from bot.core.api import (
@@ -135,9 +136,11 @@ class Library:
         append: bool,
         job_options: JobOptions,
         messages: tuple[StoryMessage, ...] = (),
-    ) -> JobRecord:
+        text_filter: Callable[[str], tuple[str, int]] | None = None,
+    ) -> tuple[JobRecord, int]:
         """Check an upload against the channel's limits and store it with its queued job
-        (the caller holds the channel: ``TrainingScheduler.reserved``)."""
+        (the caller holds the channel: ``TrainingScheduler.reserved``). ``text_filter``: the
+        server's word filters (see ``prepare_story``). Returns the job and the words cut."""
         limits = self.config.limits
         stories = await self.store.list_stories(channel.channel_id)
         if len(stories) >= limits.stories_per_channel:
@@ -149,6 +152,7 @@ class Library:
             data,
             n_input=int(job_options.model.get("n_input") or default_n_input(0)),
             max_symbols=limits.story_symbols,
+            text_filter=text_filter,
         )
         if append:
             total = prepared.symbols + sum(s.symbols for s in stories)
@@ -159,7 +163,7 @@ class Library:
                     "Use mode replace, or remove a story first."
                 )
         self.scheduler.check_queue()
-        return await self.store.add_story_and_job(
+        record = await self.store.add_story_and_job(
             channel_id=channel.channel_id,
             guild_id=channel.guild_id,
             channel_name=channel.name,
@@ -180,6 +184,7 @@ class Library:
             requested_by_name=member.display_name,
             options=job_options.to_dict(),
         )
+        return record, prepared.filtered_words
 
     async def rollback(
         self, channel: ChannelRef, member: Member, version: int | None = None

@@ -18,10 +18,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
+import threading
 from collections import OrderedDict
 from collections.abc import Sequence
 from concurrent.futures import Executor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import numpy.typing as npt
@@ -37,6 +38,7 @@ from model import (
     generate,
     tokenize,
 )
+from model.filtering import BlockedSymbols, WordFilter
 from model.serialization import STORY_ARRAYS
 from model.vocabulary import UNKNOWN
 
@@ -54,6 +56,9 @@ _INT_BYTES = 28  # an int object above the 256 CPython keeps shared
 # the model's size.
 _MODEL_OVERHEAD = 8 * 1024
 
+# Blocked-symbol tables kept per cached model: one per distinct filter set (server) using it.
+FILTER_TABLES = 8
+
 
 @dataclass
 class CachedModel:
@@ -64,6 +69,28 @@ class CachedModel:
     ngrams: npt.NDArray[np.uint64]  # sorted unique 4-gram codes of the model's stories
     index: dict[str, int]  # symbol -> id, built once per model
     nbytes: int = 0  # model_cache_bytes(), set once at load
+    # The servers' word filters as blocked ids: a few tables sharing one folded vocabulary (the
+    # symbols themselves where folding changes nothing). Not counted in ``nbytes``: at most
+    # FILTER_TABLES sets of ids and one tuple of the vocabulary's size.
+    filter_tables: OrderedDict[WordFilter, BlockedSymbols] = field(default_factory=OrderedDict)
+    _tables_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def blocked(self, word_filter: WordFilter) -> BlockedSymbols:
+        """The ids ``word_filter`` forbids in this model (kept for the FILTER_TABLES most
+        recent filters). Generation threads call it: folding a 20,000-word vocabulary takes
+        ~0.1-0.3 s, never on the event loop; the lock guards the tables, not the building."""
+        with self._tables_lock:
+            table = self.filter_tables.get(word_filter)
+            if table is not None:
+                self.filter_tables.move_to_end(word_filter)
+                return table
+            shared = next(iter(self.filter_tables.values())).folded if self.filter_tables else None
+        table = BlockedSymbols(self.model.vocabulary.symbols, word_filter, shared)
+        with self._tables_lock:
+            self.filter_tables[word_filter] = table
+            while len(self.filter_tables) > FILTER_TABLES:
+                self.filter_tables.popitem(last=False)
+        return table
 
     @property
     def hot_nbytes(self) -> int:
@@ -148,9 +175,14 @@ def load_model(model_id: int, version: int, blob: bytes, texts: Sequence[str]) -
 
 
 def generate_with_share(
-    entry: CachedModel, prompt: list[str], options: GenerationOptions
+    entry: CachedModel,
+    prompt: list[str],
+    options: GenerationOptions,
+    word_filter: WordFilter | None = None,
 ) -> tuple[list[str], float | None]:
-    symbols = generate(entry.model, prompt, options, network=entry.network)
+    """The continuation (never a word of ``word_filter``) and its share found in the story."""
+    blocked = entry.blocked(word_filter) if word_filter else None
+    symbols = generate(entry.model, prompt, options, network=entry.network, blocked=blocked)
     base = len(entry.model.vocabulary) + 1
     codes = _ngram_codes(_symbol_ids(entry.model, entry.index, [*prompt, *symbols]), base)
     # Only the 4-grams that contain at least one generated symbol.

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from functools import partial
 
 from bot.config import Config
 from bot.core.api import (
@@ -23,6 +25,8 @@ from bot.core.api import (
     ContinueOptions,
     DataDeletion,
     EndedJob,
+    FilterChange,
+    FilteredWord,
     HistoryMessage,
     HistoryRequest,
     HistoryTraining,
@@ -33,27 +37,27 @@ from bot.core.api import (
     Member,
     MemberData,
     ProgressCallback,
+    RetrainingListener,
     StoryCard,
     StoryRemoval,
     TrainingJob,
     TrainOptions,
 )
-from bot.core.cooldowns import Cooldowns
 from bot.core.executor import TrainingExecutor
 from bot.core.figures import ChannelFigures, ModelVersion
+from bot.core.filters import GuildFilters
 from bot.core.history import HistoryLearning
-from bot.core.job_records import figures_of
 from bot.core.jobs import TrainingScheduler
 from bot.core.library import Library
-from bot.core.model_cache import ModelCache, generate_with_share
+from bot.core.model_cache import ModelCache
 from bot.core.privacy import Privacy
 from bot.core.store import StoryStore
+from bot.core.storyteller import Storyteller
 from bot.core.transfer import Transfer
 from bot.core.uploads import check_upload_size, is_export_name
 from bot.core.validation import RequestChecks
-from bot.errors import InvalidOption, NoModel, NotAllowed, UnknownWords, UserError
+from bot.errors import NotAllowed, UserError
 from bot.export import ExportLimits, looks_like_export
-from model import ModelError, UnknownWordsError, detokenize, tokenize
 
 logger = logging.getLogger(__name__)
 SHUTTING_DOWN = "The bot is shutting down; try again in a minute."
@@ -72,15 +76,18 @@ class StoryService:
         self.cache = ModelCache(
             store, self._threads, max_models=config.cache.models, megabytes=config.cache.megabytes
         )
+        self.filters = GuildFilters(config, store)
         # read-only figures: adapters call service.figures.NAME(channel) (core/figures.py)
         self.figures = ChannelFigures(store)
         self.library = Library(config, store, self.scheduler, self.cache, self.checks, self.figures)
         self.transfer = Transfer(self.library)
         self.history = HistoryLearning(config, store, self.scheduler, self.library, self.checks)
         self.privacy = Privacy(config, store, self.scheduler, self.cache, self.library)
-        self.cooldowns = Cooldowns(config.cooldowns.continue_seconds)
+        self.storyteller = Storyteller(
+            config, store, self.cache, self._threads, self.checks, self.filters
+        )
+        self.cooldowns = self.storyteller.cooldowns
         self._closed = False
-        self._generating = 0  # generations submitted to the threads and not finished
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -155,11 +162,25 @@ class StoryService:
         job_options = self.checks.job_options(options)
         self.scheduler.check_not_busy(channel)
         self.scheduler.check_queue()
+        word_filter = await self.filters.word_filter(channel.guild_id)
+        text_filter = partial(self.filters.story_text, word_filter=word_filter)
         with self.scheduler.reserved(channel):
-            record = await self.library.add_story(
-                channel, member, filename, data, options.mode == "append", job_options
+            record, cut = await self.library.add_story(
+                channel,
+                member,
+                filename,
+                data,
+                options.mode == "append",
+                job_options,
+                text_filter=text_filter if word_filter else None,
             )
-        return self.scheduler.enqueue(channel, record, on_progress)
+        job = self.scheduler.enqueue(channel, record, on_progress)
+        return replace(job, filtered_words=cut) if cut else job
+
+    def on_retraining(self, listener: RetrainingListener) -> Callable[[], None]:
+        """Be told of each retraining the bot queues itself (``/story remove``...) in time to
+        follow its progress as ``train``'s ``on_progress``. Returns the unsubscribe call."""
+        return self.scheduler.retraining.add(listener)
 
     async def history_request(
         self, channel: ChannelRef, member: Member, messages: int | None, options: TrainOptions
@@ -226,61 +247,21 @@ class StoryService:
         *,
         member: Member | None = None,
     ) -> Continuation:
-        """Continue ``prompt`` with the channel's active model (off the loop).
+        """Continue ``prompt`` with the channel's active model (off the loop); with ``member``,
+        the per-user cooldown applies (refunded when the request fails)."""
+        return await self.storyteller.continue_story(channel, prompt, options, member=member)
 
-        With ``member``, the per-user cooldown ``cooldowns.continue_seconds`` applies. It is
-        charged up front (so concurrent requests cannot slip through) and refunded when the
-        request fails, so a member can correct a refused prompt at once.
-        """
-        generation = self.checks.continue_options(options)
-        tokens = self.checks.prompt(prompt)
-        charge = None if member is None else self.cooldowns.charge(member.user_id)
-        try:
-            entry = await self.cache.model_for(channel.channel_id)
-            loop = asyncio.get_running_loop()
-            self._generating += 1
-            try:
-                symbols, share = await loop.run_in_executor(
-                    self._threads, generate_with_share, entry, tokens, generation
-                )
-            except UnknownWordsError as exc:
-                raise UnknownWords(str(exc), exc.words, exc.suggestions) from None
-            except ModelError as exc:
-                raise InvalidOption(str(exc)) from None
-            finally:
-                self._generating -= 1
-        except BaseException:
-            if member is not None and charge is not None:
-                self.cooldowns.refund(member.user_id, charge)
-            raise
-        try:
-            await self.store.count_reply(channel.channel_id)
-        except Exception:  # a figure for /story stats must never cost the member the reply
-            logger.warning("could not count a reply in channel %d", channel.channel_id)
-        return Continuation(
-            prompt_symbols=tokens,
-            symbols=symbols,
-            text=detokenize([*tokens, *symbols]),
-            model_version=entry.version,
-            original_share=share,
-        )
+    def message_prompt(self, text: str) -> str:
+        """The last words of a message as the prompt that continues it ("Continue this")."""
+        return self.checks.message_prompt(text)
 
     async def complete_word(self, channel: ChannelRef, prefix: str, limit: int = 25) -> list[str]:
         """Vocabulary words starting with ``prefix`` (autocomplete); [] without a model."""
-        try:
-            entry = await self.cache.model_for(channel.channel_id)
-        except NoModel:
-            return []
-        words = tokenize(prefix)
-        last = words[-1] if words and not prefix.endswith(" ") else ""
-        return entry.model.vocabulary.complete(last, max(1, min(limit, 25)))
+        return await self.storyteller.complete_word(channel, prefix, limit)
 
     def reply_is_instant(self, channel: ChannelRef) -> bool:
-        """Whether a continuation in ``channel`` should answer at once: its model is cached
-        and a generation thread is free. Otherwise (a load from storage, or a queue) an
-        adapter acknowledges the request before it waits."""
-        free = self._generating < self.config.workers.generation_threads
-        return free and self.cache.holds(channel.channel_id)
+        """Whether a continuation should answer at once (else an adapter acknowledges first)."""
+        return self.storyteller.reply_is_instant(channel)
 
     @property
     def cached_models(self) -> int:
@@ -289,6 +270,21 @@ class StoryService:
     @property
     def cache_stats(self) -> CacheStats:
         return self.cache.stats
+
+    # -- word filters (per server) ----------------------------------------------------------
+
+    async def add_filter(self, channel: ChannelRef, member: Member, word: str) -> FilterChange:
+        """Never generate ``word`` in this channel's server (admins; see ``core.filters``)."""
+        return await self.filters.add(channel.guild_id, member.is_admin, member.user_id, word)
+
+    async def remove_filter(self, channel: ChannelRef, member: Member, word: str) -> FilterChange:
+        return await self.filters.remove(channel.guild_id, member.is_admin, word)
+
+    async def list_filters(self, channel: ChannelRef, member: Member) -> list[FilteredWord]:
+        """The server's filtered words (admins only: the list is the words themselves)."""
+        if not member.is_admin:
+            raise NotAllowed("Only the server's story keepers can see its word filters.")
+        return await self.filters.words(channel.guild_id)
 
     # -- library -----------------------------------------------------------------------------
 
@@ -318,14 +314,7 @@ class StoryService:
 
     async def training_plot(self, channel: ChannelRef) -> bytes | None:
         """PNG of the active model's loss and accuracy per epoch (rendered off the loop)."""
-        model = await self.store.active_model(channel.channel_id)
-        figures = None if model is None else figures_of(model.figures, model.id)
-        if figures is None or not figures.history:
-            return None
-        from bot.plot import training_plot_png
-
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._threads, training_plot_png, figures)
+        return await self.storyteller.training_plot(channel)
 
     # consent and a member's data (bot/core/privacy.py); learning from history (core/history.py)
     async def set_history_learning(self, guild_id: int | None, member: Member, on: bool) -> None:

@@ -247,6 +247,17 @@ class ChannelCounters:
     replies: int  # continuations served
 
 
+@dataclass(frozen=True)
+class FilterRecord:
+    """One filtered word of a server (``/filter``)."""
+
+    guild_id: int
+    folded: str  # the case- and accent-insensitive key, unique per server
+    word: str  # as the admin typed it
+    added_by: int | None
+    created_at: str
+
+
 class StoryStore(Protocol):
     """The core's database. One instance per process; safe to call from one event loop.
 
@@ -304,6 +315,22 @@ class StoryStore(Protocol):
 
     async def count_reply(self, channel_id: int) -> None:
         """Add one to the channel's replies served (no-op for an unknown channel)."""
+        ...
+
+    # -- word filters (per server) --------------------------------------------------------------
+
+    async def guild_filters(self, guild_id: int) -> list[FilterRecord]:
+        """The server's filtered words, oldest first."""
+        ...
+
+    async def add_guild_filter(
+        self, guild_id: int, folded: str, word: str, added_by: int | None
+    ) -> bool:
+        """Add a filtered word; False (nothing changed) if ``folded`` is already there."""
+        ...
+
+    async def remove_guild_filter(self, guild_id: int, folded: str) -> FilterRecord | None:
+        """Remove a filtered word by its key; the removed record, or None if absent."""
         ...
 
     # -- stories --------------------------------------------------------------------------------

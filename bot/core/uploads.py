@@ -9,6 +9,7 @@ from __future__ import annotations
 import codecs
 import hashlib
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from bot.display import format_bytes
@@ -36,6 +37,7 @@ class PreparedStory:
     sha256: str
     symbols: int
     vocabulary_size: int
+    filtered_words: int = 0  # cut out by the server's word filters (``text_filter``)
 
 
 def decode_story(data: bytes) -> tuple[str, str]:
@@ -77,8 +79,19 @@ def decode_story(data: bytes) -> tuple[str, str]:
     return text, encoding.removesuffix("-sig") + ("-bom" if encoding == "utf-8-sig" else "")
 
 
-def prepare_story(data: bytes, *, n_input: int, max_symbols: int) -> PreparedStory:
+def prepare_story(
+    data: bytes,
+    *,
+    n_input: int,
+    max_symbols: int,
+    text_filter: Callable[[str], tuple[str, int]] | None = None,
+) -> PreparedStory:
+    """Decode and check a story. ``text_filter`` (the server's word filters) returns the text
+    to keep and how many words it cut, or refuses it; the checks apply to what it keeps."""
     text, encoding = decode_story(data)
+    filtered = 0
+    if text_filter is not None:
+        text, filtered = text_filter(text)
     tokens = tokenize(text)
     if len(tokens) < n_input + 1:
         raise InvalidUpload(
@@ -99,6 +112,7 @@ def prepare_story(data: bytes, *, n_input: int, max_symbols: int) -> PreparedSto
         sha256=hashlib.sha256(data).hexdigest(),
         symbols=len(tokens),
         vocabulary_size=distinct,
+        filtered_words=filtered,
     )
 
 

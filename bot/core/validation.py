@@ -12,11 +12,20 @@ from typing import Any
 from bot.config import Config
 from bot.core.api import MAX_SEED, ContinueOptions, RetrainReason, TrainOptions
 from bot.errors import InvalidOption
-from model import GenerationOptions, ModelConfig, ModelError, TrainingConfig, tokenize
+from model import (
+    GenerationOptions,
+    ModelConfig,
+    ModelError,
+    TrainingConfig,
+    detokenize,
+    tokenize,
+)
 from model.config import MAX_N_INPUT, default_n_input
 
 MAX_TOP_K = 10_000
 MAX_PROMPT_CHARS = 4_000
+# "Continue this" reads a message's last words only: its last characters are plenty.
+MESSAGE_TAIL_CHARS = 1_000
 
 
 def check_int(name: str, value: object, low: int, high: int) -> None:
@@ -146,6 +155,15 @@ class RequestChecks:
         return GenerationOptions(
             length=length, temperature=float(temperature), top_k=options.top_k, seed=options.seed
         )
+
+    def message_prompt(self, text: str) -> str:
+        """The last words of a message, as the prompt that continues it ("Continue this"):
+        as many symbols as the largest context any model reads, within the prompt limit."""
+        tokens = tokenize(text[-MESSAGE_TAIL_CHARS:])
+        if not any(any(ch.isalnum() for ch in token) for token in tokens):
+            raise InvalidOption("That message has no words to continue.")
+        keep = min(MAX_N_INPUT, self.config.limits.prompt_symbols)
+        return detokenize(tokens[-keep:])
 
     def prompt(self, prompt: str) -> list[str]:
         if len(prompt) > MAX_PROMPT_CHARS:

@@ -30,6 +30,7 @@ COG_EXTENSIONS = (
     "bot.discord_adapter.cogs.continuation",
     "bot.discord_adapter.cogs.story",
     "bot.discord_adapter.cogs.privacy",
+    "bot.discord_adapter.cogs.filters",
 )
 
 

@@ -12,7 +12,8 @@ bot's default), so nothing a story contains can ever ping anyone.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+import re
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -26,13 +27,14 @@ from bot.adapters.text import (
 from bot.display import count_text, display_prose, training_fraction, vocabulary_text
 
 if TYPE_CHECKING:
-    from bot.core.api import JobProgress, JobResult, StoryCard
+    from bot.core.api import FilterChange, FilteredWord, JobProgress, JobResult, StoryCard
     from bot.core.figures import StoryStats
 
 MESSAGE_LIMIT = 2000
 EMBED_FIELD_LIMIT = 1024
 CHOICE_LIMIT = 100
 BAR_WIDTH = 20
+_ESCAPED = re.compile(r"\\([^\w\s])")  # a backslash escape of escape_text
 
 _STATE_LABELS = {
     "queued": "Queued",
@@ -231,6 +233,17 @@ def continuation_text(
     return f"{body}\n{footer}"
 
 
+def message_story_text(content: str, *, own: bool) -> str:
+    """The story words of a message for "Continue this": for one of the bot's own replies,
+    without its footer line and the escapes :func:`continuation_text` added."""
+    if not own:
+        return content
+    lines = content.split("\n")
+    while lines and (lines[-1].startswith("-# ") or not lines[-1].strip()):
+        lines.pop()
+    return _ESCAPED.sub(r"\1", "\n".join(lines)).replace("\u200b", "")
+
+
 def story_card_embed(card: StoryCard, *, permission: str = "Manage Channels") -> discord.Embed:
     """The ``/story show`` embed; ``permission`` names the right that lets members train."""
     # Titles render mentions as raw text, so the title uses the channel's name.
@@ -353,3 +366,28 @@ def story_stats_embed(stats: StoryStats, channel_name: str | None) -> discord.Em
             name=label, value=truncate(escape_text(value), EMBED_FIELD_LIMIT), inline=False
         )
     return embed
+
+
+def filter_change_text(change: FilterChange, *, added: bool) -> str:
+    """The answer to ``/filter add`` or ``/filter remove`` (only the admin sees it)."""
+    word = escape_text(change.word)
+    total = f"This server filters {change.count} word{'' if change.count == 1 else 's'}."
+    if added and not change.changed:
+        return f"“{word}” was already filtered. {total}"
+    if added:
+        return (
+            f"Filtered “{word}”: no channel of this server will generate it (whatever its "
+            f"case or accents), and prompts that contain it are refused. {total}"
+        )
+    return f"“{word}” is no longer filtered. {total}"
+
+
+def filter_list_text(words: Sequence[FilteredWord]) -> str:
+    """``/filter list`` (only the admin sees it)."""
+    if not words:
+        return "This server filters no words. Add one with `/filter add`."
+    lines = [f"**{len(words)} filtered word{'' if len(words) == 1 else 's'}** (oldest first)"]
+    for item in words:
+        who = f" · by <@{item.added_by}>" if item.added_by is not None else ""
+        lines.append(f"• {escape_text(item.word)}{who} · {format_timestamp(item.created_at)}")
+    return "\n".join(lines)

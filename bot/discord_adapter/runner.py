@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import time
 from collections.abc import Coroutine
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
@@ -125,22 +127,59 @@ INTENT_HELP = (
 )
 
 
+class TokenRejected(Exception):
+    """Discord refused the bot token (HTTP 401 at login): restarting will not help."""
+
+
+# The health file (``FABULIST_HEALTH_FILE``, set by the container's entrypoint): rewritten this
+# often while the gateway session is ready; the container's healthcheck reads its age.
+HEALTH_INTERVAL_SECONDS = 15.0
+
+
+class HealthFile:
+    """Touches ``path`` every ``interval`` seconds while ``bot`` is connected and ready."""
+
+    def __init__(self, path: Path, interval: float = HEALTH_INTERVAL_SECONDS) -> None:
+        self.path = path
+        self.interval = interval
+
+    async def run(self, bot: FabulistBot) -> None:
+        try:
+            while True:
+                ready = bot.is_ready() and not bot.is_closed()
+                if ready:
+                    await asyncio.to_thread(self._touch)
+                # Until the first connection, look every second: healthy as soon as connected.
+                await asyncio.sleep(self.interval if ready else 1.0)
+        finally:
+            self.path.unlink(missing_ok=True)
+
+    def _touch(self) -> None:
+        try:
+            self.path.write_text(f"{time.time():.0f}\n", encoding="utf-8")
+        except OSError as exc:
+            log.warning("cannot write the health file %s: %s", self.path, exc)
+
+
 def _reaching_discord(main: Coroutine[Any, Any, None]) -> None:
     """Run ``main``; a connection failure becomes one DiscordUnreachable, not a traceback."""
     try:
         asyncio.run(main)
     except discord.PrivilegedIntentsRequired:
         raise IntentNotEnabled(INTENT_HELP) from None
+    except discord.LoginFailure:
+        raise TokenRejected("Discord refused the bot token") from None
     except (aiohttp.ClientConnectionError, TimeoutError) as exc:
         reason = str(exc) or type(exc).__name__
         raise DiscordUnreachable(f"{discord.http.Route.BASE}: {reason}") from None
 
 
-def run_bot(config: Config) -> None:
+def run_bot(config: Config, health_file: Path | None = None) -> None:
     """Run the bot until SIGTERM/SIGINT, then close the gateway, the service and the database.
 
     DiscordUnreachable if Discord cannot be reached at start (the caller exits non-zero; a
-    supervisor such as systemd restarts it with its own backoff).
+    supervisor such as systemd restarts it with its own backoff); TokenRejected if Discord
+    refuses the token. ``health_file``: kept fresh while connected (see ``HealthFile``).
     """
     token = _prepare(config)
     from bot.app import open_executor
@@ -149,10 +188,12 @@ def run_bot(config: Config) -> None:
     # worker is built in C++ without releasing it), which would stall every coroutine.
     executor = open_executor(config)
     executor.prepare()
-    _reaching_discord(_run(config, token, executor))
+    _reaching_discord(_run(config, token, executor, health_file))
 
 
-async def _run(config: Config, token: str, executor: TrainingExecutor) -> None:
+async def _run(
+    config: Config, token: str, executor: TrainingExecutor, health_file: Path | None = None
+) -> None:
     from bot.app import open_app
 
     # The bot starts the service in setup_hook; its close() calls app.shutdown (the service,
@@ -172,6 +213,9 @@ async def _run(config: Config, token: str, executor: TrainingExecutor) -> None:
         monitor = LoopLagMonitor()
         probe = loop.create_task(monitor.run(), name="loop-lag-monitor")
         loop.add_signal_handler(signal.SIGUSR1, monitor.report_and_reset)
+        health = None
+        if health_file is not None:
+            health = loop.create_task(HealthFile(health_file).run(bot), name="health-file")
         try:
             async with bot:
                 await bot.start(token)
@@ -181,6 +225,9 @@ async def _run(config: Config, token: str, executor: TrainingExecutor) -> None:
             if closing:
                 await closing[0]
             probe.cancel()
+            if health is not None:
+                health.cancel()
+                await asyncio.gather(health, return_exceptions=True)
             log.info("%s", monitor.summary())
     log.info("stopped")
 

@@ -28,7 +28,7 @@ from bot.store.urls import open_store_url, redact_url, sqlite_path
 
 logger = logging.getLogger(__name__)
 
-# Schema version 6's tables in dependency order, with their columns and key.
+# Schema version 7's tables in dependency order, with their columns and key.
 TABLES: dict[str, tuple[tuple[str, ...], str]] = {
     "channels": (
         ("channel_id", "guild_id", "name", "created_at", "last_version", "replies"),
@@ -63,8 +63,11 @@ TABLES: dict[str, tuple[tuple[str, ...], str]] = {
     ),
     "privacy_optouts": (("guild_id", "user_id", "created_at"), "guild_id, user_id"),
     "history_guilds": (("guild_id", "enabled_by", "created_at"), "guild_id"),
+    "guild_filters": (
+        ("guild_id", "folded", "word", "added_by", "created_at"), "guild_id, folded",
+    ),
 }  # fmt: skip
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 IDENTITY_TABLES = ("stories", "models", "jobs")
 
 

@@ -370,7 +370,17 @@ async def test_sync_command_registers_globally_and_exits(env: Env, tmp_path: Pat
     await proc.start(wait_identify=False, wait_commands_for=False)
     code = await proc.wait_exit(60.0)
     assert code == 0, proc.log_tail()
-    assert (None, sorted(["cancel", "continue", "forget", "privacy", "story", "train"])) in [
+    expected = [
+        "Continue this",
+        "cancel",
+        "continue",
+        "filter",
+        "forget",
+        "privacy",
+        "story",
+        "train",
+    ]
+    assert (None, sorted(expected)) in [
         (guild, sorted(names)) for guild, names in env.fake.command_syncs
     ]
     assert env.fake.identify_count == identifies, "sync must not open a gateway session"

@@ -901,6 +901,34 @@ class FakeDiscord:
         payload, real_guild = self._interaction_base(APPLICATION_COMMAND, user, channel, data)
         return self._register_interaction(payload, user, channel, real_guild)
 
+    async def send_message_command(
+        self, name: str, message: FakeMessage, *, user: FakeUser, validate: bool = True
+    ) -> InteractionHandle:
+        """Right-click ``message`` -> Apps -> ``name``: a message context-menu command.
+
+        As Discord sends it: INTERACTION_CREATE type 2 whose ``data`` has ``type`` 3 (MESSAGE),
+        ``target_id`` and the message in ``resolved.messages`` (with its content: Discord
+        includes it for the app's own interaction, without the Message Content intent).
+        """
+        channel = self.channel(message.channel_id)
+        if channel is None or message.deleted:
+            raise ValueError("the message or its channel is gone")
+        guild = self.guilds.get(channel.guild_id) if channel.guild_id else None
+        command = self.find_command(name, guild)
+        if validate and (command is None or command.data.get("type", 1) != 3):
+            raise ValueError(f"{name!r} is not a registered message command")
+        data: dict[str, Any] = {
+            "id": str(command.id if command else self.snowflakes.next()),
+            "name": name,
+            "type": 3,
+            "target_id": str(message.id),
+            "resolved": {"messages": {str(message.id): message.payload()}},
+        }
+        if command is not None and command.guild_id is not None:
+            data["guild_id"] = str(command.guild_id)
+        payload, real_guild = self._interaction_base(APPLICATION_COMMAND, user, channel, data)
+        return self._register_interaction(payload, user, channel, real_guild, target=message)
+
     async def send_autocomplete(
         self,
         name: str,

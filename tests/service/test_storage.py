@@ -273,3 +273,22 @@ async def test_json_with_nan_round_trips(store: StoryStore) -> None:
     record = await store.job(job.id)
     assert record is not None and record.progress is not None
     assert math.isnan(record.progress["loss"])
+
+
+async def test_guild_filters_are_per_server_and_unique_by_key(store: StoryStore) -> None:
+    assert await store.guild_filters(1) == []
+    assert await store.add_guild_filter(1, "cafe", "Café", 7) is True
+    assert await store.add_guild_filter(1, "cafe", "CAFE", 8) is False  # same key: kept as is
+    assert await store.add_guild_filter(1, "笨 蛋", "笨蛋", None) is True
+    assert await store.add_guild_filter(2, "cafe", "cafe", 9) is True
+    first = await store.guild_filters(1)
+    assert [(f.folded, f.word, f.added_by) for f in first] == [
+        ("cafe", "Café", 7),
+        ("笨 蛋", "笨蛋", None),
+    ]
+    assert all(f.guild_id == 1 and f.created_at for f in first)
+    removed = await store.remove_guild_filter(1, "cafe")
+    assert removed is not None and removed.word == "Café"
+    assert await store.remove_guild_filter(1, "cafe") is None
+    assert [f.folded for f in await store.guild_filters(1)] == ["笨 蛋"]
+    assert [f.word for f in await store.guild_filters(2)] == ["cafe"]  # another server's stays

@@ -1,4 +1,5 @@
-"""/continue with prompt autocomplete, and its Reroll and Continue buttons."""
+"""/continue with prompt autocomplete, its Reroll and Continue buttons, and the message context
+menu "Continue this" (right-click a message -> Apps), which continues the message's last words."""
 
 from __future__ import annotations
 
@@ -23,7 +24,12 @@ from bot.discord_adapter.common import (
     report_error,
     send_ephemeral,
 )
-from bot.discord_adapter.rendering import continuation_text, split_message, word_choices
+from bot.discord_adapter.rendering import (
+    continuation_text,
+    message_story_text,
+    split_message,
+    word_choices,
+)
 from bot.errors import UserError
 
 if TYPE_CHECKING:
@@ -44,6 +50,7 @@ REROLL_TEMPERATURE = 0.8
 # Button state is kept in memory for this many recent replies; older buttons say they expired.
 REMEMBERED_REPLIES = 2000
 EXPIRED = "These buttons have expired; use `/continue` again."
+CONTINUE_THIS = "Continue this"
 
 
 @dataclass(frozen=True)
@@ -96,6 +103,12 @@ class ContinuationCog(commands.Cog):
     def __init__(self, bot: FabulistBot) -> None:
         self.bot = bot
         self._replies: OrderedDict[str, ReplyState] = OrderedDict()
+        # Context menus cannot live in a cog's class body: built here, added to the tree on load.
+        self.continue_menu = app_commands.ContextMenu(
+            name=CONTINUE_THIS,
+            callback=self.continue_this,
+            allowed_contexts=app_commands.AppCommandContext(guild=True),
+        )
 
     @property
     def service(self) -> StoryService:
@@ -103,9 +116,20 @@ class ContinuationCog(commands.Cog):
 
     async def cog_load(self) -> None:
         self.bot.add_dynamic_items(ContinuationButton)
+        self.bot.tree.add_command(self.continue_menu)
 
     async def cog_unload(self) -> None:
         self.bot.remove_dynamic_items(ContinuationButton)
+        self.bot.tree.remove_command(CONTINUE_THIS, type=discord.AppCommandType.message)
+
+    async def continue_this(
+        self, interaction: discord.Interaction[Any], message: discord.Message
+    ) -> None:
+        """Continue the message's last words with this channel's story."""
+        own = self.bot.user is not None and message.author.id == self.bot.user.id
+        prompt = self.service.message_prompt(message_story_text(message.content, own=own))
+        options = ContinueOptions(length=None, temperature=0.0, seed=None)
+        await self.serve(interaction, channel_ref(interaction), prompt, options, lead="…")
 
     @app_commands.command(name="continue")
     @app_commands.guild_only()

@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Literal
 
 import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.adapters.text import history_text
-from bot.core.api import MAX_N_INPUT, MAX_SEED, JobProgress, TrainOptions
+from bot.adapters.text import history_text, retraining_label
+from bot.core.api import (
+    MAX_N_INPUT,
+    MAX_SEED,
+    ChannelRef,
+    JobProgress,
+    ProgressCallback,
+    RetrainReason,
+    TrainOptions,
+)
 from bot.discord_adapter.common import (
     NO_MENTIONS,
     Denied,
@@ -115,6 +125,8 @@ class TrainingCog(commands.Cog):
         self._watchers = JobWatchers(bot)
         self._downloader = CappedDownloader()
         self._repair = StaleMessageRepair(bot)
+        self._retrainings: set[asyncio.Task[None]] = set()
+        self._unsubscribe: Callable[[], None] | None = None
 
     @property
     def service(self) -> StoryService:
@@ -127,9 +139,14 @@ class TrainingCog(commands.Cog):
             self.train.default_permissions = None
         if self.bot.has_service:
             self._repair.start()
+            self._unsubscribe = self.service.on_retraining(self._on_retraining)
 
     async def cog_unload(self) -> None:
         self.bot.remove_dynamic_items(CancelButton)
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+        await asyncio.gather(*self._retrainings, return_exceptions=True)
         await self._repair.stop()
         await self._watchers.close()
         await self._downloader.close()
@@ -234,39 +251,83 @@ class TrainingCog(commands.Cog):
     ) -> None:
         """Show the job's live progress in a channel message (the history reading message, or
         a new one) with its Cancel button, and answer the member privately."""
-        channel = job.channel
-        view = discord.ui.View(timeout=None)
-        view.add_item(CancelButton(job.job_id))
-        intro = progress_text(filename, _initial_progress(job))
-        message: discord.Message | None = None
-        if reader is not None and reader.message is not None:
-            await reader.show(intro, view)
-            message = reader.message
-        else:
-            messageable = self.bot.get_partial_messageable(
-                channel.channel_id, guild_id=channel.guild_id
-            )
-            try:
-                message = await messageable.send(intro, view=view, allowed_mentions=NO_MENTIONS)
-            except discord.HTTPException as exc:
-                log.warning("cannot post progress in channel %s: %s", channel.channel_id, exc)
+        intro = _initial_progress(job.job_id, job.state, job.queue_position)
+        message = await self._post_progress(job.channel, intro, tracker, reader)
         if message is not None:
-            tracker.attach(message)
             where = f" Progress: {message.jump_url}"
-            try:
-                await self.service.set_progress_message(job.job_id, message.channel.id, message.id)
-            except Exception:
-                # Only the after-crash update of this message depends on it.
-                log.exception("could not record the progress message of job %s", job.job_id)
         else:
             where = " (I cannot post in this channel, so there is no live progress.)"
-        self._watchers.watch(job.job_id, channel, filename, tracker)
+        if job.filtered_words:
+            count = job.filtered_words
+            where += (
+                f"\n{count} word{'s' if count != 1 else ''} this server filters "
+                f"{'were' if count != 1 else 'was'} left out of the story."
+            )
         await interaction.followup.send(
             f"Training job #{job.job_id} on {escape_text(filename)} {_state_phrase(job)}."
             f"{note}{where}",
             ephemeral=True,
             allowed_mentions=NO_MENTIONS,
         )
+
+    async def _post_progress(
+        self,
+        channel: ChannelRef,
+        intro: JobProgress,
+        tracker: ProgressMessage,
+        reader: HistoryReader | None = None,
+    ) -> discord.Message | None:
+        """Show the job's progress (with Cancel) in the history reading message or a new one,
+        and watch the job: the message follows its progress and shows its end."""
+        view = discord.ui.View(timeout=None)
+        view.add_item(CancelButton(intro.job_id))
+        text = progress_text(tracker.filename, intro)
+        message: discord.Message | None = None
+        if reader is not None and reader.message is not None:
+            await reader.show(text, view)
+            message = reader.message
+        else:
+            messageable = self.bot.get_partial_messageable(
+                channel.channel_id, guild_id=channel.guild_id
+            )
+            try:
+                message = await messageable.send(text, view=view, allowed_mentions=NO_MENTIONS)
+            except discord.HTTPException as exc:
+                log.warning("cannot post progress in channel %s: %s", channel.channel_id, exc)
+        if message is not None:
+            tracker.attach(message)
+            try:
+                await self.service.set_progress_message(
+                    intro.job_id, message.channel.id, message.id
+                )
+            except Exception:
+                # Only the after-crash update of this message depends on it.
+                log.exception("could not record the progress message of job %s", intro.job_id)
+        self._watchers.watch(intro.job_id, channel, tracker.filename, tracker)
+        return message
+
+    def _on_retraining(
+        self, channel: ChannelRef, job_id: int, reason: RetrainReason
+    ) -> ProgressCallback:
+        """A retraining the bot queued itself: shown in its channel like a /train."""
+        tracker = ProgressMessage(retraining_label(reason))
+        task = asyncio.create_task(
+            self._show_retraining(channel, job_id, tracker), name=f"retraining-{job_id}"
+        )
+        self._retrainings.add(task)
+        task.add_done_callback(self._retrainings.discard)
+        return tracker.update
+
+    async def _show_retraining(
+        self, channel: ChannelRef, job_id: int, tracker: ProgressMessage
+    ) -> None:
+        try:
+            current = await self.service.job_progress(channel)
+            if current is None or current.job_id != job_id:
+                current = _initial_progress(job_id, "queued", None)
+            await self._post_progress(channel, current, tracker)
+        except Exception:
+            log.exception("could not show retraining job %s in its channel", job_id)
 
 
 def _state_phrase(job: TrainingJob) -> str:
@@ -281,10 +342,10 @@ def _state_phrase(job: TrainingJob) -> str:
     return "has started"
 
 
-def _initial_progress(job: TrainingJob) -> JobProgress:
+def _initial_progress(job_id: int, state: str, queue_position: int | None) -> JobProgress:
     return JobProgress(
-        job_id=job.job_id,
-        state=job.state,
+        job_id=job_id,
+        state=state,
         epoch=0,
         max_epochs=0,
         loss=None,
@@ -292,7 +353,7 @@ def _initial_progress(job: TrainingJob) -> JobProgress:
         learnable_accuracy=None,
         eta_seconds=None,
         elapsed_seconds=0.0,
-        queue_position=job.queue_position,
+        queue_position=queue_position,
     )
 
 

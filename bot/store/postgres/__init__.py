@@ -2,8 +2,8 @@
 ``bot.core.store.StoryStore`` with the SQLite store's migration history and rules.
 
 ``connection`` holds the plumbing (pool, transactions, errors, migrations, owner liveness by
-advisory lock); one module per aggregate holds its SQL: ``channels``, ``stories``, ``jobs``,
-``models``, ``privacy``. Install with ``pip install 'fabulist[postgres]'``.
+advisory lock); one module per aggregate holds its SQL: ``channels``, ``filters``,
+``stories``, ``jobs``, ``models``, ``privacy``. Install with ``pip install 'fabulist[postgres]'``.
 """
 
 from __future__ import annotations
@@ -16,10 +16,11 @@ from bot.store.postgres.connection import (
     redact_url,
     session_settings,
 )
+from bot.store.postgres.filters import FilterTables
 from bot.store.postgres.privacy import PrivacyTables
 
 
-class PostgresStoryStore(PrivacyTables, ChannelTables):
+class PostgresStoryStore(PrivacyTables, ChannelTables, FilterTables):
     """A pool of connections to one PostgreSQL database: ``await PostgresStoryStore.open(url)``."""
 
 

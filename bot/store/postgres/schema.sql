@@ -137,3 +137,14 @@ CREATE TABLE history_guilds (
     enabled_by  BIGINT,
     created_at  TEXT NOT NULL
 );
+
+-- migration 7
+-- Words a server never lets its channels' models say (/filter); see the SQLite schema.
+CREATE TABLE guild_filters (
+    guild_id   BIGINT NOT NULL,
+    folded     TEXT NOT NULL,
+    word       TEXT NOT NULL,
+    added_by   BIGINT,
+    created_at TEXT NOT NULL,
+    PRIMARY KEY (guild_id, folded)
+);

@@ -2,19 +2,19 @@
 ``bot.core.store.StoryStore``.
 
 ``connection`` holds the plumbing (one connection, one lock, explicit transactions, PRAGMAs) and
-the migrations of ``schema.sql``; one module per aggregate holds its SQL: ``channels``,
-``stories``, ``jobs``, ``models``,
-``privacy`` (consent and a member's data).
+the migrations of ``schema.sql``; one module per aggregate holds its SQL: ``channels``, ``filters``,
+``stories``, ``jobs``, ``models``, ``privacy`` (consent and a member's data).
 """
 
 from __future__ import annotations
 
 from bot.store.sqlite.channels import ChannelTables
 from bot.store.sqlite.connection import UNAVAILABLE_MESSAGE, load_migrations
+from bot.store.sqlite.filters import FilterTables
 from bot.store.sqlite.privacy import PrivacyTables
 
 
-class SqliteStoryStore(PrivacyTables, ChannelTables):
+class SqliteStoryStore(PrivacyTables, ChannelTables, FilterTables):
     """The bot's only database connection. Create with ``await SqliteStoryStore.open(path)``."""
 
 

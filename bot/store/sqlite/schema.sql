@@ -134,3 +134,15 @@ CREATE TABLE history_guilds (
     enabled_by  INTEGER,
     created_at  TEXT NOT NULL
 );
+
+-- migration 7
+-- Words a server never lets its channels' models say (/filter). ``word`` as the admin typed it;
+-- ``folded`` its case- and accent-insensitive key (bot/core/filters.py), unique per server.
+CREATE TABLE guild_filters (
+    guild_id   INTEGER NOT NULL,
+    folded     TEXT NOT NULL,
+    word       TEXT NOT NULL,
+    added_by   INTEGER,
+    created_at TEXT NOT NULL,
+    PRIMARY KEY (guild_id, folded)
+);

@@ -1,0 +1,137 @@
+"""A server's word filters (``/filter``): kept in the store, cached per server, applied to
+generation (``model.filtering``), to prompts and to uploaded stories.
+
+Matching is ``model.filtering``'s: case- and accent-insensitive, whole words, runs of characters
+in spaceless scripts (CJK). The blocked-id tables live on each cached model
+(``model_cache.CachedModel.blocked``). The cache of the words is this process's: a server's
+commands and its channels' generations reach the same process (one Discord shard serves a
+guild), and a change made here takes effect on the next reply. Channels outside a server
+(console, CLI) have no filters.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from bot.config import Config
+from bot.core.api import FilterChange, FilteredWord
+from bot.core.store import StoryStore
+from bot.errors import InvalidOption, InvalidUpload, NotAllowed, NotFound
+from model.filtering import WordFilter, filter_rule, mask_text
+
+logger = logging.getLogger(__name__)
+
+MAX_WORD_CHARACTERS = 64
+MAX_WORD_SYMBOLS = 8
+
+
+def filter_key(word: str) -> str:
+    """The stored key of a filtered word: its folded symbols, space-separated."""
+    return " ".join(filter_rule(word))
+
+
+class GuildFilters:
+    """Each server's filtered words, read once from the store and kept (see the module doc)."""
+
+    def __init__(self, config: Config, store: StoryStore) -> None:
+        self.config = config
+        self.store = store
+        self._filters: dict[int, WordFilter] = {}
+
+    # -- reading ---------------------------------------------------------------------------
+
+    async def word_filter(self, guild_id: int | None) -> WordFilter:
+        """The server's filter (empty outside servers or when it has none)."""
+        if guild_id is None:
+            return WordFilter()
+        cached = self._filters.get(guild_id)
+        if cached is None:
+            records = await self.store.guild_filters(guild_id)
+            cached = WordFilter.of(record.word for record in records)
+            self._filters[guild_id] = cached
+        return cached
+
+    async def words(self, guild_id: int | None) -> list[FilteredWord]:
+        if guild_id is None:
+            return []
+        return [
+            FilteredWord(record.word, record.added_by, record.created_at)
+            for record in await self.store.guild_filters(guild_id)
+        ]
+
+    # -- changing --------------------------------------------------------------------------
+
+    def _check(self, guild_id: int | None, is_admin: bool) -> int:
+        if guild_id is None:
+            raise InvalidOption("Word filters belong to a server; use /filter in a server channel.")
+        if not is_admin:
+            raise NotAllowed("Only the server's story keepers can change its word filters.")
+        return guild_id
+
+    @staticmethod
+    def _clean(word: str) -> tuple[str, str]:
+        word = " ".join(word.split())
+        if not word:
+            raise InvalidOption("Give the word to filter.")
+        if len(word) > MAX_WORD_CHARACTERS:
+            raise InvalidOption(f"A filtered word has at most {MAX_WORD_CHARACTERS} characters.")
+        rule = filter_rule(word)
+        if not any(any(ch.isalnum() for ch in symbol) for symbol in rule):
+            raise InvalidOption("A filtered word needs at least one letter or digit.")
+        if len(rule) > MAX_WORD_SYMBOLS:
+            raise InvalidOption(
+                f"Filter a word or a short phrase (at most {MAX_WORD_SYMBOLS} words and marks)."
+            )
+        return word, " ".join(rule)
+
+    async def add(
+        self, guild_id: int | None, is_admin: bool, user_id: int, word: str
+    ) -> FilterChange:
+        guild = self._check(guild_id, is_admin)
+        word, key = self._clean(word)
+        existing = await self.store.guild_filters(guild)
+        if any(record.folded == key for record in existing):
+            return FilterChange(word, False, len(existing))
+        if len(existing) >= self.config.filters.max_words:
+            raise InvalidOption(
+                f"This server already filters {len(existing)} words (the limit); remove one first."
+            )
+        added = await self.store.add_guild_filter(guild, key, word, user_id)
+        self._filters.pop(guild, None)
+        logger.info("guild %d: filter added (%d words)", guild, len(existing) + int(added))
+        return FilterChange(word, added, len(existing) + int(added))
+
+    async def remove(self, guild_id: int | None, is_admin: bool, word: str) -> FilterChange:
+        guild = self._check(guild_id, is_admin)
+        word, key = self._clean(word)
+        removed = await self.store.remove_guild_filter(guild, key)
+        self._filters.pop(guild, None)
+        if removed is None:
+            raise NotFound(
+                f"“{word}” is not filtered in this server; /filter list shows the words."
+            )
+        count = len(await self.store.guild_filters(guild))
+        logger.info("guild %d: filter removed (%d words)", guild, count)
+        return FilterChange(removed.word, True, count)
+
+    # -- applying --------------------------------------------------------------------------
+
+    @staticmethod
+    def check_prompt(tokens: list[str], word_filter: WordFilter) -> None:
+        """A prompt holding a filtered word is refused: the reply would repeat it."""
+        if word_filter.matches(tokens):
+            raise InvalidOption("Your words contain a word this server filters; try others.")
+
+    def story_text(self, text: str, word_filter: WordFilter) -> tuple[str, int]:
+        """The story to store: masked (with the count of words cut) or refused, by config."""
+        masked, cut = mask_text(text, word_filter)
+        if not cut:
+            return text, 0
+        if self.config.filters.on_story == "refuse":
+            shown = ", ".join(f"“{word}”" for word in sorted(set(cut))[:5])
+            more = " and others" if len(set(cut)) > 5 else ""
+            raise InvalidUpload(
+                f"The story contains {len(cut)} word{'s' if len(cut) != 1 else ''} this server "
+                f"filters ({shown}{more}). Remove them and upload it again."
+            )
+        return masked, len(cut)

@@ -1,0 +1,125 @@
+"""Continuing stories: a channel's model answers a prompt off the event loop, with the
+member's cooldown, the server's word filters and the replies counter; word completion; the
+training plot."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from concurrent.futures import Executor
+
+from bot.config import Config
+from bot.core.api import ChannelRef, Continuation, ContinueOptions, Member
+from bot.core.cooldowns import Cooldowns
+from bot.core.filters import GuildFilters
+from bot.core.job_records import figures_of
+from bot.core.model_cache import ModelCache, generate_with_share
+from bot.core.store import StoryStore
+from bot.core.validation import RequestChecks
+from bot.errors import InvalidOption, NoModel, UnknownWords
+from model import ModelError, UnknownWordsError, detokenize, tokenize
+
+logger = logging.getLogger(__name__)
+
+
+class Storyteller:
+    """Answers ``/continue`` (and autocomplete) from the model cache in generation threads."""
+
+    def __init__(
+        self,
+        config: Config,
+        store: StoryStore,
+        cache: ModelCache,
+        threads: Executor,
+        checks: RequestChecks,
+        filters: GuildFilters,
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.cache = cache
+        self._threads = threads
+        self.checks = checks
+        self.filters = filters
+        self.cooldowns = Cooldowns(config.cooldowns.continue_seconds)
+        self._generating = 0  # generations submitted to the threads and not finished
+
+    async def continue_story(
+        self,
+        channel: ChannelRef,
+        prompt: str,
+        options: ContinueOptions,
+        *,
+        member: Member | None = None,
+    ) -> Continuation:
+        """Continue ``prompt`` with the channel's active model (off the loop).
+
+        With ``member``, the per-user cooldown ``cooldowns.continue_seconds`` applies. It is
+        charged up front (so concurrent requests cannot slip through) and refunded when the
+        request fails, so a member can correct a refused prompt at once.
+        """
+        generation = self.checks.continue_options(options)
+        tokens = self.checks.prompt(prompt)
+        word_filter = await self.filters.word_filter(channel.guild_id)
+        self.filters.check_prompt(tokens, word_filter)
+        charge = None if member is None else self.cooldowns.charge(member.user_id)
+        try:
+            entry = await self.cache.model_for(channel.channel_id)
+            loop = asyncio.get_running_loop()
+            self._generating += 1
+            try:
+                symbols, share = await loop.run_in_executor(
+                    self._threads, generate_with_share, entry, tokens, generation, word_filter
+                )
+            except UnknownWordsError as exc:
+                raise UnknownWords(str(exc), exc.words, exc.suggestions) from None
+            except ModelError as exc:
+                raise InvalidOption(str(exc)) from None
+            finally:
+                self._generating -= 1
+        except BaseException:
+            if member is not None and charge is not None:
+                self.cooldowns.refund(member.user_id, charge)
+            raise
+        try:
+            await self.store.count_reply(channel.channel_id)
+        except Exception:  # a figure for /story stats must never cost the member the reply
+            logger.warning("could not count a reply in channel %d", channel.channel_id)
+        return Continuation(
+            prompt_symbols=tokens,
+            symbols=symbols,
+            text=detokenize([*tokens, *symbols]),
+            model_version=entry.version,
+            original_share=share,
+        )
+
+    def message_prompt(self, text: str) -> str:
+        """The last words of a message as the prompt that continues it ("Continue this")."""
+        return self.checks.message_prompt(text)
+
+    async def complete_word(self, channel: ChannelRef, prefix: str, limit: int = 25) -> list[str]:
+        """Vocabulary words starting with ``prefix`` (autocomplete); [] without a model."""
+        try:
+            entry = await self.cache.model_for(channel.channel_id)
+        except NoModel:
+            return []
+        words = tokenize(prefix)
+        last = words[-1] if words and not prefix.endswith(" ") else ""
+        return entry.model.vocabulary.complete(last, max(1, min(limit, 25)))
+
+    def reply_is_instant(self, channel: ChannelRef) -> bool:
+        """Whether a continuation in ``channel`` should answer at once: its model is cached
+        and a generation thread is free. Otherwise (a load from storage, or a queue) an
+        adapter acknowledges the request before it waits."""
+        free = self._generating < self.config.workers.generation_threads
+        return free and self.cache.holds(channel.channel_id)
+
+    async def training_plot(self, channel: ChannelRef) -> bytes | None:
+        """PNG of the active model's loss and accuracy per epoch (rendered off the loop)."""
+        model = await self.store.active_model(channel.channel_id)
+        figures = None if model is None else figures_of(model.figures, model.id)
+        if figures is None or not figures.history:
+            return None
+        from bot.plot import training_plot_png
+
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._threads, training_plot_png, figures)
