@@ -181,6 +181,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
             return 1
         except IntentNotEnabled as exc:
             sys.stderr.write(f"configuration error: {exc}\n")
+            return 2
         except TokenRejected:
             sys.stderr.write(
                 "configuration error: Discord refused the bot token; copy it again from the "

@@ -34,6 +34,7 @@ from tests.fake_discord.models import FakeChannel, FakeUser
 from tests.reliability.conftest import STORY, Ledger, integrity, snapshot, target_line
 from tests.reliability.helpers import friendly, seed_model
 from tests.service.conftest import long_story
+from tests.support import prose_story
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.asyncio(loop_scope="module")]
 
@@ -537,7 +538,7 @@ async def test_rest_rate_limits_are_respected(env: Env, ledger: Ledger) -> None:
 
 async def test_load_50_concurrent_continues_while_2_trainings_run(env: Env, ledger: Ledger) -> None:
     progresses = [
-        await _train(env, channel, "long.txt", long_story(30_000, seed=i))
+        await _train(env, channel, "long.txt", prose_story(30_000, seed=i))
         for i, channel in enumerate(env.train_channels)
     ]
     for progress in progresses:

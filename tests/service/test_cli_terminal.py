@@ -198,9 +198,21 @@ def test_long_story_summary_import_twice_and_prompts(tmp_path: Path) -> None:
 
     done = fabulist(tmp_path, "--config", config, "continue", "zebra", "the", "mice", "had")
     assert "Use `python -m bot train" in done.stderr  # channel "console" has no model
-    done = fabulist(
-        tmp_path, "--config", config, "continue", "zebra", "the", "mice", "had", "--channel", "l"
-    )
+    # A long story reads 10 symbols (n_input by size): "zebra" is the 11th word from the end.
+    known = [
+        "the",
+        "mice",
+        "had",
+        "a",
+        "general",
+        "council",
+        "to",
+        "consider",
+        "what",
+        "measures",
+        "they",
+    ]
+    done = fabulist(tmp_path, "--config", config, "continue", "zebra", *known, "--channel", "l")
     assert done.returncode == 0 and done.stdout.strip(), done.stderr
     done = fabulist(
         tmp_path,
