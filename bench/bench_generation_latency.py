@@ -52,12 +52,15 @@ def keras_symbols(model: TrainedModel, prompt: list[str]) -> Callable[[], list[s
 
     network = build_network(model.config)
     assign_weights(network, model.config, model.weights)
-    n = model.config.n_input
+    # The context the numpy pass sees: a prompt shorter than n_input completed on the left
+    # with the story's predecessors (a long story's model reads 10 symbols).
+    padded = NumpyLSTM(model).padded_context
 
     def run() -> list[str]:
         ids = model.vocabulary.encode(prompt)
         for _ in range(32):
-            logits = network.predict_on_batch(np.asarray([ids[-n:]], dtype=np.int32))
+            context = np.asarray([padded(ids)], dtype=np.int32)
+            logits = network.predict_on_batch(context)
             ids.append(int(np.argmax(logits[0])))
         return model.vocabulary.decode(ids[len(prompt) :])
 
