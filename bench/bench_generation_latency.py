@@ -9,10 +9,11 @@ once, so the machine's load hits all alike), a 32-symbol greedy continuation of 
   one window at a time, first step cached per word, full-vocabulary logits, default BLAS threads);
 - ``pipelined``: model.forward's pipelined pass and candidate-only logits, default BLAS threads;
 - ``now``: the same with BLAS limited to one thread during the call (``model.generate``);
-- ``half``: ``now`` on float16 storage (the model cache's layout) with its float32 copies made;
+- ``compact``: ``now`` on compact storage (the model cache's: int8 recurrent matrices, float16
+  for the rest) with its float32 copies made;
 - ``keras``: the Keras model once per symbol (``predict_on_batch``), a few rounds only.
 
-It checks that ``now`` and ``half`` give the same symbols as ``before`` for every prompt, and the
+It checks that ``now`` and ``compact`` give the same symbols as ``before`` for every prompt, and the
 network's own argmax the same symbols as Keras. Prints p50 / p95 per variant, the ratio to
 ``before`` and the target (issue 16: p50 <= 2 ms article, <= 5 ms Grimm), and the load average.
 Run: .venv/bin/python bench/bench_generation_latency.py [--rounds N] [--grimm-seconds S]
@@ -70,14 +71,14 @@ def keras_symbols(model: TrainedModel, prompt: list[str]) -> Callable[[], list[s
 def variants(model: TrainedModel, prompt: list[str]) -> dict[str, Callable[[], list[str]]]:
     before = NumpyLSTMBefore(model)
     now = NumpyLSTM(model)
-    half = NumpyLSTM(model, half=True)
-    half.weights()
+    compact = NumpyLSTM(model, compact=True)
+    compact.weights()
     ids = model.vocabulary.encode(prompt)
     return {
         "before": lambda: generate_before(model, prompt, network=before),
         "pipelined": lambda: _decode(model, now, ids, GenerationOptions()),
         "now": lambda: generate(model, prompt, network=now),
-        "half": lambda: generate(model, prompt, network=half),
+        "compact": lambda: generate(model, prompt, network=compact),
     }
 
 

@@ -6,9 +6,10 @@ into 63 more channels. Then, in a fresh process per configuration, one /continue
 
 - ``float32``: the baseline, models stored as float32 (the cache before issue 16, with its
   other changes), ``[cache] models = 64`` and ``megabytes`` large enough for all (count bound);
-- ``half``: the product, float16 storage with float32 copies for the most recently used
-  models (``HOT_MODELS``), same bounds; target (issue 16): 64 models grow the bot by <= 150 MB;
-- ``half, 64 MiB``: the same with ``megabytes = 64``: RSS growth must stay within 10 % of the
+- ``compact``: the product, int8 recurrent matrices and float16 for the rest, with float32
+  copies for the most recently used models (``HOT_MODELS``), same bounds; target (issue 16): 64
+  models grow the bot by <= 150 MB;
+- ``compact, 64 MiB``: the same with ``megabytes = 64``: RSS growth must stay within 10 % of the
   bound (and of what the cache counts).
 
 RSS is read from /proc/self/status (Linux). Growth is measured from the process with no model
@@ -105,8 +106,8 @@ async def measure(db: Path, megabytes: int, storage: str) -> None:
         from bot.core import model_cache
         from model.generation import NumpyLSTM
 
-        def float32_network(model: TrainedModel, half: bool = True) -> NumpyLSTM:
-            return NumpyLSTM(model, half=False)
+        def float32_network(model: TrainedModel, compact: bool = True) -> NumpyLSTM:
+            return NumpyLSTM(model, compact=False)
 
         model_cache.NumpyLSTM = float32_network  # type: ignore[assignment,misc]
     config = load_config(
@@ -151,8 +152,8 @@ def main() -> None:
     print(f"load average at start: {os.getloadavg()[0]:.2f}")
     runs = {
         "float32": (BASELINE_MB, "float32"),
-        "half": (BASELINE_MB, "half"),
-        f"half, {BOUNDED_MB} MiB": (BOUNDED_MB, "half"),
+        "compact": (BASELINE_MB, "compact"),
+        f"compact, {BOUNDED_MB} MiB": (BOUNDED_MB, "compact"),
     }
     with tempfile.TemporaryDirectory() as folder:
         db = Path(folder) / "bench.sqlite3"
@@ -161,7 +162,7 @@ def main() -> None:
     print(
         f"bot process resident memory, {CHANNELS} channels (article story, 512 units); "
         f"counted per model: float32 {figures['float32'][6]:.2f} MiB, "
-        f"half {figures['half'][6]:.2f} MiB (with its float32 copies while hot)"
+        f"compact {figures['compact'][6]:.2f} MiB (with its float32 copies while hot)"
     )
     print(
         f"{'storage, bound':>24}{'RSS 0 models':>14}{'1 model':>9}{'last':>8}{'peak':>8}"
@@ -179,15 +180,15 @@ def main() -> None:
             f"{label:>24}{zero:>14.1f}{base:>9.1f}{last:>8.1f}{peak:>8.1f}{models:>8}"
             f"{cached:>11.1f}{growth:>12.1f}{growth / base_growth:>10.2f}x"
         )
-    zero, base, _, _, models, _, first = figures["half"]
+    zero, base, _, _, models, _, first = figures["compact"]
     print(
         f"first reply's fixed cost {base - zero - first:.1f} MiB; "
-        f"half, {models} models cached: growth {growth_of('half'):.1f} MiB "
+        f"compact, {models} models cached: growth {growth_of('compact'):.1f} MiB "
         f"(target <= {TARGET_MB} MB = {TARGET_MB * 1e6 / 2**20:.0f} MiB; "
         f"baseline float32 {base_growth:.1f} MiB)"
     )
-    cached = figures[f"half, {BOUNDED_MB} MiB"][5]
-    growth = growth_of(f"half, {BOUNDED_MB} MiB")
+    cached = figures[f"compact, {BOUNDED_MB} MiB"][5]
+    growth = growth_of(f"compact, {BOUNDED_MB} MiB")
     limit = BOUNDED_MB * (1 + MARGIN)
     print(
         f"bound {BOUNDED_MB} MiB: growth {growth:.1f} MiB, counted {cached:.1f} MiB; "

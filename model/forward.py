@@ -21,10 +21,13 @@ of rows and one small product, not the whole vocabulary.
 generation runs with BLAS limited to one thread (:func:`single_threaded_blas`, threadpoolctl),
 for the duration of the call only: training in the same process keeps its threads.
 
-**Half storage.** ``NumpyLSTM(model, half=True)`` keeps the matrices as float16 (half the
-memory of a cached model) and computes in float32: the float32 copies are made on first use
-and kept until :meth:`NumpyLSTM.release` (the model cache keeps them for its most recently used
-models only).
+**Compact storage.** ``NumpyLSTM(model, compact=True)`` (the model cache's) keeps the
+recurrent matrices as int8 with one float32 scale per column (a quarter of their float32 size)
+and the other matrices as float16, and computes in float32: the float32 copies are made on first
+use and kept until :meth:`NumpyLSTM.release` (the model cache keeps them for its most recently
+used models only). Measured on the article's model (``tests/model/test_generation.py``, and 205
+prompts greedy, sampled and by the network's own argmax): the same continuations as float32;
+int8 input or output matrices did change some, so those stay float16.
 """
 
 from __future__ import annotations
@@ -125,6 +128,13 @@ class _Weights:
         return sum(int(a.nbytes) for a in arrays)
 
 
+def _int8_columns(matrix: FloatArray) -> tuple[npt.NDArray[np.int8], FloatArray]:
+    """``matrix`` as int8 times one float32 scale per column (its largest magnitude / 127)."""
+    scale = np.abs(matrix).max(axis=0) / 127.0
+    scale[scale == 0] = 1.0
+    return np.round(matrix / scale).astype(np.int8), scale.astype(np.float32)
+
+
 def _blocked(recurrent: npt.NDArray[Any]) -> npt.NDArray[Any]:
     """The recurrent matrix (U, 4U) as (blocks, U, columns): the fewest equal column blocks
     of at most ~512 KiB (float32), each one contiguous."""
@@ -145,12 +155,12 @@ def _blocked(recurrent: npt.NDArray[Any]) -> npt.NDArray[Any]:
 class NumpyLSTM:
     """The trained network in numpy: logits of a context, and the pipelined :class:`Stepper`."""
 
-    def __init__(self, model: TrainedModel, *, half: bool = False) -> None:
+    def __init__(self, model: TrainedModel, *, compact: bool = False) -> None:
         self.config = model.config
-        self.half = half
+        self.compact = compact
         w = model.weights
         u = self.config.units
-        store = np.float16 if half else np.float32
+        store = np.float16 if compact else np.float32
         # The stored layout (float16 or float32), already reordered and transposed. Every array
         # is a copy: none is a view of the model's weights, so their buffer (from_bytes reads
         # them all from one bytes object) can be freed once the model is loaded.
@@ -162,7 +172,13 @@ class NumpyLSTM:
         for i in range(self.config.layers):
             self._stored[f"kernel{i}"] = _gates_ifog(w[f"lstm{i}_kernel"], u).astype(store)
             recurrent = _gates_ifog(w[f"lstm{i}_recurrent"], u)
-            self._stored[f"recurrent{i}"] = _blocked(recurrent).astype(store)
+            if compact:
+                values, scale = _int8_columns(recurrent)
+                blocked = _blocked(values)
+                self._stored[f"recurrent{i}"] = blocked
+                self._stored[f"recurrent{i}_scale"] = scale.reshape(blocked.shape[0], -1)
+            else:
+                self._stored[f"recurrent{i}"] = _blocked(recurrent)
             self._stored[f"bias{i}"] = _gates_ifog(w[f"lstm{i}_bias"], u)
         self.left_context = _own(w["left_context"], np.int32)
         # Models saved before the story index have none.
@@ -171,7 +187,7 @@ class NumpyLSTM:
             if all(name in w for name in STORY_ARRAYS)
             else None
         )
-        self._weights: _Weights | None = None if half else self._expand()
+        self._weights: _Weights | None = None if compact else self._expand()
         self._expand_lock = threading.Lock()
 
     def _expand(self) -> _Weights:
@@ -181,14 +197,22 @@ class NumpyLSTM:
         def f32(name: str) -> FloatArray:
             return np.ascontiguousarray(s[name], dtype=np.float32)
 
+        def recurrent(i: int) -> FloatArray:
+            scale = s.get(f"recurrent{i}_scale")
+            if scale is None:
+                return f32(f"recurrent{i}")
+            widened: FloatArray = s[f"recurrent{i}"].astype(np.float32)
+            widened *= scale[:, None, :]  # (blocks, units, columns) x (blocks, 1, columns)
+            return widened
+
         layers = tuple(
-            _Layer(f32(f"kernel{i}"), tuple(f32(f"recurrent{i}")), f32(f"bias{i}"))
+            _Layer(f32(f"kernel{i}"), tuple(recurrent(i)), f32(f"bias{i}"))
             for i in range(self.config.layers)
         )
         return _Weights(f32("embedding"), layers, f32("dense_t"), f32("dense_bias"))
 
     def weights(self) -> _Weights:
-        """The float32 weights the products use (made from the float16 storage on first use)."""
+        """The float32 weights the products use (made from compact storage on first use)."""
         weights = self._weights
         if weights is None:
             with self._expand_lock:
@@ -198,15 +222,15 @@ class NumpyLSTM:
         return weights
 
     def release(self) -> None:
-        """Drop the float32 copies of a half-storage model (a running generation keeps its
-        own reference; the next one makes them again)."""
-        if self.half:
+        """Drop the float32 copies of a compact model (a running generation keeps its own
+        reference; the next one makes them again)."""
+        if self.compact:
             self._weights = None
 
     @property
     def stored_nbytes(self) -> int:
         """Bytes of the arrays kept for good: the weights as stored, the left-context table
-        and the story index (the float32 copies of a half-storage model not included)."""
+        and the story index (the float32 copies of a compact model not included)."""
         arrays = [*self._stored.values(), self.left_context]
         if self.story_index is not None:
             arrays += [self.story_index.story, self.story_index.order, self.story_index.offsets]
@@ -214,13 +238,12 @@ class NumpyLSTM:
 
     @property
     def expanded_nbytes(self) -> int:
-        """Bytes of a half-storage model's float32 copies once made (0 for float32 storage).
-
-        The float16 matrices (all but the biases) twice over: the copies hold the same
-        number of values at twice the width."""
-        if not self.half:
+        """Bytes of a compact model's float32 copies once made (0 for float32 storage): each
+        float16 matrix twice over, each int8 one four times (their scales are not copied)."""
+        if not self.compact:
             return 0
-        return sum(2 * int(a.nbytes) for a in self._stored.values() if a.dtype == np.float16)
+        widening = {np.dtype(np.float16): 2, np.dtype(np.int8): 4}
+        return sum(widening.get(a.dtype, 0) * int(a.nbytes) for a in self._stored.values())
 
     def stepper(self) -> Stepper:
         return Stepper(self.weights(), self.config.units, self.config.n_input)

@@ -31,7 +31,8 @@ the budget holds within one step). With a validation split (stories of at least
 ``min_symbols_for_validation`` symbols) the weights of the epoch with the lowest held-out loss
 are the ones returned, and held-out accuracy and perplexity are reported. Only then the
 regularization of :mod:`model.config` applies: dropout, optional weight decay, the
-plateau rule (a worse held-out loss restores the best weights and lowers the learning rate)
+plateau rule (a held-out loss that stalls lowers the learning rate; one that rises first
+restores the best weights)
 and the smoothing of words never seen as a training target (``_unseen_logit``). With a split
 the training figures are the running means of the epoch's steps (dropout on), not an exact
 pass, and the "learned" stop does not apply.
@@ -711,7 +712,9 @@ class _BestWeights:
             self.unseen_logit = None if unseen is None else unseen[1]
             self.weights = [np.array(w, copy=True) for w in network.get_weights()]
         elif run.training.plateau_factor is not None and self.weights is not None:
-            # Overfitting set in: go back to the best weights and take smaller steps from there.
+            # Overfitting set in: go back to the best weights (smaller steps from there, below).
             network.set_weights(self.weights)
+        if self.stale and run.training.plateau_factor is not None and self.weights is not None:
+            # The held-out loss stalled (or rose): take smaller steps.
             rate = float(keras.ops.convert_to_numpy(run.optimizer.learning_rate))
             run.optimizer.learning_rate.assign(rate * run.training.plateau_factor)

@@ -1,8 +1,9 @@
 """The model cache: numpy models by channel, bounded by count and by memory, each with the
 4-gram index of its stories for the originality share of a continuation.
 
-Cached models are stored at half width (float16 matrices, ``NumpyLSTM(half=True)``: half the
-memory; issue 16) and compute in float32: the float32 copies are made when a model answers
+Cached models are stored compact (``NumpyLSTM(compact=True)``: int8 recurrent matrices with a
+scale per column, float16 for the rest, about a quarter of float32; issue 16) and compute in
+float32: the float32 copies are made when a model answers
 and kept for the ``HOT_MODELS`` most recently used models only. A model's size counts its
 arrays and Python objects (:func:`model_cache_bytes`); a hot model's float32 copies count
 too while they exist. A model larger than the byte bound answers but is not kept. Loading and
@@ -163,7 +164,7 @@ def cached_model(
         # Per story: a 4-gram never spans two stories.
         codes = [_ngram_codes(_symbol_ids(model, index, tokenize(text)), base) for text in texts]
     ngrams = np.unique(np.concatenate(codes)) if codes else np.zeros(0, dtype=np.uint64)
-    network = NumpyLSTM(model, half=True)
+    network = NumpyLSTM(model, compact=True)
     # The network holds copies of what it needs: the weights (views of the whole blob) can go.
     kept = replace(model, weights={})
     size = model_cache_bytes(kept, network, ngrams, index)

@@ -21,16 +21,17 @@ def _check(tokens: list[str], layers: int) -> None:
     full = prompt + out
     assert all(tuple(full[i : i + 4]) in grams for i in range(len(full) - 3))
     assert len(generate(model, ["mouse", "mouse", "mouse"])) == 32
-    _check_half_storage(model)
+    _check_compact_storage(model)
 
 
-def _check_half_storage(model: TrainedModel) -> None:
-    """The model cache's float16 storage continues the test prompts like float32 (greedy)."""
-    half = NumpyLSTM(model, half=True)
+def _check_compact_storage(model: TrainedModel) -> None:
+    """The model cache's compact storage (int8 recurrent matrices, float16 for the rest)
+    continues the test prompts like float32 (greedy)."""
+    compact = NumpyLSTM(model, compact=True)
     prompts = [["had", "a", "general"], ["mouse", "mouse", "mouse"], ["the", "cat"], ["cat"], []]
     for prompt in prompts:
         for options in (GenerationOptions(), GenerationOptions(follow_story=False)):
-            assert generate(model, prompt, options, network=half) == generate(
+            assert generate(model, prompt, options, network=compact) == generate(
                 model, prompt, options
             )
 

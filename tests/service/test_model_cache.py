@@ -29,7 +29,7 @@ from model.serialization import expected_shapes
 from tests.reliability.helpers import seed_model
 from tests.support import synthetic_model
 
-# channel id -> (vocabulary words, units); sizes measured below (half storage plus the float32
+# channel id -> (vocabulary words, units); sizes measured below (compact storage plus the float32
 # copies of a hot model), ~0.63 / 0.78 / 0.09 / 0.76 / 2.7 MiB: with a 2 MiB bound three of the
 # small ones fit, the last never does.
 MODELS = {1: (1000, 48), 2: (1300, 48), 3: (200, 16), 4: (1000, 64), 5: (4000, 64)}
@@ -150,12 +150,16 @@ def test_size_counts_every_array_and_the_float32_copies(
     finally:
         tracemalloc.stop()
 
-    # Stored at half width: float16 matrices, float32 biases, int32 left context.
+    # Stored compact: int8 recurrent matrices with a float32 scale per column, float16 for the
+    # other matrices, float32 biases, int32 left context.
     assert entry.model.weights == {}
     floats = sum(a.nbytes for name, a in model.weights.items() if a.dtype == np.float32)
     biases = sum(a.nbytes for name, a in model.weights.items() if name.endswith("bias"))
+    recurrent = [a for name, a in model.weights.items() if name.endswith("_recurrent")]
+    int8 = sum(a.nbytes for a in recurrent) // 4 + sum(4 * a.shape[1] for a in recurrent)
+    halves = (floats - biases - sum(a.nbytes for a in recurrent)) // 2
     left_context = model.weights["left_context"].nbytes
-    arrays = (floats - biases) // 2 + biases + left_context + entry.ngrams.nbytes
+    arrays = halves + int8 + biases + left_context + entry.ngrams.nbytes
     # The rest is the vocabulary (at most ~200 bytes a word) and 8 KiB for the objects around.
     assert arrays < entry.nbytes <= arrays + 200 * words + 8 * 1024
     assert entry.hot_nbytes == floats - biases
