@@ -1,7 +1,7 @@
-"""Real Ray clusters for the tests: one in the test process, or a ``ray start`` head node.
+"""Real Ray clusters for the tests: a ``ray start`` head node on 127.0.0.1.
 
-Both are small (2 CPUs, no dashboard, a 200 MB object store) because the machine is shared; both
-are torn down by their fixtures. A ``ray start`` head runs in its own session so the teardown
+It is small (2 CPUs, no dashboard, a 200 MB object store) because the machine is shared, and torn
+down by its fixture. A ``ray start`` head runs in its own session so the teardown
 kills exactly its process group (raylet, GCS, its workers), never another Ray on the machine.
 """
 
@@ -22,25 +22,6 @@ OBJECT_STORE_BYTES = 200 * 1024 * 1024
 NUM_CPUS = 2
 # A test cluster listens on 127.0.0.1 only; Ray's token authentication is for real clusters.
 TEST_ENV = {"RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
-
-
-@contextlib.contextmanager
-def ray_in_process() -> Iterator[None]:
-    """``ray.init`` a local cluster in this process (executors there use it and leave it up)."""
-    import ray
-
-    os.environ.update(TEST_ENV)
-    ray.init(
-        num_cpus=NUM_CPUS,
-        include_dashboard=False,
-        object_store_memory=OBJECT_STORE_BYTES,
-        namespace="fabulist-tests",
-        logging_level="WARNING",
-    )
-    try:
-        yield
-    finally:
-        ray.shutdown()
 
 
 @dataclass
@@ -79,9 +60,14 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def ray_head(temp_dir: Path, *, timeout: float = 90.0) -> Iterator[RayHead]:
-    """``ray start --head --block`` on 127.0.0.1 in its own session; killed on exit."""
-    port = free_port()
+def ray_head(
+    temp_dir: Path, *, port: int | None = None, timeout: float = 90.0
+) -> Iterator[RayHead]:
+    """``ray start --head --block`` on 127.0.0.1 in its own session; killed on exit.
+
+    ``port``: a fixed one (a cluster restarted where a killed one was); a free one by default.
+    """
+    port = port or free_port()
     ray_cli = Path(sys.executable).with_name("ray")
     temp_dir.mkdir(parents=True, exist_ok=True)
     log = (temp_dir / "ray-start.log").open("wb")
