@@ -62,7 +62,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-DRIVER_DIED = "The training stopped unexpectedly (the bot's Ray driver process {how})."
+DRIVER_DIED = "The training stopped unexpectedly: the bot's Ray driver process ended ({how})."
 # What starting the driver process (the spawn, importing Ray) may add to connect_wait_seconds.
 SPAWN_SECONDS = 30.0
 
