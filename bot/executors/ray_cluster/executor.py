@@ -356,4 +356,7 @@ class RayTrainingExecutor:
                 os.killpg(driver.pid, signal.SIGKILL)
         if not closing and driver.spoke:
             self.driver_restarts += 1
-            self._current_driver()
+            try:
+                self._current_driver()
+            except Exception:  # the next training tries again
+                logger.exception("could not start a new Ray driver process")
