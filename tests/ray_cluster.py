@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -104,6 +106,18 @@ def ray_head(
     finally:
         head.kill()
         log.close()
+
+
+@contextlib.contextmanager
+def ray_head_in_temp_dir(*, port: int | None = None) -> Iterator[RayHead]:
+    """:func:`ray_head` in a fresh folder under /tmp, removed afterwards (a short path: Ray's
+    socket paths under it must stay below the 107-byte limit)."""
+    temp_dir = Path(tempfile.mkdtemp(prefix="fray", dir="/tmp"))
+    try:
+        with ray_head(temp_dir, port=port) as head:
+            yield head
+    finally:
+        shutil.rmtree(temp_dir, ignore_errors=True)
 
 
 def _accepts(port: int) -> bool:

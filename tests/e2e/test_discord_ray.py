@@ -14,10 +14,8 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import signal
 import subprocess
-import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -26,7 +24,7 @@ import pytest_asyncio
 
 from tests.fake_discord import FakeDiscord, FakeMessage, make_bot_process
 from tests.fake_discord.fixtures import BotEnv
-from tests.ray_cluster import TEST_ENV, RayHead, ray_head
+from tests.ray_cluster import TEST_ENV, RayHead, ray_head_in_temp_dir
 from tests.support import long_story
 
 pytestmark = [pytest.mark.e2e, pytest.mark.ray, pytest.mark.asyncio(loop_scope="module")]
@@ -51,13 +49,8 @@ EXPECTED_ERRORS = (
 
 @pytest.fixture(scope="module")
 def head() -> Iterator[RayHead]:
-    # Short path: Ray's socket paths under it must stay below the 107-byte limit.
-    temp_dir = Path(tempfile.mkdtemp(prefix="fray", dir="/tmp"))
-    try:
-        with ray_head(temp_dir) as started:
-            yield started
-    finally:
-        shutil.rmtree(temp_dir, ignore_errors=True)
+    with ray_head_in_temp_dir() as started:
+        yield started
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")

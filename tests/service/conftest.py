@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -16,7 +14,7 @@ from bot.core.executor import TrainingExecutor
 from bot.core.service import StoryService
 from bot.executors.local import TrainingPool
 from bot.store.sqlite import SqliteStoryStore as StoryStore
-from tests.ray_cluster import RayHead, ray_head
+from tests.ray_cluster import RayHead, ray_head_in_temp_dir
 from tests.support import REPO, STORY, long_story  # noqa: F401  (re-exported)
 
 ADMIN = Member(user_id=1, display_name="admin", is_admin=True)
@@ -42,13 +40,8 @@ def tiny_config(tmp_path: Path, **sections: dict[str, Any]) -> Config:
 def ray_cluster() -> Iterator[RayHead]:
     """One real Ray cluster (``ray start --head``, 2 CPUs) on 127.0.0.1 for every Ray test; the
     executors' driver processes join it."""
-    # Short path: Ray's socket paths under it must stay below the 107-byte limit.
-    temp_dir = Path(tempfile.mkdtemp(prefix="fray", dir="/tmp"))
-    try:
-        with ray_head(temp_dir) as head:
-            yield head
-    finally:
-        shutil.rmtree(temp_dir, ignore_errors=True)
+    with ray_head_in_temp_dir() as head:
+        yield head
 
 
 @pytest.fixture(scope="module", params=["local", pytest.param("ray", marks=pytest.mark.ray)])

@@ -84,11 +84,11 @@ def test_an_unreachable_cluster_fails_trainings_at_once_and_the_bot_goes_on() ->
 # A bot-like process: a lost cluster, then the same address restarted. The lag probe samples the
 # loop throughout; ray.init (GIL-bound for 1-2 s) runs in the driver process, never in this one.
 LOST = """
-import asyncio, sys, tempfile, time
+import asyncio, sys, time
 from pathlib import Path
 from bot.core.executor import TrainingTask
 from bot.executors.ray_cluster import RaySettings, RayTrainingExecutor
-from tests.ray_cluster import ray_head
+from tests.ray_cluster import ray_head_in_temp_dir
 from tests.support import long_story
 
 async def probe(lags):
@@ -99,7 +99,7 @@ async def probe(lags):
         lags.append((time.monotonic(), loop.time() - start - 0.01))
 
 def started(port):  # ray start blocks: a thread of its own
-    head = ray_head(Path(tempfile.mkdtemp(prefix="fray", dir="/tmp")), port=port)
+    head = ray_head_in_temp_dir(port=port)
     return head, head.__enter__()
 
 async def main():

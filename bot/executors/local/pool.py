@@ -25,6 +25,7 @@ from typing import Any
 from bot.core.executor import CANCELLED, ProgressCallback, TrainingOutcome, TrainingTask
 from bot.executors.child_process import describe_exit, post, settle, spawn_child
 from bot.executors.local.child import worker_main
+from bot.executors.training_task import training_outcome
 
 __all__ = ["LocalProcessExecutor", "LocalRun", "TrainingPool", "describe_exit"]
 
@@ -265,22 +266,13 @@ class LocalProcessExecutor:
             if assignment.on_progress is not None:
                 post(assignment.loop, assignment.on_progress, message[2])
             return
-        job_id = assignment.job_id
         if kind == "done":
-            result = message[2]
-            outcome = TrainingOutcome(
-                job_id,
-                "done",
-                blob=result["blob"],
-                config=result["config"],
-                vocabulary=result["vocabulary"],
-                figures=result["figures"],
-            )
+            result = {"state": "done", **message[2]}
         elif kind == "cancelled":
-            outcome = TrainingOutcome(job_id, "cancelled", error=CANCELLED)
+            result = {"state": "cancelled"}
         else:
-            outcome = TrainingOutcome(job_id, "failed", error=str(message[2]))
-        _resolve(assignment, outcome)
+            result = {"state": "failed", "error": message[2]}
+        _resolve(assignment, training_outcome(assignment.job_id, result))
 
     def _on_exit(self, worker: _Worker) -> None:
         worker.process.join(5.0)

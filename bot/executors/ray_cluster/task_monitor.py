@@ -21,6 +21,7 @@ from typing import Any
 
 from bot.core.executor import CANCELLED, TrainingOutcome
 from bot.executors.ray_cluster.connection import RayConnection
+from bot.executors.training_task import training_outcome
 
 logger = logging.getLogger(__name__)
 
@@ -131,18 +132,7 @@ class TaskMonitor:
         except Exception as exc:
             logger.error("training job %d failed in Ray: %s", job_id, exc)
             return TrainingOutcome(job_id, "failed", error=LOST)
-        if result["state"] == "done":
-            return TrainingOutcome(
-                job_id,
-                "done",
-                blob=result["blob"],
-                config=result["config"],
-                vocabulary=result["vocabulary"],
-                figures=result["figures"],
-            )
-        if result["state"] == "cancelled":
-            return TrainingOutcome(job_id, "cancelled", error=CANCELLED)
-        return TrainingOutcome(job_id, "failed", error=str(result.get("error")))
+        return training_outcome(job_id, result)
 
     def _lost(self, exc: BaseException) -> None:
         """The board stopped answering: the cluster (or the connection to it) is gone."""
