@@ -54,6 +54,14 @@ class RayHead:
             self.process.wait(10)
 
 
+def process_alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie, ended but not yet reaped, does not)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 def free_port() -> int:
     # The ephemeral range: outside Ray's default worker ports (10002-19999).
     with socket.socket() as probe:

@@ -24,7 +24,7 @@ import pytest_asyncio
 
 from tests.fake_discord import FakeDiscord, FakeMessage, make_bot_process
 from tests.fake_discord.fixtures import BotEnv
-from tests.ray_cluster import TEST_ENV, RayHead, ray_head_in_temp_dir
+from tests.ray_cluster import TEST_ENV, RayHead, process_alive, ray_head_in_temp_dir
 from tests.support import long_story
 
 pytestmark = [pytest.mark.e2e, pytest.mark.ray, pytest.mark.asyncio(loop_scope="module")]
@@ -68,10 +68,13 @@ async def env(head: RayHead, tmp_path_factory: pytest.TempPathFactory) -> AsyncI
         await bot.start(wait_commands_for=world.guild.id, command_names=("train", "continue"))
         yield BotEnv(fake, world, bot)
     finally:
+        drivers = [pid for pid in _children(bot.pid) if _has_ray(pid)] if bot.running else []
         code = await bot.stop()
         print(f"----- {bot.log_path} -----\n{bot.log_tail(200)}")
         await fake.stop()
     assert code == 0, f"the bot did not exit cleanly on SIGTERM (exit code {code})"
+    outlived = [pid for pid in drivers if process_alive(pid)]
+    assert drivers and not outlived, f"Ray driver processes {drivers}, still running: {outlived}"
     fake.assert_no_unknown_requests()
     fake.assert_no_violations()
     bot.assert_log_clean(allow=EXPECTED_ERRORS)
@@ -132,7 +135,10 @@ def _children(pid: int) -> list[int]:
 
 def _has_ray(pid: int) -> bool:
     """Whether Ray's native module is loaded in process ``pid`` (``import ray`` maps it)."""
-    return "_raylet" in Path(f"/proc/{pid}/maps").read_text()
+    try:
+        return "_raylet" in Path(f"/proc/{pid}/maps").read_text()
+    except OSError:  # it ended meanwhile
+        return False
 
 
 async def test_the_cluster_is_joined_by_a_driver_process_before_the_loop_serves(

@@ -17,7 +17,7 @@ from bot.core.api import ContinueOptions, JobProgress, TrainOptions
 from bot.core.service import StoryService
 from bot.executors.ray_cluster import RaySettings, RayTrainingExecutor
 from bot.store.sqlite import SqliteStoryStore as StoryStore
-from tests.ray_cluster import TEST_ENV, RayHead, free_port
+from tests.ray_cluster import TEST_ENV, RayHead, free_port, process_alive
 from tests.service.conftest import ADMIN, STORY, channel, long_story, tiny_config
 
 pytestmark = pytest.mark.ray
@@ -176,6 +176,7 @@ def test_a_lost_cluster_fails_trainings_clearly_and_the_driver_rejoins_it_off_th
 LOCAL_CLUSTER = """
 import os, signal, subprocess, sys, time
 from bot.executors.ray_cluster import RaySettings, RayTrainingExecutor
+from tests.ray_cluster import process_alive as alive
 
 def descendants(root):
     rows = subprocess.run(["ps", "-eo", "pid=,ppid=,stat=,comm="], capture_output=True,
@@ -188,19 +189,11 @@ def descendants(root):
         found.update({pid: children[pid][3] for pid in frontier})
     return found
 
-def alive(pid):
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rpartition(")")[2].split()[0] != "Z"
-    except OSError:
-        return False
-
 def gone(pids, seconds):
     deadline = time.monotonic() + seconds
     while any(alive(pid) for pid in pids):
         if time.monotonic() > deadline:
-            living = [pid for pid in pids if alive(pid)]
-            print("still alive:", [open(f"/proc/{pid}/cmdline").read()[:200] for pid in living])
+            print("still alive:", {pid: pids[pid] for pid in pids if alive(pid)}, flush=True)
             return False
         time.sleep(0.2)
     return True
@@ -228,7 +221,7 @@ print("new driver:", second not in (None, first), "connected:", executor.connect
 new_cluster = descendants(second)
 print("new cluster:", ",".join(sorted(set(new_cluster.values()))), flush=True)
 executor.close_sync()
-print("closed clean:", gone({second, *new_cluster}, 60), flush=True)
+print("closed clean:", gone({second: "driver", **new_cluster}, 60), flush=True)
 """
 
 
@@ -252,14 +245,6 @@ def test_a_local_cluster_lives_and_dies_with_the_driver_process() -> None:
     assert "old cluster gone: True" in out, out + result.stderr[-3000:]
     assert "new driver: True connected: True" in out, out + result.stderr[-3000:]
     assert "closed clean: True" in out, out + result.stderr[-3000:]
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rpartition(")")[2].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 async def test_a_killed_driver_process_fails_its_training_and_a_new_driver_takes_the_next(
@@ -301,4 +286,4 @@ async def test_a_killed_driver_process_fails_its_training_and_a_new_driver_takes
         await service.close()
         await executor.close()
         await store.close()
-    assert not _alive(old) and not _alive(new)  # no orphan driver process
+    assert not process_alive(old) and not process_alive(new)  # no orphan driver process

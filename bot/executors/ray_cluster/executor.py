@@ -71,13 +71,8 @@ class RayRun:
     """One submitted task (a ``TrainingRun``); settled on its loop by the driver's reader."""
 
     def __init__(
-        self,
-        executor: RayTrainingExecutor,
-        job_id: int,
-        on_progress: ProgressCallback | None,
-        loop: asyncio.AbstractEventLoop,
+        self, job_id: int, on_progress: ProgressCallback | None, loop: asyncio.AbstractEventLoop
     ) -> None:
-        self._executor = executor
         self._job_id = job_id
         self.on_progress = on_progress
         self.loop = loop
@@ -240,7 +235,7 @@ class RayTrainingExecutor:
 
     def submit(self, task: TrainingTask, on_progress: ProgressCallback | None = None) -> RayRun:
         """Hand ``task`` to the driver process (never blocks the loop)."""
-        run = RayRun(self, task.job_id, on_progress, asyncio.get_running_loop())
+        run = RayRun(task.job_id, on_progress, asyncio.get_running_loop())
         self._hand_over(run, ("submit", dataclasses.asdict(task)), spawn=True)
         return run
 
