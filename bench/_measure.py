@@ -14,10 +14,16 @@ from pathlib import Path
 PROBE_SLEEP_SECONDS = 0.010
 
 
-def rss_mb() -> float:
-    """This process's resident memory in MiB (Linux /proc), after a collection; NaN elsewhere."""
-    gc.collect()
-    for line in Path("/proc/self/status").read_text().splitlines():
+def rss_mb(pid: int | None = None) -> float:
+    """Resident memory in MiB (Linux /proc) of this process (after a collection) or of ``pid``;
+    NaN elsewhere or when ``pid`` is gone."""
+    if pid is None:
+        gc.collect()
+    try:
+        status = Path(f"/proc/{pid or 'self'}/status").read_text()
+    except OSError:
+        return float("nan")
+    for line in status.splitlines():
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return float("nan")

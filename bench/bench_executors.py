@@ -13,11 +13,13 @@ service (one channel each) and measure
             niced), the baseline the bot's lag is read against
   start lag the bot's loop lag from opening the app until every trainer is warm; Ray joined
             before the loop starts, as the bot does (``executor.prepare()``), and once more
-            joined from inside the loop (``start()`` alone) to show the stall that avoids
+            joined from inside the loop (``start()`` alone): ``ray.init`` runs in the Ray driver
+            process, so neither may stall the bot's loop (in-process it stalled 0.6-2.2 s)
   rss       this process's resident memory after the batch (the bot side only: Ray's raylet,
-            GCS and workers, like the local pool's worker processes, are other processes)
-The Ray cluster is started by the executor itself (2 CPUs, no dashboard, 200 MB object store),
-one CPU per job, two jobs at once: the same concurrency as local-2.
+            GCS and workers, like the local pool's worker processes, are other processes);
+            ``driver`` the Ray driver process's, separately (the bot process never imports Ray)
+The Ray cluster is started by the executor's driver process (2 CPUs, no dashboard, 200 MB object
+store), one CPU per job, two jobs at once: the same concurrency as local-2.
 
 Run: .venv/bin/python bench/bench_executors.py [--jobs 12] [--rounds 3] [--skip-ray]
 With ``--rounds N`` each figure is the median of N batches; the load average is printed per
@@ -178,6 +180,9 @@ async def measure(
             idle.append(await asyncio.to_thread(idle_figures, idler))
             loads.append(os.getloadavg()[0])
         rss = rss_mb()
+        driver_pid = getattr(executor, "driver_pid", None)  # the Ray executor's driver process
+        driver_rss = float("nan") if driver_pid is None else rss_mb(driver_pid)
+        bot_ray = "ray" in sys.modules
     await executor.close()
     return {
         "ready": ready,
@@ -189,6 +194,8 @@ async def measure(
         "idle_lag": statistics.median(w for w, _ in idle),
         "idle_worst": max(w for w, _ in idle),
         "rss": rss,
+        "driver_rss": driver_rss,
+        "bot_imports_ray": float(bot_ray),
         "load": statistics.median(loads),
     }
 
@@ -225,7 +232,7 @@ def main() -> None:
     header = (
         f"{'executor':<10}{'ready s':>8}{'start lag':>10}{'wall s':>8}{'jobs/min':>9}"
         f"{'overhead s/job':>15}{'lag max med/worst':>19}{'p99':>6}{'idle lag med/worst':>20}"
-        f"{'RSS MiB':>8}{'load':>6}"
+        f"{'RSS MiB':>8}{'driver':>7}{'load':>6}"
     )
     print(header)
     for name, row in rows.items():
@@ -236,18 +243,23 @@ def main() -> None:
             f"{per_minute:>9.1f}{overhead:>+15.2f}"
             f"{row['lag']:>11.1f} /{row['lag_worst']:>6.1f}{row['p99']:>6.1f}"
             f"{row['idle_lag']:>12.1f} /{row['idle_worst']:>6.1f}{row['rss']:>8.0f}"
-            f"{row['load']:>6.1f}"
+            f"{row['driver_rss']:>7.0f}{row['load']:>6.1f}"
         )
     print(
         "ready = start-up until every trainer finished one warm-up training; start lag = the "
-        "loop's lag max (ms) meanwhile; lag/idle lag in ms; load = 1-minute load average"
+        "loop's lag max (ms) meanwhile; lag/idle lag in ms; RSS MiB = the bot process, driver = "
+        "the Ray driver process (MiB); load = 1-minute load average"
     )
     if "ray-2" in rows and in_loop is not None:
         ray = rows["ray-2"]
         overhead = (ray["wall"] - base) / args.jobs
         print(
             f"ray-2 start lag: {ray['start_lag']:.1f} ms joined before the loop (as the bot), "
-            f"{in_loop:.1f} ms joined from inside it"
+            f"{in_loop:.1f} ms joined from inside it (both by the driver process)"
+        )
+        print(
+            f"ray-2 memory: bot process {ray['rss']:.0f} MiB, Ray driver process "
+            f"{ray['driver_rss']:.0f} MiB; the bot imported Ray: {bool(ray['bot_imports_ray'])}"
         )
         print(f"ray-2 wall / local-2 wall: {ray['wall'] / base:.2f}")
         print(f"target ray per-job overhead <= 0.5 s: {'met' if overhead <= 0.5 else 'MISSED'}")

@@ -1,7 +1,7 @@
-"""Real Ray clusters for the tests: one in the test process, or a ``ray start`` head node.
+"""Real Ray clusters for the tests: a ``ray start`` head node on 127.0.0.1.
 
-Both are small (2 CPUs, no dashboard, a 200 MB object store) because the machine is shared; both
-are torn down by their fixtures. A ``ray start`` head runs in its own session so the teardown
+It is small (2 CPUs, no dashboard, a 200 MB object store) because the machine is shared, and torn
+down by its fixture. A ``ray start`` head runs in its own session so the teardown
 kills exactly its process group (raylet, GCS, its workers), never another Ray on the machine.
 """
 
@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,25 +24,6 @@ OBJECT_STORE_BYTES = 200 * 1024 * 1024
 NUM_CPUS = 2
 # A test cluster listens on 127.0.0.1 only; Ray's token authentication is for real clusters.
 TEST_ENV = {"RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
-
-
-@contextlib.contextmanager
-def ray_in_process() -> Iterator[None]:
-    """``ray.init`` a local cluster in this process (executors there use it and leave it up)."""
-    import ray
-
-    os.environ.update(TEST_ENV)
-    ray.init(
-        num_cpus=NUM_CPUS,
-        include_dashboard=False,
-        object_store_memory=OBJECT_STORE_BYTES,
-        namespace="fabulist-tests",
-        logging_level="WARNING",
-    )
-    try:
-        yield
-    finally:
-        ray.shutdown()
 
 
 @dataclass
@@ -71,6 +54,14 @@ class RayHead:
             self.process.wait(10)
 
 
+def process_alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie, ended but not yet reaped, does not)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 def free_port() -> int:
     # The ephemeral range: outside Ray's default worker ports (10002-19999).
     with socket.socket() as probe:
@@ -79,9 +70,14 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def ray_head(temp_dir: Path, *, timeout: float = 90.0) -> Iterator[RayHead]:
-    """``ray start --head --block`` on 127.0.0.1 in its own session; killed on exit."""
-    port = free_port()
+def ray_head(
+    temp_dir: Path, *, port: int | None = None, timeout: float = 90.0
+) -> Iterator[RayHead]:
+    """``ray start --head --block`` on 127.0.0.1 in its own session; killed on exit.
+
+    ``port``: a fixed one (a cluster restarted where a killed one was); a free one by default.
+    """
+    port = port or free_port()
     ray_cli = Path(sys.executable).with_name("ray")
     temp_dir.mkdir(parents=True, exist_ok=True)
     log = (temp_dir / "ray-start.log").open("wb")
@@ -118,6 +114,18 @@ def ray_head(temp_dir: Path, *, timeout: float = 90.0) -> Iterator[RayHead]:
     finally:
         head.kill()
         log.close()
+
+
+@contextlib.contextmanager
+def ray_head_in_temp_dir(*, port: int | None = None) -> Iterator[RayHead]:
+    """:func:`ray_head` in a fresh folder under /tmp, removed afterwards (a short path: Ray's
+    socket paths under it must stay below the 107-byte limit)."""
+    temp_dir = Path(tempfile.mkdtemp(prefix="fray", dir="/tmp"))
+    try:
+        with ray_head(temp_dir, port=port) as head:
+            yield head
+    finally:
+        shutil.rmtree(temp_dir, ignore_errors=True)
 
 
 def _accepts(port: int) -> bool:

@@ -68,8 +68,8 @@ class TrainingExecutor(Protocol):
         ...
 
     def prepare(self) -> None:
-        """Blocking start-up work to do before an event loop serves anything (connecting to a
-        cluster whose client holds the GIL); then ``start`` has little left to do."""
+        """Blocking start-up work to do before an event loop serves anything (starting a Ray
+        driver process and waiting for its first connection); then ``start`` has little left."""
         ...
 
     async def start(self) -> None:

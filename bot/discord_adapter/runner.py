@@ -184,8 +184,8 @@ def run_bot(config: Config, health_file: Path | None = None) -> None:
     token = _prepare(config)
     from bot.app import open_executor
 
-    # Before the loop exists: connecting to a Ray cluster holds the GIL for 1-2 s (Ray's core
-    # worker is built in C++ without releasing it), which would stall every coroutine.
+    # Before the loop exists: the executor's blocking start-up (the Ray executor starts its driver
+    # process and waits for its first connection to the cluster) delays nothing that serves.
     executor = open_executor(config)
     executor.prepare()
     _reaching_discord(_run(config, token, executor, health_file))

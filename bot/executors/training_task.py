@@ -12,6 +12,8 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from bot.core.executor import CANCELLED, TrainingOutcome
+
 OUT_OF_MEMORY = "Training ran out of memory; try a smaller story or model."
 
 
@@ -60,3 +62,19 @@ def run_training(
     except Exception as exc:
         logging.getLogger(__name__).exception("training job %s failed", task.get("job_id"))
         return {"state": "failed", "error": f"Training failed unexpectedly ({type(exc).__name__})."}
+
+
+def training_outcome(job_id: int, result: Mapping[str, Any]) -> TrainingOutcome:
+    """:func:`run_training`'s plain outcome (as it crossed a pipe or Ray) for the bot."""
+    if result["state"] == "done":
+        return TrainingOutcome(
+            job_id,
+            "done",
+            blob=result["blob"],
+            config=result["config"],
+            vocabulary=result["vocabulary"],
+            figures=result["figures"],
+        )
+    if result["state"] == "cancelled":
+        return TrainingOutcome(job_id, "cancelled", error=CANCELLED)
+    return TrainingOutcome(job_id, "failed", error=str(result.get("error")))

@@ -3,8 +3,9 @@ Discord, training on a real Ray cluster the test starts (``ray start --head`` on
 
 The tests run in file order and build on each other: #story is trained and continued; a long
 training in #other shows live progress and is cancelled; one in #story loses its Ray worker to
-SIGKILL (the previous model keeps answering); the last kills the whole cluster (running and new
-trainings fail clearly, the bot keeps answering).
+SIGKILL (the previous model keeps answering), then one loses the bot's Ray driver process to
+SIGKILL (a new driver takes the next training); the last kills the whole cluster (running and new
+trainings fail clearly, the bot keeps answering). The bot process itself never imports Ray.
 """
 
 # the harness API takes explicit timeouts so failures say what was awaited
@@ -13,9 +14,8 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import signal
-import tempfile
+import subprocess
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -24,7 +24,7 @@ import pytest_asyncio
 
 from tests.fake_discord import FakeDiscord, FakeMessage, make_bot_process
 from tests.fake_discord.fixtures import BotEnv
-from tests.ray_cluster import TEST_ENV, RayHead, ray_head
+from tests.ray_cluster import TEST_ENV, RayHead, process_alive, ray_head_in_temp_dir
 from tests.support import long_story
 
 pytestmark = [pytest.mark.e2e, pytest.mark.ray, pytest.mark.asyncio(loop_scope="module")]
@@ -43,18 +43,14 @@ EXPECTED_ERRORS = (
     "lost the Ray cluster",
     "Ray node of",
     "cannot reach the Ray cluster",
+    "the Ray driver process",
 )
 
 
 @pytest.fixture(scope="module")
 def head() -> Iterator[RayHead]:
-    # Short path: Ray's socket paths under it must stay below the 107-byte limit.
-    temp_dir = Path(tempfile.mkdtemp(prefix="fray", dir="/tmp"))
-    try:
-        with ray_head(temp_dir) as started:
-            yield started
-    finally:
-        shutil.rmtree(temp_dir, ignore_errors=True)
+    with ray_head_in_temp_dir() as started:
+        yield started
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
@@ -72,10 +68,13 @@ async def env(head: RayHead, tmp_path_factory: pytest.TempPathFactory) -> AsyncI
         await bot.start(wait_commands_for=world.guild.id, command_names=("train", "continue"))
         yield BotEnv(fake, world, bot)
     finally:
+        drivers = [pid for pid in _children(bot.pid) if _has_ray(pid)] if bot.running else []
         code = await bot.stop()
         print(f"----- {bot.log_path} -----\n{bot.log_tail(200)}")
         await fake.stop()
     assert code == 0, f"the bot did not exit cleanly on SIGTERM (exit code {code})"
+    outlived = [pid for pid in drivers if process_alive(pid)]
+    assert drivers and not outlived, f"Ray driver processes {drivers}, still running: {outlived}"
     fake.assert_no_unknown_requests()
     fake.assert_no_violations()
     bot.assert_log_clean(allow=EXPECTED_ERRORS)
@@ -123,13 +122,36 @@ def _ray_trainer_pids(head: RayHead) -> list[int]:
     return [pid for pid, args in head.processes() if args.startswith("ray::train")]
 
 
-async def test_the_cluster_is_joined_before_the_event_loop_runs(env: BotEnv) -> None:
-    # ray.init holds the GIL for 1-2 s (Ray's core worker is built in C++): the bot joins the
-    # cluster before its loop starts, so the loop-lag monitor and Discord's login come after.
+def _children(pid: int) -> list[int]:
+    listing = subprocess.run(
+        ["ps", "-eo", "pid=,ppid="], capture_output=True, text=True, check=True
+    ).stdout
+    return [
+        int(p)
+        for p, parent in (line.split() for line in listing.splitlines())
+        if int(parent) == pid
+    ]
+
+
+def _has_ray(pid: int) -> bool:
+    """Whether Ray's native module is loaded in process ``pid`` (``import ray`` maps it)."""
+    try:
+        return "_raylet" in Path(f"/proc/{pid}/maps").read_text()
+    except OSError:  # it ended meanwhile
+        return False
+
+
+async def test_the_cluster_is_joined_by_a_driver_process_before_the_loop_serves(
+    env: BotEnv,
+) -> None:
+    # The bot waits for its Ray driver process's first connection before it logs in.
     log = env.bot.log_path.read_text()
     connected = log.find("connected to the Ray cluster")
     login = log.find("logging in using static token")
     assert 0 <= connected < login, log[-3000:]
+    # The bot process never imports Ray (ray.init holds the GIL for 1-2 s): its driver does.
+    assert not _has_ray(env.bot.pid)
+    assert [pid for pid in _children(env.bot.pid) if _has_ray(pid)], "no Ray driver process"
 
 
 async def test_train_on_ray_then_continue(env: BotEnv) -> None:
@@ -164,6 +186,22 @@ async def test_sigkilled_ray_worker_fails_the_job_and_the_model_keeps_answering(
     # Ray replaces the worker: the next training runs.
     again = await _train(env, "other", ARTICLE.read_bytes(), seed=1)
     await _until(env, again, r"^\*\*Finished\*\*", "a training after the worker died")
+
+
+async def test_sigkilled_driver_process_fails_the_job_and_a_new_driver_takes_the_next(
+    env: BotEnv,
+) -> None:
+    progress = await _live(env, "story")
+    drivers = [pid for pid in _children(env.bot.pid) if _has_ray(pid)]
+    assert len(drivers) == 1, drivers
+    os.kill(drivers[0], signal.SIGKILL)
+    await _until(env, progress, r"^\*\*Failed\*\*(.|\n)*Ray driver process", "the failed training")
+    assert "previous model is still active" in progress.content, progress.content
+    await _continue_opening(env)
+    # The bot started a new driver process: the next training runs.
+    again = await _train(env, "other", ARTICLE.read_bytes(), seed=1)
+    await _until(env, again, r"^\*\*Finished\*\*", "a training after the driver died")
+    assert [pid for pid in _children(env.bot.pid) if _has_ray(pid)] not in ([], drivers)
 
 
 async def test_lost_cluster_fails_trainings_clearly_and_the_bot_keeps_answering(

@@ -14,7 +14,7 @@ from bot.core.executor import TrainingExecutor
 from bot.core.service import StoryService
 from bot.executors.local import TrainingPool
 from bot.store.sqlite import SqliteStoryStore as StoryStore
-from tests.ray_cluster import ray_in_process
+from tests.ray_cluster import RayHead, ray_head_in_temp_dir
 from tests.support import REPO, STORY, long_story  # noqa: F401  (re-exported)
 
 ADMIN = Member(user_id=1, display_name="admin", is_admin=True)
@@ -37,10 +37,11 @@ def tiny_config(tmp_path: Path, **sections: dict[str, Any]) -> Config:
 
 
 @pytest.fixture(scope="session")
-def ray_local() -> Iterator[None]:
-    """One real local Ray cluster (2 CPUs) in the test process, for every Ray test."""
-    with ray_in_process():
-        yield
+def ray_cluster() -> Iterator[RayHead]:
+    """One real Ray cluster (``ray start --head``, 2 CPUs) on 127.0.0.1 for every Ray test; the
+    executors' driver processes join it."""
+    with ray_head_in_temp_dir() as head:
+        yield head
 
 
 @pytest.fixture(scope="module", params=["local", pytest.param("ray", marks=pytest.mark.ray)])
@@ -49,8 +50,8 @@ def pool(request: pytest.FixtureRequest) -> Iterator[TrainingExecutor]:
     if request.param == "ray":
         from bot.executors.ray_cluster import RaySettings, RayTrainingExecutor
 
-        request.getfixturevalue("ray_local")
-        ray_executor = RayTrainingExecutor(RaySettings(max_concurrent_jobs=1))
+        head: RayHead = request.getfixturevalue("ray_cluster")
+        ray_executor = RayTrainingExecutor(RaySettings(address=head.address, max_concurrent_jobs=1))
         ray_executor.start_sync()
         yield ray_executor
         ray_executor.close_sync()

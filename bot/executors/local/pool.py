@@ -16,17 +16,18 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-import multiprocessing
-import signal
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import Any
 
 from bot.core.executor import CANCELLED, ProgressCallback, TrainingOutcome, TrainingTask
+from bot.executors.child_process import describe_exit, post, settle, spawn_child
 from bot.executors.local.child import worker_main
+from bot.executors.training_task import training_outcome
+
+__all__ = ["LocalProcessExecutor", "LocalRun", "TrainingPool", "describe_exit"]
 
 logger = logging.getLogger(__name__)
 
@@ -48,18 +49,6 @@ class _Worker:
     alive: bool = True
     ready: bool = False
     reader: threading.Thread | None = None
-
-
-def describe_exit(exitcode: int | None) -> str:
-    if exitcode is None:
-        return "it stopped answering"
-    if exitcode < 0:
-        try:
-            name = signal.Signals(-exitcode).name
-        except ValueError:
-            name = f"signal {-exitcode}"
-        return f"it was killed by {name}"
-    return f"it exited with code {exitcode}"
 
 
 class LocalRun:
@@ -136,7 +125,6 @@ class LocalProcessExecutor:
         if size < 1:
             raise ValueError("a training pool needs at least one worker")
         self.size = size
-        self._context = multiprocessing.get_context("spawn")
         self._lock = threading.Lock()
         self._workers: list[_Worker] = []
         self._closing = False
@@ -173,12 +161,7 @@ class LocalProcessExecutor:
         await asyncio.to_thread(self.start_sync)
 
     def _spawn(self) -> None:
-        parent_end, child_end = self._context.Pipe(duplex=True)
-        process = self._context.Process(
-            target=worker_main, args=(child_end,), name="fabulist-trainer", daemon=True
-        )
-        process.start()
-        child_end.close()
+        process, parent_end = spawn_child(worker_main, (), "fabulist-trainer")
         worker = _Worker(process=process, conn=parent_end)
         worker.reader = threading.Thread(
             target=self._read, args=(worker,), name=f"fabulist-reader-{process.pid}", daemon=True
@@ -281,24 +264,15 @@ class LocalProcessExecutor:
                 worker.assignment = None
         if kind == "progress":
             if assignment.on_progress is not None:
-                _post(assignment.loop, assignment.on_progress, message[2])
+                post(assignment.loop, assignment.on_progress, message[2])
             return
-        job_id = assignment.job_id
         if kind == "done":
-            result = message[2]
-            outcome = TrainingOutcome(
-                job_id,
-                "done",
-                blob=result["blob"],
-                config=result["config"],
-                vocabulary=result["vocabulary"],
-                figures=result["figures"],
-            )
+            result = {"state": "done", **message[2]}
         elif kind == "cancelled":
-            outcome = TrainingOutcome(job_id, "cancelled", error=CANCELLED)
+            result = {"state": "cancelled"}
         else:
-            outcome = TrainingOutcome(job_id, "failed", error=str(message[2]))
-        _resolve(assignment, outcome)
+            result = {"state": "failed", "error": message[2]}
+        _resolve(assignment, training_outcome(assignment.job_id, result))
 
     def _on_exit(self, worker: _Worker) -> None:
         worker.process.join(5.0)
@@ -343,17 +317,8 @@ class LocalProcessExecutor:
                 logger.exception("could not start a replacement training worker")
 
 
-def _post(loop: asyncio.AbstractEventLoop, callback: Callable[..., Any], *args: Any) -> None:
-    with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
-        loop.call_soon_threadsafe(callback, *args)
-
-
 def _resolve(assignment: _Assignment, outcome: TrainingOutcome) -> None:
-    def settle() -> None:
-        if not assignment.future.done():
-            assignment.future.set_result(outcome)
-
-    _post(assignment.loop, settle)
+    settle(assignment.future, outcome)
 
 
 TrainingPool = LocalProcessExecutor

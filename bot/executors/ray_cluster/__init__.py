@@ -1,8 +1,9 @@
 """The Ray executor (``[workers] backend = "ray"``): trainings as Ray tasks on a cluster.
 
-``executor`` is the bot side, a Ray driver that never imports TensorFlow (``connection`` to the
-cluster, a monitor thread for the runs); ``trainer`` is what runs inside the cluster. Needs the
-optional extra: ``pip install 'fabulist[ray]'``.
+``executor`` is the bot side, which imports neither Ray nor TensorFlow: it owns a spawned Ray
+driver process (``driver_process``: its ``connection`` to the cluster and the ``task_monitor``
+of the running tasks); ``trainer`` is what runs inside the cluster. Needs the optional extra:
+``pip install 'fabulist[ray]'``.
 """
 
 from __future__ import annotations

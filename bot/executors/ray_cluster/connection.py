@@ -1,17 +1,16 @@
-"""The bot's connection to the Ray cluster: ``ray.init``, the job board, reconnects.
+"""The Ray driver process's connection to the cluster: ``ray.init``, the job board, reconnects.
 
-``ray.init`` to an address that does not answer can block for minutes and holds the GIL in
-places, so it runs in threads only (``start``'s, then a reconnect thread that retries every
-``RECONNECT_SECONDS``), never on the monitor thread or the event loop.
+Runs in the driver process only (``driver_process``), never in the bot's. ``ray.init`` to an
+address that does not answer can block for minutes and holds the GIL in places, so it runs in a
+connect thread that retries every ``RECONNECT_SECONDS``, never on the driver's main thread
+(which keeps reading the bot's pipe and watching the tasks).
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import math
-import signal
 import socket
 import threading
 import time
@@ -33,7 +32,10 @@ class RayConnection:
         self._thread_lock = threading.Lock()
         self.board: Any = None
         self.remote: Any = None
-        self.loop: asyncio.AbstractEventLoop | None = None  # the bot's loop (for signals)
+        # Set after every ray.init and ray.shutdown: Ray's core worker installs its own C-level
+        # SIGINT/SIGTERM handlers and resets them to the default, so the driver process's main
+        # thread (the only one that may) puts its own dispositions back.
+        self.signals_touched = threading.Event()
         self._owns_ray = False  # we called ray.init (so we call ray.shutdown)
         self._reconnector: threading.Thread | None = None
         self._attempted = threading.Event()  # the first connection attempt has ended
@@ -56,7 +58,7 @@ class RayConnection:
                     try:
                         ray.init(**self.init_options())
                     finally:
-                        self._reclaim_signals()
+                        self.signals_touched.set()
                     self._owns_ray = True
                 board_actor: Any = ray.remote(num_cpus=0, max_restarts=0)(trainer.JobBoard)
                 board = board_actor.remote()
@@ -103,7 +105,7 @@ class RayConnection:
             "logging_level": logging.WARNING,
             "namespace": "fabulist",
             # The trainers' output (TensorFlow's start-up chatter) stays in the Ray session's log
-            # files: relaying it costs the bot's loop and says nothing a failed outcome doesn't.
+            # files: relaying it costs the driver and says nothing a failed outcome does not.
             "log_to_driver": False,
         }
         if settings.address is None:
@@ -156,39 +158,13 @@ class RayConnection:
             with contextlib.suppress(Exception):
                 ray.shutdown()
             self._owns_ray = False
-            self._reclaim_signals()
+            self.signals_touched.set()
         self._released.set()
 
-    def _reclaim_signals(self) -> None:
-        """Give SIGTERM/SIGINT back to the bot's handlers.
-
-        Ray's core worker installs its own C-level handlers on ``ray.init`` and resets them to the
-        default on ``ray.shutdown`` (then a SIGTERM kills the bot instead of stopping it
-        cleanly). Re-setting the Python handlers re-installs Python's C handler; only the main
-        thread may, so it runs on the loop that started the executor (the bot's main thread).
-        """
-        loop = self.loop
-        if loop is None:
-            return
-
-        def reinstall() -> None:
-            if threading.current_thread() is not threading.main_thread():
-                return
-            for number in (signal.SIGTERM, signal.SIGINT):
-                handler = signal.getsignal(number)
-                if handler is not None:
-                    with contextlib.suppress(ValueError, OSError, TypeError):
-                        signal.signal(number, handler)
-
-        with contextlib.suppress(RuntimeError):  # the loop is closed
-            loop.call_soon_threadsafe(reinstall)
-
-    def start_connecting(self, wait: float) -> bool:
-        """Connect in a background thread (retrying every ``RECONNECT_SECONDS``); wait up to
-        ``wait`` seconds for the first attempt. True if connected by then."""
-        self.reconnect_later()
-        self._attempted.wait(wait)
-        return self.connected
+    @property
+    def attempted(self) -> bool:
+        """Whether the first connection attempt has ended (connected or not)."""
+        return self._attempted.is_set()
 
     def reconnect_later(self) -> None:
         with self._thread_lock:
@@ -204,7 +180,7 @@ class RayConnection:
         reported = False
         while not self.closing and not self.connected:
             # ray.init against an address that refuses connections can hold the GIL for tens of
-            # seconds after a ray.shutdown (the bot's loop would stall): knock first.
+            # seconds after a ray.shutdown (the driver would stop answering the bot): knock first.
             if answers(self.settings.address) is False:
                 self.last_error = f"nothing answers at {self.settings.address}"
                 if not reported:

@@ -12,7 +12,7 @@ LOCAL_OBJECT_STORE_BYTES = 256 * 1024 * 1024
 class RaySettings:
     """How to reach the cluster and what one training asks of it."""
 
-    address: str | None = None  # None: start a local cluster in the bot process
+    address: str | None = None  # None: the driver process starts a local cluster
     cpus_per_job: float = 1.0
     gpus_per_job: float = 0.0
     max_concurrent_jobs: int = 1

@@ -1,16 +1,18 @@
 """What runs inside the Ray cluster: the training task and the job board actor.
 
-Nothing here runs in the bot process except the ``ray.remote`` wrapping: the task function
-imports ``model.training`` (and with it Keras and TensorFlow or JAX) only when a Ray worker runs
-it, so the bot process never imports TensorFlow. Every node of the cluster needs fabulist
+Nothing here runs in the bot process; the Ray driver process (``driver_process``) only wraps it
+with ``ray.remote``: the task function imports ``model.training`` (and with it Keras and
+TensorFlow or JAX) only when a Ray worker runs it, so neither the bot nor its driver imports
+TensorFlow. Every node of the cluster needs fabulist
 installed (``pip install 'fabulist[ray]'``, the same version as the bot) for that import.
 
-The task reports to a :class:`JobBoard` actor owned by the bot process (one per executor):
+The task reports to a :class:`JobBoard` actor owned by the driver process (one per connection):
 ``post`` progress (coalesced to one call per ``PROGRESS_EVERY`` seconds, fire-and-forget) and
 ``is_cancelled`` for the training's own cancel check (asked at most every ``CANCEL_POLL``
 seconds). The board is how Cancel reaches a running training even when ``ray.cancel``'s
-KeyboardInterrupt cannot (inside a long native call); and if the board is gone (the bot process
-died), the training stops at its next check, like a local trainer whose pipe closed.
+KeyboardInterrupt cannot (inside a long native call); and if the board is gone (the driver
+process died, or the bot with it), the training stops at its next check, like a local trainer
+whose pipe closed.
 """
 
 from __future__ import annotations
@@ -90,7 +92,7 @@ def train(task: dict[str, Any], board: Any) -> dict[str, Any]:
         try:
             state["cancelled"] = bool(ray.get(board.is_cancelled.remote(job_id), timeout=30))
         except Exception:
-            # The board is gone with the bot process that owned it: nobody waits for this model.
+            # The board is gone with the driver process that owned it: nobody waits for this model.
             state["cancelled"] = True
         return bool(state["cancelled"])
 
