@@ -172,20 +172,25 @@ async def test_live_progress_and_cancel(env: BotEnv) -> None:
     assert not progress.custom_ids()
 
 
+async def _killed_then_recovered(env: BotEnv, progress: FakeMessage, pid: int, what: str) -> None:
+    """SIGKILL ``pid`` while ``progress``'s training runs: the training fails saying so (the
+    progress view says "Failed" first, then the result with its reason), the previous model
+    keeps answering, and the next training runs (Ray replaces a worker; the bot, a driver)."""
+    os.kill(pid, signal.SIGKILL)
+    await _until(env, progress, rf"^\*\*Failed\*\*(.|\n)*{what}", f"the failed training ({what})")
+    assert "previous model is still active" in progress.content, progress.content
+    await _continue_opening(env)
+    again = await _train(env, "other", ARTICLE.read_bytes(), seed=1)
+    await _until(env, again, r"^\*\*Finished\*\*", f"a training after: {what}")
+
+
 async def test_sigkilled_ray_worker_fails_the_job_and_the_model_keeps_answering(
     env: BotEnv, head: RayHead
 ) -> None:
     progress = await _live(env, "story")
     pids = _ray_trainer_pids(head)
     assert len(pids) == 1, pids
-    os.kill(pids[0], signal.SIGKILL)
-    # The final edit (the progress view says "Failed" first, then the result with its reason).
-    await _until(env, progress, r"^\*\*Failed\*\*(.|\n)*Ray worker died", "the failed training")
-    assert "previous model is still active" in progress.content, progress.content
-    await _continue_opening(env)
-    # Ray replaces the worker: the next training runs.
-    again = await _train(env, "other", ARTICLE.read_bytes(), seed=1)
-    await _until(env, again, r"^\*\*Finished\*\*", "a training after the worker died")
+    await _killed_then_recovered(env, progress, pids[0], "Ray worker died")
 
 
 async def test_sigkilled_driver_process_fails_the_job_and_a_new_driver_takes_the_next(
@@ -194,13 +199,7 @@ async def test_sigkilled_driver_process_fails_the_job_and_a_new_driver_takes_the
     progress = await _live(env, "story")
     drivers = [pid for pid in _children(env.bot.pid) if _has_ray(pid)]
     assert len(drivers) == 1, drivers
-    os.kill(drivers[0], signal.SIGKILL)
-    await _until(env, progress, r"^\*\*Failed\*\*(.|\n)*Ray driver process", "the failed training")
-    assert "previous model is still active" in progress.content, progress.content
-    await _continue_opening(env)
-    # The bot started a new driver process: the next training runs.
-    again = await _train(env, "other", ARTICLE.read_bytes(), seed=1)
-    await _until(env, again, r"^\*\*Finished\*\*", "a training after the driver died")
+    await _killed_then_recovered(env, progress, drivers[0], "Ray driver process")
     assert [pid for pid in _children(env.bot.pid) if _has_ray(pid)] not in ([], drivers)
 
 
