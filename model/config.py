@@ -19,7 +19,7 @@ the article's story (no split) trains exactly as before:
   ``min_improvement`` nats, multiply the learning rate by this factor; if the loss rose, restore
   the best weights first. (Until 2026-12-01 only a rise lowered it: on whole Grimm the loss
   kept creeping down, 4.271 -> 4.268 -> 4.263, at 1e-2 until the stop, 0.907 x Markov-3;
-  lowering it at the first small gain reached 4.205 two epochs later, 0.856 x; bench/RESULTS.md.)
+  lowering it at the first small gain reached 4.205 three epochs later, 0.856 x; bench/RESULTS.md.)
 * ``smooth_unseen``: words of the vocabulary never seen as a training target (they occur only
   in the held-out text) get one constant logit that gives them together the Good-Turing share
   of the training targets (singletons / targets) instead of the near-zero probability the

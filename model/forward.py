@@ -25,9 +25,9 @@ for the duration of the call only: training in the same process keeps its thread
 recurrent matrices as int8 with one float32 scale per column (a quarter of their float32 size)
 and the other matrices as float16, and computes in float32: the float32 copies are made on first
 use and kept until :meth:`NumpyLSTM.release` (the model cache keeps them for its most recently
-used models only). Measured on the article's model (``tests/model/test_generation.py``, and 205
-prompts greedy, sampled and by the network's own argmax): the same continuations as float32;
-int8 input or output matrices did change some, so those stay float16.
+used models only). On the article's model the continuations are the same as float32: the test
+prompts in ``tests/model/test_article_size.py``, and once, 205 prompts greedy, sampled and by
+the network's own argmax; int8 input or output matrices changed some, so those stay float16.
 """
 
 from __future__ import annotations
@@ -161,7 +161,7 @@ class NumpyLSTM:
         w = model.weights
         u = self.config.units
         store = np.float16 if compact else np.float32
-        # The stored layout (float16 or float32), already reordered and transposed. Every array
+        # The stored layout (compact or float32), already reordered and transposed. Every array
         # is a copy: none is a view of the model's weights, so their buffer (from_bytes reads
         # them all from one bytes object) can be freed once the model is loaded.
         self._stored: dict[str, npt.NDArray[Any]] = {
