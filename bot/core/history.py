@@ -14,7 +14,6 @@ import re
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
-from bot.config import Config
 from bot.core.api import (
     ChannelRef,
     HistoryMessage,
@@ -25,11 +24,10 @@ from bot.core.api import (
     ProgressCallback,
     TrainOptions,
 )
-from bot.core.jobs import TrainingScheduler
 from bot.core.library import Library
-from bot.core.store import RebuiltStory, StoryMessage, StoryStore
+from bot.core.store import RebuiltStory, StoryMessage
 from bot.core.uploads import prepare_story
-from bot.core.validation import RequestChecks, check_int
+from bot.core.validation import check_int
 from bot.errors import InvalidOption, InvalidUpload, NotAllowed, UserError
 
 MENTION_SYMBOL = "◇"
@@ -125,19 +123,10 @@ def rebuild_story(texts: Sequence[str], *, n_input: int, max_symbols: int) -> Re
 class HistoryLearning:
     """``/train source:history``: the checks before reading, then the story and its job."""
 
-    def __init__(
-        self,
-        config: Config,
-        store: StoryStore,
-        scheduler: TrainingScheduler,
-        library: Library,
-        checks: RequestChecks,
-    ) -> None:
-        self.config = config
-        self.store = store
-        self.scheduler = scheduler
+    def __init__(self, library: Library) -> None:
         self.library = library
-        self.checks = checks
+        self.config, self.store = library.config, library.store
+        self.scheduler, self.checks = library.scheduler, library.checks
 
     async def set_enabled(self, guild_id: int | None, member: Member, enabled: bool) -> None:
         """A server admin allows (or stops) learning from its channels' history."""
@@ -196,17 +185,16 @@ class HistoryLearning:
             )
         data = story_text([m.text for m in selected.messages]).encode("utf-8")
         filename = f"history of #{channel.name or channel.channel_id}"
-        with self.scheduler.reserved(channel):
-            record, _ = await self.library.add_story(
-                channel,
-                member,
-                filename,
-                data,
-                options.mode == "append",
-                job_options,
-                selected.messages,
-            )
-        job = self.scheduler.enqueue(channel, record, on_progress)
+        job, _ = await self.library.queue_story(
+            channel,
+            member,
+            filename,
+            data,
+            options.mode == "append",
+            job_options,
+            on_progress,
+            messages=selected.messages,
+        )
         first, last = selected.messages[0], selected.messages[-1]
         return HistoryTraining(
             job=job,

@@ -127,7 +127,7 @@ class Library:
             history=history,
         )
 
-    async def add_story(
+    async def queue_story(
         self,
         channel: ChannelRef,
         member: Member,
@@ -135,12 +135,32 @@ class Library:
         data: bytes,
         append: bool,
         job_options: JobOptions,
+        on_progress: ProgressCallback | None,
+        *,
         messages: tuple[StoryMessage, ...] = (),
         text_filter: Callable[[str], tuple[str, int]] | None = None,
+    ) -> tuple[TrainingJob, int]:
+        """Store a story (an upload, or history ``messages``) and queue its training, holding
+        the channel meanwhile (``TrainingScheduler.reserved``). ``text_filter``: the server's
+        word filters (see ``prepare_story``). Returns the job and the words cut."""
+        with self.scheduler.reserved(channel):
+            record, cut = await self._add_story(
+                channel, member, filename, data, append, job_options, messages, text_filter
+            )
+        return self.scheduler.enqueue(channel, record, on_progress), cut
+
+    async def _add_story(
+        self,
+        channel: ChannelRef,
+        member: Member,
+        filename: str,
+        data: bytes,
+        append: bool,
+        job_options: JobOptions,
+        messages: tuple[StoryMessage, ...],
+        text_filter: Callable[[str], tuple[str, int]] | None,
     ) -> tuple[JobRecord, int]:
-        """Check an upload against the channel's limits and store it with its queued job
-        (the caller holds the channel: ``TrainingScheduler.reserved``). ``text_filter``: the
-        server's word filters (see ``prepare_story``). Returns the job and the words cut."""
+        """Check an upload against the channel's limits and store it with its queued job."""
         limits = self.config.limits
         stories = await self.store.list_stories(channel.channel_id)
         if len(stories) >= limits.stories_per_channel:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import contextlib
 import logging
 
-from bot.config import Config
 from bot.core.api import (
     ChannelRef,
     DataDeletion,
@@ -18,10 +17,8 @@ from bot.core.api import (
     TrainingJob,
 )
 from bot.core.history import rebuild_story
-from bot.core.jobs import TrainingScheduler
 from bot.core.library import Library, removal_plan
-from bot.core.model_cache import ModelCache
-from bot.core.store import RemovalFacts, RemovalPlan, StoryRecord, StoryStore
+from bot.core.store import RemovalFacts, RemovalPlan, StoryRecord
 from bot.errors import InvalidOption
 from model.config import default_n_input
 
@@ -39,19 +36,12 @@ def _info(story: StoryRecord) -> StoryInfo:
 
 
 class Privacy:
-    def __init__(
-        self,
-        config: Config,
-        store: StoryStore,
-        scheduler: TrainingScheduler,
-        cache: ModelCache,
-        library: Library,
-    ) -> None:
-        self.config = config
-        self.store = store
-        self.scheduler = scheduler
-        self.cache = cache
+    """Members' consent and their data, over the library's parts (as ``Transfer``)."""
+
+    def __init__(self, library: Library) -> None:
         self.library = library
+        self.config, self.store = library.config, library.store
+        self.scheduler, self.cache = library.scheduler, library.cache
 
     async def set_opted_out(self, guild_id: int | None, user_id: int, opted_out: bool) -> None:
         if guild_id is None:

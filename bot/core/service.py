@@ -81,8 +81,8 @@ class StoryService:
         self.figures = ChannelFigures(store)
         self.library = Library(config, store, self.scheduler, self.cache, self.checks, self.figures)
         self.transfer = Transfer(self.library)
-        self.history = HistoryLearning(config, store, self.scheduler, self.library, self.checks)
-        self.privacy = Privacy(config, store, self.scheduler, self.cache, self.library)
+        self.history = HistoryLearning(self.library)
+        self.privacy = Privacy(self.library)
         self.storyteller = Storyteller(
             config, store, self.cache, self._threads, self.checks, self.filters
         )
@@ -164,17 +164,16 @@ class StoryService:
         self.scheduler.check_queue()
         word_filter = await self.filters.word_filter(channel.guild_id)
         text_filter = partial(self.filters.story_text, word_filter=word_filter)
-        with self.scheduler.reserved(channel):
-            record, cut = await self.library.add_story(
-                channel,
-                member,
-                filename,
-                data,
-                options.mode == "append",
-                job_options,
-                text_filter=text_filter if word_filter else None,
-            )
-        job = self.scheduler.enqueue(channel, record, on_progress)
+        job, cut = await self.library.queue_story(
+            channel,
+            member,
+            filename,
+            data,
+            options.mode == "append",
+            job_options,
+            on_progress,
+            text_filter=text_filter if word_filter else None,
+        )
         return replace(job, filtered_words=cut) if cut else job
 
     def on_retraining(self, listener: RetrainingListener) -> Callable[[], None]:
