@@ -1,8 +1,9 @@
 """Book-length stories (issue 6): speed, memory, ETA and quality per book, in one run.
 
-For each book of ``data/corpora`` the default model (Embedding 64 -> LSTM 512 -> Dense V,
-the product's TrainingConfig apart from the per-book epoch / seconds bounds below) is trained
-in a fresh *spawned* process (like a training worker) and the bench prints one row per book:
+For each book of ``data/corpora`` the default model (Embedding 64 -> LSTM 512 -> Dense V; from
+20,000 symbols on Embedding 256 and the output layer tied to it; the product's TrainingConfig
+apart from the per-book epoch / seconds bounds below) is trained in a fresh *spawned* process
+(like a training worker) and the bench prints one row per book:
 
 * symbols, vocabulary (capped at ``--vocab-cap`` + ``<unk>``) and the share of the text it covers;
 * seconds per epoch (median of the full epochs after the first, including the held-out
@@ -19,6 +20,9 @@ FLOPs are counted as matmul work only (gate nonlinearities, softmax and the opti
 
     forward per window  = steps * 2 * 4U * (E + U)  +  2 * U * V
     training per window = 3 * forward        (backward ~ 2x forward: input and weight gradients)
+
+with ``2 * (U * E + E * V)`` for the output layer instead when it is tied to the embedding
+(``projection @ embedding.T``, from ``TrainingConfig.tie_min_symbols`` symbols on).
 
 where steps = n_input when each window is its own sequence, and 1 with the product's default
 for books (``TrainingConfig.all_positions``: one sequence of n_input symbols trains n_input
@@ -201,10 +205,14 @@ def numpy_peak() -> tuple[float, dict[int, float]]:
     return max(per_size.values()), per_size
 
 
-def flops_per_training_window(n_input: int, units: int, embedding_dim: int, vocab: int) -> float:
-    steps = 1 if TrainingConfig().all_positions else n_input
-    forward = steps * 2 * 4 * units * (embedding_dim + units) + 2 * units * vocab
-    return 3.0 * forward
+def flops_per_training_window(
+    n_input: int, units: int, embedding_dim: int, vocab: int, symbols: int
+) -> float:
+    defaults = TrainingConfig()
+    steps = 1 if defaults.all_positions else n_input
+    tied = defaults.tie_min_symbols is not None and symbols >= defaults.tie_min_symbols
+    output = 2 * (units * embedding_dim + embedding_dim * vocab) if tied else 2 * units * vocab
+    return 3.0 * (steps * 2 * 4 * units * (embedding_dim + units) + output)
 
 
 @dataclass(frozen=True)
@@ -351,7 +359,7 @@ def main() -> None:
     for book, out, markov, tokens in results:
         f, c = out["figures"], out["config"]
         flops = flops_per_training_window(
-            c["n_input"], c["units"], c["embedding_dim"], c["vocab_size"]
+            c["n_input"], c["units"], c["embedding_dim"], c["vocab_size"], f["symbols"]
         )
         shapes.append((c["units"], c["embedding_dim"], c["vocab_size"]))
         wps = f["windows_per_second"]
@@ -472,7 +480,7 @@ def main() -> None:
     for row, (_, out, _, _) in zip(rows, results, strict=True):
         f, c = out["figures"], out["config"]
         flops = flops_per_training_window(
-            c["n_input"], c["units"], c["embedding_dim"], c["vocab_size"]
+            c["n_input"], c["units"], c["embedding_dim"], c["vocab_size"], f["symbols"]
         )
         wps = f["windows_per_second"]
         row[8] = fmt(wps * flops / 1e9 / peak * 100 if wps else None, ".0f") + " %"
@@ -486,11 +494,12 @@ def main() -> None:
     defaults = TrainingConfig()
     batch = args.batch_size or defaults.batch_size
     print(
-        f"model: Embedding 64 -> LSTM {args.units} -> Dense V, n_input"
-        f" {args.n_input or 'by size (model.config.default_n_input)'},"
+        f"model: Embedding by size (model.config.default_embedding_dim) -> LSTM {args.units}"
+        f" -> Dense V, n_input {args.n_input or 'by size (model.config.default_n_input)'},"
         f" Adam lr {lr:g}, batch <= {batch}; with the held-out split: dropout"
         f" {defaults.dropout:g}, plateau factor {defaults.plateau_factor},"
-        f" smooth unseen {defaults.smooth_unseen}"
+        f" smooth unseen {defaults.smooth_unseen}, output tied to the embedding from"
+        f" {defaults.tie_min_symbols} symbols"
     )
     print()
     print_table(

@@ -120,7 +120,9 @@ class LimitsConfig:
 class TrainingDefaults:
     layers: int = field(default=1, metadata=_c(min=1, max=2))
     units: int = field(default=512, metadata=_c(min=1, max=4096))
-    embedding_dim: int = field(default=64, metadata=_c(min=1, max=4096))
+    # None: chosen by the story's size (model.config.default_embedding_dim: 64, 256 from 20,000
+    # symbols on, where the output layer is tied to the word vectors).
+    embedding_dim: int | None = field(default=None, metadata=_c(min=1, max=4096))
     # None: chosen by the story's size (model.config.default_n_input: 3, 10 for long stories).
     n_input: int | None = field(default=None, metadata=_c(min=1, max=MAX_N_INPUT))
     max_epochs: int = field(default=300, metadata=_c(min=1))

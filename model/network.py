@@ -3,10 +3,18 @@
 Only ``keras.*`` APIs, so it runs on the TensorFlow and the JAX backend alike. The weights
 map one-to-one onto the named arrays of :mod:`model.serialization` (``extract_weights`` /
 ``assign_weights``), which the numpy forward pass of :mod:`model.generation` reads.
+
+A *tied* network (``build_networks(..., tied=True)``, long stories: ``TrainingConfig.
+tie_min_symbols``) trains its output layer as ``projection @ embedding.T`` (Press & Wolf 2017,
+Inan et al. 2017): the words' input and output vectors are one matrix, which on a small book
+is a strong regularizer. ``extract_weights`` stores the product as the ordinary Dense kernel,
+so a checkpoint, the numpy forward pass and ``assign_weights`` (into an untied network) do not
+know the difference.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import keras
@@ -29,8 +37,49 @@ def build_network(config: ModelConfig, dropout: float = 0.0) -> keras.Model:
     return build_networks(config, dropout)[1]
 
 
+class TiedEmbedding(keras.layers.Layer):
+    """The embedding of a tied network, which also computes its output logits.
+
+    Called on ids it returns their vectors; called with ``logits=True`` on LSTM outputs
+    ``[..., units]`` it returns ``outputs @ projection @ embeddings.T + bias``.
+    """
+
+    def __init__(self, vocab_size: int, embedding_dim: int, units: int, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.vocab_size, self.embedding_dim, self.units = vocab_size, embedding_dim, units
+
+    def build(self, input_shape: Any = None) -> None:
+        self.embeddings = self.add_weight(
+            shape=(self.vocab_size, self.embedding_dim), initializer="uniform", name="embeddings"
+        )
+        self.projection = self.add_weight(
+            shape=(self.units, self.embedding_dim), initializer="glorot_uniform", name="projection"
+        )
+        self.bias = self.add_weight(shape=(self.vocab_size,), initializer="zeros", name="bias")
+
+    def call(self, inputs: Any, logits: bool = False) -> Any:
+        if logits:
+            projected = keras.ops.matmul(inputs, self.projection)
+            return keras.ops.matmul(projected, keras.ops.transpose(self.embeddings)) + self.bias
+        return keras.ops.take(self.embeddings, keras.ops.cast(inputs, "int32"), axis=0)
+
+
+class _TiedOutput:
+    """Calls a :class:`TiedEmbedding` for its logits (a callable, not a second layer)."""
+
+    def __init__(self, shared: TiedEmbedding) -> None:
+        self.shared = shared
+
+    def __call__(self, outputs: Any) -> Any:
+        return self.shared(outputs, logits=True)
+
+
 def build_networks(
-    config: ModelConfig, dropout: float = 0.0, *, all_positions: bool = False
+    config: ModelConfig,
+    dropout: float = 0.0,
+    *,
+    all_positions: bool = False,
+    tied: bool = False,
 ) -> tuple[keras.Model, keras.Model]:
     """``(trainer, predictor)``: two models over the same layers (the same weights).
 
@@ -38,10 +87,23 @@ def build_networks(
     vocab]`` (:func:`build_network`). Without ``all_positions`` the trainer is the predictor.
     With it the trainer predicts after every position of its input (logits ``[batch, n_input,
     vocab]``): one sequence of ``n_input`` symbols then trains ``n_input`` targets, with
-    contexts of 1 to ``n_input`` symbols, for about the cost of one window.
+    contexts of 1 to ``n_input`` symbols, for about the cost of one window. ``tied``: see the
+    module docstring.
     """
     inputs = keras.Input(shape=(config.n_input,), dtype="int32", name="context")
-    embedding = keras.layers.Embedding(config.vocab_size, config.embedding_dim, name="embedding")
+    # The layers are made in this order (embedding, LSTMs, output) because each one draws its
+    # initializers' seeds when it is made: another order trains another seeded model (and the
+    # article's Listing 11 needs this one).
+    embed: Callable[[Any], Any]
+    output: Callable[[Any], Any]
+    shared = (
+        TiedEmbedding(config.vocab_size, config.embedding_dim, config.units, name="embedding")
+        if tied
+        else None
+    )
+    embed = shared or keras.layers.Embedding(
+        config.vocab_size, config.embedding_dim, name="embedding"
+    )
     lstms = [
         keras.layers.LSTM(
             config.units,
@@ -50,10 +112,14 @@ def build_networks(
         )
         for layer in range(config.layers)
     ]
-    dense = keras.layers.Dense(config.vocab_size, name="dense")
+    output = (
+        keras.layers.Dense(config.vocab_size, name="dense")
+        if shared is None
+        else _TiedOutput(shared)
+    )
 
     def forward(with_dropout: bool, last_only: bool) -> Any:
-        x = embedding(inputs)
+        x = embed(inputs)
         for layer, lstm in enumerate(lstms):
             if with_dropout:
                 x = keras.layers.Dropout(dropout, name=f"lstm{layer}_dropout")(x)
@@ -62,7 +128,7 @@ def build_networks(
             x = x[:, -1, :]
         if with_dropout:
             x = keras.layers.Dropout(dropout, name="dense_dropout")(x)
-        return dense(x)
+        return output(x)
 
     if not all_positions:
         network = keras.Model(inputs, forward(dropout > 0, False), name="fabulist")
@@ -74,16 +140,20 @@ def build_networks(
 
 
 def extract_weights(model: keras.Model, config: ModelConfig) -> dict[str, npt.NDArray[Any]]:
-    """The network's weights as the named float32 arrays of the serialization format."""
-    weights: dict[str, npt.NDArray[Any]] = {
-        "embedding": _array(model.get_layer("embedding").get_weights()[0])
-    }
+    """The network's weights as the named float32 arrays of the serialization format (a tied
+    network's output layer as the Dense kernel it computes)."""
+    embedding = model.get_layer("embedding")
+    weights: dict[str, npt.NDArray[Any]] = {"embedding": _array(embedding.get_weights()[0])}
     for layer in range(config.layers):
         kernel, recurrent, bias = model.get_layer(f"lstm{layer}").get_weights()
         weights[f"lstm{layer}_kernel"] = _array(kernel)
         weights[f"lstm{layer}_recurrent"] = _array(recurrent)
         weights[f"lstm{layer}_bias"] = _array(bias)
-    kernel, bias = model.get_layer("dense").get_weights()
+    if isinstance(embedding, TiedEmbedding):
+        vectors, projection, bias = (_array(w) for w in embedding.get_weights())
+        kernel = projection @ vectors.T
+    else:
+        kernel, bias = model.get_layer("dense").get_weights()
     weights["dense_kernel"] = _array(kernel)
     weights["dense_bias"] = _array(bias)
     return weights

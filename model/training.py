@@ -15,7 +15,8 @@ Signature::
 * ``tokens``: the story, already tokenized (:func:`model.tokenizer.tokenize`).
 * ``model_config``: a ModelConfig (its ``vocab_size`` is replaced by the real vocabulary size)
   or a mapping of ModelConfig overrides such as ``{"layers": 2, "n_input": 4}``; None = defaults.
-  Without an n_input the story's size chooses it (:func:`model.config.default_n_input`).
+  Without an n_input or embedding_dim the story's size chooses them
+  (:func:`model.config.default_n_input`, :func:`model.config.default_embedding_dim`).
 * ``training``: TrainingConfig; None = defaults (Adam 1e-2, batches of up to 256 windows).
 * ``on_progress``: called with a picklable :class:`TrainingProgress` after every epoch and,
   for long epochs, about every ``PROGRESS_INTERVAL`` seconds within one.
@@ -30,7 +31,8 @@ Training stops when every learnable training window is predicted right, after
 the budget holds within one step). With a validation split (stories of at least
 ``min_symbols_for_validation`` symbols) the weights of the epoch with the lowest held-out loss
 are the ones returned, and held-out accuracy and perplexity are reported. Only then the
-regularization of :mod:`model.config` applies: dropout, optional weight decay, the
+regularization of :mod:`model.config` applies: dropout, the tied output layer (from
+``tie_min_symbols`` symbols on), optional weight decay, the
 plateau rule (a held-out loss that stalls lowers the learning rate; one that rises first
 restores the best weights)
 and the smoothing of words never seen as a training target (``_unseen_logit``). With a split
@@ -52,7 +54,7 @@ import numpy as np
 import numpy.typing as npt
 
 from model import backend
-from model.config import ModelConfig, TrainingConfig, default_n_input
+from model.config import ModelConfig, TrainingConfig, default_embedding_dim, default_n_input
 from model.errors import ModelError, StoryTooShortError, TrainingCancelled, TrainingDiverged
 from model.generation import left_context_table, story_index_arrays
 from model.network import build_networks, extract_weights
@@ -105,14 +107,16 @@ class _Evaluation:
 def _resolve_config(
     model_config: ModelConfig | Mapping[str, Any] | None, vocab_size: int, symbols: int
 ) -> ModelConfig:
-    """The model's config; an n_input not given (a mapping without it, or None) is chosen by
-    the story's size (:func:`model.config.default_n_input`)."""
+    """The model's config; an n_input or embedding_dim not given (a mapping without it, or
+    None) is chosen by the story's size (:func:`model.config.default_n_input`,
+    :func:`model.config.default_embedding_dim`)."""
     if isinstance(model_config, ModelConfig):
         return replace(model_config, vocab_size=vocab_size)
     values = {
         k: v for k, v in dict(model_config or {}).items() if k != "vocab_size" and v is not None
     }
     values.setdefault("n_input", default_n_input(symbols))
+    values.setdefault("embedding_dim", default_embedding_dim(symbols))
     try:
         return ModelConfig(vocab_size=vocab_size, **values)
     except TypeError as exc:
@@ -402,6 +406,9 @@ def _compile(
         data.config,
         dropout=training.dropout if data.use_validation else 0.0,
         all_positions=data.sequence_starts is not None,
+        tied=data.use_validation
+        and training.tie_min_symbols is not None
+        and data.tokens >= training.tie_min_symbols,
     )
     optimizer = _optimizer(training, data.use_validation)
     trainer.compile(

@@ -20,7 +20,7 @@ from model import (
     detokenize,
     tokenize,
 )
-from model.config import MAX_N_INPUT, default_n_input
+from model.config import MAX_N_INPUT, default_embedding_dim, default_n_input
 
 MAX_TOP_K = 10_000
 MAX_PROMPT_CHARS = 4_000
@@ -117,7 +117,7 @@ class RequestChecks:
                 n_input=n_input or default_n_input(0),
                 layers=layers,
                 units=defaults.units,
-                embedding_dim=defaults.embedding_dim,
+                embedding_dim=defaults.embedding_dim or default_embedding_dim(0),
             )
             return model, TrainingConfig(**training)
         except ModelError as exc:
@@ -127,8 +127,11 @@ class RequestChecks:
         """Checked options resolved against the defaults (InvalidOption if out of range)."""
         model_config, training_config = self.train_options(options)
         # An n_input neither asked for nor configured is left to the story's size (training).
-        by_size = options.n_input is None and self.config.training.n_input is None
-        omitted = {"vocab_size", "n_input"} if by_size else {"vocab_size"}
+        omitted = {"vocab_size"}
+        if options.n_input is None and self.config.training.n_input is None:
+            omitted.add("n_input")
+        if self.config.training.embedding_dim is None:
+            omitted.add("embedding_dim")
         return JobOptions(
             model={k: v for k, v in model_config.to_dict().items() if k not in omitted},
             training=asdict(training_config),

@@ -12,7 +12,7 @@ import pytest
 
 from model import GenerationOptions, ModelConfig, TrainedModel, UnknownWordsError, generate
 from model.generation import NumpyLSTM
-from model.network import assign_weights, build_network, extract_weights
+from model.network import assign_weights, build_network, build_networks, extract_weights
 from model.serialization import TrainingFigures
 from model.vocabulary import UNKNOWN, Vocabulary
 from model.windows import gather
@@ -33,12 +33,12 @@ def _keras_greedy(
     return out
 
 
-@pytest.mark.parametrize("layers", [1, 2])
-def test_numpy_forward_matches_keras(story_tokens: list[str], layers: int) -> None:
+@pytest.mark.parametrize(("layers", "tied"), [(1, False), (2, False), (1, True)])
+def test_numpy_forward_matches_keras(story_tokens: list[str], layers: int, tied: bool) -> None:
     vocabulary = Vocabulary.build(story_tokens)
     config = ModelConfig(vocab_size=len(vocabulary), layers=layers, units=24, embedding_dim=8)
     keras.utils.set_random_seed(7)
-    network = build_network(config)
+    network = build_networks(config, tied=tied)[1]
     # Larger random weights than the initializer's, so the comparison is not near zero.
     rng = np.random.default_rng(0)
     network.set_weights(
@@ -58,10 +58,15 @@ def test_numpy_forward_matches_keras(story_tokens: list[str], layers: int) -> No
     # The network's own argmax: no story index here, and the repeat guard off.
     plain = GenerationOptions(no_repeat_ngram=None)
     assert generate(model, prompt, plain) == _keras_greedy(network, model, prompt, 32)
-    # The weights load back into a Keras network unchanged.
+    # The weights load back into a Keras network unchanged (a tied one's output layer into
+    # an ordinary Dense layer: the product, so only rounding may differ).
     again = build_network(config)
     assign_weights(again, config, weights)
-    np.testing.assert_array_equal(again.predict_on_batch(x[:5]), expected[:5])
+    if tied:
+        assert np.linalg.matrix_rank(weights["dense_kernel"]) == config.embedding_dim
+        np.testing.assert_allclose(again.predict_on_batch(x[:5]), expected[:5], atol=1e-5)
+    else:
+        np.testing.assert_array_equal(again.predict_on_batch(x[:5]), expected[:5])
 
 
 def test_trained_model_continues_the_story(

@@ -19,7 +19,8 @@ from model import (
     generate,
     tokenize,
 )
-from model.training import TrainingProgress, _Clock, train_model
+from model.config import LONG_STORY_SYMBOLS, TIED_OUTPUT_SYMBOLS
+from model.training import TrainingProgress, _Clock, _resolve_config, train_model
 from tests.model.conftest import ARTICLE_PREFIX, CORPORA
 
 TINY = {"units": 32, "embedding_dim": 16}
@@ -116,6 +117,24 @@ def test_book_validation_best_weights_and_cap(jacobs_tokens: list[str]) -> None:
     first = next(r for r in reports if r.epoch == 1 and r.step == r.steps_per_epoch)
     assert first.eta_seconds is not None and first.eta_seconds >= 0
     assert len(generate(model, ["the", "zebra", "said"], GenerationOptions(length=8))) == 8
+
+
+def test_long_stories_train_a_tied_output_layer_on_wider_word_vectors(
+    jacobs_tokens: list[str],
+) -> None:
+    # Only the size chooses: 64-wide vectors below TIED_OUTPUT_SYMBOLS, 256 from it on.
+    assert _resolve_config({}, 100, TIED_OUTPUT_SYMBOLS - 1).embedding_dim == 64
+    assert _resolve_config({}, 100, TIED_OUTPUT_SYMBOLS).embedding_dim == 256
+    assert _resolve_config({"embedding_dim": 8}, 100, TIED_OUTPUT_SYMBOLS).embedding_dim == 8
+    tokens = jacobs_tokens[:LONG_STORY_SYMBOLS]  # a held-out split: the regularized path
+    ranks = {}
+    for tie_from in (len(tokens), len(tokens) + 1, None):
+        training = TrainingConfig(seed=2, max_epochs=1, tie_min_symbols=tie_from)
+        model = train_model(tokens, {"units": 24, "embedding_dim": 8}, training)
+        assert model.figures.validation_windows
+        ranks[tie_from] = np.linalg.matrix_rank(model.weights["dense_kernel"][:, :50])
+    # Tied, the output layer is projection @ embedding.T: no wider than the word vectors.
+    assert ranks == {len(tokens): 8, len(tokens) + 1: 24, None: 24}
 
 
 def test_time_budget_stops_training(jacobs_tokens: list[str]) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from bot.config import Config
+from bot.config import Config, load_config
 from bot.core.api import ContinueOptions, TrainOptions
 from bot.core.service import StoryService
 from bot.core.uploads import decode_story
@@ -174,3 +174,12 @@ def test_n_input_left_to_the_story_size_unless_asked(tmp_path: Any) -> None:
     assert by_size.job_options(TrainOptions(n_input=4)).model["n_input"] == 4
     configured = RequestChecks(tiny_config(tmp_path, training={"n_input": 5}))
     assert configured.job_options(TrainOptions()).model["n_input"] == 5
+
+
+def test_embedding_dim_left_to_the_story_size_unless_configured(tmp_path: Any) -> None:
+    from bot.core.validation import RequestChecks
+
+    configured = RequestChecks(tiny_config(tmp_path))  # embedding_dim = 16
+    assert configured.job_options(TrainOptions()).model["embedding_dim"] == 16
+    unset = load_config(data={"storage": {"database": str(tmp_path / "f.sqlite3")}}, environ={})
+    assert "embedding_dim" not in RequestChecks(unset).job_options(TrainOptions()).model
