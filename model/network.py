@@ -14,7 +14,6 @@ know the difference.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import keras
@@ -64,16 +63,6 @@ class TiedEmbedding(keras.layers.Layer):
         return keras.ops.take(self.embeddings, keras.ops.cast(inputs, "int32"), axis=0)
 
 
-class _TiedOutput:
-    """Calls a :class:`TiedEmbedding` for its logits (a callable, not a second layer)."""
-
-    def __init__(self, shared: TiedEmbedding) -> None:
-        self.shared = shared
-
-    def __call__(self, outputs: Any) -> Any:
-        return self.shared(outputs, logits=True)
-
-
 def build_networks(
     config: ModelConfig,
     dropout: float = 0.0,
@@ -94,15 +83,10 @@ def build_networks(
     # The layers are made in this order (embedding, LSTMs, output) because each one draws its
     # initializers' seeds when it is made: another order trains another seeded model (and the
     # article's Listing 11 needs this one).
-    embed: Callable[[Any], Any]
-    output: Callable[[Any], Any]
-    shared = (
+    embedding: TiedEmbedding | keras.layers.Embedding = (
         TiedEmbedding(config.vocab_size, config.embedding_dim, config.units, name="embedding")
         if tied
-        else None
-    )
-    embed = shared or keras.layers.Embedding(
-        config.vocab_size, config.embedding_dim, name="embedding"
+        else keras.layers.Embedding(config.vocab_size, config.embedding_dim, name="embedding")
     )
     lstms = [
         keras.layers.LSTM(
@@ -112,14 +96,10 @@ def build_networks(
         )
         for layer in range(config.layers)
     ]
-    output = (
-        keras.layers.Dense(config.vocab_size, name="dense")
-        if shared is None
-        else _TiedOutput(shared)
-    )
+    dense = None if tied else keras.layers.Dense(config.vocab_size, name="dense")
 
     def forward(with_dropout: bool, last_only: bool) -> Any:
-        x = embed(inputs)
+        x = embedding(inputs)
         for layer, lstm in enumerate(lstms):
             if with_dropout:
                 x = keras.layers.Dropout(dropout, name=f"lstm{layer}_dropout")(x)
@@ -128,7 +108,7 @@ def build_networks(
             x = x[:, -1, :]
         if with_dropout:
             x = keras.layers.Dropout(dropout, name="dense_dropout")(x)
-        return output(x)
+        return embedding(x, logits=True) if dense is None else dense(x)
 
     if not all_positions:
         network = keras.Model(inputs, forward(dropout > 0, False), name="fabulist")
