@@ -31,7 +31,8 @@ targets, one LSTM step and one softmax each).
 Also printed: the ETA reported after epoch 1 (elapsed + eta) against the actual training time,
 and what TensorFlow's intra/inter-op thread settings do to throughput (short runs on the largest
 book in interleaved rounds, so that load drift hits every setting alike; plus one with a seed,
-which turns on TensorFlow's op determinism).
+which turns on TensorFlow's op determinism, and the baseline of the XLA-compiled training of long
+stories: the same run with ``TrainingConfig(xla=False)``, as trained before 2026-12-01).
 
 Usage: ``.venv/bin/python bench/bench_books.py [--quick] [--books grimm,jacobs] [--units 512]``;
 ``--help`` lists the rest. The machine may be shared: the load average is printed at the start and
@@ -84,12 +85,13 @@ BOOKS = (
     Book("grimm", "grimms-fairy-tales-taylor-edwardes.txt", 5, 270.0),
 )
 QUICK_EPOCHS, QUICK_SECONDS, QUICK_THREAD_SECONDS = 2, 12.0, 6.0
-THREAD_SETTINGS: tuple[tuple[str, int | None, int | None, int | None], ...] = (
-    # label, intra-op threads, inter-op threads, seed
-    ("TF default", None, None, None),
-    ("intra 1 / inter 1", 1, 1, None),
-    ("intra 2 / inter 2", 2, 2, None),
-    ("default + seed (op determinism)", None, None, 1),
+THREAD_SETTINGS: tuple[tuple[str, int | None, int | None, int | None, bool], ...] = (
+    # label, intra-op threads, inter-op threads, seed, XLA (TrainingConfig.xla)
+    ("TF default", None, None, None, True),
+    ("intra 1 / inter 1", 1, 1, None, True),
+    ("intra 2 / inter 2", 2, 2, None, True),
+    ("default + seed (op determinism, no XLA)", None, None, 1, True),
+    ("default, no XLA (before 2026-12-01)", None, None, None, False),
 )
 
 
@@ -106,6 +108,7 @@ class TrainJob:
     batch_size: int | None = None
     intra_op: int | None = None
     inter_op: int | None = None
+    xla: bool = True
 
 
 # --- measured in the child (a fresh spawned process, like a training worker) -------------------
@@ -146,7 +149,11 @@ def run_training(job: TrainJob) -> dict[str, Any]:
     if job.batch_size:
         overrides["batch_size"] = job.batch_size
     training = TrainingConfig(
-        max_epochs=job.max_epochs, max_seconds=job.max_seconds, seed=job.seed, **overrides
+        max_epochs=job.max_epochs,
+        max_seconds=job.max_seconds,
+        seed=job.seed,
+        xla=job.xla,
+        **overrides,
     )
     usage = resource.getrusage(resource.RUSAGE_SELF)
     t0 = time.perf_counter()
@@ -436,7 +443,7 @@ def main() -> None:
         rates: dict[str, list[float]] = {label: [] for label, *_ in THREAD_SETTINGS}
         first_steps: dict[str, list[float]] = {label: [] for label, *_ in THREAD_SETTINGS}
         for _ in range(rounds):
-            for label, intra, inter, seed in THREAD_SETTINGS:
+            for label, intra, inter, seed, xla in THREAD_SETTINGS:
                 out = train_in_fresh_process(
                     TrainJob(
                         str(CORPORA / largest.filename),
@@ -447,6 +454,7 @@ def main() -> None:
                         seed=seed,
                         intra_op=intra,
                         inter_op=inter,
+                        xla=xla,
                         n_input=args.n_input,
                         learning_rate=args.learning_rate,
                     )
@@ -529,7 +537,10 @@ def main() -> None:
         eta_rows,
     )
     if thread_rows:
-        print("TensorFlow threads (fresh process per run, 1 partial epoch; medians of the rounds):")
+        print(
+            "TensorFlow threads and XLA (fresh process per run, 1 partial epoch; medians of the"
+            " rounds):"
+        )
         print_table(["setting", "1st step s", "windows/s", "each round", "vs default"], thread_rows)
     print("vocabulary cap: share of the text covered at a smaller cap (not trained):")
     print_table(["book", "uncapped", "cap 1,000", "cap 2,000", "cap 5,000"], cap_rows)

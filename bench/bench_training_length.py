@@ -1,14 +1,14 @@
 """Training length per story size (issue 16): when does a training end, and what did it reach?
 
 Cuts of one book (default Grimm; the first 2, 10, 30 and 100 KB, then the whole book with
-``--full``) are trained with the product's defaults (``TrainingConfig()`` apart from the seed,
-the n_input that ``model.config.default_n_input`` picks for the cut's size, and the default
-vocabulary cap of the bot). For each cut the bench prints the symbols, n_input, the held-out
-split (stories of ``LONG_STORY_SYMBOLS`` symbols or more), the epochs and what stopped the
-training (``learned``: every learnable window right; ``plateau``: more epochs stopped helping;
-``max_seconds``: the budget), the wall time of ``train_model``, the epoch of the best held-out
-loss, and the held-out perplexity next to an order-3 Kneser-Ney Markov chain's built on the same
-training windows (``bench/markov.py``) with their ratio.
+``--full``) are trained with the product's defaults (``TrainingConfig()``, unseeded like the
+bot's unless ``--seed`` is given; the n_input that ``model.config.default_n_input`` picks for the
+cut's size, and the default vocabulary cap of the bot). For each cut the bench prints the
+symbols, n_input, the held-out split (stories of ``LONG_STORY_SYMBOLS`` symbols or more), the
+epochs and what stopped the training (``learned``: every learnable window right; ``plateau``:
+more epochs stopped helping; ``max_seconds``: the budget), the wall time of ``train_model``, the
+epoch of the best held-out loss, and the held-out perplexity next to an order-3 Kneser-Ney Markov
+chain's built on the same training windows (``bench/markov.py``) with their ratio.
 
 The budget (``--max-seconds``, default the product's 600 s) is meant as a cap: the target is that
 training ends by itself, so a 30 KB story takes about a minute. The machine may be shared: the load
@@ -71,7 +71,13 @@ def main() -> None:
     parser.add_argument("--sizes", default=",".join(map(str, SIZES_KB)), help="KB, comma-separated")
     parser.add_argument("--full", action="store_true", help="also the whole book")
     parser.add_argument("--max-seconds", type=float, default=TrainingConfig().max_seconds)
-    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        help="default: none, as the bot trains (a seeded run is not XLA-compiled, see"
+        " model.training._compile)",
+    )
     args = parser.parse_args()
 
     from model.training import train_model

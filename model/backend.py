@@ -25,6 +25,17 @@ def make_deterministic() -> None:
         tf.config.experimental.enable_op_determinism()
 
 
+def compiles_now() -> bool:
+    """Whether Keras XLA-compiles a model compiled now: not under TensorFlow's op determinism,
+    which a seeded run turns on for the rest of its process. JAX compiles every run."""
+    if backend_name() != "tensorflow":
+        return True
+    # No public getter; Keras' own check (keras.src.trainers.trainer) reads this one.
+    from tensorflow.python.framework import config as tf_config
+
+    return not tf_config.is_op_determinism_enabled()
+
+
 def set_threads(intra_op: int | None = None, inter_op: int | None = None) -> None:
     """TensorFlow thread pools (must run before the first op); no-op on other backends."""
     if backend_name() != "tensorflow":

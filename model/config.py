@@ -13,7 +13,10 @@ the article's story (no split) trains exactly as before:
 * ``batch_size`` 256 (was 1024): a book of 15k-50k words then gets 4x the updates per epoch;
   at 1024 the held-out loss was still falling when the epochs ran out.
 * ``dropout`` 0.5 on the input of every LSTM layer and of the Dense layer (Dropout layers
-  without weights; the identity at inference, so the numpy forward pass is unchanged).
+  without weights; the identity at inference, so the numpy forward pass is unchanged). Under
+  XLA (unseeded trainings of ``model.training.JIT_MIN_WINDOWS`` windows or more) the masks come
+  from an integer hash (``model.network.HashDropout``): XLA's random numbers were the
+  bottleneck on the CPU.
 * ``weight_decay``: decoupled weight decay of the optimizer; off (it did not help).
 * ``plateau_factor`` 0.3: after an epoch that lowered the held-out loss by less than
   ``min_improvement`` nats, multiply the learning rate by this factor; if the loss rose, restore
@@ -176,6 +179,9 @@ class TrainingConfig:
     smooth_unseen: bool = True
     all_positions: bool = True
     tie_min_symbols: int | None = TIED_OUTPUT_SYMBOLS
+    # XLA-compile trainings of model.training.JIT_MIN_WINDOWS windows or more (not seeded ones
+    # on TensorFlow, which Keras does not compile under op determinism).
+    xla: bool = True
     # Early stop (any story): epochs in a row that do not help before training ends.
     patience: int | None = 2
     min_improvement: float = 0.005
@@ -200,7 +206,7 @@ class TrainingConfig:
             _check_float("plateau_factor", self.plateau_factor, 0.01, 1.0)
         if self.tie_min_symbols is not None:
             _check_int("tie_min_symbols", self.tie_min_symbols, 0, 1 << 40)
-        for name in ("smooth_unseen", "all_positions"):
+        for name in ("smooth_unseen", "all_positions", "xla"):
             if not isinstance(getattr(self, name), bool):
                 raise ModelError(f"{name} must be true or false.")
         if self.patience is not None:

@@ -38,6 +38,11 @@ restores the best weights)
 and the smoothing of words never seen as a training target (``_unseen_logit``). With a split
 the training figures are the running means of the epoch's steps (dropout on), not an exact
 pass, and the "learned" stop does not apply.
+
+Stories of ``JIT_MIN_WINDOWS`` training windows or more train XLA-compiled (``TrainingConfig.
+xla``), with unrolled LSTMs and hashed dropout masks (:mod:`model.network`), unless seeded: Keras
+does not compile under TensorFlow's op determinism (which a seeded run turns on for the rest of
+its process), so such a run builds the plain networks it will really run.
 """
 
 from __future__ import annotations
@@ -402,6 +407,9 @@ def _compile(
         keras.utils.set_random_seed(training.seed)
         backend.make_deterministic()
     rng = np.random.default_rng(training.seed)
+    # XLA pays off from JIT_MIN_WINDOWS on; Keras does not compile under TensorFlow's op
+    # determinism (seeded runs), so such a run builds the networks it will really run.
+    compiled = training.xla and len(data.train_idx) >= JIT_MIN_WINDOWS and backend.compiles_now()
     trainer, network = build_networks(
         data.config,
         dropout=training.dropout if data.use_validation else 0.0,
@@ -409,17 +417,14 @@ def _compile(
         tied=data.use_validation
         and training.tie_min_symbols is not None
         and data.tokens >= training.tie_min_symbols,
+        compiled=compiled,
     )
     optimizer = _optimizer(training, data.use_validation)
     trainer.compile(
         optimizer=optimizer,
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
-        # XLA on the CPU makes the Dropout masks' random numbers the bottleneck: measured on
-        # Grimm at batch 1024, 1,700 windows/s with XLA against 3,300 without (3,500 with XLA
-        # and no dropout).
-        jit_compile=len(data.train_idx) >= JIT_MIN_WINDOWS
-        and not (data.use_validation and training.dropout),
+        jit_compile=compiled,
     )
     # Trace predict before the clock starts, so epoch 1's timing predicts the later ones.
     for n_eval in {min(EVAL_BATCH, len(data.train_idx)), min(EVAL_BATCH, len(data.val_idx))} - {0}:
