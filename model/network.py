@@ -14,7 +14,7 @@ know the difference.
 Long stories train with XLA (``build_networks(..., compiled=True)``): the LSTMs are unrolled
 (their few steps become straight-line code XLA fuses, not a while loop) and dropout draws its
 masks from an integer hash (:class:`HashDropout`), because XLA's random-number generator is slow
-on the CPU. Measured on Grimm (``bench/bench_books.py``, 2 epochs, training windows/s): 5,109
+on the CPU. Measured on Grimm (``bench/bench_books.py``, 2-3 epochs, training windows/s): 5,109
 without XLA; with XLA and the LSTM as a loop, 2,347 with Keras' Dropout and 4,008 with
 HashDropout; with XLA, unrolled LSTMs and HashDropout 6,524, as fast as with no dropout at all
 (6,473).

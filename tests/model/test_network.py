@@ -52,22 +52,25 @@ def test_hash_dropout_is_the_identity_at_inference_and_repeats_with_its_seed() -
 
 
 def _train_long_story(seed: int | None) -> dict[str, Any]:
-    """In a fresh process (as a training worker): the networks a training of
-    ``JIT_MIN_WINDOWS`` windows builds, and its held-out losses over two epochs."""
+    """In a fresh process (as a training worker): two epochs of a story of ``JIT_MIN_WINDOWS``
+    windows, with the networks its training built and its held-out losses."""
     from model import TrainingConfig, tokenize
-    from model.training import JIT_MIN_WINDOWS, _compile, _prepare, train_model
+    from model.training import JIT_MIN_WINDOWS, _prepare, _Run
 
     text = (CORPORA / "aesops-fables-vernon-jones.txt").read_text(encoding="utf-8")
     tokens = tokenize(text)[: JIT_MIN_WINDOWS + 3_000]
-    model_config = {"units": 16, "embedding_dim": 8}
     training = TrainingConfig(seed=seed, max_epochs=2)
-    trainer = _compile(_prepare(tokens, model_config, training, 2_000), training)[0]
-    model = train_model(tokens, model_config, training, vocabulary_max_size=2_000)
+    data = _prepare(tokens, {"units": 16, "embedding_dim": 8}, training, 2_000)
+    run = _Run(data, training, on_progress=None, should_cancel=None)
+    for _ in range(2):  # train_model's loop, bound by epochs
+        assert run.train_epoch()
+        run.measure_epoch()
+    trainer = run.trainer
     return {
         "jit_compile": trainer.jit_compile,
         "dropouts": {type(layer).__name__ for layer in trainer.layers if "dropout" in layer.name},
         "unroll": trainer.get_layer("lstm0").unroll,
-        "val_losses": [epoch["val_loss"] for epoch in model.figures.history],
+        "val_losses": [epoch["val_loss"] for epoch in run.history],
     }
 
 
