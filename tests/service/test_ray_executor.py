@@ -287,3 +287,69 @@ async def test_a_killed_driver_process_fails_its_training_and_a_new_driver_takes
         await executor.close()
         await store.close()
     assert not process_alive(old) and not process_alive(new)  # no orphan driver process
+
+
+# ray.cancel interrupts the worker's main thread (not a signal: Ray's workers block SIGINT). An
+# interrupt that arrives as a task ends can land in the next task of that worker: CI once saw a
+# training nobody cancelled end "cancelled". Here a real ray.cancel that the monitor did not ask
+# for stands in for such a stray interrupt.
+STRAY_INTERRUPT = """
+import sys, time
+import ray
+from bot.executors.ray_cluster import RaySettings
+from bot.executors.ray_cluster.connection import RayConnection
+from bot.executors.ray_cluster.task_monitor import TaskMonitor
+from tests.support import long_story
+
+connection = RayConnection(RaySettings(address=sys.argv[1]))
+assert connection.connect()
+sent = []
+monitor = TaskMonitor(connection, sent.append)
+story = long_story().decode()
+
+def train(job_id, interrupts):
+    monitor.submit({"job_id": job_id, "texts": [story], "model": {"units": 16, "embedding_dim": 16},
+                    "training": {"max_seconds": 6.0, "max_epochs": 300},
+                    "vocabulary_max_size": None})
+    started, delivered, deadline = False, 0, time.monotonic() + 240
+    while time.monotonic() < deadline:
+        monitor.collect()
+        messages, sent[:] = list(sent), []
+        for message in messages:
+            if message[0] == "started" and message[1] == job_id:
+                started = True
+            if message[0] == "progress" and message[1] == job_id and message[2]["epoch"] >= 1:
+                if started and delivered < interrupts:
+                    ray.cancel(monitor._refs[job_id])  # not monitor.cancel: nobody asked
+                    started, delivered = False, delivered + 1
+            if message[0] == "outcome" and message[1].job_id == job_id:
+                outcome = message[1]
+                print(f"job {job_id}: {delivered} interrupts, {outcome.state}: {outcome.error}")
+                return
+    print(f"job {job_id}: no outcome")
+
+train(1, 1)
+train(2, 2)
+connection.disconnect()
+"""
+
+
+def test_an_interrupt_nobody_asked_for_trains_again_and_a_second_one_fails_clearly(
+    ray_cluster: RayHead,
+) -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", STRAY_INTERRUPT, ray_cluster.address],
+        cwd=REPO,
+        env={**os.environ, **TEST_ENV},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    out = done.stdout
+    assert done.returncode == 0, done.stdout + done.stderr[-3000:]
+    # Submitted again after the first, it trains to the end.
+    assert "job 1: 1 interrupts, done: None" in out, out + done.stderr[-3000:]
+    # A second is not called a cancel either: it fails, saying what happened.
+    assert "job 2: 2 interrupts, failed: The training was interrupted on the training cluster " in (
+        out
+    ), out + done.stderr[-3000:]

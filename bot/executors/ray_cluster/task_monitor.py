@@ -10,6 +10,12 @@ Failures become ``failed`` outcomes with a message for people: a Ray worker or n
 mid-training fails that job; a job board that stops answering means the cluster is lost: the
 running jobs fail and the connection reconnects in the background, while new jobs fail at once
 with ``UNREACHABLE``.
+
+Cancelling a task that has started only raises the board's flag: its training stops at its next
+check. ``ray.cancel`` interrupts a worker's main thread asynchronously, and an interrupt that
+arrives as the task ends can land in the next task that worker runs (it did in CI: a training
+nobody cancelled ended "cancelled"). So ``ray.cancel`` is kept for tasks not known to have
+started, and a task that ends cancelled without a cancel from here is submitted again, once.
 """
 
 from __future__ import annotations
@@ -34,6 +40,12 @@ WORKER_DIED = "The training process stopped unexpectedly (its Ray worker died)."
 NODE_DIED = "The training stopped unexpectedly (the machine running it left the cluster)."
 OUT_OF_MEMORY = "Training ran out of memory on the cluster; try a smaller story."
 CLOSED = "The training service is shutting down."
+INTERRUPTED_TWICE = (
+    "The training was interrupted on the training cluster twice without anyone cancelling it; "
+    "try again."
+)
+# How often a task that was interrupted without a cancel from here is submitted again.
+RESUBMISSIONS = 1
 
 Send = Callable[[tuple[Any, ...]], None]
 
@@ -45,15 +57,22 @@ class TaskMonitor:
         self.connection = connection
         self._send = send
         self._refs: dict[int, Any] = {}  # job id -> its task's ObjectRef
+        self._tasks: dict[int, dict[str, Any]] = {}  # job id -> the task, to submit it again
         self._started: set[int] = set()
+        self._cancelling: set[int] = set()  # the jobs the bot asked to cancel
+        self._resubmitted: dict[int, int] = {}
 
     @property
     def running(self) -> bool:
         return bool(self._refs)
 
     def _finish(self, outcome: TrainingOutcome) -> None:
-        self._refs.pop(outcome.job_id, None)
-        self._started.discard(outcome.job_id)
+        job_id = outcome.job_id
+        self._refs.pop(job_id, None)
+        self._tasks.pop(job_id, None)
+        self._started.discard(job_id)
+        self._cancelling.discard(job_id)
+        self._resubmitted.pop(job_id, None)
         self._send(("outcome", outcome))
 
     def submit(self, task: dict[str, Any]) -> None:
@@ -68,18 +87,23 @@ class TaskMonitor:
         except Exception:
             logger.exception("could not submit job %d to the Ray cluster", job_id)
             self._finish(TrainingOutcome(job_id, "failed", error=UNREACHABLE))
+            return
+        self._tasks[job_id] = task
 
     def cancel(self, job_id: int) -> None:
-        """Stop ``job_id``: the board's flag (the training checks it) and ``ray.cancel``."""
+        """Stop ``job_id``: the board's flag (the training checks it), and ``ray.cancel`` for a
+        task not known to have started (it may still wait for a worker)."""
         import ray
 
         ref = self._refs.get(job_id)
         if ref is None:
             return  # already over
+        self._cancelling.add(job_id)
         with contextlib.suppress(Exception):
             self.connection.board.cancel.remote(job_id)
-        with contextlib.suppress(Exception):
-            ray.cancel(ref)
+        if job_id not in self._started:
+            with contextlib.suppress(Exception):
+                ray.cancel(ref)
 
     def collect(self) -> None:
         """Report the finished tasks, then the started ones and the latest progress."""
@@ -95,7 +119,13 @@ class TaskMonitor:
             ready = []
         for ref in ready:
             job_id = by_ref[ref]
-            self._finish(self._outcome(job_id, ref))
+            outcome = self._outcome(job_id, ref)
+            if outcome.state == "cancelled" and job_id not in self._cancelling:
+                failed = self._submit_again(job_id)
+                if failed is None:
+                    continue
+                outcome = failed
+            self._finish(outcome)
             with contextlib.suppress(Exception):
                 self.connection.board.forget.remote(job_id)
         if not self._refs:
@@ -133,6 +163,27 @@ class TaskMonitor:
             logger.error("training job %d failed in Ray: %s", job_id, exc)
             return TrainingOutcome(job_id, "failed", error=LOST)
         return training_outcome(job_id, result)
+
+    def _submit_again(self, job_id: int) -> TrainingOutcome | None:
+        """A task ended cancelled, but nobody here cancelled it (a stray interrupt): submit it
+        again (None), or fail it if it was submitted again ``RESUBMISSIONS`` times already."""
+        count = self._resubmitted.get(job_id, 0)
+        if count >= RESUBMISSIONS:
+            logger.error("training job %d was interrupted again without a cancel", job_id)
+            return TrainingOutcome(job_id, "failed", error=INTERRUPTED_TWICE)
+        logger.warning(
+            "training job %d was interrupted without a cancel from this bot: submitting it again",
+            job_id,
+        )
+        self._resubmitted[job_id] = count + 1
+        self._started.discard(job_id)
+        try:
+            task = self._tasks[job_id]
+            self._refs[job_id] = self.connection.remote.remote(task, self.connection.board)
+        except Exception:
+            logger.exception("could not submit job %d to the Ray cluster again", job_id)
+            return TrainingOutcome(job_id, "failed", error=UNREACHABLE)
+        return None
 
     def _lost(self, exc: BaseException) -> None:
         """The board stopped answering: the cluster (or the connection to it) is gone."""

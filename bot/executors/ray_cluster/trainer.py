@@ -9,8 +9,8 @@ installed (``pip install 'fabulist[ray]'``, the same version as the bot) for tha
 The task reports to a :class:`JobBoard` actor owned by the driver process (one per connection):
 ``post`` progress (coalesced to one call per ``PROGRESS_EVERY`` seconds, fire-and-forget) and
 ``is_cancelled`` for the training's own cancel check (asked at most every ``CANCEL_POLL``
-seconds). The board is how Cancel reaches a running training even when ``ray.cancel``'s
-KeyboardInterrupt cannot (inside a long native call); and if the board is gone (the driver
+seconds). The board is how Cancel reaches a running training (``ray.cancel`` only stops tasks
+not yet known to have started: see ``task_monitor``); and if the board is gone (the driver
 process died, or the bot with it), the training stops at its next check, like a local trainer
 whose pipe closed.
 """
@@ -113,7 +113,7 @@ def train(task: dict[str, Any], board: Any) -> dict[str, Any]:
         board.started.remote(job_id, ray.util.get_node_ip_address(), os.getpid())
     try:
         outcome = run_training(task, on_progress, should_cancel)
-    except KeyboardInterrupt:  # how ray.cancel stops a running task
+    except KeyboardInterrupt:  # ray.cancel's (asked for or stray: the monitor tells which)
         return {"state": "cancelled"}
     flush()
     return outcome
