@@ -58,7 +58,10 @@ def history_text(learned: HistoryTraining) -> str:
         (learned.skipped_bots, "from bots or webhooks"),
         (learned.skipped_commands, "commands"),
         (learned.skipped_opted_out, "from members who opted out"),
-        (learned.skipped_empty, "with nothing left after removing links, code and mentions"),
+        (
+            learned.skipped_empty,
+            "with nothing left after removing links, code, mentions and filtered words",
+        ),
     ]
     parts = [f"{count:,} {what}" for count, what in left_out if count]
     skipped = f" (left out: {', '.join(parts)})" if parts else ""

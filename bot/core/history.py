@@ -4,7 +4,8 @@ they make (pure functions; the adapter reads the messages, ``Privacy`` checks co
 Left out: bot and webhook messages, messages starting with a command prefix, messages of members
 who opted out, and what is left empty after cleaning. Cleaning removes code blocks, inline code,
 links and custom emoji, and replaces every mention (members, roles, channels, @everyone/@here)
-by :data:`MENTION_SYMBOL`, so no name or id is learned and nothing generated can ping.
+by :data:`MENTION_SYMBOL`, so no name or id is learned and nothing generated can ping. The
+server's filtered words are cut out of each message (:func:`mask_messages`).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from bot.core.api import (
     ChannelRef,
@@ -24,11 +25,13 @@ from bot.core.api import (
     ProgressCallback,
     TrainOptions,
 )
+from bot.core.filters import GuildFilters
 from bot.core.library import Library
 from bot.core.store import RebuiltStory, StoryMessage
 from bot.core.uploads import prepare_story
 from bot.core.validation import check_int
 from bot.errors import InvalidOption, InvalidUpload, NotAllowed, UserError
+from model.filtering import WordFilter, mask_text
 
 MENTION_SYMBOL = "◇"
 
@@ -48,6 +51,11 @@ def clean_message(content: str) -> str | None:
     text = _LINK.sub(" ", text)
     text = _CUSTOM_EMOJI.sub(" ", text)
     text = _MENTION.sub(f" {MENTION_SYMBOL} ", text)
+    return _learnable(text)
+
+
+def _learnable(text: str) -> str | None:
+    """``text`` with its spaces tidied, or None if no word is left in it."""
     lines = [_SPACES.sub(" ", line).strip() for line in text.splitlines()]
     text = "\n".join(line for line in lines if line)
     if not _WORD.search(text.replace(MENTION_SYMBOL, "")):
@@ -97,6 +105,30 @@ def select_messages(
     return SelectedMessages(tuple(kept), len(messages), bots, commands, opted, empty)
 
 
+def mask_messages(
+    messages: tuple[StoryMessage, ...], word_filter: WordFilter
+) -> tuple[tuple[StoryMessage, ...], int, int]:
+    """The messages with the server's filtered words cut out, the words cut, and how many
+    messages were left without a word (dropped). Always masked, whatever ``filters.on_story``
+    says: a channel's past cannot be edited and read again the way an upload can."""
+    if not word_filter:
+        return messages, 0, 0
+    kept: list[StoryMessage] = []
+    cut = dropped = 0
+    for message in messages:
+        masked, words = mask_text(message.text, word_filter)
+        if not words:
+            kept.append(message)
+            continue
+        cut += len(words)
+        text = _learnable(masked)
+        if text is None:
+            dropped += 1
+        else:
+            kept.append(replace(message, text=text))
+    return tuple(kept), cut, dropped
+
+
 def story_text(texts: Sequence[str]) -> str:
     """A history story's text: its messages, one paragraph each."""
     return "\n\n".join(texts)
@@ -123,8 +155,9 @@ def rebuild_story(texts: Sequence[str], *, n_input: int, max_symbols: int) -> Re
 class HistoryLearning:
     """``/train source:history``: the checks before reading, then the story and its job."""
 
-    def __init__(self, library: Library) -> None:
+    def __init__(self, library: Library, filters: GuildFilters) -> None:
         self.library = library
+        self.filters = filters
         self.config, self.store = library.config, library.store
         self.scheduler, self.checks = library.scheduler, library.checks
 
@@ -178,12 +211,14 @@ class HistoryLearning:
             prefixes=self.config.history.command_prefixes,
             opted_out=request.opted_out,
         )
-        if not selected.messages:
+        word_filter = await self.filters.word_filter(channel.guild_id)
+        messages_kept, cut, emptied = mask_messages(selected.messages, word_filter)
+        if not messages_kept:
             raise InvalidUpload(
                 f"None of the {selected.read} messages read can be learned (bots, webhooks, "
-                "commands, links, code and members who opted out are left out)."
+                "commands, links, code, filtered words and members who opted out are left out)."
             )
-        data = story_text([m.text for m in selected.messages]).encode("utf-8")
+        data = story_text([m.text for m in messages_kept]).encode("utf-8")
         filename = f"history of #{channel.name or channel.channel_id}"
         job, _ = await self.library.queue_story(
             channel,
@@ -193,16 +228,16 @@ class HistoryLearning:
             options.mode == "append",
             job_options,
             on_progress,
-            messages=selected.messages,
+            messages=messages_kept,
         )
-        first, last = selected.messages[0], selected.messages[-1]
+        first, last = messages_kept[0], messages_kept[-1]
         return HistoryTraining(
-            job=job,
-            messages=len(selected.messages),
+            job=replace(job, filtered_words=cut),
+            messages=len(messages_kept),
             read=selected.read,
             skipped_bots=selected.skipped_bots,
             skipped_commands=selected.skipped_commands,
             skipped_opted_out=selected.skipped_opted_out,
-            skipped_empty=selected.skipped_empty,
-            span=HistorySpan(len(selected.messages), first.created_at, last.created_at),
+            skipped_empty=selected.skipped_empty + emptied,
+            span=HistorySpan(len(messages_kept), first.created_at, last.created_at),
         )

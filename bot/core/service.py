@@ -81,7 +81,7 @@ class StoryService:
         self.figures = ChannelFigures(store)
         self.library = Library(config, store, self.scheduler, self.cache, self.checks, self.figures)
         self.transfer = Transfer(self.library)
-        self.history = HistoryLearning(self.library)
+        self.history = HistoryLearning(self.library, self.filters)
         self.privacy = Privacy(self.library)
         self.storyteller = Storyteller(
             config, store, self.cache, self._threads, self.checks, self.filters

@@ -1,5 +1,6 @@
 """Word filters through the service: per server, admins only, applied to every continuation, to
-prompts and to uploaded stories (masked or refused by ``[filters] on_story``)."""
+prompts, to uploaded stories (masked or refused by ``[filters] on_story``) and to stories
+learned from history (always masked)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from bot.config import Config
-from bot.core.api import ContinueOptions, TrainOptions
+from bot.core.api import ContinueOptions, HistoryMessage, TrainOptions
 from bot.core.service import StoryService
 from bot.errors import InvalidOption, InvalidUpload, NotAllowed, NotFound
 from bot.executors.local import TrainingPool
@@ -137,5 +138,47 @@ async def test_story_with_filtered_words_is_refused_by_config(
         assert job.filtered_words == 0
         await service.cancel(channel(8, GUILD_B), ADMIN)
         await service.wait_for_job(job.job_id)
+    finally:
+        await service.close()
+
+
+async def test_history_is_masked_even_where_uploads_are_refused(
+    config: Config, store: StoryStore, pool: TrainingPool
+) -> None:
+    refusing = dataclasses.replace(
+        config, filters=dataclasses.replace(config.filters, on_story="refuse")
+    )
+    service = StoryService(refusing, store, executor=pool)
+    here = channel(9, GUILD_A)
+    try:
+        await service.set_history_learning(GUILD_A, ADMIN, True)
+        await service.add_filter(here, ADMIN, "cat")
+        await service.add_filter(here, ADMIN, "笨蛋")
+        said = [
+            "the mice feared the cat .",
+            "Cat!",  # nothing left once masked: dropped
+            "大笨蛋跑了。",
+            "they met in council .",
+        ]
+        messages = [
+            HistoryMessage(2000 + i, MEMBER.user_id, text, f"2026-03-0{1 + i}T12:00:00+00:00")
+            for i, text in enumerate(said)
+        ]
+        learned = await service.train_history(here, ADMIN, messages, TrainOptions())
+        assert learned.job.filtered_words == 3
+        assert (learned.messages, learned.read, learned.skipped_empty) == (3, 4, 1)
+        (story,) = await store.list_stories(9)
+        stored = (await store.story_texts([story.id]))[0]
+        assert "cat" not in stored.lower() and "笨蛋" not in stored
+        assert "the mice feared the" in stored and "大" in stored and "council" in stored
+        # What a member's data shows (and a retraining after /privacy forget reads) is masked.
+        data = await service.member_data(MEMBER.user_id, GUILD_A)
+        assert [m.text for _, m in data.messages] == [
+            "the mice feared the .",
+            "大跑了。",
+            "they met in council .",
+        ]
+        await service.cancel(here, ADMIN)
+        await service.wait_for_job(learned.job.job_id)
     finally:
         await service.close()
