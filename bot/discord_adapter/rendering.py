@@ -110,6 +110,15 @@ def format_duration(seconds: float | None) -> str:
     return f"{hours} h {minutes:02d} min"
 
 
+def time_left(progress: JobProgress, separator: str) -> str:
+    """``separator`` + "at most 3 min 05 s left", or "" before the first estimate. At most: the
+    estimate runs to the epoch limit or the time budget, and most trainings stop earlier (the
+    story is learned, or more epochs stop helping)."""
+    if format_duration(progress.eta_seconds) == "?":
+        return ""
+    return f"{separator}at most {format_duration(progress.eta_seconds)} left"
+
+
 def format_percent(value: float | None) -> str:
     if value is None or math.isnan(value):
         return "–"
@@ -153,8 +162,7 @@ def progress_text(filename: str, progress: JobProgress) -> str:
         f"/{progress.max_epochs}",
         f"loss {format_number(progress.loss)} · accuracy {format_percent(progress.accuracy)}"
         f" · learnable {format_percent(progress.learnable_accuracy)}",
-        f"elapsed {format_duration(progress.elapsed_seconds)}"
-        f" · ETA {format_duration(progress.eta_seconds)}",
+        f"elapsed {format_duration(progress.elapsed_seconds)}{time_left(progress, ' · ')}",
     ]
     return "\n".join(lines)
 
@@ -339,7 +347,7 @@ def _training_state(job: JobProgress | None) -> str:
         fraction = job_fraction(job)
         return (
             f"job #{job.job_id} {job.state}: `{progress_bar(fraction, 10)}` epoch "
-            f"{job.epoch}/{job.max_epochs}, ETA {format_duration(job.eta_seconds)}"
+            f"{job.epoch}/{job.max_epochs}{time_left(job, ', ')}"
         )
     return f"job #{job.job_id} {job.state}"
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 
 import pytest
@@ -89,6 +90,10 @@ def test_progress_text_bar_follows_the_time_share() -> None:
     text = progress_text("story.txt", progress)
     assert "50% · epoch 5/500" in text
     assert "`" + "█" * 10 + "░" * 10 + "`" in text
+    # The estimate runs to the epoch limit or the time budget: an upper bound, said as one.
+    assert "elapsed 10 s · at most 10 s left" in text
+    unknown = progress_text("story.txt", dataclasses.replace(progress, eta_seconds=None))
+    assert "elapsed 10 s\n" in unknown + "\n" and "left" not in unknown
 
 
 def test_continuation_text_capitalises_but_not_after_a_lead() -> None:
