@@ -5,6 +5,7 @@ learned from history (always masked)."""
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -121,64 +122,63 @@ async def test_story_with_filtered_words_is_masked_by_default(
     assert await _train(service, "a dog and a bird and a fish .", 6) == 0
 
 
-async def test_story_with_filtered_words_is_refused_by_config(
+@pytest.fixture
+async def refusing(
     config: Config, store: StoryStore, pool: TrainingPool
-) -> None:
+) -> AsyncIterator[StoryService]:
+    """A service whose config refuses uploaded stories that hold a filtered word."""
     refusing = dataclasses.replace(
         config, filters=dataclasses.replace(config.filters, on_story="refuse")
     )
     service = StoryService(refusing, store, executor=pool)
-    try:
-        await service.add_filter(channel(7, GUILD_A), ADMIN, "cat")
-        with pytest.raises(InvalidUpload, match=r"contains 3 words this server filters \(“cat”"):
-            await service.train(channel(7, GUILD_A), ADMIN, "s.txt", STORY, TrainOptions())
-        assert await store.list_stories(7) == []
-        # Another server's filter does not apply.
-        job = await service.train(channel(8, GUILD_B), ADMIN, "s.txt", STORY, TrainOptions())
-        assert job.filtered_words == 0
-        await service.cancel(channel(8, GUILD_B), ADMIN)
-        await service.wait_for_job(job.job_id)
-    finally:
-        await service.close()
+    yield service
+    await service.close()
+
+
+async def test_story_with_filtered_words_is_refused_by_config(
+    refusing: StoryService, store: StoryStore
+) -> None:
+    await refusing.add_filter(channel(7, GUILD_A), ADMIN, "cat")
+    with pytest.raises(InvalidUpload, match=r"contains 3 words this server filters \(“cat”"):
+        await refusing.train(channel(7, GUILD_A), ADMIN, "s.txt", STORY, TrainOptions())
+    assert await store.list_stories(7) == []
+    # Another server's filter does not apply.
+    job = await refusing.train(channel(8, GUILD_B), ADMIN, "s.txt", STORY, TrainOptions())
+    assert job.filtered_words == 0
+    await refusing.cancel(channel(8, GUILD_B), ADMIN)
+    await refusing.wait_for_job(job.job_id)
 
 
 async def test_history_is_masked_even_where_uploads_are_refused(
-    config: Config, store: StoryStore, pool: TrainingPool
+    refusing: StoryService, store: StoryStore
 ) -> None:
-    refusing = dataclasses.replace(
-        config, filters=dataclasses.replace(config.filters, on_story="refuse")
-    )
-    service = StoryService(refusing, store, executor=pool)
-    here = channel(9, GUILD_A)
-    try:
-        await service.set_history_learning(GUILD_A, ADMIN, True)
-        await service.add_filter(here, ADMIN, "cat")
-        await service.add_filter(here, ADMIN, "笨蛋")
-        said = [
-            "the mice feared the cat .",
-            "Cat!",  # nothing left once masked: dropped
-            "大笨蛋跑了。",
-            "they met in council .",
-        ]
-        messages = [
-            HistoryMessage(2000 + i, MEMBER.user_id, text, f"2026-03-0{1 + i}T12:00:00+00:00")
-            for i, text in enumerate(said)
-        ]
-        learned = await service.train_history(here, ADMIN, messages, TrainOptions())
-        assert learned.job.filtered_words == 3
-        assert (learned.messages, learned.read, learned.skipped_empty) == (3, 4, 1)
-        (story,) = await store.list_stories(9)
-        stored = (await store.story_texts([story.id]))[0]
-        assert "cat" not in stored.lower() and "笨蛋" not in stored
-        assert "the mice feared the" in stored and "大" in stored and "council" in stored
-        # What a member's data shows (and a retraining after /privacy forget reads) is masked.
-        data = await service.member_data(MEMBER.user_id, GUILD_A)
-        assert [m.text for _, m in data.messages] == [
-            "the mice feared the .",
-            "大跑了。",
-            "they met in council .",
-        ]
-        await service.cancel(here, ADMIN)
-        await service.wait_for_job(learned.job.job_id)
-    finally:
-        await service.close()
+    service, here = refusing, channel(9, GUILD_A)
+    await service.set_history_learning(GUILD_A, ADMIN, True)
+    await service.add_filter(here, ADMIN, "cat")
+    await service.add_filter(here, ADMIN, "笨蛋")
+    said = [
+        "the mice feared the cat .",
+        "Cat!",  # nothing left once masked: dropped
+        "大笨蛋跑了。",
+        "they met in council .",
+    ]
+    messages = [
+        HistoryMessage(2000 + i, MEMBER.user_id, text, f"2026-03-0{1 + i}T12:00:00+00:00")
+        for i, text in enumerate(said)
+    ]
+    learned = await service.train_history(here, ADMIN, messages, TrainOptions())
+    assert learned.job.filtered_words == 3
+    assert (learned.messages, learned.read, learned.skipped_empty) == (3, 4, 1)
+    (story,) = await store.list_stories(9)
+    stored = (await store.story_texts([story.id]))[0]
+    assert "cat" not in stored.lower() and "笨蛋" not in stored
+    assert "the mice feared the" in stored and "大" in stored and "council" in stored
+    # What a member's data shows (and a retraining after /privacy forget reads) is masked.
+    data = await service.member_data(MEMBER.user_id, GUILD_A)
+    assert [m.text for _, m in data.messages] == [
+        "the mice feared the .",
+        "大跑了。",
+        "they met in council .",
+    ]
+    await service.cancel(here, ADMIN)
+    await service.wait_for_job(learned.job.job_id)

@@ -23,6 +23,19 @@ from tests.service.conftest import ADMIN, STORY, channel, long_story, tiny_confi
 pytestmark = pytest.mark.ray
 REPO = Path(__file__).resolve().parents[2]
 
+
+def _python(script: str, *args: str, timeout: float) -> subprocess.CompletedProcess[str]:
+    """Run ``script`` in a fresh Python process from the repository, with the tests' Ray env."""
+    return subprocess.run(
+        [sys.executable, "-c", script, *args],
+        cwd=REPO,
+        env={**os.environ, **TEST_ENV},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
 # A fresh process: Ray's connection is per process, and this one may hold the tests' cluster.
 UNREACHABLE = """
 import asyncio, sys, time
@@ -62,14 +75,7 @@ def test_an_unreachable_cluster_fails_trainings_at_once_and_the_bot_goes_on() ->
     # Nothing listens there: ray.init would retry for minutes; the bot must not wait for it.
     address = f"127.0.0.1:{free_port()}"
     began = time.monotonic()
-    done = subprocess.run(
-        [sys.executable, "-c", UNREACHABLE, address],
-        cwd=REPO,
-        env={**os.environ, **TEST_ENV},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    done = _python(UNREACHABLE, address, timeout=120)
     elapsed = time.monotonic() - began
     out = done.stdout
     assert done.returncode == 0, done.stdout + done.stderr[-3000:]
@@ -146,14 +152,7 @@ asyncio.run(main())
 
 
 def test_a_lost_cluster_fails_trainings_clearly_and_the_driver_rejoins_it_off_the_bot() -> None:
-    done = subprocess.run(
-        [sys.executable, "-c", LOST],
-        cwd=REPO,
-        env={**os.environ, **TEST_ENV},
-        capture_output=True,
-        text=True,
-        timeout=420,
-    )
+    done = _python(LOST, timeout=420)
     out = done.stdout
     print(out)  # the reconnect's loop lag, for the record (-s shows it)
     assert done.returncode == 0, done.stdout + done.stderr[-3000:]
@@ -226,15 +225,7 @@ print("closed clean:", gone({second: "driver", **new_cluster}, 60), flush=True)
 
 
 def test_a_local_cluster_lives_and_dies_with_the_driver_process() -> None:
-    result = subprocess.run(
-        [sys.executable, "-c", LOCAL_CLUSTER],
-        cwd=str(REPO),
-        env={**os.environ, **TEST_ENV},
-        capture_output=True,
-        text=True,
-        timeout=400,
-        check=False,
-    )
+    result = _python(LOCAL_CLUSTER, timeout=400)
     out = result.stdout
     assert result.returncode == 0, out + result.stderr[-3000:]
     assert "connected: True" in out, out + result.stderr[-3000:]
@@ -337,14 +328,7 @@ connection.disconnect()
 def test_an_interrupt_nobody_asked_for_trains_again_and_a_second_one_fails_clearly(
     ray_cluster: RayHead,
 ) -> None:
-    done = subprocess.run(
-        [sys.executable, "-c", STRAY_INTERRUPT, ray_cluster.address],
-        cwd=REPO,
-        env={**os.environ, **TEST_ENV},
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    done = _python(STRAY_INTERRUPT, ray_cluster.address, timeout=600)
     out = done.stdout
     assert done.returncode == 0, done.stdout + done.stderr[-3000:]
     # Submitted again after the first, it trains to the end.
