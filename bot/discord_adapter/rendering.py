@@ -114,9 +114,8 @@ def time_left(progress: JobProgress, separator: str) -> str:
     """``separator`` + "at most 3 min 05 s left", or "" before the first estimate. At most: the
     estimate runs to the epoch limit or the time budget, and most trainings stop earlier (the
     story is learned, or more epochs stop helping)."""
-    if format_duration(progress.eta_seconds) == "?":
-        return ""
-    return f"{separator}at most {format_duration(progress.eta_seconds)} left"
+    shown = format_duration(progress.eta_seconds)
+    return "" if shown == "?" else f"{separator}at most {shown} left"
 
 
 def format_percent(value: float | None) -> str:
