@@ -91,6 +91,7 @@ THREAD_SETTINGS: tuple[tuple[str, int | None, int | None, int | None, bool], ...
     ("TF default", None, None, None, True),
     ("intra 1 / inter 1", 1, 1, None, True),
     ("intra 2 / inter 2", 2, 2, None, True),
+    # xla stays on here: the seed itself keeps Keras from compiling (model.backend.compiles_now)
     ("default + seed (op determinism, no XLA)", None, None, 1, True),
     ("default, no XLA (before 2026-12-01)", None, None, None, False),
 )
