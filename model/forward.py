@@ -25,27 +25,41 @@ for the duration of the call only: training in the same process keeps its thread
 recurrent matrices as int8 with one float32 scale per column (a quarter of their float32 size)
 and the other matrices as float16, and computes in float32: the float32 copies are made on first
 use and kept until :meth:`NumpyLSTM.release` (the model cache keeps them for its most recently
-used models only). On the article's model the continuations are the same as float32: the test
-prompts in ``tests/model/test_article_size.py``, and once, 205 prompts greedy, sampled and by
-the network's own argmax; int8 input or output matrices changed some, so those stay float16.
+used models only). Rounding can turn a near-tie the other way, so the storage is **checked when
+the model is loaded**: on the story's own windows (all of them up to ``CHECKED_SYMBOLS`` story
+symbols, four evenly spaced runs of 128 beyond), compact storage must make float32's first
+choices, the best symbol of the vocabulary and the best of the story's continuations of each of
+the window's suffixes (:meth:`NumpyLSTM.story_choices`). Where int8 changes one, every matrix
+is kept float16; where float16 still does, float32. So a greedy continuation is the same as
+float32's for as long as it passes through the story's windows and the repeat guard or a word
+filter sets no first choice aside (tests/model/test_compact_storage.py, one and two layers,
+untied and tied). Off the story a near-tie may still go the other way: measured by
+``bench/bench_compact_choices.py`` (bench/RESULTS.md). Models saved without a story index have
+nothing to check against and are stored int8 unchecked.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
 
+from model.config import ModelConfig
 from model.serialization import STORY_ARRAYS, TrainedModel
 from model.story_index import StoryIndex
 
 FloatArray = npt.NDArray[np.float32]
 IntArray = npt.NDArray[np.int64]
+Precision = Literal["int8", "float16", "float32"]
+# Story symbols the compact check runs (see NumpyLSTM): all of the article's 204.
+CHECKED_SYMBOLS = 512
+logger = logging.getLogger(__name__)
 _BLOCK_BYTES = 512 * 1024  # one recurrent column block: fits the L2 cache with room to spare
 
 
@@ -152,34 +166,97 @@ def _blocked(recurrent: npt.NDArray[Any]) -> npt.NDArray[Any]:
     return np.ascontiguousarray(recurrent.reshape(units, count, columns).transpose(1, 0, 2))
 
 
+def _stored_arrays(
+    w: dict[str, Any], config: ModelConfig, precision: Precision
+) -> dict[str, npt.NDArray[Any]]:
+    """The weights in the layout the products use, reordered and transposed, stored as
+    ``precision`` (int8: the recurrent matrices with a scale per column, float16 the rest).
+    Every array is a copy: none is a view of the model's weights, so their buffer (from_bytes
+    reads them all from one bytes object) can be freed once the model is loaded."""
+    store = np.float32 if precision == "float32" else np.float16
+    u = config.units
+    stored: dict[str, npt.NDArray[Any]] = {
+        "embedding": _own(w["embedding"], store),
+        "dense_t": _own(np.asarray(w["dense_kernel"]).T, store),
+        "dense_bias": _own(w["dense_bias"], np.float32),
+    }
+    for i in range(config.layers):
+        stored[f"kernel{i}"] = _gates_ifog(w[f"lstm{i}_kernel"], u).astype(store)
+        recurrent = _gates_ifog(w[f"lstm{i}_recurrent"], u)
+        if precision == "int8":
+            values, scale = _int8_columns(recurrent)
+            blocked = _blocked(values)
+            stored[f"recurrent{i}"] = blocked
+            stored[f"recurrent{i}_scale"] = scale.reshape(blocked.shape[0], -1)
+        else:
+            stored[f"recurrent{i}"] = _blocked(recurrent.astype(store))
+        stored[f"bias{i}"] = _gates_ifog(w[f"lstm{i}_bias"], u)
+    return stored
+
+
+def _expand(stored: dict[str, npt.NDArray[Any]], layers: int) -> _Weights:
+    """The float32 weights: views of the stored arrays when they are float32 already."""
+
+    def f32(name: str) -> FloatArray:
+        return np.ascontiguousarray(stored[name], dtype=np.float32)
+
+    def recurrent(i: int) -> FloatArray:
+        scale = stored.get(f"recurrent{i}_scale")
+        if scale is None:
+            return f32(f"recurrent{i}")
+        widened: FloatArray = stored[f"recurrent{i}"].astype(np.float32)
+        widened *= scale[:, None, :]  # (blocks, units, columns) x (blocks, 1, columns)
+        return widened
+
+    return _Weights(
+        f32("embedding"),
+        tuple(
+            _Layer(f32(f"kernel{i}"), tuple(recurrent(i)), f32(f"bias{i}")) for i in range(layers)
+        ),
+        f32("dense_t"),
+        f32("dense_bias"),
+    )
+
+
+def _check_runs(symbols: int) -> list[tuple[int, int]]:
+    """The story positions the compact check reads: the whole story up to CHECKED_SYMBOLS,
+    else CHECKED_SYMBOLS in evenly spaced runs of 128."""
+    if symbols <= CHECKED_SYMBOLS:
+        return [(0, symbols)]
+    run = 128
+    starts = np.linspace(0, symbols - run, CHECKED_SYMBOLS // run).astype(int)
+    return [(int(start), int(start) + run) for start in starts]
+
+
+def _story_choices(network: NumpyLSTM, weights: _Weights) -> list[tuple[int, ...]]:
+    """What ``weights`` choose first on the story's own windows (see :func:`_check_runs`): per
+    window, the best symbol of the vocabulary and the best of the story's continuations of
+    each of the window's suffixes (the candidates generation's ``follow_story`` picks among)."""
+    index = network.story_index
+    assert index is not None
+    n = network.config.n_input
+    choices: list[tuple[int, ...]] = []
+    with single_threaded_blas():
+        for start, end in _check_runs(len(index.story)):
+            stepper = Stepper(weights, network.config.units, n)
+            for position in range(start, end):
+                stepper.feed(int(index.story[position]))
+                if position - start + 1 < n:
+                    continue  # the run's first windows are shorter than the network's
+                logits = stepper.logits()
+                best = [int(np.argmax(logits))]
+                for candidates in index.continuations(stepper.window, n):
+                    best.append(int(candidates[np.argmax(logits[candidates])]))
+                choices.append(tuple(best))
+    return choices
+
+
 class NumpyLSTM:
     """The trained network in numpy: logits of a context, and the pipelined :class:`Stepper`."""
 
     def __init__(self, model: TrainedModel, *, compact: bool = False) -> None:
         self.config = model.config
-        self.compact = compact
         w = model.weights
-        u = self.config.units
-        store = np.float16 if compact else np.float32
-        # The stored layout (compact or float32), already reordered and transposed. Every array
-        # is a copy: none is a view of the model's weights, so their buffer (from_bytes reads
-        # them all from one bytes object) can be freed once the model is loaded.
-        self._stored: dict[str, npt.NDArray[Any]] = {
-            "embedding": _own(w["embedding"], store),
-            "dense_t": _own(np.asarray(w["dense_kernel"]).T, store),
-            "dense_bias": _own(w["dense_bias"], np.float32),
-        }
-        for i in range(self.config.layers):
-            self._stored[f"kernel{i}"] = _gates_ifog(w[f"lstm{i}_kernel"], u).astype(store)
-            recurrent = _gates_ifog(w[f"lstm{i}_recurrent"], u)
-            if compact:
-                values, scale = _int8_columns(recurrent)
-                blocked = _blocked(values)
-                self._stored[f"recurrent{i}"] = blocked
-                self._stored[f"recurrent{i}_scale"] = scale.reshape(blocked.shape[0], -1)
-            else:
-                self._stored[f"recurrent{i}"] = _blocked(recurrent)
-            self._stored[f"bias{i}"] = _gates_ifog(w[f"lstm{i}_bias"], u)
         self.left_context = _own(w["left_context"], np.int32)
         # Models saved before the story index have none.
         self.story_index = (
@@ -187,29 +264,47 @@ class NumpyLSTM:
             if all(name in w for name in STORY_ARRAYS)
             else None
         )
-        self._weights: _Weights | None = None if compact else self._expand()
         self._expand_lock = threading.Lock()
+        self.precision: Precision = "float32"
+        self._stored = _stored_arrays(w, self.config, "float32")
+        self._weights: _Weights | None = _expand(self._stored, self.config.layers)
+        if compact:
+            self.precision, self._stored = self._checked_compact(w)
+            self._weights = None if self.compact else self._weights
 
-    def _expand(self) -> _Weights:
-        """The float32 weights: views of the stored arrays when they are float32 already."""
-        s = self._stored
+    def story_choices(self) -> list[tuple[int, ...]]:
+        """This network's first choices on the story's own windows (what the compact check
+        compares; empty without a story index)."""
+        if self.story_index is None:
+            return []
+        return _story_choices(self, self.weights())
 
-        def f32(name: str) -> FloatArray:
-            return np.ascontiguousarray(s[name], dtype=np.float32)
+    @property
+    def compact(self) -> bool:
+        """Whether the weights are stored smaller than float32 (made float32 on use)."""
+        return self.precision != "float32"
 
-        def recurrent(i: int) -> FloatArray:
-            scale = s.get(f"recurrent{i}_scale")
-            if scale is None:
-                return f32(f"recurrent{i}")
-            widened: FloatArray = s[f"recurrent{i}"].astype(np.float32)
-            widened *= scale[:, None, :]  # (blocks, units, columns) x (blocks, 1, columns)
-            return widened
+    def _checked_compact(self, w: dict[str, Any]) -> tuple[Precision, dict[str, npt.NDArray[Any]]]:
+        """The smallest storage whose choices match float32's on the story's own windows.
 
-        layers = tuple(
-            _Layer(f32(f"kernel{i}"), tuple(recurrent(i)), f32(f"bias{i}"))
-            for i in range(self.config.layers)
-        )
-        return _Weights(f32("embedding"), layers, f32("dense_t"), f32("dense_bias"))
+        Tried in order: int8 recurrent matrices, then float16 for all matrices, then float32
+        (the arrays stored now). A model without a story index has nothing to check against
+        and is stored int8 as it is.
+        """
+        story = self.story_index
+        if story is None or len(story.story) <= self.config.n_input:
+            return "int8", _stored_arrays(w, self.config, "int8")
+        reference = self._stored
+        expected = _story_choices(self, _expand(reference, self.config.layers))
+        for precision in ("int8", "float16"):
+            stored = _stored_arrays(w, self.config, precision)
+            if _story_choices(self, _expand(stored, self.config.layers)) == expected:
+                return precision, stored
+            logger.info(
+                "Compact storage (%s) changes a choice on the story's windows: trying the next",
+                precision,
+            )
+        return "float32", reference
 
     def weights(self) -> _Weights:
         """The float32 weights the products use (made from compact storage on first use)."""
@@ -218,7 +313,7 @@ class NumpyLSTM:
             with self._expand_lock:
                 weights = self._weights
                 if weights is None:
-                    weights = self._weights = self._expand()
+                    weights = self._weights = _expand(self._stored, self.config.layers)
         return weights
 
     def release(self) -> None:

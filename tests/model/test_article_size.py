@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from model import GenerationOptions, TrainedModel, TrainingConfig, generate, tokenize
-from model.generation import NumpyLSTM
+from model import TrainingConfig, generate, tokenize
 from model.training import train_model
 from tests.model.conftest import ARTICLE_PREFIX, four_grams, jacobs_fable
+from tests.model.test_compact_storage import check_compact_storage
 
 
 def _check(tokens: list[str], layers: int) -> None:
@@ -21,19 +21,7 @@ def _check(tokens: list[str], layers: int) -> None:
     full = prompt + out
     assert all(tuple(full[i : i + 4]) in grams for i in range(len(full) - 3))
     assert len(generate(model, ["mouse", "mouse", "mouse"])) == 32
-    _check_compact_storage(model)
-
-
-def _check_compact_storage(model: TrainedModel) -> None:
-    """The model cache's compact storage (int8 recurrent matrices, float16 for the rest)
-    continues the test prompts like float32 (greedy)."""
-    compact = NumpyLSTM(model, compact=True)
-    prompts = [["had", "a", "general"], ["mouse", "mouse", "mouse"], ["the", "cat"], ["cat"], []]
-    for prompt in prompts:
-        for options in (GenerationOptions(), GenerationOptions(follow_story=False)):
-            assert generate(model, prompt, options, network=compact) == generate(
-                model, prompt, options
-            )
+    check_compact_storage(model)
 
 
 @pytest.mark.slow

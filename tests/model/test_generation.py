@@ -81,18 +81,6 @@ def test_trained_model_continues_the_story(
     assert len(generate(tiny_model, ["mouse", "mouse", "mouse"])) == 32
 
 
-def test_compact_storage_continues_like_float32(tiny_model: TrainedModel) -> None:
-    compact = NumpyLSTM(tiny_model, compact=True)
-    full = NumpyLSTM(tiny_model)
-    assert compact.expanded_nbytes > 0 and compact.stored_nbytes < full.stored_nbytes / 2
-    for prompt in (["had", "a", "general"], ["mouse", "mouse", "mouse"], ["the", "cat"], []):
-        for options in (GenerationOptions(), GenerationOptions(follow_story=False)):
-            expected = generate(tiny_model, prompt, options)
-            assert generate(tiny_model, prompt, options, network=compact) == expected
-            compact.release()  # the float32 copies are made again on the next use
-            assert generate(tiny_model, prompt, options, network=compact) == expected
-
-
 def test_prompt_lengths(tiny_model: TrainedModel) -> None:
     net = NumpyLSTM(tiny_model)
     vocabulary = tiny_model.vocabulary
