@@ -9,14 +9,14 @@ Replays one day of arrivals (Poisson, with a day/night swing of +-60 % around th
               simulated)
 and prints the queue waits (p50 / p99 / max), the utilisation and the daily volumes.
 
-Service times default to figures measured on the 2-core development machine (README,
-"Running at scale"): an article-size story trains in ``--article-seconds`` on one core (
+Service times default to figures measured on the 2-core development machine (docs/scaling.md,
+bench/RESULTS.md): an article-size story trains in ``--article-seconds`` on one core (
 ``bench_executors.py``: local-1 wall / 12 jobs); a book hits the ``max_seconds`` cap
 (``--book-seconds``, 600 s; a Grimm epoch is 42 s on 2 cores); a 32-word continuation takes
 ``--continue-ms`` (``bench_generation_latency.py`` p50, numpy, warm model) plus, on a model cache
 miss (``--cache-miss``), ``--load-ms`` to read and rebuild the model.
 
-Example (the README's plan for 100,000 servers):
+Example (the plan for 100,000 servers in docs/scaling.md):
   .venv/bin/python bench/simulate_capacity.py --servers 100000 --cpu-slots 48 --shards 40
 """
 

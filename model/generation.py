@@ -63,7 +63,7 @@ __all__ = [
 
 SENTENCE_END = frozenset({".", "!", "?", "…", "。", "！", "？"})
 CLOSING = frozenset({"”", "’", "»", ")", "」", "』"})
-# Defaults measured with bench/bench_continuation_quality.py (README, "Continuation quality").
+# Defaults measured with bench/bench_continuation_quality.py (docs/continuation-quality.md).
 DEFAULT_TOP_P = 0.9
 DEFAULT_NO_REPEAT_NGRAM = 4
 

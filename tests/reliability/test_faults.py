@@ -241,7 +241,7 @@ def _committed_survive(db: Path, before: dict[str, Any]) -> bool:
     ``before`` that a stored model learned.
 
     Stories no kept model learned (those of interrupted jobs) are pruned at the next commit by
-    design (README, "Each channel keeps ..."), so they are not required to survive.
+    design (docs/operators.md, "Kept versions"), so they are not required to survive.
     """
     after = snapshot(db)
     with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
