@@ -54,16 +54,19 @@ def history_source_text(channel_name: str | None, span: HistorySpan) -> str:
 
 def history_text(learned: HistoryTraining) -> str:
     """What a history training read and left out (the member's private answer)."""
+    system, commands = learned.skipped_system, learned.skipped_commands
     left_out = [
-        (learned.skipped_bots, "from bots or webhooks"),
-        (learned.skipped_commands, "commands"),
-        (learned.skipped_opted_out, "from members who opted out"),
+        (system, f"{plural(system, 'system message')} (joins, threads created, pins)"),
+        (learned.skipped_bots, f"{learned.skipped_bots:,} from bots or webhooks"),
+        (commands, plural(commands, "command")),
+        (learned.skipped_opted_out, f"{learned.skipped_opted_out:,} from members who opted out"),
         (
             learned.skipped_empty,
-            "with nothing left after removing links, code, mentions and filtered words",
+            f"{learned.skipped_empty:,} with nothing left after removing links, code, mentions "
+            "and filtered words",
         ),
     ]
-    parts = [f"{count:,} {what}" for count, what in left_out if count]
+    parts = [text for count, text in left_out if count]
     skipped = f" (left out: {', '.join(parts)})" if parts else ""
     return (
         f" Learning {plural(learned.messages, 'message')} of {learned.read:,} read{skipped}, "
