@@ -28,10 +28,16 @@ KEPT_STORY = (
 )
 
 
-def retrain_reason_text(reason: RetrainReason) -> str:
+def _retrain_cause(reason: RetrainReason) -> str:
+    """Why the bot retrains. A member's data deletion may have rebuilt stories (their messages
+    removed from a history story) or removed several, so it names none."""
     if reason.member_data:
-        return "retraining after a member's data was deleted (/privacy forget)"
-    return f"retraining after story #{reason.removed_story_id} ({reason.filename}) was removed"
+        return "after a member's data was deleted (/privacy forget)"
+    return f"after story #{reason.removed_story_id} ({reason.filename}) was removed"
+
+
+def retrain_reason_text(reason: RetrainReason) -> str:
+    return f"retraining {_retrain_cause(reason)}"
 
 
 def plural(count: int, noun: str, nouns: str | None = None) -> str:
@@ -110,8 +116,7 @@ def deletion_text(deleted: DataDeletion, who: str | None = None) -> str:
 
 def retraining_label(reason: RetrainReason) -> str:
     """What a retraining the bot queued itself trains on, as its progress message names it."""
-    story = f"#{reason.removed_story_id} ({reason.filename})"
-    return f"the remaining stories, after story {story} was removed"
+    return f"the remaining stories, {_retrain_cause(reason)}"
 
 
 def removal_text(removal: StoryRemoval) -> str:

@@ -273,6 +273,14 @@ async def test_forget_deletes_a_members_text_everywhere_in_the_server(env: BotEn
     assert "Deleted your data in 1 channel" in reply.text(), reply.text()
     assert "1 history story rebuilt" in reply.text() and "Retraining" in reply.text()
     await _active_version(env, w.channel, 2)
+    # the channel's retraining message says what happened: story #1 was rebuilt, not removed
+    [retraining] = await env.fake.wait_until(
+        lambda: [m for m in env.fake.messages(w.channel) if "the remaining stories" in m.content],
+        30.0,
+        "the retraining's progress message",
+    )
+    label = "the remaining stories, after a member's data was deleted (/privacy forget)"
+    assert label in retraining.content, retraining.content
 
     assert _rows(env, "SELECT count(*) FROM story_messages m JOIN stories s ON s.id = "
                  "m.story_id WHERE m.author_id = ? AND s.channel_id = ?",
