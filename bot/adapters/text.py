@@ -28,10 +28,16 @@ KEPT_STORY = (
 )
 
 
-def retrain_reason_text(reason: RetrainReason) -> str:
+def _retrain_cause(reason: RetrainReason) -> str:
+    """Why the bot retrains. A member's data deletion may have rebuilt stories (their messages
+    removed from a history story) or removed several, so it names none."""
     if reason.member_data:
-        return "retraining after a member's data was deleted (/privacy forget)"
-    return f"retraining after story #{reason.removed_story_id} ({reason.filename}) was removed"
+        return "after a member's data was deleted (/privacy forget)"
+    return f"after story #{reason.removed_story_id} ({reason.filename}) was removed"
+
+
+def retrain_reason_text(reason: RetrainReason) -> str:
+    return f"retraining {_retrain_cause(reason)}"
 
 
 def plural(count: int, noun: str, nouns: str | None = None) -> str:
@@ -54,16 +60,19 @@ def history_source_text(channel_name: str | None, span: HistorySpan) -> str:
 
 def history_text(learned: HistoryTraining) -> str:
     """What a history training read and left out (the member's private answer)."""
+    system, commands = learned.skipped_system, learned.skipped_commands
     left_out = [
-        (learned.skipped_bots, "from bots or webhooks"),
-        (learned.skipped_commands, "commands"),
-        (learned.skipped_opted_out, "from members who opted out"),
+        (system, f"{plural(system, 'system message')} (joins, threads created, pins)"),
+        (learned.skipped_bots, f"{learned.skipped_bots:,} from bots or webhooks"),
+        (commands, plural(commands, "command")),
+        (learned.skipped_opted_out, f"{learned.skipped_opted_out:,} from members who opted out"),
         (
             learned.skipped_empty,
-            "with nothing left after removing links, code, mentions and filtered words",
+            f"{learned.skipped_empty:,} with nothing left after removing links, code, mentions "
+            "and filtered words",
         ),
     ]
-    parts = [f"{count:,} {what}" for count, what in left_out if count]
+    parts = [text for count, text in left_out if count]
     skipped = f" (left out: {', '.join(parts)})" if parts else ""
     return (
         f" Learning {plural(learned.messages, 'message')} of {learned.read:,} read{skipped}, "
@@ -107,8 +116,7 @@ def deletion_text(deleted: DataDeletion, who: str | None = None) -> str:
 
 def retraining_label(reason: RetrainReason) -> str:
     """What a retraining the bot queued itself trains on, as its progress message names it."""
-    story = f"#{reason.removed_story_id} ({reason.filename})"
-    return f"the remaining stories, after story {story} was removed"
+    return f"the remaining stories, {_retrain_cause(reason)}"
 
 
 def removal_text(removal: StoryRemoval) -> str:

@@ -250,6 +250,9 @@ class HistoryMessage:
     created_at: str  # ISO 8601 UTC
     author_is_bot: bool = False
     webhook: bool = False
+    # Written by the platform, not by its author: a member joined, a thread was created, a
+    # message was pinned... (its content is not kept)
+    system: bool = False
 
 
 @dataclass(frozen=True)
@@ -264,7 +267,8 @@ class HistoryRequest:
 class HistoryTraining:
     job: TrainingJob
     messages: int  # messages learned
-    read: int
+    read: int  # messages read: the learned ones and every one left out, counted below
+    skipped_system: int
     skipped_bots: int
     skipped_commands: int
     skipped_opted_out: int

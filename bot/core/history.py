@@ -1,11 +1,12 @@
 """Learning from a channel's history: which messages count, how each is cleaned, and the story
 they make (pure functions; the adapter reads the messages, ``Privacy`` checks consent).
 
-Left out: bot and webhook messages, messages starting with a command prefix, messages of members
-who opted out, and what is left empty after cleaning. Cleaning removes code blocks, inline code,
-links and custom emoji, and replaces every mention (members, roles, channels, @everyone/@here)
-by :data:`MENTION_SYMBOL`, so no name or id is learned and nothing generated can ping. The
-server's filtered words are cut out of each message (:func:`mask_messages`).
+Every message read is counted once: learned, or left out as a system message (a join, a thread
+created, a pin...), a bot or webhook message, a message starting with a command prefix, a message
+of a member who opted out, or what is left empty after cleaning. Cleaning removes code blocks,
+inline code, links and custom emoji, and replaces every mention (members, roles, channels,
+@everyone/@here) by :data:`MENTION_SYMBOL`, so no name or id is learned and nothing generated can
+ping. The server's filtered words are cut out of each message (:func:`mask_messages`).
 """
 
 from __future__ import annotations
@@ -70,10 +71,12 @@ def is_command(content: str, prefixes: Collection[str]) -> bool:
 
 @dataclass(frozen=True)
 class SelectedMessages:
-    """What a history read yields: the kept messages, cleaned, oldest first, and the counts."""
+    """What a history read yields: the kept messages, cleaned, oldest first, and the counts
+    (``read`` is the kept messages plus every one skipped)."""
 
     messages: tuple[StoryMessage, ...]
     read: int
+    skipped_system: int
     skipped_bots: int
     skipped_commands: int
     skipped_opted_out: int
@@ -88,9 +91,11 @@ def select_messages(
 ) -> SelectedMessages:
     """Keep and clean the learnable messages, oldest first (by message id)."""
     kept: list[StoryMessage] = []
-    bots = commands = opted = empty = 0
+    system = bots = commands = opted = empty = 0
     for message in sorted(messages, key=lambda m: m.message_id):
-        if message.author_is_bot or message.webhook:
+        if message.system:
+            system += 1
+        elif message.author_is_bot or message.webhook:
             bots += 1
         elif message.author_id in opted_out:
             opted += 1
@@ -102,7 +107,7 @@ def select_messages(
             kept.append(
                 StoryMessage(message.message_id, message.author_id, text, message.created_at)
             )
-    return SelectedMessages(tuple(kept), len(messages), bots, commands, opted, empty)
+    return SelectedMessages(tuple(kept), len(messages), system, bots, commands, opted, empty)
 
 
 def mask_messages(
@@ -215,8 +220,9 @@ class HistoryLearning:
         messages_kept, cut, emptied = mask_messages(selected.messages, word_filter)
         if not messages_kept:
             raise InvalidUpload(
-                f"None of the {selected.read} messages read can be learned (bots, webhooks, "
-                "commands, links, code, filtered words and members who opted out are left out)."
+                f"None of the {selected.read} messages read can be learned (system messages, "
+                "bots, webhooks, commands, links, code, filtered words and members who opted "
+                "out are left out)."
             )
         data = story_text([m.text for m in messages_kept]).encode("utf-8")
         filename = f"history of #{channel.name or channel.channel_id}"
@@ -235,6 +241,7 @@ class HistoryLearning:
             job=replace(job, filtered_words=cut),
             messages=len(messages_kept),
             read=selected.read,
+            skipped_system=selected.skipped_system,
             skipped_bots=selected.skipped_bots,
             skipped_commands=selected.skipped_commands,
             skipped_opted_out=selected.skipped_opted_out,

@@ -1,9 +1,10 @@
 """Reading a channel's history for ``/train source:history``, with a live progress message.
 
 discord.py pages ``channel.history`` newest first, 100 messages a request with ``before=``, and
-sleeps out 429 answers itself; reading starts just before the bot's own reading message. Of a
-member who opted out only the fact that a message was left out is kept, never its text; the core
-selects and cleans the rest.
+sleeps out 429 answers itself; reading starts just before the bot's own reading message. Every
+message read goes to the core, which selects, counts and cleans. Of a member who opted out, and
+of a system message (a join, a thread created, a pin...), only the facts are kept, never the
+text.
 """
 
 from __future__ import annotations
@@ -31,8 +32,14 @@ MESSAGE_CONTENT_OFF = (
     "Intent**, then set `message_content = true` under `[discord]` in the bot's config file and "
     "restart the bot. A server admin then allows it with `/privacy server history:on`."
 )
-# Ordinary messages and replies; joins, pins, boosts and other system messages are not text.
-_TEXT_TYPES = (discord.MessageType.default, discord.MessageType.reply)
+# The types whose content its author wrote; every other type (joins, threads created, pins,
+# boosts...) Discord writes itself: a system message.
+_WRITTEN_TYPES = (
+    discord.MessageType.default,
+    discord.MessageType.reply,
+    discord.MessageType.chat_input_command,
+    discord.MessageType.context_menu_command,
+)
 
 
 def reading_text(label: str, read: int, limit: int) -> str:
@@ -67,8 +74,7 @@ class HistoryReader:
         # What was there when the command ran: older than the reading message.
         async for message in messageable.history(limit=limit, before=self.message):
             read += 1
-            if message.type not in _TEXT_TYPES:
-                continue
+            system = message.type not in _WRITTEN_TYPES
             # An opted-out member's text is never kept, not even in memory: only that a
             # message was left out (the core counts it).
             opted_out = message.author.id in self.request.opted_out
@@ -76,10 +82,11 @@ class HistoryReader:
                 HistoryMessage(
                     message_id=message.id,
                     author_id=message.author.id,
-                    content="" if opted_out else message.content,
+                    content="" if opted_out or system else message.content,
                     created_at=message.created_at.isoformat(timespec="seconds"),
                     author_is_bot=message.author.bot,
                     webhook=message.webhook_id is not None,
+                    system=system,
                 )
             )
             if time.monotonic() - shown >= PROGRESS_INTERVAL_SECONDS:

@@ -2,7 +2,8 @@
 
 One bot (Message Content intent on) serves the module; the tests run in file order and build on
 each other: the server opts in, #story's history (with bots, a webhook, commands, links, code,
-mentions and an opted-out member) is read in pages under a rate limit and learned, bob sees his
+mentions, an opted-out member, joins and a thread created) is read in pages under a rate limit
+and learned, each message read learned or counted as left out, bob sees his
 data, a second server learns the opted-out member (consent is per server), then bob forgets his
 data: no row, file byte or export keeps his sentence, and the retrained model does not say it.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import sqlite3
 import zipfile
 from collections.abc import AsyncIterator, Iterator
@@ -151,15 +153,19 @@ async def test_history_needs_the_server_to_opt_in(env: BotEnv) -> None:
     assert "**on**" in allowed.text()
 
 
-async def test_history_training_leaves_out_bots_commands_and_opted_out(env: BotEnv) -> None:
+async def test_history_training_counts_every_message_read(env: BotEnv) -> None:
     fake, w = env.fake, env.world
     carol = _carol(fake)
     robot = fake.add_user("robot", bot=True)
     opted = await _command(env, "privacy", user=carol, subcommand="optout")
     assert "will not read or learn your messages" in opted.text()
+    erin = fake.add_member(w.guild, "erin")
     sentences = [s.strip() + " ." for s in ARTICLE.split(" . ") if s.strip()]
-    history: list[tuple[FakeUser, str]] = [(w.admin, s) for s in sentences]
-    history += [(w.member, BOB_SENTENCE)] * 4
+    # system messages: bob and erin joined (type 7), alice created a thread (type 18)
+    history: list[tuple[FakeUser, str]] = [(w.member, ""), (erin, "")]
+    history += [(w.admin, s) for s in sentences]
+    history += [(w.admin, "moonlit plans"), (w.member, BOB_SENTENCE)]
+    history += [(w.member, BOB_SENTENCE)] * 3
     history += [
         (carol, "carol hums a xylophone tune ."),
         (w.admin, "!play quasar music"),
@@ -170,8 +176,10 @@ async def test_history_training_leaves_out_bots_commands_and_opted_out(env: BotE
         (w.member, "webhook says gargoyle"),
     ]
     history += [(robot, f"beep zorblax {i}") for i in range(220)]  # three pages of history
-    webhook_at = len(sentences) + 4 + 6
-    fake.add_history(w.channel, history, webhook_ids={webhook_at: 424242})
+    webhook_at = 2 + len(sentences) + 1 + 4 + 6
+    thread_at = 2 + len(sentences)
+    fake.add_history(w.channel, history, webhook_ids={webhook_at: 424242},
+                     types={0: 7, 1: 7, thread_at: 18})  # fmt: skip
     limited = fake.inject_rate_limit(
         "GET /channels/{channel_id}/messages", count=1, retry_after=0.5
     )
@@ -182,7 +190,14 @@ async def test_history_training_leaves_out_bots_commands_and_opted_out(env: BotE
     assert "Training job #" in text and "#story's history" in text, text
     learned = len(sentences) + 4 + 1  # the article, bob's four, the mention (cleaned)
     assert f"Learning {learned} messages of {len(history)} read" in text, text
-    assert "221 from bots or webhooks, 3 commands, 1 from members who opted out, 1 with " in text
+    assert (
+        "(left out: 3 system messages (joins, threads created, pins), 221 from bots or "
+        "webhooks, 3 commands, 1 from members who opted out, 1 with " in text
+    ), text
+    counts = re.search(r"Learning (\d+) messages of (\d+) read \(left out: (.*?)\), from ", text)
+    assert counts is not None, text
+    left_out = [int(n) for n in re.findall(r"(?:^|, )(\d+) ", counts[3])]
+    assert int(counts[1]) + sum(left_out) == int(counts[2]), text
     await _active_version(env, w.channel, 1)
 
     pages = [r for r in fake.history_pages if r.path.endswith(f"/channels/{w.channel.id}/messages")]
@@ -192,12 +207,15 @@ async def test_history_training_leaves_out_bots_commands_and_opted_out(env: BotE
     reading = [m for m in fake.messages(w.channel) if m.kind == "channel"
                and any("Reading" in str(h.get("content")) for h in m.history)]  # fmt: skip
     assert reading, "no live progress while reading"
+    shown = [str(h.get("content")) for h in reading[0].history]
+    last_read = [text for text in shown if "Reading" in text][-1]
+    assert f"{len(history):,} / {len(history):,} messages" in last_read, last_read
 
     authors = {a for (a,) in _rows(env, "SELECT DISTINCT author_id FROM story_messages")}
     assert authors == {w.admin.id, w.member.id}
     (story_text,) = _rows(env, "SELECT text FROM stories")[0]
     for gone in ("xylophone", "quasar", "nebula", "zeppelin", "https", "example", "codeword",
-                 "zorblax", "gargoyle", "<@", str(w.member.id)):  # fmt: skip
+                 "zorblax", "gargoyle", "moonlit", "<@", str(w.member.id)):  # fmt: skip
         assert gone not in story_text, gone
     assert "thanks ◇ for the mouse tale" in story_text
 
@@ -255,6 +273,14 @@ async def test_forget_deletes_a_members_text_everywhere_in_the_server(env: BotEn
     assert "Deleted your data in 1 channel" in reply.text(), reply.text()
     assert "1 history story rebuilt" in reply.text() and "Retraining" in reply.text()
     await _active_version(env, w.channel, 2)
+    # the channel's retraining message says what happened: story #1 was rebuilt, not removed
+    [retraining] = await env.fake.wait_until(
+        lambda: [m for m in env.fake.messages(w.channel) if "the remaining stories" in m.content],
+        30.0,
+        "the retraining's progress message",
+    )
+    label = "the remaining stories, after a member's data was deleted (/privacy forget)"
+    assert label in retraining.content, retraining.content
 
     assert _rows(env, "SELECT count(*) FROM story_messages m JOIN stories s ON s.id = "
                  "m.story_id WHERE m.author_id = ? AND s.channel_id = ?",

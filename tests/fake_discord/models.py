@@ -391,6 +391,8 @@ class FakeMessage:
     application_id: int | None = None
     interaction_metadata: dict[str, Any] | None = None
     webhook_id: int | None = None  # a user-kind message posted by a webhook
+    #: a user-kind message's Discord type (0 default; 7 a member joined, 18 a thread created...)
+    message_type: int = 0
 
     @property
     def ephemeral(self) -> bool:
@@ -480,7 +482,7 @@ class FakeMessage:
 
     def payload(self) -> dict[str, Any]:
         if self.kind == "user":
-            msg_type = 0
+            msg_type = self.message_type
         elif self.kind == "original" and self.interaction_id is not None:
             msg_type = 20
         else:

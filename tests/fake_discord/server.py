@@ -1660,10 +1660,15 @@ class FakeDiscord:
         start: float | None = None,
         step: float = 60.0,
         webhook_ids: Mapping[int, int] | None = None,
+        types: Mapping[int, int] | None = None,
     ) -> list[FakeMessage]:
         """Messages already in ``channel`` (no gateway events), oldest first, ``step`` seconds
         apart from ``start`` (default: so that the last is a minute ago). ``webhook_ids`` maps
-        a position to the webhook that posted that message."""
+        a position to the webhook that posted that message; ``types`` maps a position to its
+        Discord message type, for system messages: 7 a member joined (the author is that
+        member, the content empty), 18 a thread created (its creator, the thread's name), 6 a
+        message pinned (who pinned it, empty)... Their ``message_reference`` (to the thread,
+        to the pinned message) is not set."""
         first = time.time() - step * len(messages) if start is None else start
         created = []
         for i, (user, content) in enumerate(messages):
@@ -1673,6 +1678,7 @@ class FakeDiscord:
                 content=content,
                 created_at=dt.datetime.fromtimestamp(at, dt.UTC).isoformat(),
                 webhook_id=(webhook_ids or {}).get(i),
+                message_type=(types or {}).get(i, 0),
             )  # fmt: skip
             self.messages_by_id[msg.id] = msg
             created.append(msg)

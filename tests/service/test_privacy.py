@@ -62,6 +62,20 @@ def test_selection_keeps_people_and_counts_what_it_leaves_out() -> None:
     )  # fmt: skip
 
 
+def test_every_message_read_is_learned_or_counted_once_as_left_out() -> None:
+    # Joins and a thread created, as Discord writes them: system messages. Carol's join counts
+    # as a system message, not as an opted-out member's message.
+    system = [_message(40, ALICE, "", system=True), _message(41, CAROL, "", system=True),
+              _message(42, BOB, "", system=True)]  # fmt: skip
+    read = _history() + system
+    selected = select_messages(read, prefixes=("!",), opted_out={CAROL})
+    assert selected.skipped_system == 3 and selected.read == len(read)
+    assert len(selected.messages) == 6  # the system messages are not learned
+    left_out = (selected.skipped_system, selected.skipped_bots, selected.skipped_commands,
+                selected.skipped_opted_out, selected.skipped_empty)  # fmt: skip
+    assert len(selected.messages) + sum(left_out) == selected.read
+
+
 def test_rebuild_needs_enough_to_learn() -> None:
     assert rebuild_story([], n_input=3, max_symbols=100) is None
     assert rebuild_story(["too short"], n_input=3, max_symbols=100) is None
