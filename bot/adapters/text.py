@@ -275,8 +275,11 @@ def continuation_text(continuation: Continuation) -> str:
     return f"{text}\n({note})" if note else text
 
 
-def _or_list(items: list[str]) -> str:
-    return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} or {items[-1]}"
+def _or_list(items: Sequence[str]) -> str:
+    """'a', 'a or b', 'a, b or c' ("" for none)."""
+    if len(items) < 2:
+        return "".join(items)
+    return f"{', '.join(items[:-1])} or {items[-1]}"
 
 
 def unknown_words_text(words: Sequence[UnknownWord]) -> str:
