@@ -7,8 +7,6 @@ operational fault: adapters log it with a reference code and show a generic repl
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-
 
 class ConfigError(Exception):
     """The configuration file or environment is invalid; the message names the setting."""
@@ -47,22 +45,6 @@ class NoModel(UserError):
 
 class NotFound(UserError):
     """A story, model version or job that the request names does not exist in this channel."""
-
-
-class UnknownWords(UserError):
-    """The prompt contains words the channel's model has never seen."""
-
-    def __init__(
-        self,
-        message: str,
-        words: Sequence[str],
-        suggestions: Mapping[str, Sequence[str]] | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.words: tuple[str, ...] = tuple(words)
-        self.suggestions: dict[str, list[str]] = {
-            word: list(options) for word, options in (suggestions or {}).items()
-        }
 
 
 class Busy(UserError):

@@ -14,13 +14,14 @@ from model.errors import (
     TrainingDiverged,
     UnknownWordsError,
 )
-from model.generation import GenerationOptions, NumpyLSTM, generate
+from model.generation import Generation, GenerationOptions, NumpyLSTM, continue_prompt, generate
 from model.serialization import TrainedModel, TrainingFigures, from_bytes, to_bytes
 from model.tokenizer import detokenize, tokenize
-from model.vocabulary import UNKNOWN, Vocabulary
+from model.vocabulary import UNKNOWN, UnknownWord, Vocabulary
 
 __all__ = [
     "UNKNOWN",
+    "Generation",
     "GenerationOptions",
     "ModelConfig",
     "ModelError",
@@ -32,8 +33,10 @@ __all__ = [
     "TrainingConfig",
     "TrainingDiverged",
     "TrainingFigures",
+    "UnknownWord",
     "UnknownWordsError",
     "Vocabulary",
+    "continue_prompt",
     "detokenize",
     "from_bytes",
     "generate",

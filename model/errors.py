@@ -10,7 +10,11 @@ class ModelError(Exception):
 
 
 class UnknownWordsError(ModelError):
-    """A prompt holds words the model never saw (and the vocabulary has no ``<unk>``)."""
+    """Tokens to encode hold words the vocabulary lacks, and it has no ``<unk>``.
+
+    ``Vocabulary.encode`` raises it; generation does not (it leaves such words out of the
+    context and returns them as :class:`~model.vocabulary.UnknownWord` values).
+    """
 
     def __init__(
         self, words: Sequence[str], suggestions: Mapping[str, Sequence[str]] | None = None

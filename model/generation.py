@@ -10,7 +10,15 @@ predecessors of the prompt's first symbol (``weights["left_context"]``, computed
 training story), so the network sees a context shaped like its training windows. When the
 story has no such predecessor (the symbol only occurs at the very start), the context is run
 as it is, shorter — an LSTM accepts any length. An empty prompt starts from the zero state.
-**Longer prompts** use their last ``n_input`` symbols (only those need be in the vocabulary).
+**Longer prompts** use their last ``n_input`` symbols.
+
+**Unknown words** (issue 23) never refuse a prompt: a word the vocabulary lacks maps to
+``<unk>`` when the vocabulary has it (capped vocabularies), otherwise it is left out of the
+context, which is then the prompt's last ``n_input`` known symbols (fewer are completed on the
+left as above; none at all start from the zero state, as an empty prompt). :func:`continue_prompt`
+returns the unknown words of the part of the prompt it read, with suggestions
+(:class:`~model.vocabulary.UnknownWord`), for the caller to tell; a word before that part
+changes nothing and is not named.
 
 **Choosing the next symbol** (issue 11; ``bench/bench_continuation_quality.py``). A network
 asked about a window the story never has (``mouse mouse mouse``) answers almost anything, so:
@@ -30,9 +38,7 @@ the logits first, before the story's candidates, the repeat guard and sampling a
 are never lifted: when every candidate is filtered, the best unfiltered symbol of the whole
 vocabulary is chosen; only a filter that bans the whole vocabulary raises ``ModelError``.
 
-``<unk>`` (capped vocabularies) is never generated; unknown prompt words map to ``<unk>`` when
-the vocabulary has it, otherwise :class:`~model.errors.UnknownWordsError` names them with
-suggestions.
+``<unk>`` (capped vocabularies) is never generated.
 """
 
 from __future__ import annotations
@@ -49,15 +55,18 @@ from model.filtering import BlockedSymbols
 from model.forward import NumpyLSTM, Stepper, single_threaded_blas
 from model.serialization import TrainedModel
 from model.story_index import IntArray, StoryIndex, default_story_order, story_index_arrays
-from model.vocabulary import UNKNOWN
+from model.vocabulary import UNKNOWN, UnknownWord, Vocabulary
 
 __all__ = [
+    "Generation",
     "GenerationOptions",
     "NumpyLSTM",
     "StoryIndex",
+    "continue_prompt",
     "default_story_order",
     "generate",
     "left_context_table",
+    "read_prompt",
     "story_index_arrays",
 ]
 
@@ -204,6 +213,57 @@ def _pick(
     return _sample(scores, options, rng)
 
 
+@dataclass(frozen=True)
+class Generation:
+    """A continuation: the generated symbols (not the prompt), the ids of the prompt's part the
+    network read, and the words of that part the vocabulary lacks."""
+
+    symbols: list[str]
+    context: list[int]
+    unknown: tuple[UnknownWord, ...]
+
+
+def read_prompt(
+    vocabulary: Vocabulary, prompt: Sequence[str], n_input: int
+) -> tuple[list[int], tuple[UnknownWord, ...]]:
+    """The ids of the prompt's last ``n_input`` known symbols (an unknown word counts as
+    ``<unk>`` where the vocabulary has it, otherwise it is skipped), and the unknown words met
+    on the way back from the prompt's end."""
+    unknown_id = vocabulary.id_of(UNKNOWN) if vocabulary.has_unknown else None
+    ids: list[int] = []
+    missing: list[str] = []
+    for token in reversed(prompt):
+        if len(ids) == n_input:
+            break
+        found = vocabulary.lookup(token)
+        if found is None:
+            missing.append(token)
+            found = unknown_id
+        if found is not None:
+            ids.append(found)
+    ids.reverse()
+    missing.reverse()
+    return ids, vocabulary.unknown_words(missing)
+
+
+def continue_prompt(
+    model: TrainedModel,
+    prompt: Sequence[str],
+    options: GenerationOptions | None = None,
+    *,
+    network: NumpyLSTM | None = None,
+    blocked: BlockedSymbols | None = None,
+) -> Generation:
+    """Continue ``prompt`` from its known words (see the module docstring). Pass ``network`` to
+    reuse its weights; ``blocked``: the filtered words' symbols, never generated."""
+    options = options or GenerationOptions()
+    ids, unknown = read_prompt(model.vocabulary, prompt, model.config.n_input)
+    net = network or NumpyLSTM(model)
+    with single_threaded_blas():
+        symbols = _decode(model, net, ids, options, blocked)
+    return Generation(symbols, ids, unknown)
+
+
 def generate(
     model: TrainedModel,
     prompt: Sequence[str],
@@ -212,15 +272,8 @@ def generate(
     network: NumpyLSTM | None = None,
     blocked: BlockedSymbols | None = None,
 ) -> list[str]:
-    """The generated symbols only (not the prompt). Pass ``network`` to reuse its weights;
-    ``blocked``: the filtered words' symbols, never generated (see the module docstring)."""
-    options = options or GenerationOptions()
-    # Only the words the network reads must be known: an unknown word earlier in a long prompt
-    # is outside the context window and changes nothing.
-    ids = model.vocabulary.encode(list(prompt)[-model.config.n_input :])
-    net = network or NumpyLSTM(model)
-    with single_threaded_blas():
-        return _decode(model, net, ids, options, blocked)
+    """The generated symbols only of :func:`continue_prompt` (unknown words are skipped)."""
+    return continue_prompt(model, prompt, options, network=network, blocked=blocked).symbols
 
 
 def _decode(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import difflib
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from model.errors import ModelError, UnknownWordsError
@@ -13,6 +13,15 @@ UNKNOWN = "<unk>"
 MAX_SYMBOL_LENGTH = 200
 SUGGESTED_WORDS = 3  # unknown words of one prompt that get suggestions (each costs a scan)
 FALLBACK_CANDIDATES = 5_000
+
+
+@dataclass(frozen=True)
+class UnknownWord:
+    """A prompt word the vocabulary lacks, with close vocabulary words (best first; none
+    computed past the first :data:`SUGGESTED_WORDS` unknown words of a prompt)."""
+
+    word: str
+    suggestions: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -69,20 +78,23 @@ class Vocabulary:
         """The id of ``symbol``; ``KeyError`` if absent (even when ``UNKNOWN`` exists)."""
         return self._ids[symbol]
 
-    def encode(self, tokens: Sequence[str]) -> list[int]:
-        """Ids of ``tokens``; absent ones become ``UNKNOWN`` if present, else UnknownWordsError.
-
-        A word with an apostrophe also matches the story's spelling with the other one (' / ’).
-        """
+    def lookup(self, token: str) -> int | None:
+        """The id of ``token``, or of its spelling with the other apostrophe (' / ’: don't /
+        don’t); None when the story has neither (``UNKNOWN`` is not applied)."""
         ids = self._ids
-        unknown_id = ids.get(UNKNOWN)
+        found = ids.get(token)
+        if found is None and ("'" in token or "’" in token):
+            found = ids.get(token.replace("'", "\0").replace("’", "'").replace("\0", "’"))
+        return found
+
+    def encode(self, tokens: Sequence[str]) -> list[int]:
+        """Ids of ``tokens`` (:meth:`lookup`); absent ones become ``UNKNOWN`` if present, else
+        UnknownWordsError names them with suggestions."""
+        unknown_id = self._ids.get(UNKNOWN)
         out: list[int] = []
         missing: list[str] = []
         for token in tokens:
-            i = ids.get(token)
-            if i is None and ("'" in token or "’" in token):
-                # A word typed with the other apostrophe than the story's (don't / don’t).
-                i = ids.get(token.replace("'", "\0").replace("’", "'").replace("\0", "’"))
+            i = self.lookup(token)
             if i is None:
                 i = unknown_id
             if i is None:
@@ -90,10 +102,17 @@ class Vocabulary:
             else:
                 out.append(i)
         if missing:
-            words = list(dict.fromkeys(missing))
-            suggested = words[:SUGGESTED_WORDS]
-            raise UnknownWordsError(words, {w: self.suggest(w) for w in suggested})
+            found = self.unknown_words(missing)
+            raise UnknownWordsError([u.word for u in found], {u.word: u.suggestions for u in found})
         return out
+
+    def unknown_words(self, words: Iterable[str]) -> tuple[UnknownWord, ...]:
+        """``words`` once each, in order, the first :data:`SUGGESTED_WORDS` with suggestions."""
+        distinct = list(dict.fromkeys(words))
+        return tuple(
+            UnknownWord(word, tuple(self.suggest(word)) if i < SUGGESTED_WORDS else ())
+            for i, word in enumerate(distinct)
+        )
 
     def decode(self, ids: Sequence[int]) -> list[str]:
         return [self.symbols[int(i)] for i in ids]

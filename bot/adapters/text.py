@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 
 from bot.core.api import (
     Continuation,
@@ -17,9 +18,13 @@ from bot.core.api import (
     StoryInfo,
     StoryRemoval,
     TrainingJob,
+    UnknownWord,
 )
 from bot.core.figures import ModelVersion, StoryStats
 from bot.display import count_text, display_prose, known, vocabulary_text
+
+# Unknown words a reply's note names; more are counted.
+NAMED_UNKNOWN_WORDS = 5
 
 # A story whose training did not finish stays stored: an append would train on it.
 KEPT_STORY = (
@@ -269,10 +274,39 @@ def training_failed_text(job: TrainingJob, result: JobResult) -> str:
 
 
 def continuation_text(continuation: Continuation) -> str:
+    """The reply, its share from the story, and on a line of its own the unknown words."""
     share = continuation.original_share
-    return display_prose(continuation.text) + (
+    text = display_prose(continuation.text) + (
         "" if share is None else f"  [{share:.0%} from the story]"
     )
+    note = unknown_words_text(continuation.unknown_words)
+    return f"{text}\n({note})" if note else text
+
+
+def _or_list(items: Sequence[str]) -> str:
+    """'a', 'a or b', 'a, b or c' ("" for none)."""
+    if len(items) < 2:
+        return "".join(items)
+    return f"{', '.join(items[:-1])} or {items[-1]}"
+
+
+def unknown_words_text(words: Sequence[UnknownWord]) -> str:
+    """The note of a reply whose prompt held words the story never uses ("" when none):
+    "I didn't know 'mondays': did you mean 'monday'?" (one word), each word with its
+    suggestions in brackets when there are several."""
+    if not words:
+        return ""
+    quoted = [f"'{u.word}'" for u in words[:NAMED_UNKNOWN_WORDS]]
+    if len(words) > NAMED_UNKNOWN_WORDS:
+        quoted.append(plural(len(words) - NAMED_UNKNOWN_WORDS, "other word"))
+    if len(words) == 1:
+        hint = _or_list([f"'{s}'" for s in words[0].suggestions])
+        return f"I didn't know {quoted[0]}" + (f": did you mean {hint}?" if hint else ".")
+    for i, unknown in enumerate(words[:NAMED_UNKNOWN_WORDS]):
+        if unknown.suggestions:
+            hint = _or_list([f"'{s}'" for s in unknown.suggestions])
+            quoted[i] += f" (did you mean {hint}?)"
+    return f"I didn't know {_or_list(quoted)}."
 
 
 def member_data_json(data: MemberData) -> bytes:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from bot.core.store import HistorySpan, JobState, StoryMessage
-from model import TrainingFigures
+from model import TrainingFigures, UnknownWord
 from model.config import MAX_N_INPUT
 
 __all__ = [
@@ -50,6 +50,7 @@ __all__ = [
     "TrainOptions",
     "TrainingFigures",
     "TrainingJob",
+    "UnknownWord",
     "console_channel",
 ]
 
@@ -167,11 +168,16 @@ class EndedJob:
 
 @dataclass(frozen=True)
 class Continuation:
+    """A reply: ``text`` is the prompt as given followed by the continuation, which went on
+    from the prompt's known words; ``unknown_words`` are the words it did not know (with
+    suggestions) in the part of the prompt the model read."""
+
     prompt_symbols: list[str]
     symbols: list[str]
     text: str
     model_version: int
     original_share: float | None  # generated 4-grams found verbatim in the model's stories
+    unknown_words: tuple[UnknownWord, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -34,11 +34,12 @@ from bot.core.api import CacheStats
 from bot.core.store import StoryStore
 from bot.errors import NoModel
 from model import (
+    Generation,
     GenerationOptions,
     NumpyLSTM,
     TrainedModel,
+    continue_prompt,
     from_bytes,
-    generate,
     tokenize,
 )
 from model.filtering import BlockedSymbols, WordFilter
@@ -182,20 +183,26 @@ def generate_with_share(
     prompt: list[str],
     options: GenerationOptions,
     word_filter: WordFilter | None = None,
-) -> tuple[list[str], float | None]:
+) -> tuple[Generation, float | None]:
     """The continuation (never a word of ``word_filter``) and its share found in the story."""
     blocked = entry.blocked(word_filter) if word_filter else None
-    symbols = generate(entry.model, prompt, options, network=entry.network, blocked=blocked)
+    generation = continue_prompt(
+        entry.model, prompt, options, network=entry.network, blocked=blocked
+    )
     base = len(entry.model.vocabulary) + 1
-    codes = _ngram_codes(_symbol_ids(entry.model, entry.index, [*prompt, *symbols]), base)
+    # The 4-grams over what the network continued: the prompt's known words it read, then
+    # the reply (an unknown word the reply shows would make every 4-gram around it "new").
+    context = generation.context
+    symbols = _symbol_ids(entry.model, entry.index, generation.symbols)
+    codes = _ngram_codes(np.concatenate([np.asarray(context, dtype=np.int64), symbols]), base)
     # Only the 4-grams that contain at least one generated symbol.
-    generated = codes[max(0, len(prompt) - NGRAM + 1) :]
+    generated = codes[max(0, len(context) - NGRAM + 1) :]
     if len(generated) == 0 or len(entry.ngrams) == 0:
-        return symbols, None if len(generated) == 0 else 0.0
+        return generation, None if len(generated) == 0 else 0.0
     positions = np.searchsorted(entry.ngrams, generated)
     positions = np.minimum(positions, len(entry.ngrams) - 1)
     found = int(np.count_nonzero(entry.ngrams[positions] == generated))
-    return symbols, found / len(generated)
+    return generation, found / len(generated)
 
 
 class ModelCache:

@@ -16,8 +16,8 @@ from bot.core.job_records import figures_of
 from bot.core.model_cache import ModelCache, generate_with_share
 from bot.core.store import StoryStore
 from bot.core.validation import RequestChecks
-from bot.errors import InvalidOption, NoModel, UnknownWords
-from model import ModelError, UnknownWordsError, detokenize, tokenize
+from bot.errors import InvalidOption, NoModel
+from model import ModelError, detokenize, tokenize
 
 logger = logging.getLogger(__name__)
 
@@ -51,7 +51,9 @@ class Storyteller:
         *,
         member: Member | None = None,
     ) -> Continuation:
-        """Continue ``prompt`` with the channel's active model (off the loop).
+        """Continue ``prompt`` with the channel's active model (off the loop), from its known
+        words: the words the story never uses are not refused but named in the reply
+        (``Continuation.unknown_words``).
 
         With ``member``, the per-user cooldown ``cooldowns.continue_seconds`` applies. It is
         charged up front (so concurrent requests cannot slip through) and refunded when the
@@ -67,11 +69,9 @@ class Storyteller:
             loop = asyncio.get_running_loop()
             self._generating += 1
             try:
-                symbols, share = await loop.run_in_executor(
+                reply, share = await loop.run_in_executor(
                     self._threads, generate_with_share, entry, tokens, generation, word_filter
                 )
-            except UnknownWordsError as exc:
-                raise UnknownWords(str(exc), exc.words, exc.suggestions) from None
             except ModelError as exc:
                 raise InvalidOption(str(exc)) from None
             finally:
@@ -86,10 +86,11 @@ class Storyteller:
             logger.warning("could not count a reply in channel %d", channel.channel_id)
         return Continuation(
             prompt_symbols=tokens,
-            symbols=symbols,
-            text=detokenize([*tokens, *symbols]),
+            symbols=reply.symbols,
+            text=detokenize([*tokens, *reply.symbols]),
             model_version=entry.version,
             original_share=share,
+            unknown_words=reply.unknown,
         )
 
     def message_prompt(self, text: str) -> str:

@@ -23,11 +23,19 @@ from bot.adapters.text import (
     history_source_text,
     retrain_reason_text,
     stats_lines,
+    unknown_words_text,
 )
 from bot.display import count_text, display_prose, training_fraction, vocabulary_text
 
 if TYPE_CHECKING:
-    from bot.core.api import FilterChange, FilteredWord, JobProgress, JobResult, StoryCard
+    from bot.core.api import (
+        FilterChange,
+        FilteredWord,
+        JobProgress,
+        JobResult,
+        StoryCard,
+        UnknownWord,
+    )
     from bot.core.figures import StoryStats
 
 MESSAGE_LIMIT = 2000
@@ -225,16 +233,26 @@ def job_fraction(progress: JobProgress) -> float:
 
 
 def continuation_text(
-    text: str, *, model_version: int, original_share: float | None, lead: str = ""
+    text: str,
+    *,
+    model_version: int,
+    original_share: float | None,
+    lead: str = "",
+    unknown_words: Sequence[UnknownWord] = (),
 ) -> str:
-    """A continuation as prose, escaped, with a one-line footer (split it to send it).
+    """A continuation as prose, escaped, with a footer (split it to send it).
 
     ``lead`` ("…" for a Continue reply) goes before the text; the text is capitalised for
-    display (:func:`bot.display.display_prose`), not at the start after a lead.
+    display (:func:`bot.display.display_prose`), not at the start after a lead. The footer's
+    small lines ("-# ", which "Continue this" leaves out) name the prompt's unknown words, if
+    any, then the model version and the share from the story.
     """
     footer = f"-# model v{model_version}"
     if original_share is not None:
         footer += f" · {original_share * 100:.0f}% from the story"
+    note = unknown_words_text(unknown_words)
+    if note:
+        footer = f"-# {escape_text(note)}\n{footer}"
     body = text.strip()
     body = escape_text(display_prose(lead + body)) if body else "…"
     return f"{body}\n{footer}"

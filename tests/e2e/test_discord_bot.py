@@ -259,11 +259,21 @@ async def test_reroll_button_samples_a_new_continuation(env: Env) -> None:
     assert rerolled.content.startswith("The mice")
 
 
-async def test_unknown_words_get_a_private_error_with_suggestions(env: Env) -> None:
+async def test_unknown_words_are_named_under_a_continuation(env: Env) -> None:
+    """Words the story never uses do not refuse a prompt (issue 23): the reply continues from
+    the known words and a small line names the others, with suggestions."""
+    handle = await _continue(env, "i hate mondays")
+    reply = await handle.wait_reply(15.0)
+    assert not reply.ephemeral and not reply.pings_anyone()
+    body, note, footer = reply.content.rsplit("\n", 2)
+    assert body.startswith("I hate mondays ") and len(body.split()) > 3, reply.content
+    assert note.startswith("-# I didn't know 'hate'") and "'mondays'" in note, note
+    assert footer.startswith("-# model v1")
+    assert {"Reroll", "Continue"} <= {c.get("label") for c in reply.iter_components()}
     handle = await _continue(env, "had a generel")
-    reply = await _ephemeral_reply(handle)
-    assert "generel" in reply.content
-    assert "general" in reply.content.replace("generel", "")
+    reply = await handle.wait_reply(15.0)
+    assert not reply.ephemeral
+    assert "\n-# I didn't know 'generel': did you mean 'general'" in reply.content, reply.content
 
 
 async def test_autocomplete_offers_vocabulary_words(env: Env) -> None:

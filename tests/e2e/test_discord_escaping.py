@@ -1,4 +1,4 @@
-"""Error replies quote what members sent (prompt words, upload names) without its markdown."""
+"""Replies that quote what members sent (prompt words, upload names) render none of its markdown."""
 
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ def _export_with_entry(name: str) -> bytes:
     return buffer.getvalue()
 
 
-async def test_error_replies_do_not_render_the_members_markdown(
+async def test_replies_naming_the_members_words_do_not_render_their_markdown(
     fake_discord: FakeDiscord, start_bot: StartBot
 ) -> None:
     world = fake_discord.world
@@ -55,8 +55,8 @@ async def test_error_replies_do_not_render_the_members_markdown(
 
     story = fake_discord.add_attachment("cat.txt", ARTICLE.read_bytes(), channel=world.channel)
     handle = await fake_discord.send_slash_command(
-        # n_input 10: the model reads the prompt's last 10 symbols, and only those must be known,
-        # so the markdown below is all inside the window the error reply names.
+        # n_input 10: the model reads the prompt's last 10 known symbols, so every unknown
+        # symbol below is inside the part of the prompt whose unknown words the reply names.
         "train",
         {"story": story, "seed": 1, "n_input": 10},
         user=world.admin,
@@ -75,8 +75,11 @@ async def test_error_replies_do_not_render_the_members_markdown(
         channel=world.channel,
     )
     reply = await handle.wait_reply(15.0)
-    assert reply.ephemeral and not reply.pings_anyone()
-    assert "never uses" in reply.content and "secret" in reply.content, reply.content
-    assert "`" in reply.content and "|" in reply.content and "*" in reply.content
+    # Not refused (issue 23): a continuation, with a line naming the words the story never
+    # uses, markdown characters included, escaped like the rest.
+    assert not reply.ephemeral and not reply.pings_anyone()
+    note = reply.content.split("\n")[-2]
+    assert note.startswith("-# I didn't know") and "secret" in note, reply.content
+    assert "`" in note and "|" in note and "*" in note, note
     assert not UNESCAPED_MARKDOWN.search(reply.content), reply.content
     bot.assert_log_clean()

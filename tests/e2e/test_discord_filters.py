@@ -217,12 +217,21 @@ async def test_continue_this_continues_a_message(env: BotEnv) -> None:
     assert "cat" in _words(reply), reply.content
 
 
+async def test_continue_this_names_the_words_the_story_never_uses(env: BotEnv) -> None:
+    channel, member = env.world.channel, env.world.member
+    message = await env.fake.post_user_message(channel, member, "zebra walrus umbrella")
+    reply = await (await _continue_this(env, message, member)).wait_reply(20.0)
+    assert not reply.ephemeral and not reply.pings_anyone()
+    body, note, _ = reply.content.rsplit("\n", 2)
+    assert body.startswith("…zebra walrus umbrella ") and "cat" not in _words(reply), body
+    assert note == "-# I didn't know 'zebra', 'walrus' or 'umbrella'.", reply.content
+
+
 @pytest.mark.parametrize(
     ("content", "where", "expected"),
     [
         ("", "story", "no words to continue"),
         ("!!! ???", "story", "no words to continue"),
-        ("zebra walrus umbrella", "story", "zebra"),
         ("the CAT", "story", "filters"),
         ("the mice", "other", "No story has been trained"),
     ],

@@ -10,7 +10,7 @@ import keras
 import numpy as np
 import pytest
 
-from model import GenerationOptions, ModelConfig, TrainedModel, UnknownWordsError, generate
+from model import GenerationOptions, ModelConfig, TrainedModel, continue_prompt, generate
 from model.generation import NumpyLSTM
 from model.network import assign_weights, build_network, build_networks, extract_weights
 from model.serialization import TrainingFigures
@@ -101,20 +101,44 @@ def test_prompt_lengths(tiny_model: TrainedModel) -> None:
     assert len(generate(tiny_model, [])) == 32
 
 
-def test_unknown_words_name_them(tiny_model: TrainedModel) -> None:
-    with pytest.raises(UnknownWordsError) as caught:
-        generate(tiny_model, ["the", "dgo", "barked"])
-    assert caught.value.words == ("dgo", "barked")
-    assert caught.value.suggestions["dgo"]
+def test_unknown_words_are_left_out_and_named(tiny_model: TrainedModel) -> None:
+    """A prompt with unknown words continues from its known ones (issue 23): "zebra" and
+    "dgo" are skipped, the network reads "had a general", and the reply tells which words."""
+    known = generate(tiny_model, ["had", "a", "general"])
+    reply = continue_prompt(tiny_model, ["had", "zebra", "a", "dgo", "general", "zebra"])
+    assert reply.symbols == known and reply.symbols[:17] == ARTICLE_PREFIX
+    assert tiny_model.vocabulary.decode(reply.context) == ["had", "a", "general"]
+    assert [u.word for u in reply.unknown] == ["zebra", "dgo"]
+    dgo = reply.unknown[1]
+    assert "dog" not in tiny_model.vocabulary and dgo.suggestions  # close words of the story
+    # Fewer known words than n_input: the left-context completion of a short prompt.
+    short = continue_prompt(tiny_model, ["general", "zebra"])
+    assert short.symbols == generate(tiny_model, ["general"]) and short.symbols[:2] == [
+        "council",
+        "to",
+    ]
+    assert [u.word for u in short.unknown] == ["zebra"]
+    # A known prompt names nothing.
+    assert continue_prompt(tiny_model, ["had", "a", "general"]).unknown == ()
 
 
-def test_an_unknown_word_outside_the_context_window_is_accepted(tiny_model: TrainedModel) -> None:
-    """Only the last n_input words are read: "zebra" before them changes nothing."""
+def test_a_prompt_with_no_known_word_continues_like_an_empty_one(
+    tiny_model: TrainedModel,
+) -> None:
+    reply = continue_prompt(tiny_model, ["hate", "mondays"])
+    assert reply.context == [] and len(reply.symbols) == 32
+    assert reply.symbols == generate(tiny_model, [])
+    assert [u.word for u in reply.unknown] == ["hate", "mondays"]
+
+
+def test_an_unknown_word_outside_the_context_window_is_not_named(
+    tiny_model: TrainedModel,
+) -> None:
+    """Only the last n_input known words are read: "zebra" before them changes nothing."""
     n = tiny_model.config.n_input
     prompt = ["had", "a", "general"][-n:]
-    assert generate(tiny_model, ["zebra", *prompt]) == generate(tiny_model, prompt)
-    with pytest.raises(UnknownWordsError):
-        generate(tiny_model, [*prompt[1:], "zebra"])
+    reply = continue_prompt(tiny_model, ["zebra", *prompt])
+    assert reply.symbols == generate(tiny_model, prompt) and reply.unknown == ()
 
 
 def test_sampling_is_seeded_and_top_k_one_is_greedy(tiny_model: TrainedModel) -> None:
@@ -148,8 +172,10 @@ def test_unknown_symbol_is_never_generated(story_tokens: list[str]) -> None:
     model = TrainedModel(
         config, vocabulary, weights, TrainingFigures(0, 0, 0, 0, 0.0, 0.0, 0.0, 0.0)
     )
-    out = generate(model, ["zebra", "the", "cat"])  # unknown prompt words map to <unk>
-    assert len(out) == 32 and UNKNOWN not in out
+    reply = continue_prompt(model, ["zebra", "the", "cat"])  # unknown words map to <unk>
+    assert len(reply.symbols) == 32 and UNKNOWN not in reply.symbols
+    assert len(reply.context) == 3 and reply.context[0] == vocabulary.id_of(UNKNOWN)
+    assert reply.unknown[0].word == "zebra"  # read as <unk>, still named
 
 
 def test_generation_needs_no_tensorflow(tiny_model: TrainedModel, tmp_path: Path) -> None:

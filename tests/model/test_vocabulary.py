@@ -101,3 +101,8 @@ def test_only_the_first_unknown_words_get_suggestions() -> None:
     assert "mouse" in caught.value.suggestions["mouze"]
     assert "general" in caught.value.suggestions["genral"]
     assert caught.value.suggestions["considder"] == []
+    # The same facts as values, for a reply that names them instead of refusing (issue 23).
+    named = vocabulary.unknown_words([*prompt, "mouze"])
+    assert [u.word for u in named] == prompt
+    assert named[0].suggestions == tuple(caught.value.suggestions["mouze"])
+    assert named[3].suggestions == () and vocabulary.lookup("mouze") is None

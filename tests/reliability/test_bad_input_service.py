@@ -2,7 +2,9 @@
 
 Every case goes through ``StoryService`` exactly as an adapter calls it. Each must raise a
 ``UserError`` whose message is friendly, and leave the database byte-for-byte as it was (row
-counts, active models, story and model hashes, job states). The ledger counts every input.
+counts, active models, story and model hashes, job states). A prompt with words the story
+never uses is no bad input: it is answered from its known words, naming the others (issue 23).
+The ledger counts every input.
 """
 
 from __future__ import annotations
@@ -192,16 +194,9 @@ async def test_bad_train_options(
 BAD_CONTINUE: list[tuple[str, str, ContinueOptions, str | None]] = [
     ("empty prompt", "", ContinueOptions(), "at least one word"),
     ("blank prompt", "   \n\t", ContinueOptions(), "at least one word"),
-    ("invisible prompt", "\u200b\u200d\ufeff", ContinueOptions(), None),
-    ("only punctuation", "?!.,;:", ContinueOptions(), None),
     ("over the symbol limit", "the cat " * 40, ContinueOptions(), "limit"),
     ("over the character limit", "a" * 5000, ContinueOptions(), "too long"),
     ("a 1 MiB prompt", "the " * (ONE_MIB // 4), ContinueOptions(), "too long"),
-    ("all unknown words", "zebra quokka axolotl", ContinueOptions(), "zebra"),
-    ("mixed known and unknown", "the mice zebra", ContinueOptions(), "zebra"),
-    ("unknown word with mentions", "@everyone <@123> hi", ContinueOptions(), None),
-    ("prompt with markdown", "**the** ||cat|| `said`", ContinueOptions(), "never uses"),
-    ("NUL in prompt", "the \x00 cat", ContinueOptions(), None),
     ("length 0", "the cat", ContinueOptions(length=0), "length"),
     ("length -1", "the cat", ContinueOptions(length=-1), "length"),
     ("length huge", "the cat", ContinueOptions(length=10**12), "length"),
@@ -241,6 +236,37 @@ async def test_bad_continue(
         lambda: service.continue_story(TRAINED, prompt, options, member=MEMBER),
         match,
     )
+
+
+# Prompts the story does not know (issue 23): answered from their known words (none: from the
+# story's start), naming the words that were left out.
+UNKNOWN_PROMPTS: list[tuple[str, str, list[str]]] = [
+    ("invisible prompt", "\u200b\u200d\ufeff", ["\u200b", "\u200d"]),
+    ("only punctuation", "?!.,;:", ["!", ";", ":"]),
+    ("all unknown words", "zebra quokka axolotl", ["zebra", "quokka", "axolotl"]),
+    ("mixed known and unknown", "the mice zebra", ["zebra"]),
+    ("unknown word with mentions", "@everyone <@123> hi", ["@", "everyone", "<", "123", ">", "hi"]),
+    ("prompt with markdown", "**the** ||cat|| `said`", ["*", "|", "`"]),
+    ("NUL in prompt", "the \x00 cat", ["\x00"]),
+]
+
+
+@pytest.mark.parametrize(
+    ("what", "prompt", "unknown"), UNKNOWN_PROMPTS, ids=[c[0] for c in UNKNOWN_PROMPTS]
+)
+async def test_unknown_words_are_answered_and_named(
+    offline: tuple[StoryService, StoryStore, Path],
+    ledger: Ledger,
+    what: str,
+    prompt: str,
+    unknown: list[str],
+) -> None:
+    service, _, _ = offline
+    reply = await service.continue_story(TRAINED, prompt, ContinueOptions(length=8), member=MEMBER)
+    named = [u.word for u in reply.unknown_words]
+    ok = len(reply.symbols) == 8 and named == unknown
+    ledger.record("bad input", ok, f"{what}: answered, naming {named}")
+    assert ok, (what, reply)
 
 
 async def test_requests_on_a_channel_never_trained(

@@ -6,7 +6,8 @@ real ``StoryStore`` (numpy weights: the storage and generation paths are real, o
 training is skipped there); #story is trained for real with ``/train``.
 
 Every refused input must get a friendly, ephemeral reply that pings nobody, and the database
-snapshot (row counts, active models, story/model hashes, job states) must not change.
+snapshot (row counts, active models, story/model hashes, job states) must not change. Words
+the story never uses are no bad input: they get a public reply naming them (issue 23).
 """
 
 # ruff: noqa: ASYNC109
@@ -291,13 +292,8 @@ async def test_bad_train_options(env: Env, ledger: Ledger) -> None:
 
 BAD_PROMPTS: list[tuple[str, str, dict[str, Any], str | None]] = [
     ("empty prompt", "", {}, None),
-    ("only punctuation", "?! ... ,", {}, None),
     ("over the length limit", "the cat " * 40, {}, "limit"),
     ("over the character limit", "a" * 5000, {}, "too long"),
-    ("all unknown words", "zebra quokka axolotl", {}, "zebra"),
-    ("mixed known and unknown", "the mice zebra", {}, "zebra"),
-    ("unknown mentions", "@everyone <@&1> hi", {}, None),
-    ("markdown prompt", "**the** ||cat||", {}, None),
     ("length 0", "the cat", {"length": 0}, "length"),
     ("length negative", "the cat", {"length": -5}, "length"),
     ("length huge", "the cat", {"length": 10**9}, "length"),
@@ -322,6 +318,38 @@ async def test_bad_continue(
         lambda: _continue(env, prompt, validate=False, **options),
         match,
     )
+
+
+# Words the story never uses are no bad input (issue 23): a public reply from the known words
+# (none: from the story's start), a small line naming the others, nothing pinged or formatted.
+UNKNOWN_PROMPTS: list[tuple[str, str, str]] = [
+    ("only punctuation", "?! ... ,", "'!'"),
+    ("all unknown words", "zebra quokka axolotl", "'zebra', 'quokka' or 'axolotl'"),
+    ("mixed known and unknown", "the mice zebra", "'zebra'"),
+    ("unknown mentions", "@everyone <@&1> hi", "'@'"),
+    ("markdown prompt", "**the** ||cat||", "'\\*'"),
+]
+
+
+@pytest.mark.parametrize(
+    ("what", "prompt", "named"), UNKNOWN_PROMPTS, ids=[c[0] for c in UNKNOWN_PROMPTS]
+)
+async def test_unknown_words_are_answered_and_named(
+    env: Env, ledger: Ledger, what: str, prompt: str, named: str
+) -> None:
+    reply = await (await _continue(env, prompt, validate=False)).wait_reply(30.0)
+    assert reply.content.count("\n") >= 2, (what, reply.content)
+    _, note, footer = reply.content.rsplit("\n", 2)
+    ok = (
+        not reply.ephemeral
+        and not reply.pings_anyone()
+        and note.startswith("-# I didn't know ")
+        and named in note
+        and footer.startswith("-# model v")
+        and not re.search(r"(?<!\\)[*_`|~]", reply.content)
+    )
+    ledger.record("bad input", ok, f"discord /continue {what}: answered {reply.content!r}")
+    assert ok, (what, reply.content)
 
 
 async def test_temperature_zero_answers(env: Env, ledger: Ledger) -> None:

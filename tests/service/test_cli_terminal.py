@@ -214,6 +214,7 @@ def test_long_story_summary_import_twice_and_prompts(tmp_path: Path) -> None:
     ]
     done = fabulist(tmp_path, "--config", config, "continue", "zebra", *known, "--channel", "l")
     assert done.returncode == 0 and done.stdout.strip(), done.stderr
+    assert "didn't know" not in done.stdout, done.stdout  # "zebra" was not read, so not named
     done = fabulist(
         tmp_path,
         "--config",

@@ -109,6 +109,26 @@ def test_continuation_text_capitalises_but_not_after_a_lead() -> None:
     )
 
 
+def test_the_unknown_words_note() -> None:
+    from bot.adapters.text import unknown_words_text
+    from bot.core.api import UnknownWord
+
+    mondays = UnknownWord("mondays", ("monday", "monkeys", "money"))
+    assert unknown_words_text([]) == ""
+    assert unknown_words_text([UnknownWord("monday", ("mondays",))]) == (
+        "I didn't know 'monday': did you mean 'mondays'?"
+    )
+    assert unknown_words_text([mondays]) == (
+        "I didn't know 'mondays': did you mean 'monday', 'monkeys' or 'money'?"
+    )
+    assert unknown_words_text([UnknownWord("zebra")]) == "I didn't know 'zebra'."
+    assert unknown_words_text([UnknownWord("i"), mondays]) == (
+        "I didn't know 'i' or 'mondays' (did you mean 'monday', 'monkeys' or 'money'?)."
+    )
+    many = [UnknownWord(word) for word in "abcdefg"]
+    assert unknown_words_text(many) == "I didn't know 'a', 'b', 'c', 'd', 'e' or 2 other words."
+
+
 def test_story_card_names_the_configured_permission_and_shows_the_notice() -> None:
     from bot.core.api import ChannelRef, RetrainReason, StoryCard
     from bot.discord_adapter.rendering import story_card_embed

@@ -14,7 +14,7 @@ from bot.config import Config
 from bot.core.api import ContinueOptions, TrainOptions
 from bot.core.executor import TrainingTask
 from bot.core.service import StoryService
-from bot.errors import CoolingDown, UnknownWords
+from bot.errors import CoolingDown, NoModel
 from bot.executors.local import TrainingPool
 from bot.store.sqlite import SqliteStoryStore as StoryStore
 from tests.service.conftest import ADMIN, STORY, channel, long_story, tiny_config
@@ -93,8 +93,8 @@ async def test_cooldown_is_charged_only_for_a_continuation_that_succeeds(
     await svc.start(warm_workers=False)
     job = await svc.train(channel(1), ADMIN, "belling.txt", STORY, TrainOptions(seed=1))
     assert (await svc.wait_for_job(job.job_id)).state == "done"
-    with pytest.raises(UnknownWords):
-        await svc.continue_story(channel(1), "had a zebra", ContinueOptions(), member=ADMIN)
+    with pytest.raises(NoModel):  # refused after the charge: channel 2 has no model
+        await svc.continue_story(channel(2), "had a general", ContinueOptions(), member=ADMIN)
     reply = await svc.continue_story(
         channel(1), "had a general", ContinueOptions(length=2), member=ADMIN
     )

@@ -21,7 +21,7 @@ from bot.adapters.text import import_text, removal_text, retrain_reason_text
 from bot.config import Config
 from bot.core.api import ContinueOptions, TrainOptions
 from bot.core.service import StoryService
-from bot.errors import Busy, InvalidOption, InvalidUpload, NotAllowed, NotFound, UnknownWords
+from bot.errors import Busy, InvalidOption, InvalidUpload, NotAllowed, NotFound
 from bot.executors.local import TrainingPool
 from bot.export import ExportLimits, InvalidExport, looks_like_export, read_export
 from bot.store.sqlite import SqliteStoryStore as StoryStore
@@ -88,8 +88,8 @@ async def test_append_then_remove_forgets_the_story(
     assert result.state == "done" and result.model_version == 3
 
     # The removed chapter can no longer be generated: its words are unknown to every model...
-    with pytest.raises(UnknownWords):
-        await service.continue_story(channel(1), "zebra quietly", ContinueOptions(length=2))
+    unknown = await service.continue_story(channel(1), "zebra quietly", ContinueOptions(length=2))
+    assert [u.word for u in unknown.unknown_words] == ["zebra", "quietly"]
     reply = await service.continue_story(channel(1), "had a general", ContinueOptions(length=60))
     assert reply.model_version == 3 and reply.original_share == 1.0
     assert not {"zebra", "purple", "walrus", "umbrellas"} & set(reply.symbols)

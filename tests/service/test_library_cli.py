@@ -46,6 +46,10 @@ def test_cli_export_import_stories_versions_remove(tmp_path: Path) -> None:
     assert "Trainings run: 1" in text and "Replies served: 1" in text
     code, text = _run(config, "stats", "--channel", "b")  # an import is no training
     assert code == 0 and "Trainings run: 0" in text and "Replies served: 1" in text, text
+    # Words the story never uses are named under the reply (issue 23), not refused.
+    code, text = _run(config, "continue", "i", "hate", "mondays", "--channel", "b")
+    assert code == 0 and text.startswith("I hate mondays "), text
+    assert "\n(I didn't know 'hate' (did you mean " in text and "or 'mondays'.)\n" in text, text
     code, text = _run(config, "stories", "--channel", "b")
     assert code == 0 and "belling-the-cat.txt by console" in text
     story_id = re.search(r"#(\d+)", text).group(1)  # type: ignore[union-attr]
@@ -80,6 +84,9 @@ async def test_console_story_commands(service: StoryService, tmp_path: Path) -> 
     await console.handle("/story stats")
     assert "Channel copy:\n  Stories: 1 (204 symbols" in out.getvalue()
     assert "  Replies served: 1\n" in out.getvalue()
+    await console.handle("/continue the mice had a generel length:5")
+    assert "The mice had a generel " in out.getvalue()
+    assert "\n(I didn't know 'generel': did you mean 'general'?)\n" in out.getvalue()
     await console.handle("/story show")
     assert "model version 1" in out.getvalue()
     await console.handle("/stories")  # the short form; the copy's story comes last

@@ -16,7 +16,7 @@ from bot.config import Config
 from bot.core.api import ContinueOptions, JobProgress, TrainOptions
 from bot.core.service import StoryService
 from bot.core.store import NewStory
-from bot.errors import Busy, NotAllowed, QueueFull, UnknownWords
+from bot.errors import Busy, NotAllowed, QueueFull
 from bot.executors.local import TrainingPool
 from bot.store.sqlite import SqliteStoryStore as StoryStore
 from tests.service.conftest import ADMIN, MEMBER, REPO, STORY, channel, long_story, tiny_config
@@ -52,9 +52,12 @@ async def test_train_continue_second_train_and_isolation(
     assert reply.text.startswith("had a general council to consider")
     assert reply.original_share == 1.0 and reply.model_version == 1
     assert set(await service.complete_word(channel(1), "cou")) == {"council", "could"}
-    with pytest.raises(UnknownWords) as unknown:
-        await service.continue_story(channel(1), "had a zebra", ContinueOptions())
-    assert unknown.value.words == ("zebra",)
+    # A word the story never uses is left out and named (issue 23), not refused.
+    unknown = await service.continue_story(
+        channel(1), "had a zebra general", ContinueOptions(length=8)
+    )
+    assert unknown.symbols == reply.symbols and unknown.text.startswith("had a zebra general")
+    assert [u.word for u in unknown.unknown_words] == ["zebra"]
 
     # The other channel (another guild too) knows nothing of channel 1.
     with pytest.raises(Exception, match="No story"):

@@ -255,6 +255,7 @@ def render_reply(result: Continuation, lead: str = "") -> list[str]:
         model_version=result.model_version,
         original_share=result.original_share,
         lead=lead,
+        unknown_words=result.unknown_words,
     )
     return split_message(text)
 
