@@ -3,10 +3,10 @@ generation (``model.filtering``), to prompts and to uploaded stories.
 
 Matching is ``model.filtering``'s: case- and accent-insensitive, whole words, runs of characters
 in spaceless scripts (CJK). The blocked-id tables live on each cached model
-(``model_cache.CachedModel.blocked``). The cache of the words is this process's: a server's
-commands and its channels' generations reach the same process (one Discord shard serves a
-guild), and a change made here takes effect on the next reply. Channels outside a server
-(console, CLI) have no filters.
+(``model_cache.CachedModel.blocked``). Each process caches a server's words with the store's
+``filters_version`` of the server, read again (one small query) at each use: a change made by
+any process (this one, a CLI, another shard) applies to the next prompt, upload or reply here.
+Channels outside a server (console, CLI) have no filters.
 """
 
 from __future__ import annotations
@@ -31,12 +31,12 @@ def filter_key(word: str) -> str:
 
 
 class GuildFilters:
-    """Each server's filtered words, read once from the store and kept (see the module doc)."""
+    """Each server's filtered words, kept while its filters version stays (see the module doc)."""
 
     def __init__(self, config: Config, store: StoryStore) -> None:
         self.config = config
         self.store = store
-        self._filters: dict[int, WordFilter] = {}
+        self._filters: dict[int, tuple[int, WordFilter]] = {}  # guild -> (version, filter)
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -44,12 +44,15 @@ class GuildFilters:
         """The server's filter (empty outside servers or when it has none)."""
         if guild_id is None:
             return WordFilter()
+        # The version first: a change landing between the two reads makes the next use reload.
+        version = await self.store.filters_version(guild_id)
         cached = self._filters.get(guild_id)
-        if cached is None:
-            records = await self.store.guild_filters(guild_id)
-            cached = WordFilter.of(record.word for record in records)
-            self._filters[guild_id] = cached
-        return cached
+        if cached is not None and cached[0] == version:
+            return cached[1]
+        records = await self.store.guild_filters(guild_id)
+        word_filter = WordFilter.of(record.word for record in records)
+        self._filters[guild_id] = (version, word_filter)
+        return word_filter
 
     async def words(self, guild_id: int | None) -> list[FilteredWord]:
         if guild_id is None:
@@ -97,7 +100,6 @@ class GuildFilters:
                 f"This server already filters {len(existing)} words (the limit); remove one first."
             )
         added = await self.store.add_guild_filter(guild, key, word, user_id)
-        self._filters.pop(guild, None)
         logger.info("guild %d: filter added (%d words)", guild, len(existing) + int(added))
         return FilterChange(word, added, len(existing) + int(added))
 
@@ -105,7 +107,6 @@ class GuildFilters:
         guild = self._check(guild_id, is_admin)
         word, key = self._clean(word)
         removed = await self.store.remove_guild_filter(guild, key)
-        self._filters.pop(guild, None)
         if removed is None:
             raise NotFound(
                 f"“{word}” is not filtered in this server; /filter list shows the words."

@@ -8,11 +8,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
 from bot.config import Config
-from bot.core.api import ChannelRef, EndedJob, JobResult, JobState, TrainingFigures
+from bot.core.api import (
+    ChannelRef,
+    EndedJob,
+    JobProgress,
+    JobResult,
+    JobState,
+    TrainingFigures,
+)
 from bot.core.executor import CANCELLED, TrainingOutcome, TrainingRun
 from bot.core.progress import ProgressSubscriber
 from bot.core.store import JobRecord, NewModel, StoryStore
@@ -45,14 +53,39 @@ class OpenJob:
     started: float | None = None
     subscribers: list[ProgressSubscriber] = field(default_factory=list)
     cancel_requested: bool = False
-    # "forgotten" | "interrupted" | "cancelled" (recorded already): the outcome is not stored
+    # "forgotten" | "interrupted" | "cancelled" (recorded already) | "elsewhere" (another
+    # process ended it): the outcome is not stored
     discarded: str | None = None
+    ended: JobResult | None = None  # the end of a job forgotten or ended elsewhere
     run: TrainingRun | None = None  # once handed to the executor
     last_saved: float = 0.0
 
     @property
     def stopped(self) -> bool:
         return self.cancel_requested or self.discarded is not None
+
+    def report(self, queue_position: int | None, error: str | None = None) -> JobProgress:
+        """The job's progress as adapters see it."""
+        data = self.progress or {}
+        cancelling = self.cancel_requested and self.state == JobState.RUNNING
+        elapsed = data.get("elapsed_seconds")
+        if elapsed is None:
+            elapsed = 0.0 if self.started is None else time.monotonic() - self.started
+        return JobProgress(
+            job_id=self.job_id,
+            state="cancelling" if cancelling else str(self.state),
+            epoch=int(data.get("epoch", 0)),
+            max_epochs=int(data.get("max_epochs", self.options.max_epochs)),
+            loss=data.get("loss"),
+            accuracy=data.get("accuracy"),
+            learnable_accuracy=data.get("learnable_accuracy"),
+            eta_seconds=data.get("eta_seconds"),
+            elapsed_seconds=float(elapsed),
+            queue_position=queue_position,
+            val_accuracy=data.get("val_accuracy"),
+            error=error,
+            reason=self.options.reason,
+        )
 
 
 def figures_of(figures: dict[str, Any], model_id: int) -> TrainingFigures | None:
@@ -100,8 +133,8 @@ class JobLedger:
 
     async def finish(self, job: OpenJob, outcome: TrainingOutcome) -> JobResult:
         if job.discarded is not None:
-            if job.discarded == "forgotten":
-                return JobResult(job.job_id, JobState.CANCELLED, FORGOTTEN, None, None)
+            if job.ended is not None:
+                return job.ended
             if job.discarded == "cancelled":
                 return JobResult(job.job_id, JobState.CANCELLED, CANCELLED, None, None)
             message = SHUTDOWN_MESSAGE.format(kept="")
@@ -142,6 +175,9 @@ class JobLedger:
                 keep_versions=self.config.storage.model_versions_kept,
             )
         except (StorageError, ModelError) as exc:
+            ended = await self.ended_elsewhere(job.job_id)
+            if ended is not None:  # ended by another process just before the commit
+                return ended
             message = f"The trained model could not be stored: {exc}"
             await self.store.finish_job(job.job_id, JobState.FAILED, message)
             return JobResult(job.job_id, JobState.FAILED, message, None, None)
@@ -152,6 +188,14 @@ class JobLedger:
             job.job_id,
         )
         return JobResult(job.job_id, JobState.DONE, None, record.version, figures)
+
+    async def ended_elsewhere(self, job_id: int) -> JobResult | None:
+        """The job's end as the store has it once another process ended it (or forgot its
+        channel); None while it is open there."""
+        record = await self.store.job(job_id)
+        if record is None:
+            return JobResult(job_id, JobState.CANCELLED, FORGOTTEN, None, None)
+        return None if record.state.open else await self.result_of(record)
 
     async def result_of(self, record: JobRecord) -> JobResult:
         version: int | None = None

@@ -45,6 +45,7 @@ from bot.core.job_records import (
     JobLedger,
     OpenJob,
 )
+from bot.core.job_watch import JobWatch
 from bot.core.progress import ProgressSubscriber, RetrainingListeners
 from bot.core.store import JobRecord, StoryStore
 from bot.core.validation import JobOptions
@@ -69,6 +70,10 @@ class TrainingScheduler:
         self._tasks: set[asyncio.Task[Any]] = set()
         self.retraining = RetrainingListeners()
         self.closing = False
+        # jobs another process ended (a member's data deleted there) end here too
+        self.watch = JobWatch(
+            self.ledger, self._jobs.values, lambda job, end: self._discard(job, "elsewhere", end)
+        )
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -154,6 +159,7 @@ class TrainingScheduler:
         self._jobs[job.job_id] = job
         self._by_channel[channel.channel_id] = job
         self._queue.append(job)
+        self.watch.start(self._spawn_task)
         self._dispatch()
         if job.state == JobState.QUEUED:
             self._emit(job)
@@ -179,10 +185,11 @@ class TrainingScheduler:
             for waiting in self._queue:
                 self._emit(waiting)
 
-    def _spawn_task(self, coroutine: Awaitable[Any]) -> None:
+    def _spawn_task(self, coroutine: Awaitable[Any]) -> asyncio.Future[Any]:
         task = asyncio.ensure_future(coroutine)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
 
     async def _run(self, job: OpenJob) -> None:
         result: JobResult
@@ -258,26 +265,7 @@ class TrainingScheduler:
         return None
 
     def _progress(self, job: OpenJob, error: str | None = None) -> JobProgress:
-        data = job.progress or {}
-        cancelling = job.cancel_requested and job.state == JobState.RUNNING
-        elapsed = data.get("elapsed_seconds")
-        if elapsed is None:
-            elapsed = 0.0 if job.started is None else time.monotonic() - job.started
-        return JobProgress(
-            job_id=job.job_id,
-            state="cancelling" if cancelling else str(job.state),
-            epoch=int(data.get("epoch", 0)),
-            max_epochs=int(data.get("max_epochs", job.options.max_epochs)),
-            loss=data.get("loss"),
-            accuracy=data.get("accuracy"),
-            learnable_accuracy=data.get("learnable_accuracy"),
-            eta_seconds=data.get("eta_seconds"),
-            elapsed_seconds=float(elapsed),
-            queue_position=self._position(job),
-            val_accuracy=data.get("val_accuracy"),
-            error=error,
-            reason=job.options.reason,
-        )
+        return job.report(self._position(job), error)
 
     def _emit(self, job: OpenJob, error: str | None = None) -> None:
         if not job.subscribers:
@@ -325,6 +313,8 @@ class TrainingScheduler:
             message = "Training was cancelled before it started."
             # Recorded first: if the store refuses (StorageUnavailable), the job stays queued.
             await self.store.finish_job(job.job_id, JobState.CANCELLED, message)
+            if job.result.done():  # ended meanwhile (``JobWatch``)
+                return self._progress(job)
             if job.state == JobState.QUEUED:
                 self._queue.remove(job)
             else:  # dispatched meanwhile: its run must not store a model
@@ -344,12 +334,16 @@ class TrainingScheduler:
     def discard(self, channel: ChannelRef) -> None:
         """The channel is being forgotten: end its job without storing anything."""
         job = self._by_channel.get(channel.channel_id)
-        if job is None:
-            return
-        job.discarded = "forgotten"
+        if job is not None:
+            ended = JobResult(job.job_id, JobState.CANCELLED, FORGOTTEN, None, None)
+            self._discard(job, "forgotten", ended)
+
+    def _discard(self, job: OpenJob, why: str, ended: JobResult) -> None:
+        """End ``job`` as ``ended`` without storing anything."""
+        job.discarded, job.ended = why, ended
         if job.state == JobState.QUEUED:
             with contextlib.suppress(ValueError):
                 self._queue.remove(job)
-            self._settle(job, JobResult(job.job_id, JobState.CANCELLED, FORGOTTEN, None, None))
+            self._settle(job, ended)
         elif job.run is not None:
             job.run.cancel()

@@ -26,6 +26,11 @@ logger = logging.getLogger(__name__)
 
 # Who cancels a training that holds the member's data, before it is deleted.
 _PRIVACY = Member(user_id=0, display_name="fabulist privacy", is_admin=True)
+# The end of a training another process ran on the data (the deletion's transaction ends it).
+DELETED_WHILE_TRAINING = (
+    "Training was cancelled: a member's data was deleted from this channel's stories. "
+    "The channel retrains without it."
+)
 
 
 def _info(story: StoryRecord) -> StoryInfo:
@@ -62,7 +67,8 @@ class Privacy:
         """Delete the member's data (in one server, or everywhere with None) and retrain.
 
         A training running on their data is cancelled first, so no model learned from it is
-        stored afterwards; the affected channels are held meanwhile."""
+        stored afterwards; the affected channels are held meanwhile. Another process's training
+        there ends in the deletion's transaction and stops within a second (``job_watch``)."""
         channel_ids = await self.store.user_channels(user_id, guild_id)
         refs = [ChannelRef(guild_id, channel_id) for channel_id in channel_ids]
         with contextlib.ExitStack() as held:
@@ -80,6 +86,7 @@ class Privacy:
                 rebuild=lambda texts: rebuild_story(
                     texts, n_input=n_input, max_symbols=self.config.limits.story_symbols
                 ),
+                cancel_message=DELETED_WHILE_TRAINING,
             )
         retrainings: list[TrainingJob] = []
         for deletion in deletions:

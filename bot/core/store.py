@@ -305,12 +305,16 @@ class StoryStore(Protocol):
         *,
         policy: RemovalPolicy,
         rebuild: StoryRebuild,
+        cancel_message: str,
     ) -> list[UserDataDeletion]:
-        """In one transaction: delete the member's uploads and their messages in history stories
-        (rebuilding those stories with ``rebuild``), every model version trained on an affected
-        story, then apply ``policy`` per channel as ``delete_story`` does; their name and id go
-        from the remaining rows (jobs, uploaders, the server setting). Their opt-outs stay. The
-        text must not linger in the database's files."""
+        """In one transaction: end the open jobs of the affected channels as cancelled with
+        ``cancel_message`` (another process's trainings: the caller cancels its own first; their
+        owners see it with ``still_open``, and ``activate_model`` refuses them), delete the
+        member's uploads and their messages in history stories (rebuilding those stories with
+        ``rebuild``), every model version trained on an affected story, then apply ``policy``
+        per channel as ``delete_story`` does; their name and id go from the remaining rows (jobs,
+        uploaders, the server setting). Their opt-outs stay. The text must not linger in the
+        database's files."""
         ...
 
     async def count_reply(self, channel_id: int) -> None:
@@ -321,6 +325,11 @@ class StoryStore(Protocol):
 
     async def guild_filters(self, guild_id: int) -> list[FilterRecord]:
         """The server's filtered words, oldest first."""
+        ...
+
+    async def filters_version(self, guild_id: int) -> int:
+        """A number that grows with each change of the server's filters, whichever process
+        made it (0 before the first): a cache of the words is good while it stays the same."""
         ...
 
     async def add_guild_filter(
@@ -416,6 +425,11 @@ class StoryStore(Protocol):
         """An open job's final state other than done (``activate_model`` records done)."""
         ...
 
+    async def still_open(self, job_ids: Sequence[int]) -> set[int]:
+        """Those of ``job_ids`` that are still queued or running in the store: a job missing
+        here was ended (or its channel forgotten) by another process."""
+        ...
+
     async def orphaned_jobs(self) -> list[JobRecord]:
         """Open jobs whose owner process is gone (``bot.owner``), oldest first."""
         ...
@@ -441,7 +455,8 @@ class StoryStore(Protocol):
     ) -> ModelRecord:
         """Insert the next version, make it active, mark the job done and prune old versions
         (and the stories no kept version or open job needs), in one transaction. StorageError
-        (nothing changed) if the channel or one of the stories is gone."""
+        (nothing changed) if the channel or one of the stories is gone, or the job is no longer
+        open (another process ended it: a member's data was deleted)."""
         ...
 
     async def active_model(self, channel_id: int) -> ModelRecord | None: ...

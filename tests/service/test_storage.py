@@ -292,3 +292,31 @@ async def test_guild_filters_are_per_server_and_unique_by_key(store: StoryStore)
     assert await store.remove_guild_filter(1, "cafe") is None
     assert [f.folded for f in await store.guild_filters(1)] == ["笨 蛋"]
     assert [f.word for f in await store.guild_filters(2)] == ["cafe"]  # another server's stays
+
+
+async def test_filters_version_grows_with_each_change_seen_by_every_connection(
+    open_store: OpenStore,
+) -> None:
+    here, there = await open_store(), await open_store()  # two processes' connections
+    assert await there.filters_version(1) == 0
+    assert await here.add_guild_filter(1, "cafe", "Café", 7) is True
+    one = await there.filters_version(1)
+    assert one > 0 and await there.filters_version(2) == 0  # per server
+    assert await here.add_guild_filter(1, "cafe", "CAFE", 8) is False  # no change, same version
+    assert await there.filters_version(1) == one
+    assert await here.remove_guild_filter(1, "cafe") is not None
+    two = await there.filters_version(1)
+    assert two > one
+    assert await here.remove_guild_filter(1, "cafe") is None
+    assert await there.filters_version(1) == two
+
+
+async def test_still_open_names_the_jobs_no_process_has_ended(store: StoryStore) -> None:
+    running, queued, ended = [await _add_job(store, c) for c in (1, 2, 3)]
+    await store.start_job(running.id)
+    await store.finish_job(ended.id, JobState.CANCELLED, "cancelled")
+    assert await store.still_open([running.id, queued.id, ended.id, 999]) == {
+        running.id,
+        queued.id,
+    }
+    assert await store.still_open([]) == set()

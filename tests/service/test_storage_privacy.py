@@ -12,6 +12,7 @@ from bot.core.history import rebuild_story
 from bot.core.library import removal_plan
 from bot.core.store import NewModel, NewStory, StoryMessage
 from bot.core.validation import JobOptions
+from bot.errors import StorageError
 from tests.service import test_storage as contract
 
 # The contract suite's fixtures: ``store`` on both backends.
@@ -64,6 +65,7 @@ async def _forget(store: Any, user_id: int, guild_id: int | None) -> Any:
         guild_id,
         policy=lambda facts: removal_plan(facts, JobOptions({}, {}, {}), member_data=True),
         rebuild=_rebuild,
+        cancel_message="deleted",
     )
 
 
@@ -123,6 +125,40 @@ async def test_delete_user_data_rewrites_history_and_removes_uploads(store: Any)
     assert [s.filename for s, _ in (await store.user_records(ALICE, None)).uploads] == ["up.txt"]
     assert await store.opted_out(GUILD) == {ALICE}  # the opt-out protects them: it stays
     assert all(j.requested_by != ALICE for j in await store.jobs(1))
+
+
+async def test_delete_user_data_ends_open_jobs_and_their_model_is_refused(
+    open_store: Any,
+) -> None:
+    """Another process's training on the member's data ends in the deletion's transaction; its
+    model, finished afterwards, is never stored."""
+    here, elsewhere = await open_store(), await open_store()
+    history = _history((ALICE, "alice wrote this line ."), (BOB, "bob wrote about the sea ."))
+    await _train(here, 1, history)
+    running = await elsewhere.add_story_and_job(
+        channel_id=1, guild_id=GUILD, channel_name="story", story=history, append=False,
+        requested_by=ADMIN, requested_by_name="admin", options={},
+    )  # fmt: skip
+    await elsewhere.start_job(running.id)
+    untouched = await elsewhere.add_story_and_job(
+        channel_id=2, guild_id=GUILD, channel_name="other", story=_upload(ALICE, "a b c d ."),
+        append=False, requested_by=ADMIN, requested_by_name="admin", options={},
+    )  # fmt: skip
+
+    await _forget(here, BOB, GUILD)
+
+    ended = await elsewhere.job(running.id)
+    assert ended is not None and ended.state == "cancelled" and ended.error == "deleted"
+    assert await elsewhere.still_open([running.id, untouched.id]) == {untouched.id}
+    with pytest.raises(StorageError, match="ended by another process"):
+        await elsewhere.activate_model(
+            job_id=running.id,
+            channel_id=1,
+            model=NewModel({"units": 1}, ["a", "b"], b"blob-with-bob", {}, {}),
+            story_ids=running.story_ids,
+            keep_versions=3,
+        )
+    assert all(m.job_id != running.id for m in await here.list_models(1))
 
 
 async def test_history_story_left_empty_is_removed(store: Any) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from bot.core.store import FilterRecord, now_iso
 from bot.store.postgres.connection import PostgresBase
 from bot.store.sqlite.filters import filter_record
@@ -18,6 +20,21 @@ class FilterTables(PostgresBase):
             )
         return [filter_record(row) for row in rows]
 
+    async def filters_version(self, guild_id: int) -> int:
+        async with self._read() as db:
+            version = await db.fetchval(
+                "SELECT version FROM guild_filter_versions WHERE guild_id = $1", guild_id
+            )
+        return 0 if version is None else int(version)
+
+    @staticmethod
+    async def _bump_filters_version(db: Any, guild_id: int) -> None:
+        await db.execute(
+            "INSERT INTO guild_filter_versions (guild_id, version) VALUES ($1, 1) "
+            "ON CONFLICT (guild_id) DO UPDATE SET version = guild_filter_versions.version + 1",
+            guild_id,
+        )
+
     async def add_guild_filter(
         self, guild_id: int, folded: str, word: str, added_by: int | None
     ) -> bool:
@@ -32,6 +49,8 @@ class FilterTables(PostgresBase):
                 added_by,
                 now_iso(),
             )
+            if inserted:
+                await self._bump_filters_version(db, guild_id)
         return bool(inserted)
 
     async def remove_guild_filter(self, guild_id: int, folded: str) -> FilterRecord | None:
@@ -42,4 +61,6 @@ class FilterTables(PostgresBase):
                 guild_id,
                 folded,
             )
+            if row is not None:
+                await self._bump_filters_version(db, guild_id)
         return None if row is None else filter_record(row)

@@ -95,6 +95,27 @@ class JobTables(PostgresBase):
                 job_id,
             )
 
+    async def still_open(self, job_ids: Sequence[int]) -> set[int]:
+        async with self._read() as db:
+            rows = await db.fetch(
+                "SELECT id FROM jobs WHERE id = ANY($1::bigint[]) "
+                "AND state IN ('queued', 'running')",
+                list(job_ids),
+            )
+        return {int(row["id"]) for row in rows}
+
+    @staticmethod
+    async def _end_open_jobs(db: Any, channel_id: int, state: JobState, error: str) -> None:
+        """Inside a transaction: end the channel's open jobs (another process's trainings)."""
+        await db.execute(
+            "UPDATE jobs SET state = $1, error = $2, finished_at = $3 "
+            "WHERE channel_id = $4 AND state IN ('queued', 'running')",
+            str(state),
+            error,
+            now_iso(),
+            channel_id,
+        )
+
     async def orphaned_jobs(self) -> list[JobRecord]:
         """Open jobs whose owner's advisory lock nobody holds: their process is gone, on
         whatever host it ran. A live process's jobs (another shard's) stay."""

@@ -9,7 +9,10 @@ from typing import Any
 from bot.core.store import ModelRecord, NewModel, now_iso
 from bot.errors import StorageError
 from bot.store.postgres.connection import PostgresBase
-from bot.store.sqlite.models import model_record  # the same columns, the same record
+from bot.store.sqlite.models import (  # the same columns, the same record
+    ENDED_ELSEWHERE,
+    model_record,
+)
 
 
 class ModelTables(PostgresBase):
@@ -24,7 +27,8 @@ class ModelTables(PostgresBase):
     ) -> ModelRecord:
         """Store a completely trained model and make it active, in one transaction.
 
-        Raises StorageError (nothing changed) if the channel or one of the stories is gone.
+        Raises StorageError (nothing changed) if the channel or one of the stories is gone, or
+        the job is no longer open.
         """
         async with self._transaction() as db:
             known = await db.fetchval(
@@ -32,6 +36,10 @@ class ModelTables(PostgresBase):
             )
             if known is None:
                 raise StorageError("the channel was forgotten while it trained")
+            # delete_user_data ends other processes' jobs holding the same channel row lock
+            state = await db.fetchval("SELECT state FROM jobs WHERE id = $1 FOR UPDATE", job_id)
+            if state not in ("queued", "running"):
+                raise StorageError(ENDED_ELSEWHERE)
             owners = await db.fetch(
                 "SELECT id, channel_id FROM stories WHERE id = ANY($1::bigint[])", list(story_ids)
             )

@@ -8,6 +8,7 @@ from typing import Any
 
 from bot.core.store import (
     HistorySpan,
+    JobState,
     RemovalPolicy,
     StoryRebuild,
     StoryRecord,
@@ -124,6 +125,7 @@ class PrivacyTables(StoryTables):
         *,
         policy: RemovalPolicy,
         rebuild: StoryRebuild,
+        cancel_message: str,
     ) -> list[UserDataDeletion]:
         """See the store protocol. One transaction; the affected channels' rows are locked."""
         results: list[UserDataDeletion] = []
@@ -155,6 +157,7 @@ class PrivacyTables(StoryTables):
                 await db.execute(
                     "SELECT 1 FROM channels WHERE channel_id = $1 FOR UPDATE", channel_id
                 )
+                await self._end_open_jobs(db, channel_id, JobState.CANCELLED, cancel_message)
                 stories = sorted(by_channel[channel_id], key=lambda pair: pair[0].id)
                 removed, rewritten = [], []
                 for story, is_upload in stories:

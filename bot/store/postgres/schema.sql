@@ -148,3 +148,10 @@ CREATE TABLE guild_filters (
     created_at TEXT NOT NULL,
     PRIMARY KEY (guild_id, folded)
 );
+
+-- migration 8
+-- A server's filters version (see the SQLite schema).
+CREATE TABLE guild_filter_versions (
+    guild_id BIGINT PRIMARY KEY,
+    version  BIGINT NOT NULL
+);

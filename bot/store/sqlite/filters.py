@@ -29,6 +29,20 @@ class FilterTables(SqliteBase):
             )
         return [filter_record(row) for row in rows]
 
+    async def filters_version(self, guild_id: int) -> int:
+        async with self._lock:
+            version = await self._scalar(
+                "SELECT version FROM guild_filter_versions WHERE guild_id = ?", (guild_id,)
+            )
+        return 0 if version is None else int(version)
+
+    async def _bump_filters_version(self, guild_id: int) -> None:
+        await self._db.execute(
+            "INSERT INTO guild_filter_versions (guild_id, version) VALUES (?, 1) "
+            "ON CONFLICT (guild_id) DO UPDATE SET version = guild_filter_versions.version + 1",
+            (guild_id,),
+        )
+
     async def add_guild_filter(
         self, guild_id: int, folded: str, word: str, added_by: int | None
     ) -> bool:
@@ -39,7 +53,10 @@ class FilterTables(SqliteBase):
                 "ON CONFLICT (guild_id, folded) DO NOTHING",
                 (guild_id, folded, word, added_by, now_iso()),
             )
-            return cursor.rowcount > 0
+            if cursor.rowcount <= 0:
+                return False
+            await self._bump_filters_version(guild_id)
+            return True
 
     async def remove_guild_filter(self, guild_id: int, folded: str) -> FilterRecord | None:
         async with self._transaction() as db:
@@ -54,4 +71,5 @@ class FilterTables(SqliteBase):
             await db.execute(
                 "DELETE FROM guild_filters WHERE guild_id = ? AND folded = ?", (guild_id, folded)
             )
+            await self._bump_filters_version(guild_id)
         return filter_record(row)

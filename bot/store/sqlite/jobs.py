@@ -84,6 +84,23 @@ class JobTables(SqliteBase):
                 (str(state), error, now_iso(), job_id),
             )
 
+    async def still_open(self, job_ids: Sequence[int]) -> set[int]:
+        async with self._lock:
+            rows = await self._all(
+                "SELECT id FROM jobs WHERE id IN (SELECT value FROM json_each(?)) "
+                "AND state IN ('queued', 'running')",
+                (json.dumps(list(job_ids)),),
+            )
+        return {int(row["id"]) for row in rows}
+
+    async def _end_open_jobs(self, channel_id: int, state: JobState, error: str) -> None:
+        """Inside a transaction: end the channel's open jobs (another process's trainings)."""
+        await self._db.execute(
+            "UPDATE jobs SET state = ?, error = ?, finished_at = ? "
+            "WHERE channel_id = ? AND state IN ('queued', 'running')",
+            (str(state), error, now_iso(), channel_id),
+        )
+
     async def orphaned_jobs(self) -> list[JobRecord]:
         """Open jobs whose owner process is gone (``bot.owner``); a live process's stay."""
         async with self._lock:

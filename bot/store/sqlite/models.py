@@ -13,6 +13,9 @@ from bot.errors import StorageError
 from bot.store.sqlite.connection import SqliteBase
 from bot.store.sqlite.jobs import json_ids
 
+# Another process ended the job (a member's data deleted there) while this one trained it.
+ENDED_ELSEWHERE = "the training was ended by another process while it ran"
+
 
 class ModelTables(SqliteBase):
     async def activate_model(
@@ -26,12 +29,16 @@ class ModelTables(SqliteBase):
     ) -> ModelRecord:
         """Store a completely trained model and make it active, in one transaction.
 
-        Raises StorageError (nothing changed) if the channel or one of the stories is gone.
+        Raises StorageError (nothing changed) if the channel or one of the stories is gone, or
+        the job is no longer open.
         """
         async with self._transaction():
             known = await self._scalar("SELECT 1 FROM channels WHERE channel_id = ?", (channel_id,))
             if known is None:
                 raise StorageError("the channel was forgotten while it trained")
+            state = await self._scalar("SELECT state FROM jobs WHERE id = ?", (job_id,))
+            if state not in ("queued", "running"):
+                raise StorageError(ENDED_ELSEWHERE)
             for story_id in story_ids:
                 owner = await self._scalar(
                     "SELECT channel_id FROM stories WHERE id = ?", (story_id,)

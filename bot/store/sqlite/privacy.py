@@ -9,6 +9,7 @@ from typing import Any
 
 from bot.core.store import (
     HistorySpan,
+    JobState,
     RemovalPolicy,
     StoryMessage,
     StoryRebuild,
@@ -119,6 +120,7 @@ class PrivacyTables(StoryTables):
         *,
         policy: RemovalPolicy,
         rebuild: StoryRebuild,
+        cancel_message: str,
     ) -> list[UserDataDeletion]:
         """See the store protocol. One transaction; the WAL is checkpointed afterwards."""
         results: list[UserDataDeletion] = []
@@ -145,6 +147,7 @@ class PrivacyTables(StoryTables):
             for row in touched:
                 by_channel[int(row["channel_id"])].append((story_record(row), False))
             for channel_id in sorted(by_channel):
+                await self._end_open_jobs(channel_id, JobState.CANCELLED, cancel_message)
                 stories = sorted(by_channel[channel_id], key=lambda pair: pair[0].id)
                 removed, rewritten = [], []
                 for story, is_upload in stories:

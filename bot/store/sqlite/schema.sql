@@ -146,3 +146,12 @@ CREATE TABLE guild_filters (
     created_at TEXT NOT NULL,
     PRIMARY KEY (guild_id, folded)
 );
+
+-- migration 8
+-- A server's filters version: one more with each change of its filters (in the change's
+-- transaction), so every process caching them (bot/core/filters.py) sees another's change at its
+-- next use.
+CREATE TABLE guild_filter_versions (
+    guild_id INTEGER PRIMARY KEY,
+    version  INTEGER NOT NULL
+);
