@@ -54,5 +54,8 @@ def test_every_corpus_the_tests_read_is_in_the_repository() -> None:
         "corpora/aesops-fables-vernon-jones.txt",
         "corpora/grimms-fairy-tales-taylor-edwardes.txt",
         "corpora/README.md",
+        "chat/chitchat-12k.txt",
+        "chat/README.md",
+        "chat/LICENSE",
     ):
         assert (REPO / "data" / name).stat().st_size > 0, name
