@@ -28,7 +28,8 @@ from bot.store.urls import open_store_url, redact_url, sqlite_path
 
 logger = logging.getLogger(__name__)
 
-# Schema version 7's tables in dependency order, with their columns and key.
+# Schema version 8's tables in dependency order, with their columns and key. Not PostgreSQL's
+# job_owners: a running process's lease, nothing of the data.
 TABLES: dict[str, tuple[tuple[str, ...], str]] = {
     "channels": (
         ("channel_id", "guild_id", "name", "created_at", "last_version", "replies"),
@@ -67,7 +68,7 @@ TABLES: dict[str, tuple[tuple[str, ...], str]] = {
         ("guild_id", "folded", "word", "added_by", "created_at"), "guild_id, folded",
     ),
 }  # fmt: skip
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 IDENTITY_TABLES = ("stories", "models", "jobs")
 
 

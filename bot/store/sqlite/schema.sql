@@ -146,3 +146,7 @@ CREATE TABLE guild_filters (
     created_at TEXT NOT NULL,
     PRIMARY KEY (guild_id, folded)
 );
+
+-- migration 8
+-- PostgreSQL's job_owners (the leases of the processes sharing one database). One SQLite file
+-- is one host's: its owners are checked on that host (bot/owner.py), nothing to store.
