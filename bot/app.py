@@ -90,7 +90,7 @@ async def open_store(config: Config) -> StoryStore:
     database ``storage.url`` names (SQLite or PostgreSQL)."""
     from bot.store.urls import open_store_url
 
-    return await open_store_url(storage_url(config.storage))
+    return await open_store_url(storage_url(config.storage), config.storage)
 
 
 async def migrate_storage(source: str, target: str, *, replace: bool = False) -> list[str]:

@@ -89,6 +89,13 @@ class StorageConfig:
     )
     # A file holding the PostgreSQL password (e.g. a container secret), read when connecting.
     password_file: Path | None = None
+    # PostgreSQL: the longest one connection attempt, wait for a free connection or command may
+    # take; a server that does not answer fails the request with a clear message in that time.
+    timeout_seconds: float = field(default=4.0, metadata=_c(min=0.1, max=600.0))
+    # PostgreSQL: how long a process's claim on its trainings lasts unrenewed (it renews every
+    # third of it). Another process interrupts a job only once its owner's lease ran out (or its
+    # process is gone, seen from the same host): a shorter outage of the database loses nothing.
+    owner_lease_seconds: float = field(default=15.0, metadata=_c(min=1.0, max=3600.0))
 
     @property
     def backend(self) -> str:

@@ -81,3 +81,16 @@ def owner_alive(owner: str | None, open_owners: Container[str] = ()) -> bool:
     if not _pid_exists(pid):
         return False
     return start == _start_ticks(pid)
+
+
+def owner_gone_here(owner: str | None, open_owners: Container[str] = ()) -> bool:
+    """Whether this machine knows that ``owner``'s process is gone: it ran under this host name
+    and its boot, its process or (for this process) its store is no more.
+
+    An owner of another host is never known gone here: only its own host could tell.
+    """
+    if not owner or len(owner.split(":")) != 5:
+        return False
+    if owner.split(":", 1)[0] != socket.gethostname().replace(":", "_"):
+        return False
+    return not owner_alive(owner, open_owners)

@@ -9,6 +9,10 @@ as the current user. The binaries are found on PATH or under Debian's
 
 ``create_database()`` gives each test a fresh database cloned from a migrated template
 (``CREATE DATABASE ... TEMPLATE``), which takes a few tens of milliseconds.
+
+Faults of the server itself: ``restart()`` is ``pg_ctl restart -m fast`` (every session dropped,
+the same port and data); ``frozen()`` stops the postmaster and all its processes with SIGSTOP
+(connections stay open, nothing answers) and always resumes them with SIGCONT on leaving.
 """
 
 from __future__ import annotations
@@ -18,10 +22,11 @@ import os
 import pwd
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 SUPERUSER = "fabulist"
@@ -151,6 +156,48 @@ class PostgresServer:
             self.running = False
         shutil.rmtree(self.directory, ignore_errors=True)
         self.directory = None
+
+    def restart(self) -> None:
+        """``pg_ctl restart -m fast``: sessions are dropped, the server is back (same port)."""
+        assert self.directory is not None
+        self._run(
+            [str(self.bindir / "pg_ctl"), "-D", str(self.directory / "data"), "-l",
+             str(self.directory / "server.log"), "-m", "fast", "-w", "-t", "60", "restart"],
+            timeout=90,
+        )  # fmt: skip
+
+    def server_pids(self) -> list[int]:
+        """The postmaster's process id, then its children's (backends and workers)."""
+        assert self.directory is not None
+        text = (self.directory / "data" / "postmaster.pid").read_text()
+        postmaster = int(text.split()[0])
+        children = []
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                # the command name (field 2) may hold spaces: the parent is after the last ")"
+                if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == postmaster:
+                    children.append(int(stat.parent.name))
+        return [postmaster, *children]
+
+    @contextlib.contextmanager
+    def frozen(self) -> Iterator[None]:
+        """The whole server stopped (SIGSTOP) inside the block, resumed (SIGCONT) however it
+        ends: connections stay open and nothing answers, as on a hung database host."""
+        stopped: list[int] = []
+        try:
+            # the postmaster first, so that it forks no new backend while the rest are stopped
+            postmaster = self.server_pids()[0]
+            os.kill(postmaster, signal.SIGSTOP)
+            stopped.append(postmaster)
+            for pid in self.server_pids()[1:]:
+                with contextlib.suppress(ProcessLookupError):  # a backend that just ended
+                    os.kill(pid, signal.SIGSTOP)
+                    stopped.append(pid)
+            yield
+        finally:
+            for pid in stopped:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGCONT)
 
     def url(self, database: str = "postgres") -> str:
         return f"postgresql://{SUPERUSER}@127.0.0.1:{self.port}/{database}"

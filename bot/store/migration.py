@@ -28,7 +28,8 @@ from bot.store.urls import open_store_url, redact_url, sqlite_path
 
 logger = logging.getLogger(__name__)
 
-# Schema version 8's tables in dependency order, with their columns and key.
+# Schema version 9's tables in dependency order, with their columns and key. Not PostgreSQL's
+# job_owners: a running process's lease, nothing of the data.
 TABLES: dict[str, tuple[tuple[str, ...], str]] = {
     "channels": (
         ("channel_id", "guild_id", "name", "created_at", "last_version", "replies"),
@@ -68,7 +69,7 @@ TABLES: dict[str, tuple[tuple[str, ...], str]] = {
     ),
     "guild_filter_versions": (("guild_id", "version"), "guild_id"),
 }  # fmt: skip
-SCHEMA_VERSION = 8
+SCHEMA_VERSION = 9
 IDENTITY_TABLES = ("stories", "models", "jobs")
 
 

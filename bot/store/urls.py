@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from urllib.parse import SplitResult, quote, urlsplit, urlunsplit
 
+from bot.config import StorageConfig
 from bot.core.store import StoryStore
 from bot.errors import StorageError
 
@@ -51,8 +52,9 @@ def sqlite_path(url: str) -> Path:
     return Path(url.removeprefix("sqlite:///"))
 
 
-async def open_store_url(url: str) -> StoryStore:
-    """Open (creating and migrating) the store ``url`` names."""
+async def open_store_url(url: str, settings: StorageConfig | None = None) -> StoryStore:
+    """Open (creating and migrating) the store ``url`` names; PostgreSQL's timeout and owner
+    lease come from ``settings`` (the defaults without)."""
     if url.startswith("sqlite:///"):
         from bot.store.sqlite import SqliteStoryStore
 
@@ -60,5 +62,8 @@ async def open_store_url(url: str) -> StoryStore:
     if url.startswith(("postgresql://", "postgres://")):
         from bot.store.postgres import PostgresStoryStore
 
-        return await PostgresStoryStore.open(url)
+        settings = settings or StorageConfig()
+        return await PostgresStoryStore.open(
+            url, timeout=settings.timeout_seconds, lease_seconds=settings.owner_lease_seconds
+        )
     raise StorageError("a storage URL starts with sqlite:/// or postgresql://")

@@ -2,9 +2,14 @@
 
 - SIGKILL of a process committing model versions (``commit_loop.py``) at random moments: after
   each, every committed version is there with its blob, the active model is the newest, the
-  invariants hold, and the killed process's open job is found orphaned (its owner lock died with
-  its connection) and interrupted by the next store, on any host.
-- A lost connection mid-request and a read-only database: tests/service/test_postgres_store.py.
+  invariants hold, and the killed process's open job is found orphaned and interrupted by the
+  next store (once PostgreSQL has released the dead connection's advisory lock; at the latest
+  when the owner's lease runs out).
+- A restart of the server (``pg_ctl restart -m fast``) while a CLI process trains: the jobs'
+  owners lose their advisory locks, but their leases run, so another process starting at that
+  moment interrupts nothing and a second ``train`` of the channel is refused.
+- A lost connection mid-request, a frozen server and a read-only database:
+  tests/service/test_postgres_store.py.
 - A full disk, for real: the test's database lives in a tablespace on a small tmpfs mounted for
   the test (root only: CI runs as root; elsewhere the test is skipped and says why), filled up
   with a file. PostgreSQL then fails every write that needs a new page with its own disk-full
@@ -21,9 +26,12 @@ import hashlib
 import os
 import pwd
 import random
+import re
+import signal
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -43,17 +51,35 @@ from tests.reliability.conftest import REPO, STORY, Ledger
 from tests.reliability.helpers import friendly, seed_model
 from tests.reliability.test_faults import ADMIN, ENV, TINY
 from tests.service.conftest import long_story
+from tests.service.test_cli_terminal import ARTICLE, cli_env, fabulist
 
 pytestmark = pytest.mark.slow
+
+
+# A dead owner's job is interrupted once it is seen gone, not at the instant of the kill: here
+# when PostgreSQL has noticed the dropped connection and released its advisory lock (the owner's
+# host, this one, sees its process gone), at the latest when its lease (15 s) runs out.
+ORPHAN_SEEN_WITHIN_S = 30.0
+
+
+async def _interrupt_orphans(store: PostgresStore, channel_id: int) -> None:
+    """What a restarting bot does first (interrupt the orphans), repeated until the killed
+    process's job is seen gone and interrupted, within ``ORPHAN_SEEN_WITHIN_S``."""
+    deadline = time.monotonic() + ORPHAN_SEEN_WITHIN_S
+    while True:
+        for job in await store.orphaned_jobs():
+            await store.finish_job(job.id, JobState.INTERRUPTED, "interrupted")
+        jobs = await store.jobs(channel_id)
+        if not any(j.state in ("queued", "running") for j in jobs) or time.monotonic() > deadline:
+            return
+        await asyncio.sleep(0.1)
 
 
 async def _check(url: str, channel_id: int) -> tuple[dict[int, str], int, list[str]]:
     """(kept version -> blob sha256, active version, job states after a restart's clean-up)."""
     store = await PostgresStore.open(url)
     try:
-        # what a restarting bot does first: the killed process's open job is orphaned
-        for job in await store.orphaned_jobs():
-            await store.finish_job(job.id, JobState.INTERRUPTED, "interrupted")
+        await _interrupt_orphans(store, channel_id)
         assert await store.integrity_check() == "ok"
         active = await store.active_model(channel_id)
     finally:
@@ -118,6 +144,74 @@ async def test_sigkill_inside_model_commits_on_postgresql(
         f"faults: {kills} SIGKILLs of a process committing models to PostgreSQL: "
         f"{len(committed)} versions committed, none lost or mixed"
     )
+
+
+# -- a restart of the server during a training ------------------------------------------------
+
+
+async def _job_rows(url: str) -> list[tuple[int, str]]:
+    connection = await asyncpg.connect(url)
+    try:
+        rows = await connection.fetch("SELECT id, state FROM jobs ORDER BY id")
+    finally:
+        await connection.close()
+    return [(int(row["id"]), str(row["state"])) for row in rows]
+
+
+async def test_a_server_restart_during_a_training_keeps_the_channel_training(
+    tmp_path: Path, postgres_server: PostgresServer, postgres_url: str, ledger: Ledger
+) -> None:
+    # A long lease (60 s) so that the owner, held stopped below, keeps it for the whole check
+    # even on a busy machine; the default is 15 s.
+    config = tmp_path / "config.toml"
+    config.write_text(
+        f'[storage]\nurl = "{postgres_url}"\nowner_lease_seconds = 60.0\n'
+        "[training]\nunits = 16\nembedding_dim = 16\nmax_seconds = 20.0\n",
+        encoding="utf-8",
+    )
+    # A real text learns on for all of max_seconds (about a second per epoch), so the training
+    # is still running when the owner is stopped and then ends done.
+    story = REPO / "data" / "corpora" / "fables-of-aesop-jacobs.txt"
+    cli = ["--config", str(config)]
+    owner = subprocess.Popen(  # noqa: ASYNC220 - its output is read in a thread
+        [sys.executable, "-m", "bot", *cli, "train", str(story), "--channel-id", "7"],
+        cwd=tmp_path, env=cli_env(), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert owner.stdout is not None
+        lines = []  # progress lines, until the network has trained an epoch on the story
+        while not re.search(r"epoch [1-9]", lines[-1] if lines else ""):
+            lines.append(await asyncio.to_thread(owner.stdout.readline))
+            assert lines[-1], lines
+        # The owner cannot reconnect before the others look: held stopped from before the
+        # restart until both have judged (before the lease, its next write re-took its lock,
+        # and a look between the restart and that write found it gone about half the time).
+        owner.send_signal(signal.SIGSTOP)
+        try:
+            [(job_id, state)] = await _job_rows(postgres_url)
+            assert state == "running", lines
+            postgres_server.restart()
+            stats = await asyncio.to_thread(fabulist, tmp_path, *cli, "stats", "--channel-id", "7")
+            second = await asyncio.to_thread(
+                fabulist, tmp_path, *cli, "train", str(ARTICLE), "--channel-id", "7"
+            )
+        finally:
+            owner.send_signal(signal.SIGCONT)
+        out, err = await asyncio.to_thread(owner.communicate, timeout=300)
+    finally:
+        if owner.poll() is None:
+            owner.kill()
+            owner.wait()
+    rows = await _job_rows(postgres_url)
+    refusal = f"This channel is already training (job #{job_id}"
+    refused = second.returncode == 1 and refusal in second.stderr
+    ok = stats.returncode == 0 and refused and owner.returncode == 0 and rows == [(job_id, "done")]
+    ledger.record("faults", ok, f"PostgreSQL restart during a training: jobs {rows}")
+    assert stats.returncode == 0, stats.stderr
+    assert refused, (second.returncode, second.stdout, second.stderr)
+    assert owner.returncode == 0, (out, err[-6000:])
+    assert rows == [(job_id, "done")], (rows, err)
 
 
 # -- full disk ---------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from bot.core.api import ContinueOptions, TrainOptions
 from bot.errors import StorageError, StorageUnavailable, TrainingElsewhere
 from bot.store.postgres import (
     LOST_CONNECTION_MESSAGE,
+    NOT_ANSWERING_MESSAGE,
     UNAVAILABLE_MESSAGE,
     load_postgres_migrations,
     redact_url,
@@ -28,8 +30,10 @@ from bot.store.postgres import (
 )
 from bot.store.postgres import PostgresStoryStore as PostgresStore
 from bot.store.sqlite import load_migrations
+from tests.postgres_server import PostgresServer
 from tests.service.conftest import ADMIN, STORY, channel, tiny_config
 from tests.service.test_storage import _add_job, _story
+from tests.support import seed_model
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -219,3 +223,39 @@ async def test_commit_durability_matches_sqlite_unless_the_url_says(pg: Postgres
             assert await connection.fetchval("SHOW synchronous_commit") == "on"
     finally:
         await durable.close()
+
+
+async def test_a_frozen_database_is_a_clear_error_within_seconds(
+    tmp_path: Path, postgres_server: PostgresServer, postgres_url: str
+) -> None:
+    # The default storage.timeout_seconds (4 s) bounds every wait: a /continue and a /train
+    # against a server whose processes are all stopped (SIGSTOP) answer "not answering" in
+    # about that time, not after a minute; resumed (SIGCONT), the same requests work again.
+    config = tiny_config(tmp_path, storage={"url": postgres_url})
+    assert config.storage.timeout_seconds == 4.0
+    async with open_app(config, warm_workers=False) as app:
+        await seed_model(app.store, 7, STORY.decode())
+        prompt, options = "had a general", ContinueOptions(length=4)
+        assert (await app.service.continue_story(channel(7), prompt, options)).model_version == 1
+        waits = {}
+        with postgres_server.frozen():
+            for what, request in (
+                ("continue", lambda: app.service.continue_story(channel(8), prompt, options)),
+                (
+                    "train",
+                    lambda: app.service.train(channel(9), ADMIN, "s.txt", STORY, TrainOptions()),
+                ),
+            ):
+                started = time.monotonic()
+                with pytest.raises(StorageUnavailable) as caught:
+                    await request()
+                waits[what] = time.monotonic() - started
+                assert caught.value.message == NOT_ANSWERING_MESSAGE
+        print(f"frozen database: answered after {waits}")  # measured; the bound has margin
+        assert all(wait < 8.0 for wait in waits.values()), waits
+        reply = await app.service.continue_story(channel(7), prompt, options)
+        assert reply.model_version == 1
+        assert [s.filename for s in await app.store.list_stories(7)] == ["seed.txt"]
+        job = await app.service.train(channel(9), ADMIN, "s.txt", STORY, TrainOptions(seed=1))
+        await app.service.cancel(channel(9), ADMIN)
+        assert (await app.service.wait_for_job(job.job_id)).state == "cancelled"

@@ -1,9 +1,10 @@
 """The shared store: one PostgreSQL database (asyncpg) for several bot processes, implementing
 ``bot.core.store.StoryStore`` with the SQLite store's migration history and rules.
 
-``connection`` holds the plumbing (pool, transactions, errors, migrations, owner liveness by
-advisory lock); one module per aggregate holds its SQL: ``channels``, ``filters``,
-``stories``, ``jobs``, ``models``, ``privacy``. Install with ``pip install 'fabulist[postgres]'``.
+``connection`` holds the plumbing (pool, transactions, errors, migrations), ``owners`` the job
+owners' liveness (advisory lock and lease); one module per aggregate holds its SQL: ``channels``,
+``filters``, ``stories``, ``jobs``, ``models``, ``privacy``. Install with
+``pip install 'fabulist[postgres]'``.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 from bot.store.postgres.channels import ChannelTables
 from bot.store.postgres.connection import (
     LOST_CONNECTION_MESSAGE,
+    NOT_ANSWERING_MESSAGE,
     UNAVAILABLE_MESSAGE,
     load_postgres_migrations,
     redact_url,
@@ -26,6 +28,7 @@ class PostgresStoryStore(PrivacyTables, ChannelTables, FilterTables):
 
 __all__ = [
     "LOST_CONNECTION_MESSAGE",
+    "NOT_ANSWERING_MESSAGE",
     "UNAVAILABLE_MESSAGE",
     "PostgresStoryStore",
     "load_postgres_migrations",

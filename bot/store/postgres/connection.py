@@ -4,21 +4,22 @@ Several bot processes (shards, on one host or many) and offline commands share o
 what one SQLite process keeps in memory is kept by the database here:
 
 - A job's owner (``bot.owner``: host, boot, pid, start time, token) is alive while its store
-  holds the owner's session-level advisory lock on a connection of its own. A killed process's
-  connection drops and PostgreSQL releases the lock, so ``orphaned_jobs`` finds exactly the
-  jobs whose process is gone, from any host (``pg_locks`` is the same everywhere).
+  holds the owner's advisory lock or renews its lease (``owners.py``), so ``orphaned_jobs``
+  finds the jobs whose process is gone, from any host, and a database restart interrupts none.
 - Writes that must not race across processes lock the channel's row first (``FOR UPDATE``):
   one training at a time per channel, the next model version number, the activation.
 
 Connections come from an asyncpg pool: a connection the server dropped fails that request with
 ``StorageUnavailable`` (a clear message, nothing changed) and the pool opens a new one for the
-next. The password is never logged: ``redact_url`` hides it in every message.
+next. Every wait is bounded by ``timeout`` (``storage.timeout_seconds``): connecting, a free
+connection of the pool, each command; a server that does not answer (frozen, unreachable) fails
+the request with ``StorageUnavailable`` in that time. The password is never logged:
+``redact_url`` hides it in every message.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import re
 from collections.abc import AsyncIterator, Sequence
@@ -27,9 +28,11 @@ from importlib import resources
 from typing import Any, ClassVar, Self
 from urllib.parse import parse_qs, urlsplit
 
+from bot.config import StorageConfig
 from bot.core.store import now_iso
 from bot.errors import Busy, StorageError, StorageUnavailable
 from bot.owner import new_owner
+from bot.store.postgres.owners import LOCK_NAMESPACE, OwnerLease, live_owners
 from bot.store.urls import redact_url
 
 try:  # an optional extra: pip install 'fabulist[postgres]'
@@ -40,11 +43,19 @@ except ImportError:  # pragma: no cover - exercised only without the extra
 logger = logging.getLogger(__name__)
 
 _MIGRATION = re.compile(r"^-- migration (\d+)\s*$", re.MULTILINE)
-# Advisory lock keys: (namespace, key). The namespace spells "fabu"; key 0 guards migrations.
-LOCK_NAMESPACE = 0x66616275
-_MIGRATION_KEY = 0
+_MIGRATION_KEY = 0  # the advisory lock (LOCK_NAMESPACE, 0) guards migrations
+# A migration may rewrite a large table: bounded, but far longer than a request.
+_MIGRATION_TIMEOUT = 600.0
+_DEFAULTS = StorageConfig()
+# Statements moving a model's blob or whole story texts (tens of MB): a slow link may need far
+# longer than a request's timeout_seconds.
+BULK_TIMEOUT = 120.0
 LOST_CONNECTION_MESSAGE = (
     "I lost my connection to the database, so nothing was changed. Please try again in a moment."
+)
+NOT_ANSWERING_MESSAGE = (
+    "The database is not answering right now, so nothing was changed. Please try again in a "
+    "moment, or tell the bot's operator if it goes on."
 )
 UNAVAILABLE_MESSAGE = (
     "I cannot save anything right now (my storage is full or read-only), so nothing was "
@@ -79,12 +90,6 @@ def load_postgres_migrations(text: str | None = None) -> list[tuple[int, str]]:
                 f"postgres schema.sql: migration {version} found where {expected} expected"
             )
     return migrations
-
-
-def owner_lock_key(owner: str) -> int:
-    """The signed 32-bit advisory-lock key of a job owner (never 0: that is the migrations')."""
-    digest = int.from_bytes(hashlib.sha256(owner.encode()).digest()[:4], "big", signed=True)
-    return digest or 1
 
 
 def _require_asyncpg() -> Any:
@@ -122,6 +127,27 @@ def _refused_write(exc: BaseException) -> bool:
     )
 
 
+@asynccontextmanager
+async def _abandoned_on_timeout(db: Any) -> AsyncIterator[None]:
+    """A command that timed out closes its connection at once: rolling back or handing it back
+    to the pool would wait for a server that does not answer (asyncpg cancels, then waits)."""
+    try:
+        yield
+    except TimeoutError:
+        db.terminate()
+        raise
+
+
+def _timed_out(exc: BaseException) -> bool:
+    """A timeout, or what failed after one (the rollback on the connection it closed)."""
+    chain: list[BaseException] = []
+    link: BaseException | None = exc
+    while link is not None and link not in chain:  # a chain may loop
+        chain.append(link)
+        link = link.__cause__ or link.__context__
+    return any(isinstance(link, TimeoutError) for link in chain)
+
+
 def describe_error(exc: BaseException) -> str:
     """An error's text without a connection string's password."""
     text = str(exc) or type(exc).__name__
@@ -141,77 +167,84 @@ class PostgresBase:
 
     _open_owners: ClassVar[set[str]] = set()
 
-    def __init__(self, pool: Any, url: str) -> None:
+    def __init__(self, pool: Any, url: str, *, timeout: float, lease_seconds: float) -> None:
         self.owner = new_owner()
         PostgresBase._open_owners.add(self.owner)
         self._pool = pool
         self.url = url
         self.path = redact_url(url)  # what messages name (the SQLite store's file path)
-        self._owner_connection: Any = None
-        self._owner_lock = asyncio.Lock()
+        self.timeout = timeout
+        self._lease = OwnerLease(
+            self.owner, self._connect, lease_seconds=lease_seconds, timeout=timeout
+        )
         # A server that refuses writes answers each one with StorageUnavailable instead.
         self.read_only = False
 
     @classmethod
-    async def open(cls, url: str, *, min_size: int = 1, max_size: int = 8) -> Self:
-        """Connect, migrate (once, whatever the number of processes starting) and hold the
-        owner lock. StorageError names the database without its password."""
+    async def open(
+        cls,
+        url: str,
+        *,
+        min_size: int = 1,
+        max_size: int = 8,
+        timeout: float = _DEFAULTS.timeout_seconds,  # noqa: ASYNC109 - asyncpg's, per wait
+        lease_seconds: float = _DEFAULTS.owner_lease_seconds,
+    ) -> Self:
+        """Connect, migrate (once, whatever the number of processes starting) and keep the
+        owner alive. StorageError names the database without its password."""
         pg = _require_asyncpg()
         try:
             pool = await pg.create_pool(
                 url,
                 min_size=min_size,
                 max_size=max_size,
-                command_timeout=60,
+                timeout=timeout,  # connecting
+                command_timeout=timeout,
                 server_settings=session_settings(url),
             )
         except Exception as exc:
             raise StorageError(
                 f"cannot connect to {redact_url(url)}: {describe_error(exc)}"
             ) from None
-        store = cls(pool, url)
+        store = cls(pool, url, timeout=timeout, lease_seconds=lease_seconds)
         try:
             await store._migrate()
-            await store._hold_owner_lock()
-        except BaseException:
+            await store._lease.start()
+        except BaseException as exc:
             await store.close()
-            raise
+            if isinstance(exc, StorageError) or not isinstance(exc, Exception):
+                raise
+            raise StorageError(f"cannot open {store.path}: {describe_error(exc)}") from exc
         return store
 
     async def close(self) -> None:
         PostgresBase._open_owners.discard(self.owner)
-        async with self._owner_lock:
-            if self._owner_connection is not None:
-                connection, self._owner_connection = self._owner_connection, None
-                try:
-                    await connection.close()
-                except Exception:
-                    connection.terminate()
-        await self._pool.close()
+        await self._lease.close()
+        try:
+            await asyncio.wait_for(self._pool.close(), self.timeout)
+        except TimeoutError:
+            self._pool.terminate()
 
-    async def _hold_owner_lock(self) -> None:
-        """Hold this store's owner lock on a connection of its own (reconnecting if it dropped)."""
-        async with self._owner_lock:
-            if self._owner_connection is not None and not self._owner_connection.is_closed():
-                return
-            pg = _require_asyncpg()
-            try:
-                connection = await pg.connect(self.url, server_settings=session_settings(self.url))
-                await connection.execute(
-                    "SELECT pg_advisory_lock($1, $2)", LOCK_NAMESPACE, owner_lock_key(self.owner)
-                )
-            except Exception as exc:
-                if _connection_lost(exc):
-                    raise StorageUnavailable(LOST_CONNECTION_MESSAGE) from exc
-                raise
-            self._owner_connection = connection
+    async def _connect(self) -> Any:
+        """A connection of its own (the owner lease's), bounded like the pool's."""
+        return await _require_asyncpg().connect(
+            self.url,
+            timeout=self.timeout,
+            command_timeout=self.timeout,
+            server_settings=session_settings(self.url),
+        )
 
     async def _migrate(self) -> None:
         migrations = load_postgres_migrations()
         latest = migrations[-1][0]
-        async with self._pool.acquire() as db, db.transaction():
+        async with self._pool.acquire(timeout=self.timeout) as db, db.transaction():
             # Serializes concurrent start-ups; released at the end of the transaction.
-            await db.execute("SELECT pg_advisory_xact_lock($1, $2)", LOCK_NAMESPACE, _MIGRATION_KEY)
+            await db.execute(
+                "SELECT pg_advisory_xact_lock($1, $2)",
+                LOCK_NAMESPACE,
+                _MIGRATION_KEY,
+                timeout=_MIGRATION_TIMEOUT,
+            )
             await db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
             current = await db.fetchval("SELECT max(version) FROM schema_version")
             if current is None:
@@ -228,7 +261,7 @@ class PostgresBase:
                 logger.info("migrating %s to schema version %d", self.path, version)
                 try:
                     async with db.transaction():  # a savepoint: the error names the migration
-                        await db.execute(sql)
+                        await db.execute(sql, timeout=_MIGRATION_TIMEOUT)
                         await db.execute("UPDATE schema_version SET version = $1", version)
                 except asyncpg.PostgresError as exc:
                     raise StorageError(f"migration {version} of {self.path} failed: {exc}") from exc
@@ -272,7 +305,10 @@ class PostgresBase:
     @asynccontextmanager
     async def _read(self) -> AsyncIterator[Any]:
         try:
-            async with self._pool.acquire() as db:
+            async with (
+                self._pool.acquire(timeout=self.timeout) as db,
+                _abandoned_on_timeout(db),
+            ):
                 yield db
         except Exception as exc:
             raise self._translate(exc) from exc
@@ -280,8 +316,11 @@ class PostgresBase:
     @asynccontextmanager
     async def _transaction(self) -> AsyncIterator[Any]:
         try:
-            await self._hold_owner_lock()  # re-held at once if the server dropped it
-            async with self._pool.acquire() as db, db.transaction():
+            async with (
+                self._pool.acquire(timeout=self.timeout) as db,
+                db.transaction(),
+                _abandoned_on_timeout(db),
+            ):
                 yield db
         except Exception as exc:
             raise self._translate(exc) from exc
@@ -289,6 +328,9 @@ class PostgresBase:
     def _translate(self, exc: Exception) -> Exception:
         if isinstance(exc, StorageError | Busy):
             return exc
+        if _timed_out(exc):  # connecting, waiting for the pool or a command
+            logger.error("database %s did not answer within %g s", self.path, self.timeout)
+            return StorageUnavailable(NOT_ANSWERING_MESSAGE)
         if _connection_lost(exc):
             logger.error("lost the connection to %s: %s", self.path, describe_error(exc))
             return StorageUnavailable(LOST_CONNECTION_MESSAGE)
@@ -298,22 +340,8 @@ class PostgresBase:
         return exc
 
     async def _live_owners(self, db: Any, owners: Sequence[str | None]) -> set[str]:
-        """Those of ``owners`` whose advisory lock some session holds now (any host)."""
-        await self._hold_owner_lock()
-        named = sorted({o for o in owners if o})
-        if not named:
-            return set()
-        held = {
-            int(row["objid"])
-            for row in await db.fetch(
-                "SELECT objid::bigint AS objid FROM pg_locks WHERE locktype = 'advisory' "
-                "AND granted AND classid = $1::bigint::oid AND objsubid = 2 "
-                "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
-                LOCK_NAMESPACE,
-            )
-        }
-        # pg_locks shows a signed int4 key as its unsigned 32-bit pattern
-        return {o for o in named if (owner_lock_key(o) & 0xFFFFFFFF) in held}
+        """Those of ``owners`` still alive, on whatever host (``owners.live_owners``)."""
+        return await live_owners(db, owners, PostgresBase._open_owners)
 
     async def _ensure_channel(
         self, db: Any, channel_id: int, guild_id: int | None, name: str | None

@@ -1,4 +1,4 @@
-"""Training jobs: states, progress, owners (alive by their advisory lock) and progress messages."""
+"""Training jobs: states, progress, owners (alive by their lock or lease) and progress messages."""
 
 from __future__ import annotations
 
@@ -117,8 +117,9 @@ class JobTables(PostgresBase):
         )
 
     async def orphaned_jobs(self) -> list[JobRecord]:
-        """Open jobs whose owner's advisory lock nobody holds: their process is gone, on
-        whatever host it ran. A live process's jobs (another shard's) stay."""
+        """Open jobs whose owner is gone (``owners.py``: neither its advisory lock held nor its
+        lease running), on whatever host it ran. A live process's jobs (another shard's) stay,
+        across a database restart too."""
         async with self._read() as db:
             rows = await db.fetch(
                 "SELECT * FROM jobs WHERE state IN ('queued', 'running') ORDER BY id"

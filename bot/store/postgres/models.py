@@ -8,7 +8,7 @@ from typing import Any
 
 from bot.core.store import ModelRecord, NewModel, now_iso
 from bot.errors import StorageError
-from bot.store.postgres.connection import PostgresBase
+from bot.store.postgres.connection import BULK_TIMEOUT, PostgresBase
 from bot.store.sqlite.models import (  # the same columns, the same record
     ENDED_ELSEWHERE,
     model_record,
@@ -97,6 +97,7 @@ class ModelTables(PostgresBase):
                 json.dumps(model.options),
                 job_id,
                 now_iso(),
+                timeout=BULK_TIMEOUT,
             )
         )
         await db.executemany(
@@ -158,7 +159,9 @@ class ModelTables(PostgresBase):
 
     async def model_blob(self, model_id: int) -> bytes | None:
         async with self._read() as db:
-            value = await db.fetchval("SELECT blob FROM models WHERE id = $1", model_id)
+            value = await db.fetchval(
+                "SELECT blob FROM models WHERE id = $1", model_id, timeout=BULK_TIMEOUT
+            )
         return None if value is None else bytes(value)
 
     async def list_models(self, channel_id: int) -> list[ModelRecord]:

@@ -16,6 +16,7 @@ from bot.core.store import (
     UserRecords,
     now_iso,
 )
+from bot.store.postgres.connection import BULK_TIMEOUT
 from bot.store.postgres.stories import StoryTables
 from bot.store.sqlite.privacy import story_record, user_records
 
@@ -86,6 +87,7 @@ class PrivacyTables(StoryTables):
                 "channel_id FROM channels WHERE guild_id = $2)) ORDER BY s.id",
                 user_id,
                 guild_id,
+                timeout=BULK_TIMEOUT,
             )
             messages = await db.fetch(
                 "SELECT s.id, s.channel_id, s.filename, s.uploader_id, s.uploader_name, s.sha256, "

@@ -155,3 +155,15 @@ CREATE TABLE guild_filter_versions (
     guild_id BIGINT PRIMARY KEY,
     version  BIGINT NOT NULL
 );
+
+-- migration 9
+-- Each process sharing the database keeps its job owner (bot/owner.py) alive with a lease it
+-- renews every third of its length (bot/store/postgres/owners.py), so a database restart or a
+-- dropped connection, which release the owners' advisory locks, interrupts no live job. Not
+-- copied by migrate-storage (a process's, not the data's); times are the server's clock
+-- (timestamptz, compared with now()), so the hosts' clocks never matter.
+CREATE TABLE job_owners (
+    owner       TEXT PRIMARY KEY,
+    renewed_at  TIMESTAMPTZ NOT NULL,
+    lease_until TIMESTAMPTZ NOT NULL
+);

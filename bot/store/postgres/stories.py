@@ -19,6 +19,7 @@ from bot.core.store import (
     now_iso,
 )
 from bot.errors import StorageError, TrainingElsewhere
+from bot.store.postgres.connection import BULK_TIMEOUT
 from bot.store.postgres.removal import RemovalTables
 from bot.store.sqlite.models import model_record
 
@@ -118,7 +119,9 @@ class StoryTables(RemovalTables):
         """Texts in the given order; StorageError if one is missing."""
         async with self._read() as db:
             rows = await db.fetch(
-                "SELECT id, text FROM stories WHERE id = ANY($1::bigint[])", list(story_ids)
+                "SELECT id, text FROM stories WHERE id = ANY($1::bigint[])",
+                list(story_ids),
+                timeout=BULK_TIMEOUT,
             )
         texts = {int(row["id"]): str(row["text"]) for row in rows}
         for story_id in story_ids:
@@ -179,12 +182,15 @@ class StoryTables(RemovalTables):
             )
             if channel_row is None or model_row is None:
                 return None
-            blob = await db.fetchval("SELECT blob FROM models WHERE id = $1", model_row["id"])
+            blob = await db.fetchval(
+                "SELECT blob FROM models WHERE id = $1", model_row["id"], timeout=BULK_TIMEOUT
+            )
             rows = await db.fetch(
                 "SELECT id, channel_id, filename, uploader_id, uploader_name, sha256, encoding, "
                 "bytes, symbols, vocabulary_size, created_at, text FROM stories "
                 "WHERE channel_id = $1 ORDER BY id",
                 channel_id,
+                timeout=BULK_TIMEOUT,
             )
         stories = []
         for row in rows:

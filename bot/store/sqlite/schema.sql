@@ -155,3 +155,7 @@ CREATE TABLE guild_filter_versions (
     guild_id INTEGER PRIMARY KEY,
     version  INTEGER NOT NULL
 );
+
+-- migration 9
+-- PostgreSQL's job_owners (the leases of the processes sharing one database). One SQLite file
+-- is one host's: its owners are checked on that host (bot/owner.py), nothing to store.
