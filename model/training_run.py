@@ -19,9 +19,10 @@ from model.config import TrainingConfig
 from model.early_stopping import BestWeights
 from model.errors import TrainingCancelled, TrainingDiverged
 from model.evaluation import EVAL_BATCH, Evaluation, evaluate
-from model.generation import left_context_table, story_index_arrays
+from model.generation import left_context_table
 from model.network import build_networks, extract_weights
 from model.serialization import TrainingFigures
+from model.story_index import story_index_arrays
 from model.training_data import TrainingData
 from model.training_progress import PROGRESS_INTERVAL, TrainingClock, TrainingProgress
 from model.windows import batches, even_batch_size, sequence_batches
