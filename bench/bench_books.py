@@ -234,7 +234,7 @@ class MarkovResult:
 def markov_baselines(
     tokens: list[str], vocab_cap: int | None, n_input: int, figures: dict[str, Any]
 ) -> list[MarkovResult]:
-    """Markov chains on the LSTM's own split (recomputed exactly as model/training.py does)."""
+    """Markov chains on the LSTM's own split (recomputed exactly as model/training_data.py does)."""
     vocabulary = Vocabulary.build(tokens, max_size=None if vocab_cap is None else vocab_cap + 1)
     ids = np.asarray(vocabulary.encode(tokens), dtype=np.int32)
     defaults = TrainingConfig()

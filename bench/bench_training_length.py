@@ -76,7 +76,7 @@ def main() -> None:
         type=int,
         default=None,
         help="default: none, as the bot trains (a seeded run is not XLA-compiled, see"
-        " model.training._compile)",
+        " model.training_run._compile)",
     )
     args = parser.parse_args()
 

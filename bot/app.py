@@ -72,7 +72,7 @@ def storage_url(storage: StorageConfig) -> str:
     it (``redact_url``)."""
     if storage.backend == "sqlite":
         return f"sqlite:///{storage.sqlite_path}"
-    from bot.store.urls import with_password
+    from bot.store.url_password import with_password
 
     assert storage.url is not None
     return with_password(storage.url, storage.password_file)
@@ -80,7 +80,7 @@ def storage_url(storage: StorageConfig) -> str:
 
 def redact_url(url: str) -> str:
     """``url`` without its password, for messages."""
-    from bot.store.postgres.connection import redact_url as redact
+    from bot.store.url_password import redact_url as redact
 
     return redact(url)
 

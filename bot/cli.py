@@ -30,7 +30,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from bot.adapters.commands import CLI_COMMANDS
+from bot.adapters.commands import COMMANDS
 from bot.adapters.syntax import (
     Call,
     Confirmation,
@@ -40,6 +40,7 @@ from bot.adapters.syntax import (
     invoke,
 )
 from bot.config import Config, check_relations, load_config
+from bot.console import CONSOLE_COMMAND
 from bot.core.api import ChannelRef
 from bot.errors import ConfigError, StorageError, UserError
 
@@ -47,6 +48,8 @@ if TYPE_CHECKING:
     from bot.core.service import StoryService
 
 logger = logging.getLogger(__name__)
+# The channel commands of the table, then the console (which reads the table).
+CLI_COMMANDS = {command.name: command for command in (*COMMANDS, CONSOLE_COMMAND) if command.cli}
 DEFAULT_CONFIG = Path("config.toml")
 # `run` keeps this file fresh while connected (the container's healthcheck reads its age).
 HEALTH_FILE_ENV = "FABULIST_HEALTH_FILE"

@@ -144,6 +144,17 @@ class Console:
             self.out.write(reply.text + "\n")
 
 
+async def _run_console(call: Call) -> None:
+    await Console(call.service, call.out, call.channel).run()
+
+
+# The CLI's ``console`` subcommand: a row like the table's, defined here because the console
+# reads the table (bot.cli offers it after the table's rows).
+CONSOLE_COMMAND = Command(
+    "console", (), "interactive console with the slash commands' syntax", _run_console
+)
+
+
 async def _read_stdin(prompt: str) -> str | None:
     try:
         return await asyncio.to_thread(input, prompt)

@@ -1,6 +1,7 @@
 """fabulist's story model. This package root is TensorFlow-free: it never imports keras.
 
-``model.training`` / ``model.network`` import Keras and are used only by training workers.
+``model.training`` (with ``training_run``, ``evaluation`` and ``early_stopping``) and
+``model.network`` import Keras and are used only by training workers.
 """
 
 from __future__ import annotations

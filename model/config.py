@@ -14,7 +14,7 @@ the article's story (no split) trains exactly as before:
   at 1024 the held-out loss was still falling when the epochs ran out.
 * ``dropout`` 0.5 on the input of every LSTM layer and of the Dense layer (Dropout layers
   without weights; the identity at inference, so the numpy forward pass is unchanged). Under
-  XLA (unseeded trainings of ``model.training.JIT_MIN_WINDOWS`` windows or more) the masks come
+  XLA (unseeded trainings of ``model.training_run.JIT_MIN_WINDOWS`` windows or more) the masks come
   from an integer hash (``model.network.HashDropout``): XLA's random numbers were the
   bottleneck on the CPU.
 * ``weight_decay``: decoupled weight decay of the optimizer; off (it did not help).
@@ -51,7 +51,7 @@ the article's story (no split) trains exactly as before:
 When training ends (issue 16), besides ``max_epochs`` and the ``max_seconds`` cap: with a split
 after ``patience`` epochs in a row that lowered the held-out loss by less than
 ``min_improvement`` nats (the plateau rule has by then lowered the learning rate); without one
-when every learnable window is right, or after ``SATURATED_EPOCHS`` (model.training) epochs
+when every learnable window is right, or after ``SATURATED_EPOCHS`` (model.training_run) epochs
 without one more window right.
 
 None of these change the network's weights' shapes, so none is stored in checkpoints.
@@ -179,7 +179,7 @@ class TrainingConfig:
     smooth_unseen: bool = True
     all_positions: bool = True
     tie_min_symbols: int | None = TIED_OUTPUT_SYMBOLS
-    # XLA-compile trainings of model.training.JIT_MIN_WINDOWS windows or more (not seeded ones
+    # XLA-compile trainings of model.training_run.JIT_MIN_WINDOWS windows or more (not seeded ones
     # on TensorFlow, which Keras does not compile under op determinism).
     xla: bool = True
     # Early stop (any story): epochs in a row that do not help before training ends.

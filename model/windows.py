@@ -2,7 +2,9 @@
 
 Windows are never materialized as one-hot and never all at once: :func:`batches` gathers
 ``(x, y)`` for one batch of window indices at a time from the story's id array, so memory is
-the story's ids plus one batch (``batch * n_input`` int32s).
+the story's ids plus one batch (``batch * n_input`` int32s). :func:`sequence_batches` does the
+same for sequences of ``n_input`` symbols, every position a target
+(``TrainingConfig.all_positions``).
 """
 
 from __future__ import annotations
@@ -137,3 +139,29 @@ def split_indices(
     val = all_idx[held]
     train = all_idx[~held]
     return train, val
+
+
+def sequence_batches(
+    ids: npt.NDArray[np.int32],
+    n_input: int,
+    starts: npt.NDArray[np.int64],
+    batch_size: int,
+    rng: np.random.Generator,
+) -> Iterator[tuple[npt.NDArray[np.int32], npt.NDArray[np.int32]]]:
+    """One epoch of ``(x, y)`` batches of ``[batch, n_input]`` sequences and their next symbols.
+
+    The story is cut into sequences at a random offset (every epoch another), so each
+    training target comes about once an epoch, with a context of 1 to ``n_input`` symbols.
+    Every batch has ``batch_size`` sequences (the last is topped up), one traced shape.
+    """
+    offset = int(rng.integers(n_input))
+    chosen = starts[(starts - offset) % n_input == 0]
+    if len(chosen) == 0:
+        chosen = starts
+    chosen = chosen[rng.permutation(len(chosen))]
+    steps = max(1, -(-len(chosen) // batch_size))
+    chosen = np.concatenate([chosen, rng.choice(starts, steps * batch_size - len(chosen))])
+    span = np.arange(n_input + 1, dtype=np.int64)
+    for step in range(steps):
+        rows = ids[chosen[step * batch_size : (step + 1) * batch_size, None] + span]
+        yield rows[:, :-1], rows[:, 1:]

@@ -171,12 +171,6 @@ async def _plot(call: Call) -> str:
     return f"Wrote {call.args['file']}."
 
 
-async def _console(call: Call) -> None:
-    from bot.console import Console  # the console reads this table
-
-    await Console(call.service, call.out, call.channel).run()
-
-
 # -- argument types -------------------------------------------------------------------------
 
 
@@ -355,10 +349,8 @@ COMMANDS: tuple[Command, ...] = (
         (Positional("file", "the PNG file to write", "FILE.png", Path),),
         cli=False,
     ),
-    Command("console", (), "interactive console with the slash commands' syntax", _console),
 )
 
-CLI_COMMANDS = {command.name: command for command in COMMANDS if command.cli}
 CONSOLE_SPELLINGS = {spelling: command for command in COMMANDS for spelling in command.console}
 # The console's command groups: /story SUB.
 CONSOLE_GROUPS = {s.split()[0] for s in CONSOLE_SPELLINGS if " " in s}

@@ -17,7 +17,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.discord_adapter.common import NO_MENTIONS, report_error
+from bot.discord_adapter.replies import NO_MENTIONS, report_error
 
 if TYPE_CHECKING:
     from bot.config import Config
@@ -53,8 +53,6 @@ class FabulistTree(app_commands.CommandTree[Any]):
 
 class FabulistBot(commands.Bot):
     """The bot. ``service`` is None only for ``sync_commands``, which never connects."""
-
-    is_fabulist = True  # see common.bot_of
 
     def __init__(
         self,

@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING
 import discord
 
 from bot.core.api import ChannelRef, HistoryMessage, HistoryRequest
-from bot.discord_adapter.common import NO_MENTIONS
 from bot.discord_adapter.progress import PROGRESS_INTERVAL_SECONDS
 from bot.discord_adapter.rendering import escape_text, progress_bar
+from bot.discord_adapter.replies import NO_MENTIONS
 
 if TYPE_CHECKING:
     from bot.discord_adapter.client import FabulistBot

@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING
 import discord
 
 from bot.core.api import ChannelRef, EndedJob, JobProgress, JobResult
-from bot.discord_adapter.common import NO_MENTIONS
 from bot.discord_adapter.rendering import progress_text, result_text
+from bot.discord_adapter.replies import NO_MENTIONS
 
 if TYPE_CHECKING:
     from bot.core.service import StoryService

@@ -24,7 +24,8 @@ from typing import Any
 import aiosqlite
 
 from bot.errors import StorageError
-from bot.store.urls import open_store_url, redact_url, sqlite_path
+from bot.store.url_password import redact_url
+from bot.store.urls import open_store_url, sqlite_path
 
 logger = logging.getLogger(__name__)
 

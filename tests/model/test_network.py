@@ -55,13 +55,14 @@ def _train_long_story(seed: int | None) -> dict[str, Any]:
     """In a fresh process (as a training worker): two epochs of a story of ``JIT_MIN_WINDOWS``
     windows, with the networks its training built and its held-out losses."""
     from model import TrainingConfig, tokenize
-    from model.training import JIT_MIN_WINDOWS, _prepare, _Run
+    from model.training_data import prepare_training_data
+    from model.training_run import JIT_MIN_WINDOWS, TrainingRun
 
     text = (CORPORA / "aesops-fables-vernon-jones.txt").read_text(encoding="utf-8")
     tokens = tokenize(text)[: JIT_MIN_WINDOWS + 3_000]
     training = TrainingConfig(seed=seed, max_epochs=2)
-    data = _prepare(tokens, {"units": 16, "embedding_dim": 8}, training, 2_000)
-    run = _Run(data, training, on_progress=None, should_cancel=None)
+    data = prepare_training_data(tokens, {"units": 16, "embedding_dim": 8}, training, 2_000)
+    run = TrainingRun(data, training, on_progress=None, should_cancel=None)
     for _ in range(2):  # train_model's loop, bound by epochs
         assert run.train_epoch()
         run.measure_epoch()

@@ -20,7 +20,9 @@ from model import (
     tokenize,
 )
 from model.config import LONG_STORY_SYMBOLS, TIED_OUTPUT_SYMBOLS
-from model.training import TrainingProgress, _Clock, _resolve_config, train_model
+from model.training import TrainingProgress, train_model
+from model.training_data import resolve_config
+from model.training_progress import TrainingClock
 from tests.model.conftest import ARTICLE_PREFIX, CORPORA
 
 TINY = {"units": 32, "embedding_dim": 16}
@@ -123,9 +125,9 @@ def test_long_stories_train_a_tied_output_layer_on_wider_word_vectors(
     jacobs_tokens: list[str],
 ) -> None:
     # Only the size chooses: 64-wide vectors below TIED_OUTPUT_SYMBOLS, 256 from it on.
-    assert _resolve_config({}, 100, TIED_OUTPUT_SYMBOLS - 1).embedding_dim == 64
-    assert _resolve_config({}, 100, TIED_OUTPUT_SYMBOLS).embedding_dim == 256
-    assert _resolve_config({"embedding_dim": 8}, 100, TIED_OUTPUT_SYMBOLS).embedding_dim == 8
+    assert resolve_config({}, 100, TIED_OUTPUT_SYMBOLS - 1).embedding_dim == 64
+    assert resolve_config({}, 100, TIED_OUTPUT_SYMBOLS).embedding_dim == 256
+    assert resolve_config({"embedding_dim": 8}, 100, TIED_OUTPUT_SYMBOLS).embedding_dim == 8
     tokens = jacobs_tokens[:LONG_STORY_SYMBOLS]  # a held-out split: the regularized path
     ranks = {}
     for tie_from in (len(tokens), len(tokens) + 1, None):
@@ -171,7 +173,7 @@ def test_eta_after_first_epoch_when_epochs_bind(jacobs_tokens: list[str]) -> Non
 
 
 def test_eta_counts_remaining_steps_and_evaluations() -> None:
-    clock = _Clock()
+    clock = TrainingClock()
     clock.record_step(1.0)  # the first step includes tracing and is left out of the rate
     for _ in range(4):
         clock.record_step(0.5)

@@ -8,8 +8,9 @@ import pytest
 
 from model import GenerationOptions, TrainingConfig, generate, tokenize
 from model.config import LONG_STORY_N_INPUT, LONG_STORY_SYMBOLS, default_n_input
-from model.training import _sequence_starts, sequence_batches, train_model
-from model.windows import split_indices, window_count
+from model.training import train_model
+from model.training_data import _sequence_starts
+from model.windows import sequence_batches, split_indices, window_count
 from tests.model.conftest import CORPORA
 
 TINY = {"units": 32, "embedding_dim": 16}

@@ -37,7 +37,7 @@ def test_every_row_is_a_cli_subcommand_and_a_console_command() -> None:
         for spelling in command.console:
             assert CONSOLE_SPELLINGS[spelling] is command
             assert f"/{command.console[0]}" in help_text()
-    offered = {c.name for c in COMMANDS if c.cli} | {"run", "sync", "migrate-storage"}
+    offered = {c.name for c in COMMANDS if c.cli} | {"run", "sync", "migrate-storage", "console"}
     assert set(subcommands) == offered
 
 

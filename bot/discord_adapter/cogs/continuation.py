@@ -16,20 +16,14 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.core.api import MAX_N_INPUT, MAX_SEED, ChannelRef, ContinueOptions
-from bot.discord_adapter.common import (
-    NO_MENTIONS,
-    bot_of,
-    channel_ref,
-    member_of,
-    report_error,
-    send_ephemeral,
-)
+from bot.discord_adapter.common import bot_of, channel_ref, member_of
 from bot.discord_adapter.rendering import (
     continuation_text,
     message_story_text,
     split_message,
     word_choices,
 )
+from bot.discord_adapter.replies import NO_MENTIONS, report_error, send_ephemeral
 from bot.errors import UserError
 
 if TYPE_CHECKING:

@@ -12,13 +12,14 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.discord_adapter.common import NO_MENTIONS, admin_check, channel_ref, member_of
+from bot.discord_adapter.common import admin_check, channel_ref, member_of
 from bot.discord_adapter.rendering import (
     MESSAGE_LIMIT,
     filter_change_text,
     filter_list_text,
     split_message,
 )
+from bot.discord_adapter.replies import NO_MENTIONS
 
 if TYPE_CHECKING:
     from bot.core.service import StoryService

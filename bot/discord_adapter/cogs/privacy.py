@@ -12,7 +12,7 @@ from discord.ext import commands
 
 from bot.adapters.text import deletion_text, member_data_json, member_data_text
 from bot.core.api import Member
-from bot.discord_adapter.common import NO_MENTIONS, Denied
+from bot.discord_adapter.replies import NO_MENTIONS, Denied
 
 if TYPE_CHECKING:
     from bot.core.service import StoryService

@@ -16,15 +16,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.adapters.text import removal_text
-from bot.discord_adapter.common import (
-    NO_MENTIONS,
-    ErrorReportingView,
-    admin_check,
-    bot_of,
-    channel_ref,
-    member_of,
-    permission_label,
-)
+from bot.discord_adapter.common import admin_check, bot_of, channel_ref, member_of, permission_label
 from bot.discord_adapter.rendering import (
     MESSAGE_LIMIT,
     escape_text,
@@ -35,6 +27,7 @@ from bot.discord_adapter.rendering import (
     story_stats_embed,
     truncate,
 )
+from bot.discord_adapter.replies import NO_MENTIONS, ErrorReportingView
 from bot.display import format_bytes
 
 if TYPE_CHECKING:

@@ -21,15 +21,7 @@ from bot.core.api import (
     RetrainReason,
     TrainOptions,
 )
-from bot.discord_adapter.common import (
-    NO_MENTIONS,
-    Denied,
-    admin_check,
-    bot_of,
-    channel_ref,
-    member_of,
-    report_error,
-)
+from bot.discord_adapter.common import admin_check, bot_of, channel_ref, member_of
 from bot.discord_adapter.download import CappedDownloader
 from bot.discord_adapter.history import MESSAGE_CONTENT_OFF, HistoryReader
 from bot.discord_adapter.progress import (
@@ -39,6 +31,7 @@ from bot.discord_adapter.progress import (
     ended_text,
 )
 from bot.discord_adapter.rendering import escape_text, progress_text
+from bot.discord_adapter.replies import NO_MENTIONS, Denied, report_error
 
 if TYPE_CHECKING:
     from bot.core.api import TrainingJob

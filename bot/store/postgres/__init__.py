@@ -15,11 +15,11 @@ from bot.store.postgres.connection import (
     NOT_ANSWERING_MESSAGE,
     UNAVAILABLE_MESSAGE,
     load_postgres_migrations,
-    redact_url,
     session_settings,
 )
 from bot.store.postgres.filters import FilterTables
 from bot.store.postgres.privacy import PrivacyTables
+from bot.store.url_password import redact_url
 
 
 class PostgresStoryStore(PrivacyTables, ChannelTables, FilterTables):

@@ -33,7 +33,7 @@ from bot.core.store import now_iso
 from bot.errors import Busy, StorageError, StorageUnavailable
 from bot.owner import new_owner
 from bot.store.postgres.owners import LOCK_NAMESPACE, OwnerLease, live_owners
-from bot.store.urls import redact_url
+from bot.store.url_password import redact_url
 
 try:  # an optional extra: pip install 'fabulist[postgres]'
     import asyncpg
