@@ -48,6 +48,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.bench_books import load_line, machine_line, markov_baselines  # noqa: E402
+from bench.chat_rows import chat_section, grimm_section  # noqa: E402
 from bench.markov import KneserNeyMarkov  # noqa: E402
 from model import GenerationOptions, TrainedModel, TrainingConfig, generate, tokenize  # noqa: E402
 from model.generation import NumpyLSTM  # noqa: E402
@@ -245,13 +246,33 @@ def main() -> None:
     parser.add_argument("--books", default=",".join(b[0] for b in BOOKS))
     parser.add_argument("--seconds", type=float, default=None, help="training cap per book")
     parser.add_argument("--samples", action="store_true", help="print the first 3 continuations")
+    parser.add_argument("--chat-only", action="store_true", help="the chat rows alone")
+    parser.add_argument(
+        "--chat", action="store_true", help="the chat rows and the Grimm row (no story rows)"
+    )
+    parser.add_argument(
+        "--model-cache",
+        type=Path,
+        default=None,
+        help="folder keeping the chat / Grimm models: trained once, reused by later runs",
+    )
     args = parser.parse_args()
-    wanted = {k.strip() for k in args.books.split(",") if k.strip()}
     started = time.perf_counter()
     print(f"# bench_continuation_quality {datetime.date.today().isoformat()} — {machine_line()}")
     print(f"command: {' '.join([Path(sys.executable).name, *sys.argv])}")
-    print(f"start: {load_line()}")
+    print(f"start: {load_line()}", flush=True)
+    cache = args.model_cache
+    if not (args.chat or args.chat_only):
+        story_rows(args)
+    chat_section(args.quick, None if cache is None else cache / "chat.fabulist")
+    if not args.chat_only:
+        grimm_section(args.quick, None if cache is None else cache / "grimm.fabulist")
+    print(f"end: {load_line()}; bench wall time {time.perf_counter() - started:.0f} s")
 
+
+def story_rows(args: argparse.Namespace) -> None:
+    """The article's story and the books (issue 11)."""
+    wanted = {k.strip() for k in args.books.split(",") if k.strip()}
     stories: list[tuple[str, list[str], list[list[str]], int, float]] = [
         (
             "article",
@@ -352,7 +373,6 @@ def main() -> None:
     print()
     for note in notes:
         print(note)
-    print(f"end: {load_line()}; bench wall time {time.perf_counter() - started:.0f} s")
 
 
 if __name__ == "__main__":
