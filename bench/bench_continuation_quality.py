@@ -24,8 +24,21 @@ article's own Listing 12 ("mouse mouse mouse", 32 symbols) as a reference row. P
 held-out perplexity and accuracy of the LSTM against Markov chains of order 2 and 3 built on the
 same split, as in ``bench/bench_books.py``.
 
+Then the chat rows (issue 23, ``bench/chat_rows.py``): a history-sized slice of the real chat
+corpus ``data/chat`` trained as ``/train source:history`` trains it, 12 chat prompts continued
+through the bot's own code path with its defaults, with Reroll's sampling and with a Markov-2
+sampler (markov-discord's method), next to real held-out chat: answered prompts, 4-grams and
+lines shared across the prompts' replies, story bigrams, whole training messages copied, a
+naive Bayes classifier's accuracy at telling reply lines from real messages, and the chat
+story's held-out perplexity against Kneser-Ney chains; and the Grimm row: whole Grimm trained
+the same way, 4-grams shared across 12 prompts' replies.
+
 Usage: ``.venv/bin/python bench/bench_continuation_quality.py [--quick] [--books jacobs,grimm]
-[--seconds S]``. ``--quick``: the article's story and short book runs (a few minutes here).
+[--seconds S] [--chat | --chat-only] [--model-cache DIR]``. ``--quick``: the article's story and
+short book runs, 30 s chat / Grimm training (a few minutes here). ``--chat``: the chat rows and
+the Grimm row only; ``--chat-only``: the chat rows alone (the chat story trains up to the bot's
+600 s). ``--model-cache DIR``: the chat and Grimm models are saved in DIR and reused as they are
+by later runs (to compare decodings on one trained model; empty DIR to retrain).
 The machine may be shared: the load average is printed at the start and the end.
 """
 
