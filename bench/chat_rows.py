@@ -8,9 +8,10 @@ messages after the slice are held out: prompts are their first 2-4 words, the re
 classifier's real lines are their messages. Replies go through the bot's own path
 (``model_cache.cached_model`` + ``generate_with_share``, options from
 ``RequestChecks.continue_options``): the defaults (``ContinueOptions()``), Reroll's sampling
-(temperature 0.8 as the Reroll button sets it, seeded with the prompt's number here) and a
-Markov-2 sampler (``chat_quality.MarkovSampler``) of the same story, plus real held-out chat
-(each prompt's own message and the ones after it) as a reference row.
+(temperature 0.8 as the Reroll button sets it, seeded with the prompt's number here), the same
+with seed 0 for every prompt (as issue 23 sampled) and a Markov-2 sampler
+(``chat_quality.MarkovSampler``) of the same story, plus real held-out chat (each prompt's own
+message and the ones after it) as a reference row.
 
 The Grimm row trains the whole of Grimm the same way and continues 12 prompts, for the shared
 4-grams across replies (books have the same attractor).
@@ -91,6 +92,13 @@ class Trained:
     model: TrainedModel
     seconds: float
     symbols: int
+    cached: Path | None = None  # where a model trained by an earlier run was read from
+
+    @property
+    def origin(self) -> str:
+        return (
+            "" if self.cached is None else f" (trained by an earlier run, read from {self.cached})"
+        )
 
 
 def product_training(quick: bool) -> tuple[dict[str, object], TrainingConfig, int]:
@@ -107,7 +115,7 @@ def train_story(tokens: list[str], quick: bool, cache: Path | None) -> Trained:
     """The bot's training of ``tokens`` (or the model saved at ``cache`` by an earlier run)."""
     if cache is not None and cache.exists():
         model = from_bytes(cache.read_bytes())
-        return Trained(model, model.figures.seconds, len(tokens))
+        return Trained(model, model.figures.seconds, len(tokens), cache)
     from model.training import train_model
 
     model_config, training, cap = product_training(quick)
@@ -149,6 +157,9 @@ def decoders(model: TrainedModel, text: str, tokens: list[str]) -> list[tuple[st
     return [
         ("defaults", bot_decoder(model, text, lambda _: defaults)),
         ("Reroll, T 0.8", bot_decoder(model, text, reroll)),
+        # The issue's sampling: the same seed for every prompt draws the same random numbers,
+        # so replies whose contexts meet go on alike.
+        ("T 0.8, seed 0 for all", bot_decoder(model, text, lambda _: reroll(0))),
         ("Markov-2 sampler", lambda p, i: sampler.continue_prompt(p, defaults.length, seed=i)),
     ]
 
@@ -247,7 +258,7 @@ def chat_section(quick: bool, cache: Path | None) -> None:
     model, f = trained.model, trained.model.figures
     print(
         f"trained chat: {f.epochs} epochs ({f.stopped}), {trained.seconds:.0f} s,"
-        f" vocabulary {len(model.vocabulary):,}, n_input {model.config.n_input}",
+        f" vocabulary {len(model.vocabulary):,}, n_input {model.config.n_input}{trained.origin}",
         flush=True,
     )
     length = reply_length()
@@ -376,7 +387,10 @@ def grimm_section(quick: bool, cache: Path | None) -> None:
     print(f"grimm: {len(tokens):,} symbols, training ...", flush=True)
     trained = train_story(tokens, quick, cache)
     f = trained.model.figures
-    print(f"trained grimm: {f.epochs} epochs ({f.stopped}), {trained.seconds:.0f} s", flush=True)
+    print(
+        f"trained grimm: {f.epochs} epochs ({f.stopped}), {trained.seconds:.0f} s{trained.origin}",
+        flush=True,
+    )
     prompts = [tokenize(p) for p in GRIMM_PROMPTS]
     pairs = ngrams(tokens, 2)
     rows, samples = [], []
