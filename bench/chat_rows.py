@@ -337,14 +337,14 @@ def chat_section(quick: bool, cache: Path | None) -> None:
     print_table(
         ["decoding", "prompts", "reply lines", "test lines a side", "accuracy"], realism_rows
     )
-    perplexity(tokens, model, trained.seconds)
+    perplexity("chat", tokens, model, trained.seconds)
     print("replies (¶ = a new message):")
     for line in samples:
         print(line)
     print()
 
 
-def perplexity(tokens: list[str], model: TrainedModel, seconds: float) -> None:
+def perplexity(story: str, tokens: list[str], model: TrainedModel, seconds: float) -> None:
     f = model.figures
     if f.val_perplexity is None:
         print("no held-out split: no perplexity")
@@ -369,7 +369,7 @@ def perplexity(tokens: list[str], model: TrainedModel, seconds: float) -> None:
         ],
         [
             [
-                "chat",
+                story,
                 f"{f.epochs} ({f.stopped})",
                 f"{seconds:.0f}",
                 f"{f.val_perplexity:.1f} / {f.val_accuracy:.3f}",
@@ -405,6 +405,7 @@ def grimm_section(quick: bool, cache: Path | None) -> None:
         ]
     print()
     print_table(ROW_HEADER, rows)
+    perplexity("grimm", tokens, trained.model, trained.seconds)
     for line in samples:
         print(line)
     print()
