@@ -92,7 +92,6 @@ Decoder = Callable[[list[str], int], list[str] | None]  # None: the prompt got n
 class Trained:
     model: TrainedModel
     seconds: float
-    symbols: int
     cached: Path | None = None  # where a model trained by an earlier run was read from
 
     @property
@@ -116,7 +115,7 @@ def train_story(tokens: list[str], quick: bool, cache: Path | None) -> Trained:
     """The bot's training of ``tokens`` (or the model saved at ``cache`` by an earlier run)."""
     if cache is not None and cache.exists():
         model = from_bytes(cache.read_bytes())
-        return Trained(model, model.figures.seconds, len(tokens), cache)
+        return Trained(model, model.figures.seconds, cache)
     from model.training import train_model
 
     model_config, training, cap = product_training(quick)
@@ -126,7 +125,7 @@ def train_story(tokens: list[str], quick: bool, cache: Path | None) -> Trained:
     if cache is not None:
         cache.parent.mkdir(parents=True, exist_ok=True)
         cache.write_bytes(to_bytes(model))
-    return Trained(model, seconds, len(tokens))
+    return Trained(model, seconds)
 
 
 def bot_decoder(
