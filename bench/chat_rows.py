@@ -13,6 +13,9 @@ with seed 0 for every prompt (as issue 23 sampled) and a Markov-2 sampler
 (``chat_quality.MarkovSampler``) of the same story, plus real held-out chat (each prompt's own
 message and the ones after it) as a reference row.
 
+The defaults row is the bot's decoding as it is: were the defaults to sample without a seed, its
+figures would vary from run to run (Reroll's row is seeded by the bench).
+
 The Grimm row trains the whole of Grimm the same way and continues 12 prompts, for the shared
 4-grams across replies (books have the same attractor).
 """
@@ -164,8 +167,9 @@ def decoders(model: TrainedModel, text: str, tokens: list[str]) -> list[tuple[st
     ]
 
 
-def reply_length() -> int:
-    return RequestChecks(Config()).continue_options(ContinueOptions()).length
+def default_options() -> GenerationOptions:
+    """What ``/continue`` with no options decodes with."""
+    return RequestChecks(Config()).continue_options(ContinueOptions())
 
 
 @dataclass(frozen=True)
@@ -261,7 +265,7 @@ def chat_section(quick: bool, cache: Path | None) -> None:
         f" vocabulary {len(model.vocabulary):,}, n_input {model.config.n_input}{trained.origin}",
         flush=True,
     )
-    length = reply_length()
+    length = default_options().length
     # Prompts from the first half of the held-out messages, real lines from the second half.
     half = len(held_tokens) // 2
     first, second = held_tokens[:half], held_tokens[half:]
@@ -321,7 +325,7 @@ def chat_section(quick: bool, cache: Path | None) -> None:
     ]
 
     print()
-    print(f"chat replies: {length} symbols each (the default length)")
+    print(f"chat replies: {length} symbols each; the defaults: {default_options()}")
     print_table(ROW_HEADER, rows)
     print(
         "realism: naive Bayes (unigrams + bigrams) telling reply lines from held-out messages,"
