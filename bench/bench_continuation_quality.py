@@ -24,8 +24,21 @@ article's own Listing 12 ("mouse mouse mouse", 32 symbols) as a reference row. P
 held-out perplexity and accuracy of the LSTM against Markov chains of order 2 and 3 built on the
 same split, as in ``bench/bench_books.py``.
 
+Then the chat rows (issue 23, ``bench/chat_rows.py``): a history-sized slice of the real chat
+corpus ``data/chat`` trained as ``/train source:history`` trains it, 12 chat prompts continued
+through the bot's own code path with its defaults, with Reroll's sampling and with a Markov-2
+sampler (markov-discord's method), next to real held-out chat: answered prompts, 4-grams and
+lines shared across the prompts' replies, story bigrams, whole training messages copied, a
+naive Bayes classifier's accuracy at telling reply lines from real messages, and the chat
+story's held-out perplexity against Kneser-Ney chains; and the Grimm row: whole Grimm trained
+the same way, 4-grams shared across 12 prompts' replies.
+
 Usage: ``.venv/bin/python bench/bench_continuation_quality.py [--quick] [--books jacobs,grimm]
-[--seconds S]``. ``--quick``: the article's story and short book runs (a few minutes here).
+[--seconds S] [--chat | --chat-only] [--model-cache DIR]``. ``--quick``: the article's story and
+short book runs, 30 s chat / Grimm training (a few minutes here). ``--chat``: the chat rows and
+the Grimm row only; ``--chat-only``: the chat rows alone (the chat story trains up to the bot's
+600 s). ``--model-cache DIR``: the chat and Grimm models are saved in DIR and reused as they are
+by later runs (to compare decodings on one trained model; empty DIR to retrain).
 The machine may be shared: the load average is printed at the start and the end.
 """
 
@@ -48,6 +61,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.bench_books import load_line, machine_line, markov_baselines  # noqa: E402
+from bench.chat_rows import chat_section, grimm_section  # noqa: E402
 from bench.markov import KneserNeyMarkov  # noqa: E402
 from model import GenerationOptions, TrainedModel, TrainingConfig, generate, tokenize  # noqa: E402
 from model.generation import NumpyLSTM  # noqa: E402
@@ -245,13 +259,33 @@ def main() -> None:
     parser.add_argument("--books", default=",".join(b[0] for b in BOOKS))
     parser.add_argument("--seconds", type=float, default=None, help="training cap per book")
     parser.add_argument("--samples", action="store_true", help="print the first 3 continuations")
+    parser.add_argument("--chat-only", action="store_true", help="the chat rows alone")
+    parser.add_argument(
+        "--chat", action="store_true", help="the chat rows and the Grimm row (no story rows)"
+    )
+    parser.add_argument(
+        "--model-cache",
+        type=Path,
+        default=None,
+        help="folder keeping the chat / Grimm models: trained once, reused by later runs",
+    )
     args = parser.parse_args()
-    wanted = {k.strip() for k in args.books.split(",") if k.strip()}
     started = time.perf_counter()
     print(f"# bench_continuation_quality {datetime.date.today().isoformat()} — {machine_line()}")
     print(f"command: {' '.join([Path(sys.executable).name, *sys.argv])}")
-    print(f"start: {load_line()}")
+    print(f"start: {load_line()}", flush=True)
+    cache = args.model_cache
+    if not (args.chat or args.chat_only):
+        story_rows(args)
+    chat_section(args.quick, None if cache is None else cache / "chat.fabulist")
+    if not args.chat_only:
+        grimm_section(args.quick, None if cache is None else cache / "grimm.fabulist")
+    print(f"end: {load_line()}; bench wall time {time.perf_counter() - started:.0f} s")
 
+
+def story_rows(args: argparse.Namespace) -> None:
+    """The article's story and the books (issue 11)."""
+    wanted = {k.strip() for k in args.books.split(",") if k.strip()}
     stories: list[tuple[str, list[str], list[list[str]], int, float]] = [
         (
             "article",
@@ -352,7 +386,6 @@ def main() -> None:
     print()
     for note in notes:
         print(note)
-    print(f"end: {load_line()}; bench wall time {time.perf_counter() - started:.0f} s")
 
 
 if __name__ == "__main__":
