@@ -9,12 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from bot.core.api import ContinueOptions
+from bot.adapters.text import continuation_text as console_text
+from bot.core.api import Continuation, ContinueOptions
 from bot.core.recent_replies import RecentReplies
 from bot.core.service import StoryService
 from bot.core.validation import RequestChecks
+from bot.discord_adapter.cogs.continuation import render_reply
 from bot.executors.local import TrainingPool
 from bot.store.sqlite import SqliteStoryStore as StoryStore
+from model import detokenize
 from model.generation import REPLY_TEMPERATURE
 from tests.service.conftest import channel, tiny_config
 from tests.support import STORY, seed_model
@@ -96,3 +99,21 @@ def test_the_default_samples_within_the_servers_temperature_limit(tmp_path: Path
     assert checks.continue_options(ContinueOptions(temperature=0.0)).temperature == 0.0
     capped = RequestChecks(tiny_config(tmp_path, limits={"max_temperature": 0.5}))
     assert capped.continue_options(ContinueOptions()).temperature == 0.5
+
+
+def test_a_reply_of_messages_shows_a_line_a_message() -> None:
+    prompt, reply = ["how", "are", "you"], ["?", "\n", "good", ",", "you", "?", "\n", "fine"]
+    continuation = Continuation(
+        prompt_symbols=prompt,
+        symbols=reply,
+        text=detokenize([*prompt, *reply]),
+        model_version=1,
+        original_share=1.0,
+    )
+    [discord_text] = render_reply(continuation, "")
+    assert discord_text.split("\n")[:3] == ["How are you?", "Good, you?", "Fine"]
+    assert console_text(continuation).split("\n") == [
+        "How are you?",
+        "Good, you?",
+        "Fine  [100% from the story]",
+    ]
