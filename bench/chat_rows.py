@@ -7,7 +7,9 @@ the bot's model and training config, its vocabulary cap, ``train_model`` in this
 messages after the slice are held out: prompts are their first 2-4 words, the realism
 classifier's real lines are their messages. Replies go through the bot's own path
 (``model_cache.cached_model`` + ``generate_with_share``, options from
-``RequestChecks.continue_options``): the defaults (``ContinueOptions()``), Reroll's sampling
+``RequestChecks.continue_options``): the defaults (``ContinueOptions()``; the prompts asked in
+one channel, so each reply avoids the ones before it as ``Storyteller`` does, its seed drawn as
+the prompt's number), greedy decoding (temperature 0, the defaults before), Reroll's sampling
 (temperature 0.8 as the Reroll button sets it, seeded with the prompt's number here), the same
 with seed 0 for every prompt (as issue 23 sampled) and a Markov-2 sampler
 (``chat_quality.MarkovSampler``) of the same story, plus real held-out chat (each prompt's own
@@ -45,6 +47,7 @@ from bot.config import Config
 from bot.core.api import ContinueOptions, TrainOptions
 from bot.core.history import story_text
 from bot.core.model_cache import cached_model, generate_with_share
+from bot.core.recent_replies import RecentReplies, steered
 from bot.core.validation import RequestChecks
 from model import (
     GenerationOptions,
@@ -134,13 +137,22 @@ def train_story(tokens: list[str], quick: bool, cache: Path | None) -> Trained:
 def bot_decoder(
     model: TrainedModel, text: str, options: Callable[[int], GenerationOptions]
 ) -> Decoder:
+    """The replies of one channel, as ``Storyteller.continue_story`` gives them: an unseeded
+    sampled request avoids the channel's recent replies and draws its own seed (here the
+    prompt's number, for figures that a rerun gives again)."""
     entry = cached_model(0, 1, from_bytes(to_bytes(model)), [text])
+    recent = RecentReplies()
 
     def run(prompt: list[str], index: int) -> list[str] | None:
+        chosen = options(index)
+        avoid = recent.of(0, 1) if steered(chosen) else []
+        if steered(chosen):
+            chosen = replace(chosen, seed=index)
         try:
-            generation, _ = generate_with_share(entry, prompt, options(index))
+            generation, _ = generate_with_share(entry, prompt, chosen, None, avoid)
         except ModelError:
             return None
+        recent.add(0, 1, generation.symbols)
         return generation.symbols or None
 
     return run
@@ -149,16 +161,20 @@ def bot_decoder(
 def decoders(model: TrainedModel, text: str, tokens: list[str]) -> list[tuple[str, Decoder]]:
     checks = RequestChecks(Config())
     defaults = checks.continue_options(ContinueOptions())
+    greedy = checks.continue_options(ContinueOptions(temperature=0.0))
 
     def reroll(index: int) -> GenerationOptions:
         # As the Reroll button does, with the prompt's number as the seed (the bot draws one).
         base = ContinueOptions()
-        options = replace(base, temperature=max(base.temperature, REROLL_TEMPERATURE), seed=index)
+        temperature = max(base.temperature or 0.0, REROLL_TEMPERATURE)
+        options = replace(base, temperature=temperature, seed=index)
         return checks.continue_options(options)
 
     sampler = MarkovSampler(tokens)
     return [
         ("defaults", bot_decoder(model, text, lambda _: defaults)),
+        # The defaults before issue 23: greedy, the article's decoding.
+        ("greedy (T 0)", bot_decoder(model, text, lambda _: greedy)),
         ("Reroll, T 0.8", bot_decoder(model, text, reroll)),
         # The issue's sampling: the same seed for every prompt draws the same random numbers,
         # so replies whose contexts meet go on alike.

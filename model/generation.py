@@ -32,6 +32,16 @@ asked about a window the story never has (``mouse mouse mouse``) answers almost 
   is ruled out, the network chooses among all symbols, never the previous one again.
 * Sampling (``temperature`` > 0) applies ``top_k``, then ``top_p`` (nucleus, default 0.9), and
   is seeded by ``seed``; greedy decoding (0) has one possible output, whatever the seed.
+  Greedy decoding is :class:`GenerationOptions`' default (the article's); a bot's replies are
+  sampled at :data:`REPLY_TEMPERATURE` (issue 23: greedy, every prompt of a long story runs
+  into the same passage).
+* ``avoid`` (a channel's recent replies): their n-grams are ruled out like the reply's own, so
+  a channel's bot does not say again what it just said.
+
+**Replies shaped as messages** (``whole_messages``, issue 23): a story with paragraph symbols
+(a chat history stores a message a paragraph) has its reply cut at the last message end (the
+paragraph symbol, left out) or sentence end within ``length``, whichever comes later; with
+neither, it ends at ``length`` as before.
 
 **Filtered words** (``blocked``, :class:`~model.filtering.BlockedSymbols`) are masked out of
 the logits first, before the story's candidates, the repeat guard and sampling are applied, and
@@ -55,9 +65,11 @@ from model.filtering import BlockedSymbols
 from model.forward import NumpyLSTM, Stepper, single_threaded_blas
 from model.serialization import TrainedModel
 from model.story_index import IntArray, StoryIndex, default_story_order, story_index_arrays
+from model.tokenizer import PARAGRAPH
 from model.vocabulary import UNKNOWN, UnknownWord, Vocabulary
 
 __all__ = [
+    "REPLY_TEMPERATURE",
     "Generation",
     "GenerationOptions",
     "NumpyLSTM",
@@ -68,6 +80,7 @@ __all__ = [
     "left_context_table",
     "read_prompt",
     "story_index_arrays",
+    "whole_messages",
 ]
 
 SENTENCE_END = frozenset({".", "!", "?", "…", "。", "！", "？"})
@@ -75,6 +88,9 @@ CLOSING = frozenset({"”", "’", "»", ")", "」", "』"})
 # Defaults measured with bench/bench_continuation_quality.py (docs/continuation-quality.md).
 DEFAULT_TOP_P = 0.9
 DEFAULT_NO_REPEAT_NGRAM = 4
+# A reply's decoding (issue 23): sampled, so different prompts and requests get different
+# replies; GenerationOptions itself stays greedy, the article's method.
+REPLY_TEMPERATURE = 0.8
 
 
 @dataclass(frozen=True)
@@ -86,7 +102,8 @@ class GenerationOptions:
     probabilities add up to ``top_p``) also apply only when sampling. ``follow_story`` keeps
     each next symbol among the story's own continuations of the longest context the story
     contains; ``no_repeat_ngram`` n forbids a symbol that would repeat an n-gram already in
-    the prompt or the reply (None or 0 = allowed).
+    the prompt or the reply (None or 0 = allowed). ``whole_messages``: a story with
+    paragraphs has its reply end at a message or sentence end (see :func:`whole_messages`).
     """
 
     length: int = 32
@@ -98,6 +115,7 @@ class GenerationOptions:
     follow_story: bool = True
     no_repeat_ngram: int | None = DEFAULT_NO_REPEAT_NGRAM
     story_order: int | None = None
+    whole_messages: bool = True
 
     def __post_init__(self) -> None:
         if isinstance(self.length, bool) or not isinstance(self.length, int):
@@ -127,12 +145,20 @@ class GenerationOptions:
 
 
 class _RepeatGuard:
-    """Which symbols would repeat an n-gram already in the prompt or the reply."""
+    """Which symbols would repeat an n-gram already in the prompt or the reply, or one of the
+    ``avoid`` texts (a channel's recent replies)."""
 
-    def __init__(self, n: int | None, history: Sequence[int]) -> None:
+    def __init__(
+        self, n: int | None, history: Sequence[int], avoid: Sequence[Sequence[int]] = ()
+    ) -> None:
         self.n = n or 0
         self.history: list[int] = []
         self.followers: dict[tuple[int, ...], set[int]] = {}
+        if self.n:
+            for text in avoid:
+                for end in range(self.n, len(text) + 1):
+                    head = tuple(int(s) for s in text[end - self.n : end - 1])
+                    self.followers.setdefault(head, set()).add(int(text[end - 1]))
         for symbol in history:
             self.add(symbol)
 
@@ -253,15 +279,24 @@ def continue_prompt(
     *,
     network: NumpyLSTM | None = None,
     blocked: BlockedSymbols | None = None,
+    avoid: Sequence[Sequence[str]] = (),
 ) -> Generation:
     """Continue ``prompt`` from its known words (see the module docstring). Pass ``network`` to
-    reuse its weights; ``blocked``: the filtered words' symbols, never generated."""
+    reuse its weights; ``blocked``: the filtered words' symbols, never generated; ``avoid``:
+    texts (a channel's recent replies) whose ``no_repeat_ngram``-grams are not repeated."""
     options = options or GenerationOptions()
     ids, unknown = read_prompt(model.vocabulary, prompt, model.config.n_input)
     net = network or NumpyLSTM(model)
+    avoided = [_known_ids(model.vocabulary, text) for text in avoid]
     with single_threaded_blas():
-        symbols = _decode(model, net, ids, options, blocked)
+        symbols = _decode(model, net, ids, options, blocked, avoided)
     return Generation(symbols, ids, unknown)
+
+
+def _known_ids(vocabulary: Vocabulary, text: Sequence[str]) -> list[int]:
+    """The ids of ``text``'s symbols; a symbol the vocabulary lacks breaks every n-gram
+    through it (-1 is never generated)."""
+    return [-1 if (found := vocabulary.lookup(s)) is None else found for s in text]
 
 
 def generate(
@@ -271,9 +306,12 @@ def generate(
     *,
     network: NumpyLSTM | None = None,
     blocked: BlockedSymbols | None = None,
+    avoid: Sequence[Sequence[str]] = (),
 ) -> list[str]:
     """The generated symbols only of :func:`continue_prompt` (unknown words are skipped)."""
-    return continue_prompt(model, prompt, options, network=network, blocked=blocked).symbols
+    return continue_prompt(
+        model, prompt, options, network=network, blocked=blocked, avoid=avoid
+    ).symbols
 
 
 def _decode(
@@ -282,6 +320,7 @@ def _decode(
     ids: list[int],
     options: GenerationOptions,
     blocked: BlockedSymbols | None = None,
+    avoid: Sequence[Sequence[int]] = (),
 ) -> list[str]:
     rng = np.random.default_rng(options.seed)
     unknown = model.vocabulary.id_of(UNKNOWN) if model.vocabulary.has_unknown else None
@@ -291,7 +330,7 @@ def _decode(
     for symbol in context:
         stepper.feed(symbol)
     history = list(ids)
-    repeats = _RepeatGuard(options.no_repeat_ngram, ids)
+    repeats = _RepeatGuard(options.no_repeat_ngram, ids, avoid)
     order = options.story_order or (default_story_order(len(story.story)) if story else 1)
     symbols = model.vocabulary.symbols
     out: list[str] = []
@@ -322,8 +361,29 @@ def _decode(
                 follower = step()
                 if symbols[follower] in CLOSING:
                     out.append(symbols[follower])
-            break
+            return out
+    if options.whole_messages and PARAGRAPH in model.vocabulary:
+        return whole_messages(out)
     return out
+
+
+def whole_messages(symbols: list[str]) -> list[str]:
+    """A reply of a story with paragraphs (a chat's messages) cut at its last message end (the
+    paragraph symbol, left out) or sentence end, whichever comes later; as it is when it has
+    neither, or when the cut would leave no word."""
+    for end in range(len(symbols) - 1, -1, -1):
+        if symbols[end] == PARAGRAPH:
+            cut = end
+        elif symbols[end] in SENTENCE_END:
+            cut = end + 1
+            while cut < len(symbols) and symbols[cut] in CLOSING:
+                cut += 1
+        else:
+            continue
+        if any(any(ch.isalnum() for ch in s) for s in symbols[:cut]):
+            return symbols[:cut]
+        break
+    return symbols
 
 
 def left_context_table(

@@ -232,7 +232,7 @@ COMMANDS: tuple[Command, ...] = (
             Option("length", "words and punctuation marks to add (default 32)", int, "32"),
             Option(
                 "temperature",
-                "0 picks the likeliest word (default); higher values sample more freely",
+                "0 picks the likeliest word; higher values sample more freely (default 0.8)",
                 float,
                 "0.8",
             ),

@@ -83,7 +83,7 @@ class TrainOptions:
 @dataclass(frozen=True)
 class ContinueOptions:
     length: int | None = None
-    temperature: float = 0.0
+    temperature: float | None = None  # None: the replies' default, sampled (REPLY_TEMPERATURE)
     seed: int | None = None
     top_k: int | None = None
 

@@ -183,11 +183,13 @@ def generate_with_share(
     prompt: list[str],
     options: GenerationOptions,
     word_filter: WordFilter | None = None,
+    avoid: Sequence[Sequence[str]] = (),
 ) -> tuple[Generation, float | None]:
-    """The continuation (never a word of ``word_filter``) and its share found in the story."""
+    """The continuation (never a word of ``word_filter``, nor a 4-gram of the ``avoid``
+    replies) and its share found in the story."""
     blocked = entry.blocked(word_filter) if word_filter else None
     generation = continue_prompt(
-        entry.model, prompt, options, network=entry.network, blocked=blocked
+        entry.model, prompt, options, network=entry.network, blocked=blocked, avoid=avoid
     )
     base = len(entry.model.vocabulary) + 1
     # The 4-grams over what the network continued: the prompt's known words it read, then

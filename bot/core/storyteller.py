@@ -14,6 +14,7 @@ from bot.core.cooldowns import Cooldowns
 from bot.core.filters import GuildFilters
 from bot.core.job_records import figures_of
 from bot.core.model_cache import ModelCache, generate_with_share
+from bot.core.recent_replies import RecentReplies, steered
 from bot.core.store import StoryStore
 from bot.core.validation import RequestChecks
 from bot.errors import InvalidOption, NoModel
@@ -42,6 +43,7 @@ class Storyteller:
         self.filters = filters
         self.cooldowns = Cooldowns(config.cooldowns.continue_seconds)
         self._generating = 0  # generations submitted to the threads and not finished
+        self.recent = RecentReplies()
 
     async def continue_story(
         self,
@@ -53,7 +55,8 @@ class Storyteller:
     ) -> Continuation:
         """Continue ``prompt`` with the channel's active model (off the loop), from its known
         words: the words the story never uses are not refused but named in the reply
-        (``Continuation.unknown_words``).
+        (``Continuation.unknown_words``). An unseeded sampled reply (the default) does not
+        repeat the 4-grams of the channel's recent replies (:mod:`bot.core.recent_replies`).
 
         With ``member``, the per-user cooldown ``cooldowns.continue_seconds`` applies. It is
         charged up front (so concurrent requests cannot slip through) and refunded when the
@@ -66,11 +69,18 @@ class Storyteller:
         charge = None if member is None else self.cooldowns.charge(member.user_id)
         try:
             entry = await self.cache.model_for(channel.channel_id)
+            avoid = self.recent.of(channel.channel_id, entry.version) if steered(generation) else []
             loop = asyncio.get_running_loop()
             self._generating += 1
             try:
                 reply, share = await loop.run_in_executor(
-                    self._threads, generate_with_share, entry, tokens, generation, word_filter
+                    self._threads,
+                    generate_with_share,
+                    entry,
+                    tokens,
+                    generation,
+                    word_filter,
+                    avoid,
                 )
             except ModelError as exc:
                 raise InvalidOption(str(exc)) from None
@@ -80,6 +90,7 @@ class Storyteller:
             if member is not None and charge is not None:
                 self.cooldowns.refund(member.user_id, charge)
             raise
+        self.recent.add(channel.channel_id, entry.version, reply.symbols)
         try:
             await self.store.count_reply(channel.channel_id)
         except Exception:  # a figure for /story stats must never cost the member the reply

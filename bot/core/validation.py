@@ -21,6 +21,7 @@ from model import (
     tokenize,
 )
 from model.config import MAX_N_INPUT, default_embedding_dim, default_n_input
+from model.generation import REPLY_TEMPERATURE
 
 MAX_TOP_K = 10_000
 MAX_PROMPT_CHARS = 4_000
@@ -143,7 +144,9 @@ class RequestChecks:
         limits = self.config.limits
         length = limits.default_continuation_symbols if options.length is None else options.length
         check_int("length", length, 1, limits.continuation_symbols)
-        temperature = options.temperature
+        # Unseeded, a sampled reply draws a new seed each time (issue 23: varied replies).
+        default = min(REPLY_TEMPERATURE, limits.max_temperature)
+        temperature = default if options.temperature is None else options.temperature
         check_float(
             "temperature",
             temperature,

@@ -227,7 +227,7 @@ async def test_train_article_story_to_finished_message_with_plot(env: Env) -> No
 
 
 async def test_continue_had_a_general_gives_the_articles_opening(env: Env) -> None:
-    handle = await _continue(env, "had a general")
+    handle = await _continue(env, "had a general", temperature=0.0)  # the article's, exact
     reply = await handle.wait_reply(15.0)
     assert not reply.ephemeral
     assert reply.content.startswith(OPENING), reply.content
@@ -236,7 +236,7 @@ async def test_continue_had_a_general_gives_the_articles_opening(env: Env) -> No
 
 
 async def test_continue_button_extends_from_the_last_words(env: Env) -> None:
-    handle = await _continue(env, "had a general", length=8)
+    handle = await _continue(env, "had a general", length=8, temperature=0.0)
     reply = await handle.wait_reply(15.0)
     more = next(c for c in reply.custom_ids() if c.startswith("fabulist:more:"))
     click = await env.fake.send_component_click(reply, more, env.world.member)

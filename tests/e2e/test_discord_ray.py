@@ -111,7 +111,10 @@ async def _live(env: BotEnv, channel_name: str) -> FakeMessage:
 
 async def _continue_opening(env: BotEnv) -> None:
     handle = await env.fake.send_slash_command(
-        "continue", {"prompt": "had a general"}, user=env.world.member, channel=env.world.channel
+        "continue",
+        {"prompt": "had a general", "temperature": 0.0},
+        user=env.world.member,
+        channel=env.world.channel,
     )
     reply = await handle.wait_reply(30.0)
     assert reply.content.startswith(OPENING), reply.content

@@ -177,7 +177,7 @@ async def test_remove_needs_the_uploader_or_an_admin_then_retrains(env: Env) -> 
     assert not {"painted", "purple", "walrus"} & set(gone.content.split("\n")[0].split())
     listing = await _story(env, "list")
     assert _story_ids(listing.text()) == [article_id] and "chapter.txt" not in listing.text()
-    reply = await _continue(env, "had a general", channel, length=30)
+    reply = await _continue(env, "had a general", channel, length=30, temperature=0.0)
     assert reply.content.startswith("Had a general council to consider")
     assert "walrus" not in reply.content and "model v3" in reply.content
 
@@ -191,7 +191,7 @@ async def test_versions_and_rollback(env: Env) -> None:
     # A continuation in flight while the rollback commits: each answer is one model's, whole.
     serving = await env.fake.send_slash_command(
         "continue",
-        {"prompt": "had a general", "length": 40},
+        {"prompt": "had a general", "length": 40, "temperature": 0.0},
         user=env.world.member,
         channel=channel,
     )
@@ -223,8 +223,8 @@ async def test_export_then_import_into_another_channel(env: Env) -> None:
     assert reply.ephemeral and "imported 1 story and the trained model" in reply.content
     done = await _finished(env, other, 1, "Imported")
     assert "no training ran here" in done.content and "204 symbols" in done.content
-    here = await _continue(env, "had a general", env.world.channel, length=40)
-    there = await _continue(env, "had a general", other, length=40)
+    here = await _continue(env, "had a general", env.world.channel, length=40, temperature=0.0)
+    there = await _continue(env, "had a general", other, length=40, temperature=0.0)
     strip = re.compile(r"-# model v\d+")
     assert strip.sub("", there.content) == strip.sub("", here.content)
     assert "100% from the story" in there.content

@@ -96,7 +96,7 @@ async def test_cooldown_is_charged_only_for_a_continuation_that_succeeds(
     with pytest.raises(NoModel):  # refused after the charge: channel 2 has no model
         await svc.continue_story(channel(2), "had a general", ContinueOptions(), member=ADMIN)
     reply = await svc.continue_story(
-        channel(1), "had a general", ContinueOptions(length=2), member=ADMIN
+        channel(1), "had a general", ContinueOptions(length=2, temperature=0.0), member=ADMIN
     )
     assert reply.symbols == ["council", "to"]
     with pytest.raises(CoolingDown):

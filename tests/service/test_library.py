@@ -59,9 +59,13 @@ async def test_append_then_remove_forgets_the_story(
     )
     assert len(job.story_ids) == 2  # the article, then the chapter, in upload order
     assert (await service.wait_for_job(job.job_id)).model_version == 2
-    reply = await service.continue_story(channel(1), "zebra quietly", ContinueOptions(length=2))
+    reply = await service.continue_story(
+        channel(1), "zebra quietly", ContinueOptions(length=2, temperature=0.0)
+    )
     assert reply.symbols == ["painted", "purple"] and reply.original_share == 1.0
-    reply = await service.continue_story(channel(1), "had a general", ContinueOptions(length=3))
+    reply = await service.continue_story(
+        channel(1), "had a general", ContinueOptions(length=3, temperature=0.0)
+    )
     assert reply.symbols == ["council", "to", "consider"]
     stories = await service.figures.stories(channel(1))
     assert [s.filename for s in stories] == ["story.txt", "chapter.txt"]
@@ -88,9 +92,13 @@ async def test_append_then_remove_forgets_the_story(
     assert result.state == "done" and result.model_version == 3
 
     # The removed chapter can no longer be generated: its words are unknown to every model...
-    unknown = await service.continue_story(channel(1), "zebra quietly", ContinueOptions(length=2))
+    unknown = await service.continue_story(
+        channel(1), "zebra quietly", ContinueOptions(length=2, temperature=0.0)
+    )
     assert [u.word for u in unknown.unknown_words] == ["zebra", "quietly"]
-    reply = await service.continue_story(channel(1), "had a general", ContinueOptions(length=60))
+    reply = await service.continue_story(
+        channel(1), "had a general", ContinueOptions(length=60, temperature=0.0)
+    )
     assert reply.model_version == 3 and reply.original_share == 1.0
     assert not {"zebra", "purple", "walrus", "umbrellas"} & set(reply.symbols)
     assert [v.version for v in await service.figures.versions(channel(1))] == [3, 1]
@@ -119,13 +127,17 @@ async def test_rollback_while_a_continuation_is_served(tmp_path: Path, pool: Tra
     try:
         await _train(service, 1, STORY, seed=1)
         await _train(service, 1, DOG, seed=2)
-        warm = await service.continue_story(channel(1), "dog barked at", ContinueOptions(length=2))
+        warm = await service.continue_story(
+            channel(1), "dog barked at", ContinueOptions(length=2, temperature=0.0)
+        )
         assert warm.model_version == 2
         # Hold the only generation thread so the next continuation is mid-flight for certain.
         release = threading.Event()
         held = asyncio.get_running_loop().run_in_executor(service._threads, release.wait, 30)
         serving = asyncio.ensure_future(
-            service.continue_story(channel(1), "dog barked at", ContinueOptions(length=2))
+            service.continue_story(
+                channel(1), "dog barked at", ContinueOptions(length=2, temperature=0.0)
+            )
         )
         await asyncio.sleep(0.05)
         assert not serving.done()
@@ -136,7 +148,9 @@ async def test_rollback_while_a_continuation_is_served(tmp_path: Path, pool: Tra
         reply = await serving
         # The continuation finished on the model it started with, consistently.
         assert reply.model_version == 2 and reply.symbols == ["the", "moon"]
-        after = await service.continue_story(channel(1), "had a general", ContinueOptions(length=1))
+        after = await service.continue_story(
+            channel(1), "had a general", ContinueOptions(length=1, temperature=0.0)
+        )
         assert after.model_version == 1 and after.symbols == ["council"]
         with pytest.raises(InvalidOption):
             await service.rollback(channel(1), ADMIN, 0)
@@ -177,7 +191,7 @@ async def test_export_import_into_a_fresh_database_continues_exactly(
     service: StoryService, exported: bytes, fresh: StoryService
 ) -> None:
     prompts = ("had a general", "dog barked at", "mouse mouse mouse")
-    options = ContinueOptions(length=40)
+    options = ContinueOptions(length=40, temperature=0.0)
     before = [await service.continue_story(channel(1), p, options) for p in prompts]
     with pytest.raises(NotAllowed):
         await service.export_channel(channel(1), MEMBER)

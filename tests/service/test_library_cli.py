@@ -37,8 +37,32 @@ def test_cli_export_import_stories_versions_remove(tmp_path: Path) -> None:
     assert code == 0 and export.stat().st_size > 0, text
     code, text = _run(config, "import", str(export), "--channel", "b")
     assert code == 0 and "Imported 1 story" in text, text
-    _, here = _run(config, "continue", "had", "a", "general", "--channel", "a", "--length", "20")
-    _, there = _run(config, "continue", "had", "a", "general", "--channel", "b", "--length", "20")
+    _, here = _run(
+        config,
+        "continue",
+        "had",
+        "a",
+        "general",
+        "--channel",
+        "a",
+        "--length",
+        "20",
+        "--temperature",
+        "0",
+    )
+    _, there = _run(
+        config,
+        "continue",
+        "had",
+        "a",
+        "general",
+        "--channel",
+        "b",
+        "--length",
+        "20",
+        "--temperature",
+        "0",
+    )
     assert here == there and here.startswith("Had a general council to consider")
     code, text = _run(config, "stats", "--channel", "a")
     assert code == 0 and "Stories: 1 (204 symbols: #" in text, text
@@ -79,7 +103,7 @@ async def test_console_story_commands(service: StoryService, tmp_path: Path) -> 
     await console.handle("/channel copy")
     await console.handle(f"/train {target}")
     assert "Imported 1 story" in out.getvalue()
-    await console.handle("/continue had a general length:5")
+    await console.handle("/continue had a general length:5 temperature:0")
     assert "Had a general council to consider" in out.getvalue()
     await console.handle("/story stats")
     assert "Channel copy:\n  Stories: 1 (204 symbols" in out.getvalue()

@@ -36,7 +36,7 @@ MODELS = {1: (1000, 48), 2: (1300, 48), 3: (200, 16), 4: (1000, 64), 5: (4000, 6
 BOUND_MB = 2
 BIG = 5
 PROMPT = "w1 w2"
-GREEDY = ContinueOptions(length=8)
+GREEDY = ContinueOptions(length=8, temperature=0.0)
 
 
 def _text(words: int) -> str:

@@ -142,7 +142,7 @@ async def test_forget_retrains_without_the_member_and_consent_is_per_server(
 
 
 def _options() -> ContinueOptions:
-    return ContinueOptions(length=6)
+    return ContinueOptions(length=6, temperature=0.0)
 
 
 async def _cli(*args: str) -> tuple[int, str]:

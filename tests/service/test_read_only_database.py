@@ -36,12 +36,13 @@ def test_reading_commands_work_on_a_database_that_cannot_be_written(
     )
     code, _ = _run(config, "train", str(ARTICLE), "--channel", "a", "--seed", "1")
     assert code == 0
-    _, before = _run(config, "continue", "had", "a", "general", "--channel", "a")
+    greedy = ("--temperature", "0")  # one possible reply
+    _, before = _run(config, "continue", "had", "a", "general", "--channel", "a", *greedy)
 
     monkeypatch.setattr(bot.store.sqlite.connection, "_writable", lambda path: False)
     code, text = _run(config, "status", "--channel", "a")
     assert code == 0 and "model version 1" in text
-    code, text = _run(config, "continue", "had", "a", "general", "--channel", "a")
+    code, text = _run(config, "continue", "had", "a", "general", "--channel", "a", *greedy)
     assert code == 0 and text == before
     capsys.readouterr()
     code, _ = _run(config, "train", str(ARTICLE), "--channel", "a")

@@ -47,14 +47,16 @@ async def test_train_continue_second_train_and_isolation(
     assert result.figures.learnable_accuracy > 0.9
     assert seen[-1].state == "done" and any(p.epoch > 0 for p in seen)
 
-    reply = await service.continue_story(channel(1), "had a general", ContinueOptions(length=8))
+    reply = await service.continue_story(
+        channel(1), "had a general", ContinueOptions(length=8, temperature=0.0)
+    )
     assert reply.symbols[:3] == ["council", "to", "consider"]
     assert reply.text.startswith("had a general council to consider")
     assert reply.original_share == 1.0 and reply.model_version == 1
     assert set(await service.complete_word(channel(1), "cou")) == {"council", "could"}
     # A word the story never uses is left out and named (issue 23), not refused.
     unknown = await service.continue_story(
-        channel(1), "had a zebra general", ContinueOptions(length=8)
+        channel(1), "had a zebra general", ContinueOptions(length=8, temperature=0.0)
     )
     assert unknown.symbols == reply.symbols and unknown.text.startswith("had a zebra general")
     assert [u.word for u in unknown.unknown_words] == ["zebra"]
@@ -73,12 +75,16 @@ async def test_train_continue_second_train_and_isolation(
     other = b"the dog barked at the moon and the moon said nothing to the dog ."
     second = await service.train(channel(1), ADMIN, "dog.txt", other, TrainOptions(seed=2))
     assert (await service.wait_for_job(second.job_id)).model_version == 2
-    reply = await service.continue_story(channel(1), "dog barked at", ContinueOptions(length=2))
+    reply = await service.continue_story(
+        channel(1), "dog barked at", ContinueOptions(length=2, temperature=0.0)
+    )
     assert reply.model_version == 2 and reply.symbols == ["the", "moon"]
     versions = await service.figures.versions(channel(1))
     assert [(v.version, v.active) for v in versions] == [(2, True), (1, False)]
     await service.rollback(channel(1), ADMIN)
-    reply = await service.continue_story(channel(1), "had a general", ContinueOptions(length=1))
+    reply = await service.continue_story(
+        channel(1), "had a general", ContinueOptions(length=1, temperature=0.0)
+    )
     assert reply.model_version == 1 and reply.symbols == ["council"]
     with pytest.raises(NotAllowed):
         await service.rollback(channel(1), MEMBER, 2)
@@ -146,7 +152,9 @@ async def test_worker_sigkill_keeps_previous_model(
     record = await store.job(job.job_id)
     assert record is not None and record.state == "failed" and record.error == result.error
     # The previous model still answers; the database is intact.
-    reply = await service.continue_story(channel(1), "had a general", ContinueOptions(length=3))
+    reply = await service.continue_story(
+        channel(1), "had a general", ContinueOptions(length=3, temperature=0.0)
+    )
     assert reply.model_version == 1 and reply.symbols == ["council", "to", "consider"]
     assert await store.integrity_check() == "ok"
     raw = sqlite3.connect(config.storage.database)

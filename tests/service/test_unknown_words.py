@@ -20,7 +20,7 @@ from model import detokenize
 from tests.service.conftest import ADMIN, MEMBER, channel, tiny_config
 from tests.support import STORY, seed_model
 
-OPTIONS = ContinueOptions(length=8)
+OPTIONS = ContinueOptions(length=8, temperature=0.0)  # greedy: one possible reply
 
 
 @pytest.fixture

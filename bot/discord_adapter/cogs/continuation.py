@@ -122,7 +122,7 @@ class ContinuationCog(commands.Cog):
         """Continue the message's last words with this channel's story."""
         own = self.bot.user is not None and message.author.id == self.bot.user.id
         prompt = self.service.message_prompt(message_story_text(message.content, own=own))
-        options = ContinueOptions(length=None, temperature=0.0, seed=None)
+        options = ContinueOptions(length=None, temperature=None, seed=None)
         await self.serve(interaction, channel_ref(interaction), prompt, options, lead="…")
 
     @app_commands.command(name="continue")
@@ -130,7 +130,7 @@ class ContinuationCog(commands.Cog):
     @app_commands.describe(
         prompt="A few words from the story to start from",
         length="How many words and punctuation marks to add",
-        temperature="0 = always the likeliest next word; higher = more surprising",
+        temperature="0 = always the likeliest next word; higher = more surprising (default 0.8)",
         seed="Random seed, to get the same sampled text again",
     )
     async def continue_(
@@ -142,9 +142,7 @@ class ContinuationCog(commands.Cog):
         seed: app_commands.Range[int, 0, MAX_SEED] | None = None,
     ) -> None:
         """Continue this channel's story from your words."""
-        options = ContinueOptions(
-            length=length, temperature=0.0 if temperature is None else temperature, seed=seed
-        )
+        options = ContinueOptions(length=length, temperature=temperature, seed=seed)
         await self.serve(interaction, channel_ref(interaction), prompt, options)
 
     @continue_.autocomplete("prompt")
@@ -172,7 +170,7 @@ class ContinuationCog(commands.Cog):
         if action == "reroll":
             options = replace(
                 state.options,
-                temperature=max(state.options.temperature, REROLL_TEMPERATURE),
+                temperature=max(state.options.temperature or 0.0, REROLL_TEMPERATURE),
                 seed=None,
             )
             await self.serve(interaction, state.channel, state.prompt, options)
