@@ -302,8 +302,9 @@ story = long_story().decode()
 
 def train(job_id, interrupts):
     monitor.submit({"job_id": job_id, "texts": [story], "model": {"units": 16, "embedding_dim": 16},
-                    # no early stop: the task is still training when the interrupt comes
-                    "training": {"max_seconds": 15.0, "max_epochs": 300, "patience": None},
+                    # no early stop, and time to spare on a busy machine: the task is still
+                    # training when the interrupt comes
+                    "training": {"max_seconds": 30.0, "max_epochs": 300, "patience": None},
                     "vocabulary_max_size": None})
     # starts: how often a task of the job began (a second start is the monitor's resubmission)
     started, starts, delivered, deadline = False, 0, 0, time.monotonic() + 240
@@ -313,7 +314,9 @@ def train(job_id, interrupts):
         for message in messages:
             if message[0] == "started" and message[1] == job_id:
                 started, starts = True, starts + 1
-            if message[0] == "progress" and message[1] == job_id and message[2]["epoch"] >= 1:
+            # The first report of training steps (every 2 s, mid-epoch too): the task trains.
+            progress = message[2] if message[0] == "progress" and message[1] == job_id else None
+            if progress and (progress["epoch"] >= 1 or progress["step"] >= 1):
                 if started and delivered < interrupts:
                     ray.cancel(monitor._refs[job_id])  # not monitor.cancel: nobody asked
                     started, delivered = False, delivered + 1
