@@ -29,7 +29,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from bench.bench_books import markov_baselines
+from bench.bench_books import markov_baselines, print_table
 from bench.chat_quality import (
     MarkovSampler,
     held_out_prompts,
@@ -252,14 +252,6 @@ def shown(prompt: Sequence[str], reply: Sequence[str] | None) -> str:
     if not reply:
         return f"{detokenize(list(prompt))} -> (no reply)"
     return (detokenize([*prompt, *reply])).replace("\n", " ¶ ")
-
-
-def print_table(header: list[str], rows: list[list[str]]) -> None:
-    print("| " + " | ".join(header) + " |")
-    print("|" + "|".join("---" for _ in header) + "|")
-    for row in rows:
-        print("| " + " | ".join(row) + " |")
-    print()
 
 
 def chat_section(quick: bool, cache: Path | None) -> None:
