@@ -306,23 +306,30 @@ def train(job_id, interrupts):
                     # training when the interrupt comes
                     "training": {"max_seconds": 30.0, "max_epochs": 300, "patience": None},
                     "vocabulary_max_size": None})
-    # starts: how often a task of the job began (a second start is the monitor's resubmission)
-    started, starts, delivered, deadline = False, 0, 0, time.monotonic() + 240
+    # starts: how often a task of the job began (a second start is the monitor's resubmission);
+    # landed: interrupts that ended a task. Ray's cancel is best effort: one that a task outlives
+    # by 3 s did not land, and is sent again.
+    starts, landed, sent_at, deadline = 0, 0, None, time.monotonic() + 240
     while time.monotonic() < deadline:
         monitor.collect()
         messages, sent[:] = list(sent), []
         for message in messages:
             if message[0] == "started" and message[1] == job_id:
-                started, starts = True, starts + 1
+                starts += 1
+                if sent_at is not None:
+                    landed, sent_at = landed + 1, None
             # The first report of training steps (every 2 s, mid-epoch too): the task trains.
             progress = message[2] if message[0] == "progress" and message[1] == job_id else None
-            if progress and (progress["epoch"] >= 1 or progress["step"] >= 1):
-                if started and delivered < interrupts:
+            if progress and (progress["epoch"] >= 1 or progress["step"] >= 1) and starts:
+                waited = sent_at is not None and time.monotonic() - sent_at > 3.0
+                if landed < interrupts and (sent_at is None or waited):
                     ray.cancel(monitor._refs[job_id])  # not monitor.cancel: nobody asked
-                    started, delivered = False, delivered + 1
+                    sent_at = time.monotonic()
             if message[0] == "outcome" and message[1].job_id == job_id:
                 outcome = message[1]
-                print(f"job {job_id}: {delivered} interrupts, {starts} starts, "
+                if sent_at is not None and outcome.state != "done":
+                    landed += 1
+                print(f"job {job_id}: {landed} interrupts, {starts} starts, "
                       f"{outcome.state}: {outcome.error}")
                 return
     print(f"job {job_id}: no outcome")
