@@ -266,7 +266,8 @@ async def test_unknown_words_are_named_under_a_continuation(env: Env) -> None:
     reply = await handle.wait_reply(15.0)
     assert not reply.ephemeral and not reply.pings_anyone()
     body, note, footer = reply.content.rsplit("\n", 2)
-    assert body.startswith("I hate mondays ") and len(body.split()) > 3, reply.content
+    # The prompt, then a sampled continuation (which may begin with punctuation).
+    assert body.startswith("I hate mondays") and len(body.split()) > 3, reply.content
     assert note.startswith("-# I didn't know 'hate'") and "'mondays'" in note, note
     assert footer.startswith("-# model v1")
     assert {"Reroll", "Continue"} <= {c.get("label") for c in reply.iter_components()}
