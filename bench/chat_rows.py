@@ -145,7 +145,7 @@ def bot_decoder(
 
     def run(prompt: list[str], index: int) -> list[str] | None:
         chosen = options(index)
-        avoid = recent.of(0, 1) if steered(chosen) else []
+        avoid = recent.to_avoid(0, 1, chosen)
         if steered(chosen):
             chosen = replace(chosen, seed=index)
         try:

@@ -55,7 +55,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 import numpy as np
 import numpy.typing as npt
@@ -299,19 +299,22 @@ def _known_ids(vocabulary: Vocabulary, text: Sequence[str]) -> list[int]:
     return [-1 if (found := vocabulary.lookup(s)) is None else found for s in text]
 
 
+class Steering(TypedDict, total=False):
+    """:func:`continue_prompt`'s keyword arguments, for the functions that pass them on."""
+
+    network: NumpyLSTM | None
+    blocked: BlockedSymbols | None
+    avoid: Sequence[Sequence[str]]
+
+
 def generate(
     model: TrainedModel,
     prompt: Sequence[str],
     options: GenerationOptions | None = None,
-    *,
-    network: NumpyLSTM | None = None,
-    blocked: BlockedSymbols | None = None,
-    avoid: Sequence[Sequence[str]] = (),
+    **steering: Unpack[Steering],
 ) -> list[str]:
     """The generated symbols only of :func:`continue_prompt` (unknown words are skipped)."""
-    return continue_prompt(
-        model, prompt, options, network=network, blocked=blocked, avoid=avoid
-    ).symbols
+    return continue_prompt(model, prompt, options, **steering).symbols
 
 
 def _decode(

@@ -41,6 +41,13 @@ class RecentReplies:
             return []
         return list(held[1])
 
+    def to_avoid(
+        self, channel_id: int, model_version: int, options: GenerationOptions
+    ) -> list[tuple[str, ...]]:
+        """What a request with ``options`` must not repeat: the channel's recent replies by this
+        model version where the request is :func:`steered`, else nothing."""
+        return self.of(channel_id, model_version) if steered(options) else []
+
     def add(self, channel_id: int, model_version: int, symbols: Sequence[str]) -> None:
         held = self._memory.pop(channel_id, None)
         if held is None or held[0] != model_version:

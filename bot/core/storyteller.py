@@ -14,7 +14,7 @@ from bot.core.cooldowns import Cooldowns
 from bot.core.filters import GuildFilters
 from bot.core.job_records import figures_of
 from bot.core.model_cache import ModelCache, generate_with_share
-from bot.core.recent_replies import RecentReplies, steered
+from bot.core.recent_replies import RecentReplies
 from bot.core.store import StoryStore
 from bot.core.validation import RequestChecks
 from bot.errors import InvalidOption, NoModel
@@ -69,7 +69,7 @@ class Storyteller:
         charge = None if member is None else self.cooldowns.charge(member.user_id)
         try:
             entry = await self.cache.model_for(channel.channel_id)
-            avoid = self.recent.of(channel.channel_id, entry.version) if steered(generation) else []
+            avoid = self.recent.to_avoid(channel.channel_id, entry.version, generation)
             loop = asyncio.get_running_loop()
             self._generating += 1
             try:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+import contextlib
+from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ from bot.core.service import StoryService
 from bot.executors.local import TrainingPool
 from bot.store.sqlite import SqliteStoryStore as StoryStore
 from tests.ray_cluster import RayHead, ray_head_in_temp_dir
-from tests.support import REPO, STORY, long_story  # noqa: F401  (re-exported)
+from tests.support import REPO, STORY, long_story, seed_model  # noqa: F401  (re-exported)
 
 ADMIN = Member(user_id=1, display_name="admin", is_admin=True)
 MEMBER = Member(user_id=2, display_name="member", is_admin=False)
@@ -82,3 +83,20 @@ async def service(
     await svc.start(warm_workers=False)
     yield svc
     await svc.close()
+
+
+@contextlib.asynccontextmanager
+async def article_service(tmp_path: Path, channels: Sequence[int]) -> AsyncIterator[StoryService]:
+    """A service whose ``channels`` each hold a seeded model of the article (numpy weights: no
+    training runs)."""
+    config = tiny_config(tmp_path)
+    opened = await StoryStore.open(config.storage.database)
+    for channel_id in channels:
+        await seed_model(opened, channel_id, STORY.decode())
+    svc = StoryService(config, opened, TrainingPool(1))
+    await svc.start(warm_workers=False)
+    try:
+        yield svc
+    finally:
+        await svc.close()
+        await opened.close()

@@ -37,32 +37,9 @@ def test_cli_export_import_stories_versions_remove(tmp_path: Path) -> None:
     assert code == 0 and export.stat().st_size > 0, text
     code, text = _run(config, "import", str(export), "--channel", "b")
     assert code == 0 and "Imported 1 story" in text, text
-    _, here = _run(
-        config,
-        "continue",
-        "had",
-        "a",
-        "general",
-        "--channel",
-        "a",
-        "--length",
-        "20",
-        "--temperature",
-        "0",
-    )
-    _, there = _run(
-        config,
-        "continue",
-        "had",
-        "a",
-        "general",
-        "--channel",
-        "b",
-        "--length",
-        "20",
-        "--temperature",
-        "0",
-    )
+    greedy = ("continue", "had", "a", "general", "--length", "20", "--temperature", "0")
+    _, here = _run(config, *greedy, "--channel", "a")
+    _, there = _run(config, *greedy, "--channel", "b")
     assert here == there and here.startswith("Had a general council to consider")
     code, text = _run(config, "stats", "--channel", "a")
     assert code == 0 and "Stories: 1 (204 symbols: #" in text, text

@@ -14,11 +14,8 @@ from bot.core.service import StoryService
 from bot.discord_adapter.cogs.continuation import render_reply
 from bot.discord_adapter.rendering import message_story_text
 from bot.errors import InvalidOption
-from bot.executors.local import TrainingPool
-from bot.store.sqlite import SqliteStoryStore as StoryStore
 from model import detokenize
-from tests.service.conftest import ADMIN, MEMBER, channel, tiny_config
-from tests.support import STORY, seed_model
+from tests.service.conftest import ADMIN, MEMBER, article_service, channel
 
 OPTIONS = ContinueOptions(length=8, temperature=0.0)  # greedy: one possible reply
 
@@ -26,14 +23,8 @@ OPTIONS = ContinueOptions(length=8, temperature=0.0)  # greedy: one possible rep
 @pytest.fixture
 async def service(tmp_path: Path) -> AsyncIterator[StoryService]:
     """A service over a seeded model of the article (numpy weights: no training runs)."""
-    config = tiny_config(tmp_path)
-    store = await StoryStore.open(config.storage.database)
-    await seed_model(store, 1, STORY.decode())
-    service = StoryService(config, store, TrainingPool(1))
-    await service.start(warm_workers=False)
-    yield service
-    await service.close()
-    await store.close()
+    async with article_service(tmp_path, [1]) as opened:
+        yield opened
 
 
 async def test_unknown_words_are_left_out_and_named(service: StoryService) -> None:

@@ -15,12 +15,9 @@ from bot.core.recent_replies import RecentReplies
 from bot.core.service import StoryService
 from bot.core.validation import RequestChecks
 from bot.discord_adapter.cogs.continuation import render_reply
-from bot.executors.local import TrainingPool
-from bot.store.sqlite import SqliteStoryStore as StoryStore
 from model import detokenize
 from model.generation import REPLY_TEMPERATURE
-from tests.service.conftest import channel, tiny_config
-from tests.support import STORY, seed_model
+from tests.service.conftest import article_service, channel, tiny_config
 
 PROMPTS = ("the mice", "a young mouse", "the cat", "who is to", "some said this", "nobody spoke")
 
@@ -32,15 +29,8 @@ def four_grams(symbols: list[str]) -> set[tuple[str, ...]]:
 @pytest.fixture
 async def service(tmp_path: Path) -> AsyncIterator[StoryService]:
     """Channels 1 and 2 with the same seeded model of the article (numpy weights)."""
-    config = tiny_config(tmp_path)
-    store = await StoryStore.open(config.storage.database)
-    await seed_model(store, 1, STORY.decode())
-    await seed_model(store, 2, STORY.decode())
-    service = StoryService(config, store, TrainingPool(1))
-    await service.start(warm_workers=False)
-    yield service
-    await service.close()
-    await store.close()
+    async with article_service(tmp_path, [1, 2]) as opened:
+        yield opened
 
 
 async def test_different_prompts_get_different_replies_at_the_defaults(
