@@ -7,7 +7,7 @@ DEMO_DB ?= data/demo.sqlite3
 
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: setup demo run sync console test test-fast reliability lint format bench docker clean
+.PHONY: setup demo run sync console test test-fast reliability lint format bench docker clean catalogues
 
 setup: $(STAMP)
 
@@ -49,6 +49,12 @@ lint: $(STAMP)
 format: $(STAMP)
 	$(PY) -m ruff check --fix .
 	$(PY) -m ruff format .
+
+# Discord's languages: extract every message into locales/fabulist.pot and merge it into each
+# language's .po (docs/languages.md), then translate what is new and run test_catalogues.py.
+catalogues: $(STAMP)
+	$(PY) -m bot.discord_adapter.catalogues
+	$(PY) -m pytest -q tests/service/test_catalogues.py
 
 bench: $(STAMP)
 	for f in bench/bench_*.py; do echo "== $$f"; $(PY) $$f || exit 1; done

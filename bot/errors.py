@@ -17,11 +17,18 @@ class StorageError(Exception):
 
 
 class UserError(Exception):
-    """A request that cannot be served as asked; ``message`` is safe to show to the user."""
+    """A request that cannot be served as asked; ``message`` is safe to show to the user.
 
-    def __init__(self, message: str) -> None:
+    ``message`` is English; ``template`` and ``params`` are the same message before its
+    ``{name}`` placeholders were filled in, which an adapter may look up in its language.
+    """
+
+    def __init__(self, template: str, /, **params: object) -> None:
+        message = template.format(**params) if params else template
         super().__init__(message)
         self.message = message
+        self.template = template
+        self.params = params
 
 
 class StorageUnavailable(StorageError, UserError):
@@ -50,8 +57,10 @@ class NotFound(UserError):
 class Busy(UserError):
     """The channel already has a training queued or running."""
 
-    def __init__(self, message: str, job_id: int, queue_position: int | None) -> None:
-        super().__init__(message)
+    def __init__(
+        self, template: str, job_id: int, queue_position: int | None, /, **params: object
+    ) -> None:
+        super().__init__(template, **params)
         self.job_id = job_id
         self.queue_position = queue_position
 
@@ -61,10 +70,11 @@ class TrainingElsewhere(Busy):
 
     def __init__(self, job_id: int) -> None:
         super().__init__(
-            f"This channel is already training (job #{job_id}, in another process). "
+            "This channel is already training (job #{job}, in another process). "
             "Wait for it or cancel it first.",
             job_id,
             None,
+            job=job_id,
         )
 
 
@@ -79,6 +89,6 @@ class QueueFull(UserError):
 class CoolingDown(UserError):
     """The member asked again before their cooldown ended."""
 
-    def __init__(self, message: str, retry_after: float) -> None:
-        super().__init__(message)
+    def __init__(self, template: str, retry_after: float, /, **params: object) -> None:
+        super().__init__(template, **params)
         self.retry_after = retry_after

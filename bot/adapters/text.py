@@ -1,10 +1,14 @@
-"""Plain-text rendering of the core's values, shared by every adapter (Discord escapes it)."""
+"""Plain-text rendering of the core's values, shared by every adapter (Discord escapes it).
+
+The renderers Discord shows take a ``Language`` (English by default: the CLI and the console);
+their messages are the catalogue's (``bot/discord_adapter/locales``)."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Sequence
 
+from bot.adapters.language import ENGLISH, Language
 from bot.core.api import (
     Continuation,
     DataDeletion,
@@ -33,79 +37,130 @@ KEPT_STORY = (
 )
 
 
-def _retrain_cause(reason: RetrainReason) -> str:
+def _retrain_cause(reason: RetrainReason, lang: Language) -> str:
     """Why the bot retrains. A member's data deletion may have rebuilt stories (their messages
     removed from a history story) or removed several, so it names none."""
     if reason.member_data:
-        return "after a member's data was deleted (/privacy forget)"
-    return f"after story #{reason.removed_story_id} ({reason.filename}) was removed"
+        return lang.gettext("after a member's data was deleted (/privacy forget)")
+    return lang.gettext(
+        "after story #{story} ({filename}) was removed",
+        story=reason.removed_story_id,
+        filename=reason.filename,
+    )
 
 
-def retrain_reason_text(reason: RetrainReason) -> str:
-    return f"retraining {_retrain_cause(reason)}"
+def retrain_reason_text(reason: RetrainReason, lang: Language = ENGLISH) -> str:
+    return lang.gettext("retraining {cause}", cause=_retrain_cause(reason, lang))
 
 
 def plural(count: int, noun: str, nouns: str | None = None) -> str:
     return f"{count:,} {noun if count == 1 else nouns or noun + 's'}"
 
 
-def dates_text(span: HistorySpan) -> str:
+def dates_text(span: HistorySpan, lang: Language = ENGLISH) -> str:
     first, last = span.first_at[:10], span.last_at[:10]
-    return f"from {first}" if first == last else f"from {first} to {last}"
+    if first == last:
+        return lang.gettext("from {first}", first=first)
+    return lang.gettext("from {first} to {last}", first=first, last=last)
 
 
-def span_text(span: HistorySpan) -> str:
-    return f"{plural(span.messages, 'message')} {dates_text(span)}"
+def span_text(span: HistorySpan, lang: Language = ENGLISH) -> str:
+    messages = lang.ngettext(
+        "{count} message", "{count} messages", span.messages, count=f"{span.messages:,}"
+    )
+    return f"{messages} {dates_text(span, lang)}"
 
 
-def history_source_text(channel_name: str | None, span: HistorySpan) -> str:
-    where = f"#{channel_name}" if channel_name else "this channel"
-    return f"the history of {where}: {span_text(span)}"
+def history_source_text(
+    channel_name: str | None, span: HistorySpan, lang: Language = ENGLISH
+) -> str:
+    if channel_name:
+        where = f"#{channel_name}"
+        return lang.gettext(
+            "the history of {channel}: {span}", channel=where, span=span_text(span, lang)
+        )
+    return lang.gettext("the history of this channel: {span}", span=span_text(span, lang))
 
 
-def history_text(learned: HistoryTraining) -> str:
+def history_text(learned: HistoryTraining, lang: Language = ENGLISH) -> str:
     """What a history training read and left out (the member's private answer)."""
     system, commands = learned.skipped_system, learned.skipped_commands
     left_out = [
-        (system, f"{plural(system, 'system message')} (joins, threads created, pins)"),
-        (learned.skipped_bots, f"{learned.skipped_bots:,} from bots or webhooks"),
-        (commands, plural(commands, "command")),
-        (learned.skipped_opted_out, f"{learned.skipped_opted_out:,} from members who opted out"),
+        (
+            system,
+            lang.ngettext(
+                "{count} system message (joins, threads created, pins)",
+                "{count} system messages (joins, threads created, pins)",
+                system,
+                count=f"{system:,}",
+            ),
+        ),
+        (
+            learned.skipped_bots,
+            lang.gettext("{count} from bots or webhooks", count=f"{learned.skipped_bots:,}"),
+        ),
+        (
+            commands,
+            lang.ngettext("{count} command", "{count} commands", commands, count=f"{commands:,}"),
+        ),
+        (
+            learned.skipped_opted_out,
+            lang.gettext(
+                "{count} from members who opted out", count=f"{learned.skipped_opted_out:,}"
+            ),
+        ),
         (
             learned.skipped_empty,
-            f"{learned.skipped_empty:,} with nothing left after removing links, code, mentions "
-            "and filtered words",
+            lang.gettext(
+                "{count} with nothing left after removing links, code, mentions and filtered words",
+                count=f"{learned.skipped_empty:,}",
+            ),
         ),
     ]
     parts = [text for count, text in left_out if count]
-    skipped = f" (left out: {', '.join(parts)})" if parts else ""
-    return (
-        f" Learning {plural(learned.messages, 'message')} of {learned.read:,} read{skipped}, "
-        f"{dates_text(learned.span)}."
+    skipped = " " + lang.gettext("(left out: {parts})", parts=", ".join(parts)) if parts else ""
+    learning = lang.ngettext(
+        "Learning {count} message of {read} read",
+        "Learning {count} messages of {read} read",
+        learned.messages,
+        count=f"{learned.messages:,}",
+        read=f"{learned.read:,}",
     )
+    return f" {learning}{skipped}, {dates_text(learned.span, lang)}."
 
 
-def member_data_text(data: MemberData) -> str:
+def member_data_text(data: MemberData, lang: Language = ENGLISH) -> str:
     """The summary of ``/privacy mydata`` (the file holds the texts)."""
     stories = {info.story_id for info, _ in data.messages}
+    messages = lang.gettext(
+        "Your messages in stories learned from channel history: {count}", count=len(data.messages)
+    )
+    if stories:
+        messages += " " + lang.ngettext(
+            "(in {count} story).", "(in {count} stories).", len(stories), count=len(stories)
+        )
+    else:
+        messages += "."
     lines = [
-        "You have opted out of being learned from here."
+        lang.gettext("You have opted out of being learned from here.")
         if data.opted_out
-        else "You have not opted out: history trainings here may learn your messages.",
-        f"Stories you uploaded: {len(data.uploads)}.",
-        f"Your messages in stories learned from channel history: {len(data.messages)}"
-        + (f" (in {plural(len(stories), 'story', 'stories')})." if stories else "."),
+        else lang.gettext(
+            "You have not opted out: history trainings here may learn your messages."
+        ),
+        lang.gettext("Stories you uploaded: {count}.", count=len(data.uploads)),
+        messages,
     ]
     if data.uploads or data.messages:
-        lines.append("The attached file holds all of it. /privacy forget deletes it.")
+        lines.append(lang.gettext("The attached file holds all of it. /privacy forget deletes it."))
     return "\n".join(lines)
 
 
-def deletion_text(deleted: DataDeletion, who: str | None = None) -> str:
-    """``who``: the member it is about, for an operator (None: the member reads it)."""
-    whose = "your" if who is None else f"{who}'s"
+def deletion_text(deleted: DataDeletion, who: str) -> str:
+    """``who``: the member it is about, for an operator (English; the member's own answer on
+    Discord is ``own_deletion_text``)."""
+    whose = f"{who}'s"
     if not deleted.channels:
-        return f"fabulist keeps no uploads or messages of {who or 'yours'}: nothing to delete."
+        return f"fabulist keeps no uploads or messages of {who}: nothing to delete."
     parts = [
         f"Deleted {whose} data in {plural(deleted.channels, 'channel')}: "
         f"{plural(deleted.removed_stories, 'story', 'stories')} removed, "
@@ -119,25 +174,66 @@ def deletion_text(deleted: DataDeletion, who: str | None = None) -> str:
     return " ".join(parts)
 
 
-def retraining_label(reason: RetrainReason) -> str:
+def own_deletion_text(deleted: DataDeletion, lang: Language = ENGLISH) -> str:
+    """What ``/privacy forget`` deleted, told to the member."""
+    if not deleted.channels:
+        return lang.gettext("fabulist keeps no uploads or messages of yours: nothing to delete.")
+    parts = [
+        lang.gettext(
+            "Deleted your data in {channels}: {stories} removed, {history} rebuilt without "
+            "your messages, {versions} trained on them deleted.",
+            channels=lang.ngettext(
+                "{count} channel", "{count} channels", deleted.channels, count=deleted.channels
+            ),
+            stories=lang.ngettext(
+                "{count} story",
+                "{count} stories",
+                deleted.removed_stories,
+                count=deleted.removed_stories,
+            ),
+            history=lang.ngettext(
+                "{count} history story",
+                "{count} history stories",
+                deleted.rewritten_stories,
+                count=deleted.rewritten_stories,
+            ),
+            versions=lang.ngettext(
+                "{count} model version",
+                "{count} model versions",
+                deleted.deleted_versions,
+                count=deleted.deleted_versions,
+            ),
+        )
+    ]
+    if deleted.retrainings:
+        jobs = ", ".join(f"#{job.job_id}" for job in deleted.retrainings)
+        parts.append(lang.gettext("Retraining on what remains: job {jobs}.", jobs=jobs))
+    return " ".join(parts)
+
+
+def retraining_label(reason: RetrainReason, lang: Language = ENGLISH) -> str:
     """What a retraining the bot queued itself trains on, as its progress message names it."""
-    return f"the remaining stories, {_retrain_cause(reason)}"
+    return lang.gettext("the remaining stories, {cause}", cause=_retrain_cause(reason, lang))
 
 
-def removal_text(removal: StoryRemoval) -> str:
-    parts = [f"Removed story #{removal.story_id} ({removal.filename})."]
+def removal_text(removal: StoryRemoval, lang: Language = ENGLISH) -> str:
+    _ = lang.gettext
+    parts = [
+        _("Removed story #{story} ({filename}).", story=removal.story_id, filename=removal.filename)
+    ]
     if removal.deleted_versions:
         listed = ", ".join(f"v{v}" for v in removal.deleted_versions)
-        parts.append(f"Deleted the model versions trained on it: {listed}.")
+        parts.append(_("Deleted the model versions trained on it: {versions}.", versions=listed))
     if removal.active_version is not None:
-        parts.append(f"Version {removal.active_version} answers now.")
+        parts.append(_("Version {version} answers now.", version=removal.active_version))
     elif removal.deleted_versions:
-        parts.append("No model answers until a new one is trained.")
+        parts.append(_("No model answers until a new one is trained."))
     if removal.retraining is not None:
-        parts.append(
-            f"Retraining on the remaining stories (job #{removal.retraining.job_id}) is "
-            + ("running." if removal.retraining.state == "running" else "queued.")
-        )
+        job = removal.retraining.job_id
+        if removal.retraining.state == "running":
+            parts.append(_("Retraining on the remaining stories (job #{job}) is running.", job=job))
+        else:
+            parts.append(_("Retraining on the remaining stories (job #{job}) is queued.", job=job))
     return " ".join(parts)
 
 
@@ -150,27 +246,37 @@ def import_text(imported: ImportResult) -> str:
     )
 
 
-def stats_lines(stats: StoryStats) -> list[tuple[str, str]]:
+def stats_lines(stats: StoryStats, lang: Language = ENGLISH) -> list[tuple[str, str]]:
     """(label, value) pairs of ``/story stats``, in display order."""
+    _ = lang.gettext
     if stats.stories:
         symbols = ", ".join(f"#{s.story_id} {s.symbols:,}" for s in stats.stories)
         total = sum(s.symbols for s in stats.stories)
-        story_line = f"{len(stats.stories)} ({total:,} symbols: {symbols})"
-    else:
-        story_line = "none"
-    if stats.model_versions:
-        versions = ", ".join(
-            f"v{v}{' (active)' if v == stats.active_version else ''}" for v in stats.model_versions
+        story_line = _(
+            "{count} ({total} symbols: {symbols})",
+            count=len(stats.stories),
+            total=f"{total:,}",
+            symbols=symbols,
         )
     else:
-        versions = "none"
-    vocabulary = "no model" if stats.vocabulary_size is None else f"{stats.vocabulary_size:,} words"
+        story_line = _("none")
+    if stats.model_versions:
+        active = " " + _("(active)")
+        versions = ", ".join(
+            f"v{v}{active if v == stats.active_version else ''}" for v in stats.model_versions
+        )
+    else:
+        versions = _("none")
+    if stats.vocabulary_size is None:
+        vocabulary = _("no model")
+    else:
+        vocabulary = _("{count} words", count=f"{stats.vocabulary_size:,}")
     return [
-        ("Stories", story_line),
-        ("Vocabulary", vocabulary),
-        ("Model versions", versions),
-        ("Trainings run", f"{stats.trainings:,}"),
-        ("Replies served", f"{stats.replies:,}"),
+        (_("Stories"), story_line),
+        (_("Vocabulary"), vocabulary),
+        (_("Model versions"), versions),
+        (_("Trainings run"), f"{stats.trainings:,}"),
+        (_("Replies served"), f"{stats.replies:,}"),
     ]
 
 
@@ -283,14 +389,14 @@ def continuation_text(continuation: Continuation) -> str:
     return f"{text}\n({note})" if note else text
 
 
-def _or_list(items: Sequence[str]) -> str:
+def _or_list(items: Sequence[str], lang: Language) -> str:
     """'a', 'a or b', 'a, b or c' ("" for none)."""
     if len(items) < 2:
         return "".join(items)
-    return f"{', '.join(items[:-1])} or {items[-1]}"
+    return lang.gettext("{items} or {last}", items=", ".join(items[:-1]), last=items[-1])
 
 
-def unknown_words_text(words: Sequence[UnknownWord]) -> str:
+def unknown_words_text(words: Sequence[UnknownWord], lang: Language = ENGLISH) -> str:
     """The note of a reply whose prompt held words the story never uses ("" when none):
     "I didn't know 'mondays': did you mean 'monday'?" (one word), each word with its
     suggestions in brackets when there are several."""
@@ -298,15 +404,22 @@ def unknown_words_text(words: Sequence[UnknownWord]) -> str:
         return ""
     quoted = [f"'{u.word}'" for u in words[:NAMED_UNKNOWN_WORDS]]
     if len(words) > NAMED_UNKNOWN_WORDS:
-        quoted.append(plural(len(words) - NAMED_UNKNOWN_WORDS, "other word"))
+        others = len(words) - NAMED_UNKNOWN_WORDS
+        quoted.append(
+            lang.ngettext("{count} other word", "{count} other words", others, count=f"{others:,}")
+        )
     if len(words) == 1:
-        hint = _or_list([f"'{s}'" for s in words[0].suggestions])
-        return f"I didn't know {quoted[0]}" + (f": did you mean {hint}?" if hint else ".")
+        hint = _or_list([f"'{s}'" for s in words[0].suggestions], lang)
+        if hint:
+            return lang.gettext(
+                "I didn't know {word}: did you mean {hint}?", word=quoted[0], hint=hint
+            )
+        return lang.gettext("I didn't know {word}.", word=quoted[0])
     for i, unknown in enumerate(words[:NAMED_UNKNOWN_WORDS]):
         if unknown.suggestions:
-            hint = _or_list([f"'{s}'" for s in unknown.suggestions])
-            quoted[i] += f" (did you mean {hint}?)"
-    return f"I didn't know {_or_list(quoted)}."
+            hint = _or_list([f"'{s}'" for s in unknown.suggestions], lang)
+            quoted[i] += " " + lang.gettext("(did you mean {hint}?)", hint=hint)
+    return lang.gettext("I didn't know {words}.", words=_or_list(quoted, lang))
 
 
 def member_data_json(data: MemberData) -> bytes:

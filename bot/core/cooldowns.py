@@ -23,7 +23,7 @@ class Cooldowns:
         previous = self._ready.get(user_id)
         if previous is not None and now < previous:
             wait = previous - now
-            raise CoolingDown(f"Slow down: try again in {wait:.1f} s.", wait)
+            raise CoolingDown("Slow down: try again in {seconds} s.", wait, seconds=f"{wait:.1f}")
         self._ready[user_id] = now + self.seconds
         if len(self._ready) > 10_000:
             self._ready = {u: t for u, t in self._ready.items() if t > now}

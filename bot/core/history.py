@@ -220,9 +220,10 @@ class HistoryLearning:
         messages_kept, cut, emptied = mask_messages(selected.messages, word_filter)
         if not messages_kept:
             raise InvalidUpload(
-                f"None of the {selected.read} messages read can be learned (system messages, "
-                "bots, webhooks, commands, links, code, filtered words and members who opted "
-                "out are left out)."
+                "None of the {read} messages read can be learned (system messages, bots, "
+                "webhooks, commands, links, code, filtered words and members who opted out are "
+                "left out).",
+                read=selected.read,
             )
         data = story_text([m.text for m in messages_kept]).encode("utf-8")
         filename = f"history of #{channel.name or channel.channel_id}"

@@ -110,16 +110,22 @@ class TrainingScheduler:
         job = self._by_channel.get(channel.channel_id)
         if job is not None:
             position = self._position(job)
-            where = (
-                f"queued at position {position}"
-                if position is not None
-                else f"running ({self._progress(job).epoch} epochs done)"
-            )
+            if position is not None:
+                raise Busy(
+                    "This channel already has a training (job #{job}, queued at position "
+                    "{position}). Wait for it or cancel it first.",
+                    job.job_id,
+                    position,
+                    job=job.job_id,
+                    position=position,
+                )
             raise Busy(
-                f"This channel already has a training (job #{job.job_id}, {where}). "
-                "Wait for it or cancel it first.",
+                "This channel already has a training (job #{job}, running, {epochs} epochs "
+                "done). Wait for it or cancel it first.",
                 job.job_id,
                 position,
+                job=job.job_id,
+                epochs=self._progress(job).epoch,
             )
         if channel.channel_id in self._reserved:
             raise Busy("Another story for this channel is being checked right now.", 0, None)
@@ -138,7 +144,8 @@ class TrainingScheduler:
         free = len(self._running) < self.executor.capacity
         if waiting >= self.config.workers.queue_length and not (free and waiting == 0):
             raise QueueFull(
-                f"The training queue is full ({waiting} waiting); try again in a few minutes."
+                "The training queue is full ({waiting} waiting); try again in a few minutes.",
+                waiting=waiting,
             )
 
     def enqueue(

@@ -9,6 +9,7 @@ reconnect, so it only logs. Global command sync is a separate deliberate step
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
@@ -17,6 +18,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot.discord_adapter.i18n import Catalogue, CatalogueTranslator
 from bot.discord_adapter.replies import NO_MENTIONS, report_error
 
 if TYPE_CHECKING:
@@ -79,6 +81,14 @@ class FabulistBot(commands.Bot):
         self._sync_dev_guild = sync_dev_guild
         self._service_started = False
         self._service_closed = False
+        self._catalogue: Catalogue | None = None
+
+    @property
+    def catalogue(self) -> Catalogue:
+        """The adapter's languages, loaded in ``setup_hook``."""
+        if self._catalogue is None:
+            raise RuntimeError("the catalogue is loaded in setup_hook")
+        return self._catalogue
 
     @property
     def has_service(self) -> bool:
@@ -91,6 +101,7 @@ class FabulistBot(commands.Bot):
         return self._service
 
     async def setup_hook(self) -> None:
+        await self.load_catalogue()
         if self._service is not None:
             await self._service.start()
             self._service_started = True
@@ -102,6 +113,12 @@ class FabulistBot(commands.Bot):
             self.tree.copy_global_to(guild=guild)
             synced = await self.tree.sync(guild=guild)
             log.info("synced %d commands to dev guild %s", len(synced), guild_id)
+
+    async def load_catalogue(self) -> None:
+        """Read the languages (before any command is synced: the translator names them)."""
+        if self._catalogue is None:
+            self._catalogue = await asyncio.to_thread(Catalogue.load)
+            await self.tree.set_translator(CatalogueTranslator(self._catalogue))
 
     async def on_ready(self) -> None:
         user = self.user

@@ -68,9 +68,14 @@ def admin_check(interaction: discord.Interaction[Any]) -> bool:
     if interaction.guild_id is None:
         raise Denied("This command only works in a server channel, not in direct messages.")
     if not is_admin(config, interaction):
+        if config.permissions.train_role_ids:
+            raise Denied(
+                "You need the {permission} permission or a story-keeper role in this channel "
+                "to do that.",
+                permission=permission_label(config),
+            )
         raise Denied(
-            f"You need the {permission_label(config)} permission"
-            + (" or a story-keeper role" if config.permissions.train_role_ids else "")
-            + " in this channel to do that."
+            "You need the {permission} permission in this channel to do that.",
+            permission=permission_label(config),
         )
     return True

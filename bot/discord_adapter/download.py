@@ -46,7 +46,8 @@ class CappedDownloader:
         if len(buffer) > limit:
             # The metadata understated the size; the exact size is unknown (we stopped reading).
             raise InvalidUpload(
-                f"The file is larger than the {format_bytes(limit)} limit (larger than its "
-                "upload said). Upload a shorter story."
+                "The file is larger than the {limit} limit (larger than its upload said). "
+                "Upload a shorter story.",
+                limit=format_bytes(limit),
             )
         return bytes(buffer)

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 import discord
 
+from bot.adapters.language import ENGLISH, N_, Language
 from bot.core.api import ChannelRef, HistoryMessage, HistoryRequest
 from bot.discord_adapter.progress import PROGRESS_INTERVAL_SECONDS
 from bot.discord_adapter.rendering import escape_text, progress_bar
@@ -25,7 +26,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-MESSAGE_CONTENT_OFF = (
+MESSAGE_CONTENT_OFF = N_(
     "Learning from channel history needs Discord's **Message Content** intent, which is off for "
     "this bot. Its operator can turn it on in two steps: in the Discord Developer Portal "
     "(Applications → this bot → Bot → Privileged Gateway Intents) switch on **Message Content "
@@ -42,19 +43,35 @@ _WRITTEN_TYPES = (
 )
 
 
-def reading_text(label: str, read: int, limit: int) -> str:
+def reading_text(label: str, read: int, limit: int, lang: Language = ENGLISH) -> str:
     bar = progress_bar(read / limit if limit else 1.0)
-    return f"📖 Reading {escape_text(label)}: {read:,} / {limit:,} messages\n`{bar}`"
+    reading = lang.gettext(
+        "Reading {source}: {read} / {limit} messages",
+        source=escape_text(label),
+        read=f"{read:,}",
+        limit=f"{limit:,}",
+    )
+    return f"📖 {reading}\n`{bar}`"
 
 
 class HistoryReader:
     """Reads up to ``request.limit`` messages of ``channel`` (newest first) into values."""
 
-    def __init__(self, bot: FabulistBot, channel: ChannelRef, request: HistoryRequest) -> None:
+    def __init__(
+        self,
+        bot: FabulistBot,
+        channel: ChannelRef,
+        request: HistoryRequest,
+        lang: Language = ENGLISH,
+    ) -> None:
         self.bot = bot
         self.channel = channel
         self.request = request
-        self.label = f"#{channel.name}'s history" if channel.name else "the channel's history"
+        self.lang = lang
+        if channel.name:
+            self.label = lang.gettext("#{channel}'s history", channel=channel.name)
+        else:
+            self.label = lang.gettext("the channel's history")
         self.message: discord.Message | None = None
 
     async def read(self) -> list[HistoryMessage]:
@@ -64,7 +81,7 @@ class HistoryReader:
         limit = self.request.limit
         try:
             self.message = await messageable.send(
-                reading_text(self.label, 0, limit), allowed_mentions=NO_MENTIONS
+                reading_text(self.label, 0, limit, self.lang), allowed_mentions=NO_MENTIONS
             )
         except discord.HTTPException as exc:
             log.warning("cannot post in channel %s: %s", self.channel.channel_id, exc)
@@ -91,8 +108,8 @@ class HistoryReader:
             )
             if time.monotonic() - shown >= PROGRESS_INTERVAL_SECONDS:
                 shown = time.monotonic()
-                await self.show(reading_text(self.label, read, limit))
-        await self.show(reading_text(self.label, read, max(read, 1)))
+                await self.show(reading_text(self.label, read, limit, self.lang))
+        await self.show(reading_text(self.label, read, max(read, 1), self.lang))
         return found
 
     async def show(self, text: str, view: discord.ui.View | None = None) -> None:

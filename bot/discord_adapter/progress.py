@@ -13,7 +13,9 @@ from typing import TYPE_CHECKING
 
 import discord
 
+from bot.adapters.language import ENGLISH, Language
 from bot.core.api import ChannelRef, EndedJob, JobProgress, JobResult
+from bot.discord_adapter.i18n import guild_language
 from bot.discord_adapter.rendering import progress_text, result_text
 from bot.discord_adapter.replies import NO_MENTIONS
 
@@ -35,8 +37,14 @@ class ProgressMessage:
     interaction tokens expire after 15 minutes and trainings may run longer.
     """
 
-    def __init__(self, filename: str, interval: float = PROGRESS_INTERVAL_SECONDS) -> None:
+    def __init__(
+        self,
+        filename: str,
+        lang: Language = ENGLISH,
+        interval: float = PROGRESS_INTERVAL_SECONDS,
+    ) -> None:
         self.filename = filename
+        self.lang = lang  # the server's: the channel reads it
         self.interval = interval
         self.message: discord.Message | discord.PartialMessage | None = None
         self._latest: JobProgress | None = None
@@ -61,7 +69,7 @@ class ProgressMessage:
             progress = self._latest
             if progress is None or self.message is None:
                 continue
-            text = progress_text(self.filename, progress)
+            text = progress_text(self.filename, progress, self.lang)
             if text == self._shown:
                 continue
             started = time.monotonic()
@@ -80,8 +88,8 @@ class ProgressMessage:
             self._task = None
 
 
-def ended_text(ended: EndedJob) -> str:
-    return result_text(ended.filename or "story", ended.result)
+def ended_text(ended: EndedJob, lang: Language = ENGLISH) -> str:
+    return result_text(ended.filename or lang.gettext("story"), ended.result, lang)
 
 
 class JobWatchers:
@@ -121,7 +129,7 @@ class JobWatchers:
                 result = await self.service.wait_for_job(job_id)
             finally:
                 await tracker.stop()
-            await self._finish(result, channel, filename, tracker.message)
+            await self._finish(result, channel, filename, tracker)
         except Exception:
             log.exception("could not report the end of training job %s", job_id)
 
@@ -130,12 +138,13 @@ class JobWatchers:
         result: JobResult,
         channel: ChannelRef,
         filename: str,
-        message: discord.Message | discord.PartialMessage | None,
+        tracker: ProgressMessage,
     ) -> None:
+        message = tracker.message
         png: bytes | None = None
         if result.state == "done":
             png = await self.service.training_plot(channel)
-        text = result_text(filename, result)
+        text = result_text(filename, result, tracker.lang)
         files = [discord.File(io.BytesIO(png), filename="training.png")] if png else []
         if message is not None:
             await message.edit(content=text, view=None, attachments=files)
@@ -201,7 +210,8 @@ class StaleMessageRepair:
                 channel_id, guild_id=ended.channel.guild_id
             ).get_partial_message(ended.message_id)
             try:
-                await message.edit(content=ended_text(ended), view=None)
+                lang = guild_language(self.bot, ended.channel.guild_id, self.bot.catalogue)
+                await message.edit(content=ended_text(ended, lang), view=None)
             except (discord.NotFound, discord.Forbidden) as exc:
                 # Deleted message or channel, or no access any more: nothing left to update.
                 log.info("progress message of job %s is out of reach: %s", job_id, exc)

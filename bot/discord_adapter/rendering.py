@@ -19,24 +19,12 @@ from typing import TYPE_CHECKING
 
 import discord
 
-from bot.adapters.text import (
-    history_source_text,
-    retrain_reason_text,
-    stats_lines,
-    unknown_words_text,
-)
-from bot.display import count_text, display_prose, training_fraction, vocabulary_text
+from bot.adapters.language import ENGLISH, Language
+from bot.adapters.text import unknown_words_text
+from bot.display import display_prose, training_fraction
 
 if TYPE_CHECKING:
-    from bot.core.api import (
-        FilterChange,
-        FilteredWord,
-        JobProgress,
-        JobResult,
-        StoryCard,
-        UnknownWord,
-    )
-    from bot.core.figures import StoryStats
+    from bot.core.api import JobProgress, JobResult, UnknownWord
 
 MESSAGE_LIMIT = 2000
 EMBED_FIELD_LIMIT = 1024
@@ -44,15 +32,19 @@ CHOICE_LIMIT = 100
 BAR_WIDTH = 20
 _ESCAPED = re.compile(r"\\([^\w\s])")  # a backslash escape of escape_text
 
-_STATE_LABELS = {
-    "queued": "Queued",
-    "running": "Training",
-    "cancelling": "Cancelling",
-    "done": "Finished",
-    "failed": "Failed",
-    "cancelled": "Cancelled",
-    "interrupted": "Interrupted",
-}
+
+def state_label(state: str, lang: Language) -> str:
+    """A job's state as a progress message's header says it."""
+    labels = {
+        "queued": lang.gettext("Queued"),
+        "running": lang.gettext("Training"),
+        "cancelling": lang.gettext("Cancelling"),
+        "done": lang.gettext("Finished"),
+        "failed": lang.gettext("Failed"),
+        "cancelled": lang.gettext("Cancelled"),
+        "interrupted": lang.gettext("Interrupted"),
+    }
+    return labels.get(state, state.capitalize())
 
 
 def escape_text(text: str) -> str:
@@ -118,12 +110,12 @@ def format_duration(seconds: float | None) -> str:
     return f"{hours} h {minutes:02d} min"
 
 
-def time_left(progress: JobProgress, separator: str) -> str:
+def time_left(progress: JobProgress, separator: str, lang: Language = ENGLISH) -> str:
     """``separator`` + "at most 3 min 05 s left", or "" before the first estimate. At most: the
     estimate runs to the epoch limit or the time budget, and most trainings stop earlier (the
     story is learned, or more epochs stop helping)."""
     shown = format_duration(progress.eta_seconds)
-    return "" if shown == "?" else f"{separator}at most {shown} left"
+    return "" if shown == "?" else separator + lang.gettext("at most {time} left", time=shown)
 
 
 def format_percent(value: float | None) -> str:
@@ -152,76 +144,114 @@ def format_timestamp(value: datetime | str | float | None) -> str:
     return discord.utils.format_dt(value, "f")
 
 
-def progress_text(filename: str, progress: JobProgress) -> str:
+def job_header(state: str, filename: str, job_id: int, lang: Language) -> str:
+    job = lang.gettext("job #{job}", job=job_id)
+    return f"**{state_label(state, lang)}** {escape_text(filename)} · {job}"
+
+
+def progress_text(filename: str, progress: JobProgress, lang: Language = ENGLISH) -> str:
     """The live progress message of one training job."""
-    state = _STATE_LABELS.get(progress.state, progress.state.capitalize())
-    header = f"**{state}** {escape_text(filename)} · job #{progress.job_id}"
+    header = job_header(progress.state, filename, progress.job_id, lang)
     if progress.state == "queued":
         position = progress.queue_position
-        where = f" (position {position} in the queue)" if position else ""
-        return f"{header}\nWaiting for a free training worker{where}."
+        if position:
+            return (
+                header
+                + "\n"
+                + lang.gettext(
+                    "Waiting for a free training worker (position {position} in the queue).",
+                    position=position,
+                )
+            )
+        return header + "\n" + lang.gettext("Waiting for a free training worker.")
     if progress.state == "running" and progress.epoch == 0:
-        return f"{header}\nStarting: preparing the story and the network…"
+        return header + "\n" + lang.gettext("Starting: preparing the story and the network…")
     fraction = job_fraction(progress)
+    epoch = lang.gettext("epoch {epoch}/{epochs}", epoch=progress.epoch, epochs=progress.max_epochs)
     lines = [
         header,
-        f"`{progress_bar(fraction)}` {fraction * 100:.0f}% · epoch {progress.epoch}"
-        f"/{progress.max_epochs}",
-        f"loss {format_number(progress.loss)} · accuracy {format_percent(progress.accuracy)}"
-        f" · learnable {format_percent(progress.learnable_accuracy)}",
-        f"elapsed {format_duration(progress.elapsed_seconds)}{time_left(progress, ' · ')}",
+        f"`{progress_bar(fraction)}` {fraction * 100:.0f}% · {epoch}",
+        lang.gettext(
+            "loss {loss} · accuracy {accuracy} · learnable {learnable}",
+            loss=format_number(progress.loss),
+            accuracy=format_percent(progress.accuracy),
+            learnable=format_percent(progress.learnable_accuracy),
+        ),
+        lang.gettext("elapsed {time}", time=format_duration(progress.elapsed_seconds))
+        + time_left(progress, " · ", lang),
     ]
     return "\n".join(lines)
 
 
-_STOPPED = {
-    "learned": "learned the story",
-    "max_epochs": "reached the epoch limit",
-    "max_seconds": "reached the time limit",
-    "plateau": "stopped improving",
-}
+def stopped_text(stopped: str | None, lang: Language) -> str | None:
+    """Why a training stopped, or None."""
+    reasons = {
+        "learned": lang.gettext("learned the story"),
+        "max_epochs": lang.gettext("reached the epoch limit"),
+        "max_seconds": lang.gettext("reached the time limit"),
+        "plateau": lang.gettext("stopped improving"),
+    }
+    return reasons.get(stopped) if stopped is not None else None
 
 
-def result_text(filename: str, result: JobResult) -> str:
+def result_text(filename: str, result: JobResult, lang: Language = ENGLISH) -> str:
     """The message that replaces the progress message once a job has ended."""
-    state = _STATE_LABELS.get(result.state, result.state.capitalize())
-    header = f"**{state}** {escape_text(filename)} · job #{result.job_id}"
+    header = job_header(result.state, filename, result.job_id, lang)
     if result.state != "done":
         reason = f"\n{escape_text(result.error)}" if result.error else ""
         return truncate(header + reason, MESSAGE_LIMIT)
     if result.imported:
-        header = f"**Imported** {escape_text(filename)} · job #{result.job_id}"
+        job = lang.gettext("job #{job}", job=result.job_id)
+        header = f"**{lang.gettext('Imported')}** {escape_text(filename)} · {job}"
     if result.model_version is not None:
-        header += f" · model v{result.model_version}"
+        header += " · " + lang.gettext("model v{version}", version=result.model_version)
     lines = [header]
     if result.imported:
         lines.append(
-            "An export file: its stories and trained model were imported, no training ran here."
-            + (" Its figures:" if result.figures is not None else "")
+            lang.gettext(
+                "An export file: its stories and trained model were imported, no training ran here."
+            )
+            + (" " + lang.gettext("Its figures:") if result.figures is not None else "")
         )
     figures = result.figures
     if figures is not None:
-        parts = [f"{figures.symbols:,} symbols"]
+        parts = [lang.gettext("{count} symbols", count=f"{figures.symbols:,}")]
         if figures.vocabulary_size is not None:
-            parts.append(f"vocabulary {figures.vocabulary_size:,}")
-        parts.append(f"{count_text(figures.epochs, 'epoch')} in {format_duration(figures.seconds)}")
-        stopped = _STOPPED.get(figures.stopped)
+            parts.append(lang.gettext("vocabulary {count}", count=f"{figures.vocabulary_size:,}"))
+        parts.append(
+            lang.ngettext(
+                "{count} epoch in {time}",
+                "{count} epochs in {time}",
+                figures.epochs,
+                count=figures.epochs,
+                time=format_duration(figures.seconds),
+            )
+        )
+        stopped = stopped_text(figures.stopped, lang)
         if stopped:
             parts.append(stopped)
         lines.append(" · ".join(parts))
         lines.append(
-            f"learnable accuracy {format_percent(figures.learnable_accuracy)}"
-            f" · accuracy {format_percent(figures.accuracy)}"
-            f" · loss {format_number(figures.loss)}"
+            lang.gettext(
+                "learnable accuracy {learnable} · accuracy {accuracy} · loss {loss}",
+                learnable=format_percent(figures.learnable_accuracy),
+                accuracy=format_percent(figures.accuracy),
+                loss=format_number(figures.loss),
+            )
         )
         if figures.val_accuracy is not None or figures.val_perplexity is not None:
             lines.append(
-                f"held-out accuracy {format_percent(figures.val_accuracy)}"
-                f" · perplexity {format_number(figures.val_perplexity, 1)}"
+                lang.gettext(
+                    "held-out accuracy {accuracy} · perplexity {perplexity}",
+                    accuracy=format_percent(figures.val_accuracy),
+                    perplexity=format_number(figures.val_perplexity, 1),
+                )
             )
         else:
-            lines.append("No held-out figures: the story is too short to set text aside.")
-    lines.append("Try `/continue` with a few words from the story.")
+            lines.append(
+                lang.gettext("No held-out figures: the story is too short to set text aside.")
+            )
+    lines.append(lang.gettext("Try `/continue` with a few words from the story."))
     return truncate("\n".join(lines), MESSAGE_LIMIT)
 
 
@@ -239,6 +269,7 @@ def continuation_text(
     original_share: float | None,
     lead: str = "",
     unknown_words: Sequence[UnknownWord] = (),
+    lang: Language = ENGLISH,
 ) -> str:
     """A continuation as prose, escaped, with a footer (split it to send it).
 
@@ -247,10 +278,12 @@ def continuation_text(
     small lines ("-# ", which "Continue this" leaves out) name the prompt's unknown words, if
     any, then the model version and the share from the story.
     """
-    footer = f"-# model v{model_version}"
+    footer = "-# " + lang.gettext("model v{version}", version=model_version)
     if original_share is not None:
-        footer += f" · {original_share * 100:.0f}% from the story"
-    note = unknown_words_text(unknown_words)
+        footer += " · " + lang.gettext(
+            "{percent}% from the story", percent=f"{original_share * 100:.0f}"
+        )
+    note = unknown_words_text(unknown_words, lang)
     if note:
         footer = f"-# {escape_text(note)}\n{footer}"
     body = text.strip()
@@ -269,106 +302,6 @@ def message_story_text(content: str, *, own: bool) -> str:
     return _ESCAPED.sub(r"\1", "\n".join(lines)).replace("\u200b", "")
 
 
-def story_card_embed(card: StoryCard, *, permission: str = "Manage Channels") -> discord.Embed:
-    """The ``/story show`` embed; ``permission`` names the right that lets members train."""
-    # Titles render mentions as raw text, so the title uses the channel's name.
-    name = card.channel.name
-    title = f"Story card · #{escape_text(name)}" if name else "Story card"
-    embed = discord.Embed(title=truncate(title, 256), colour=discord.Colour.blurple())
-    job = card.job
-    if not card.has_model:
-        embed.description = (
-            f"No story learned in this channel yet. Someone with {permission} can teach one "
-            "with `/train`."
-        )
-    if card.story_filename:
-        name = escape_text(card.story_filename)
-        if card.stories > 1:
-            name += f" (+{card.stories - 1} earlier)"
-        embed.add_field(name="Story", value=truncate(name, EMBED_FIELD_LIMIT), inline=True)
-    if card.story_uploader:
-        embed.add_field(
-            name="Uploaded by",
-            value=truncate(escape_text(card.story_uploader), EMBED_FIELD_LIMIT),
-            inline=True,
-        )
-    if card.story_uploaded_at is not None:
-        embed.add_field(
-            name="Uploaded", value=format_timestamp(card.story_uploaded_at), inline=True
-        )
-    if card.history is not None:
-        source = history_source_text(card.channel.name, card.history)
-        embed.add_field(
-            name="Learned from",
-            value=truncate(escape_text(source), EMBED_FIELD_LIMIT),
-            inline=False,
-        )
-    if card.has_model:
-        embed.add_field(name="Model version", value=f"v{card.model_version}", inline=True)
-        if card.symbols is not None:
-            embed.add_field(name="Symbols", value=f"{card.symbols:,}", inline=True)
-        if card.vocabulary_size is not None:
-            vocab = vocabulary_text(
-                card.vocabulary_size, card.vocabulary_cap, card.vocabulary_covered_share
-            )
-            embed.add_field(name="Vocabulary", value=vocab, inline=True)
-        embed.add_field(
-            name="Learnable accuracy", value=format_percent(card.learnable_accuracy), inline=True
-        )
-        if card.val_accuracy is not None or card.val_perplexity is not None:
-            embed.add_field(
-                name="Held-out",
-                value=f"accuracy {format_percent(card.val_accuracy)} · perplexity "
-                f"{format_number(card.val_perplexity, 1)}",
-                inline=True,
-            )
-        if card.epochs is not None:
-            embed.add_field(
-                name="Training time",
-                value=(
-                    f"{count_text(card.epochs or 0, 'epoch')}, "
-                    f"{format_duration(card.training_seconds)}"
-                ),
-                inline=True,
-            )
-        embed.add_field(name="Trained", value=format_timestamp(card.trained_at), inline=True)
-    embed.add_field(name="Training", value=_training_state(job), inline=False)
-    last = card.last_job
-    if job is None and last is not None and last.state != "done":
-        embed.add_field(
-            name="Last training",
-            value=truncate(
-                f"job #{last.job_id} {last.state}"
-                + (f": {escape_text(last.error)}" if last.error else ""),
-                EMBED_FIELD_LIMIT,
-            ),
-            inline=False,
-        )
-    if card.notice:
-        embed.add_field(
-            name="Note",
-            value=truncate(escape_text(retrain_reason_text(card.notice)), EMBED_FIELD_LIMIT),
-            inline=False,
-        )
-    return embed
-
-
-def _training_state(job: JobProgress | None) -> str:
-    if job is None:
-        return "idle"
-    if job.state == "queued":
-        if job.queue_position:
-            return f"job #{job.job_id} queued (position {job.queue_position})"
-        return f"job #{job.job_id} queued"
-    if job.state in ("running", "cancelling"):
-        fraction = job_fraction(job)
-        return (
-            f"job #{job.job_id} {job.state}: `{progress_bar(fraction, 10)}` epoch "
-            f"{job.epoch}/{job.max_epochs}{time_left(job, ', ')}"
-        )
-    return f"job #{job.job_id} {job.state}"
-
-
 def word_choices(typed: str, words: Iterable[str]) -> list[tuple[str, str]]:
     """Autocomplete choices ``(name, value)`` that replace the word being typed in ``typed``."""
     head, _, _ = typed.rpartition(" ")
@@ -380,39 +313,3 @@ def word_choices(typed: str, words: Iterable[str]) -> list[tuple[str, str]]:
         if len(value) <= CHOICE_LIMIT:
             choices.append((value, value))
     return choices[:25]
-
-
-def story_stats_embed(stats: StoryStats, channel_name: str | None) -> discord.Embed:
-    """The ``/story stats`` embed: the shared text figures, escaped."""
-    title = f"Story stats · #{escape_text(channel_name)}" if channel_name else "Story stats"
-    embed = discord.Embed(title=truncate(title, 256), colour=discord.Colour.blurple())
-    for label, value in stats_lines(stats):
-        embed.add_field(
-            name=label, value=truncate(escape_text(value), EMBED_FIELD_LIMIT), inline=False
-        )
-    return embed
-
-
-def filter_change_text(change: FilterChange, *, added: bool) -> str:
-    """The answer to ``/filter add`` or ``/filter remove`` (only the admin sees it)."""
-    word = escape_text(change.word)
-    total = f"This server filters {change.count} word{'' if change.count == 1 else 's'}."
-    if added and not change.changed:
-        return f"“{word}” was already filtered. {total}"
-    if added:
-        return (
-            f"Filtered “{word}”: no channel of this server will generate it (whatever its "
-            f"case or accents), and prompts that contain it are refused. {total}"
-        )
-    return f"“{word}” is no longer filtered. {total}"
-
-
-def filter_list_text(words: Sequence[FilteredWord]) -> str:
-    """``/filter list`` (only the admin sees it)."""
-    if not words:
-        return "This server filters no words. Add one with `/filter add`."
-    lines = [f"**{len(words)} filtered word{'' if len(words) == 1 else 's'}** (oldest first)"]
-    for item in words:
-        who = f" · by <@{item.added_by}>" if item.added_by is not None else ""
-        lines.append(f"• {escape_text(item.word)}{who} · {format_timestamp(item.created_at)}")
-    return "\n".join(lines)

@@ -93,6 +93,7 @@ class FakeUser:
     username: str
     global_name: str | None = None
     bot: bool = False
+    locale: str = "en-US"  # the client's language: an interaction's ``locale``
 
     @property
     def mention(self) -> str:
@@ -229,6 +230,8 @@ class FakeGuild:
     roles: dict[int, FakeRole] = field(default_factory=dict)
     channels: dict[int, FakeChannel] = field(default_factory=dict)
     members: dict[int, FakeMember] = field(default_factory=dict)
+    # The server's language (Server Settings -> Community): ``guild_locale`` of interactions.
+    preferred_locale: str = "en-US"
 
     @property
     def everyone_role(self) -> FakeRole:
@@ -291,7 +294,7 @@ class FakeGuild:
             "premium_tier": 0,
             "premium_subscription_count": 0,
             "premium_progress_bar_enabled": False,
-            "preferred_locale": "en-US",
+            "preferred_locale": self.preferred_locale,
             "nsfw": False,
             "nsfw_level": 0,
             "incidents_data": None,

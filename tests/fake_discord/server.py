@@ -653,7 +653,7 @@ class FakeDiscord:
             "token": token,
             "version": 1,
             "channel_id": str(channel.id),
-            "locale": "en-US",
+            "locale": user.locale,
             "entitlements": [],
             "entitlement_sku_ids": [],
             "attachment_size_limit": self.attachment_size_limit,
@@ -678,8 +678,8 @@ class FakeDiscord:
         channel_payload["permissions"] = str(perms)
         payload.update(
             guild_id=str(guild.id),
-            guild={"id": str(guild.id), "locale": "en-US", "features": []},
-            guild_locale="en-US",
+            guild={"id": str(guild.id), "locale": guild.preferred_locale, "features": []},
+            guild_locale=guild.preferred_locale,
             channel=channel_payload,
             member=member_payload,
             app_permissions=str(guild.permissions_of(self.bot_user.id)),

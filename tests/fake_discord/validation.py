@@ -7,9 +7,76 @@ shapes, autocomplete choices and application command definitions.
 from __future__ import annotations
 
 import re
+import unicodedata
 from typing import Any
 
 _COMMAND_NAME = re.compile(r"^[-_'\w]{1,32}$")
+# The locales Discord accepts as keys of name_localizations / description_localizations.
+DISCORD_LOCALES = frozenset(
+    [
+        "id",
+        "da",
+        "de",
+        "en-GB",
+        "en-US",
+        "es-ES",
+        "es-419",
+        "fr",
+        "hr",
+        "it",
+        "lt",
+        "hu",
+        "nl",
+        "no",
+        "pl",
+        "pt-BR",
+        "ro",
+        "fi",
+        "sv-SE",
+        "vi",
+        "tr",
+        "cs",
+        "el",
+        "bg",
+        "ru",
+        "uk",
+        "hi",
+        "th",
+        "zh-CN",
+        "ja",
+        "zh-TW",
+        "ko",
+    ]
+)
+
+
+def valid_command_name(name: str) -> bool:
+    """Discord's rule for a slash command's or option's name, localized ones included:
+    ``^[-_\\p{L}\\p{N}\\p{sc=Deva}\\p{sc=Thai}]{1,32}$``, lower case where a letter has one."""
+    if not 1 <= len(name) <= 32 or name != name.lower():
+        return False
+    for char in name:
+        deva_or_thai = 0x0900 <= ord(char) <= 0x097F or 0x0E00 <= ord(char) <= 0x0E7F
+        if char not in "-_" and unicodedata.category(char)[0] not in "LN" and not deva_or_thai:
+            return False
+    return True
+
+
+def _localization_errors(item: dict[str, Any], where: str, *, slash: bool) -> list[str]:
+    errors: list[str] = []
+    for key, limit in (("name_localizations", 32), ("description_localizations", 100)):
+        values = item.get(key) or {}
+        if not isinstance(values, dict):
+            errors.append(f"{where}.{key}: must be an object")
+            continue
+        for locale, text in values.items():
+            if locale not in DISCORD_LOCALES:
+                errors.append(f"{where}.{key}.{locale}: invalid locale")
+            elif not isinstance(text, str) or not 1 <= len(text) <= limit:
+                errors.append(f"{where}.{key}.{locale}: 1-{limit} characters")
+            elif key == "name_localizations" and slash and not valid_command_name(text):
+                errors.append(f"{where}.{key}.{locale}: invalid name {text!r}")
+    return errors
 
 
 def message_errors(data: dict[str, Any]) -> list[str]:
@@ -112,6 +179,7 @@ def command_errors(cmd: dict[str, Any]) -> list[str]:
         desc = cmd.get("description")
         if not isinstance(desc, str) or not 1 <= len(desc) <= 100:
             errors.append(f"{name}.description: 1-100 characters")
+    errors.extend(_localization_errors(cmd, str(name), slash=ctype == 1))
     errors.extend(_option_errors(cmd.get("options") or [], str(name)))
     return errors
 
@@ -133,6 +201,11 @@ def _option_errors(options: list[dict[str, Any]], path: str) -> list[str]:
         desc = opt.get("description")
         if not isinstance(desc, str) or not 1 <= len(desc) <= 100:
             errors.append(f"{where}.description: 1-100 characters")
+        errors.extend(_localization_errors(opt, where, slash=True))
+        for k, choice in enumerate(opt.get("choices") or []):
+            for locale, text in (choice.get("name_localizations") or {}).items():
+                if locale not in DISCORD_LOCALES or not 1 <= len(str(text)) <= 100:
+                    errors.append(f"{where}.choices.{k}.name_localizations.{locale}: invalid")
         if opt.get("type") in (1, 2):
             errors.extend(_option_errors(opt.get("options") or [], where))
             continue

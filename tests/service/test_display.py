@@ -131,7 +131,7 @@ def test_the_unknown_words_note() -> None:
 
 def test_story_card_names_the_configured_permission_and_shows_the_notice() -> None:
     from bot.core.api import ChannelRef, RetrainReason, StoryCard
-    from bot.discord_adapter.rendering import story_card_embed
+    from bot.discord_adapter.cards import story_card_embed
 
     card = StoryCard(
         channel=ChannelRef(1, 2, "story"),

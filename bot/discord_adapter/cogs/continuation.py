@@ -15,6 +15,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot.adapters.language import ENGLISH, N_, Language
 from bot.core.api import MAX_N_INPUT, MAX_SEED, ChannelRef, ContinueOptions
 from bot.discord_adapter.common import bot_of, channel_ref, member_of
 from bot.discord_adapter.rendering import (
@@ -23,7 +24,13 @@ from bot.discord_adapter.rendering import (
     split_message,
     word_choices,
 )
-from bot.discord_adapter.replies import NO_MENTIONS, report_error, send_ephemeral
+from bot.discord_adapter.replies import (
+    NO_MENTIONS,
+    member_lang,
+    report_error,
+    send_ephemeral,
+    server_lang,
+)
 from bot.errors import UserError
 
 if TYPE_CHECKING:
@@ -43,7 +50,7 @@ REFUSAL_SECONDS = 0.02
 REROLL_TEMPERATURE = 0.8
 # Button state is kept in memory for this many recent replies; older buttons say they expired.
 REMEMBERED_REPLIES = 2000
-EXPIRED = "These buttons have expired; use `/continue` again."
+EXPIRED = N_("These buttons have expired; use `/continue` again.")
 CONTINUE_THIS = "Continue this"
 
 
@@ -63,10 +70,11 @@ class ContinuationButton(
 ):
     """Reroll / Continue. The custom id names a remembered reply, so stale buttons answer too."""
 
-    def __init__(self, action: str, token: str) -> None:
-        label, style = ("Reroll", discord.ButtonStyle.secondary)
+    def __init__(self, action: str, token: str, lang: Language = ENGLISH) -> None:
+        # The label only shows when the bot sends the button; a click rebuilds it unseen.
+        label, style = (lang.gettext("Reroll"), discord.ButtonStyle.secondary)
         if action == "more":
-            label, style = ("Continue", discord.ButtonStyle.primary)
+            label, style = (lang.gettext("Continue"), discord.ButtonStyle.primary)
         super().__init__(
             discord.ui.Button(label=label, style=style, custom_id=f"fabulist:{action}:{token}")
         )
@@ -165,7 +173,7 @@ class ContinuationCog(commands.Cog):
     async def press(self, interaction: discord.Interaction[Any], action: str, token: str) -> None:
         state = self._replies.get(token)
         if state is None or state.channel.channel_id != interaction.channel_id:
-            await send_ephemeral(interaction, EXPIRED)
+            await send_ephemeral(interaction, member_lang(interaction).gettext(EXPIRED))
             return
         if action == "reroll":
             options = replace(
@@ -215,10 +223,11 @@ class ContinuationCog(commands.Cog):
                     await interaction.delete_original_response()
             raise
         token = self._remember(channel, prompt, options, result)
-        chunks = render_reply(result, lead)
+        lang = server_lang(interaction)  # the reply is public
+        chunks = render_reply(result, lead, lang)
         view = discord.ui.View(timeout=None)
-        view.add_item(ContinuationButton("reroll", token))
-        view.add_item(ContinuationButton("more", token))
+        view.add_item(ContinuationButton("reroll", token, lang))
+        view.add_item(ContinuationButton("more", token, lang))
         for index, chunk in enumerate(chunks):
             last = index == len(chunks) - 1
             kwargs: dict[str, Any] = {"allowed_mentions": NO_MENTIONS, "suppress_embeds": True}
@@ -240,7 +249,7 @@ class ContinuationCog(commands.Cog):
         return token
 
 
-def render_reply(result: Continuation, lead: str = "") -> list[str]:
+def render_reply(result: Continuation, lead: str = "", lang: Language = ENGLISH) -> list[str]:
     """The reply's messages: usually one; a very long continuation is split at 2,000 chars."""
     text = continuation_text(
         result.text,
@@ -248,6 +257,7 @@ def render_reply(result: Continuation, lead: str = "") -> list[str]:
         original_share=result.original_share,
         lead=lead,
         unknown_words=result.unknown_words,
+        lang=lang,
     )
     return split_message(text)
 

@@ -12,14 +12,10 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot.discord_adapter.cards import filter_change_text, filter_list_text
 from bot.discord_adapter.common import admin_check, channel_ref, member_of
-from bot.discord_adapter.rendering import (
-    MESSAGE_LIMIT,
-    filter_change_text,
-    filter_list_text,
-    split_message,
-)
-from bot.discord_adapter.replies import NO_MENTIONS
+from bot.discord_adapter.rendering import MESSAGE_LIMIT, split_message
+from bot.discord_adapter.replies import NO_MENTIONS, member_lang
 
 if TYPE_CHECKING:
     from bot.core.service import StoryService
@@ -59,7 +55,9 @@ class FilterCog(commands.Cog):
             channel_ref(interaction), member_of(interaction), word
         )
         await interaction.response.send_message(
-            filter_change_text(change, added=True), ephemeral=True, allowed_mentions=NO_MENTIONS
+            filter_change_text(change, added=True, lang=member_lang(interaction)),
+            ephemeral=True,
+            allowed_mentions=NO_MENTIONS,
         )
 
     @filter.command(name="remove")
@@ -73,7 +71,9 @@ class FilterCog(commands.Cog):
             channel_ref(interaction), member_of(interaction), word
         )
         await interaction.response.send_message(
-            filter_change_text(change, added=False), ephemeral=True, allowed_mentions=NO_MENTIONS
+            filter_change_text(change, added=False, lang=member_lang(interaction)),
+            ephemeral=True,
+            allowed_mentions=NO_MENTIONS,
         )
 
     @filter.command(name="list")
@@ -81,7 +81,8 @@ class FilterCog(commands.Cog):
     async def list_words(self, interaction: discord.Interaction[Any]) -> None:
         """Show this server's filtered words (only you see the list)."""
         words = await self.service.list_filters(channel_ref(interaction), member_of(interaction))
-        for index, page in enumerate(split_message(filter_list_text(words), MESSAGE_LIMIT)):
+        text = filter_list_text(words, member_lang(interaction))
+        for index, page in enumerate(split_message(text, MESSAGE_LIMIT)):
             send = interaction.response.send_message if index == 0 else interaction.followup.send
             await send(page, ephemeral=True, allowed_mentions=NO_MENTIONS)
 

@@ -10,9 +10,9 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.adapters.text import deletion_text, member_data_json, member_data_text
+from bot.adapters.text import member_data_json, member_data_text, own_deletion_text
 from bot.core.api import Member
-from bot.discord_adapter.replies import NO_MENTIONS, Denied
+from bot.discord_adapter.replies import NO_MENTIONS, Denied, member_lang
 
 if TYPE_CHECKING:
     from bot.core.service import StoryService
@@ -40,8 +40,10 @@ class PrivacyCog(commands.Cog):
         await self.service.set_opted_out(interaction.guild_id, interaction.user.id, True)
         await _reply(
             interaction,
-            "Done: fabulist will not read or learn your messages in this server. Messages of "
-            "yours already in its stories stay until you use /privacy forget.",
+            member_lang(interaction).gettext(
+                "Done: fabulist will not read or learn your messages in this server. Messages "
+                "of yours already in its stories stay until you use /privacy forget."
+            ),
         )
 
     @privacy.command(name="optin")
@@ -50,8 +52,10 @@ class PrivacyCog(commands.Cog):
         await self.service.set_opted_out(interaction.guild_id, interaction.user.id, False)
         await _reply(
             interaction,
-            "Done: history trainings in this server may learn your messages again "
-            "(/privacy optout stops it).",
+            member_lang(interaction).gettext(
+                "Done: history trainings in this server may learn your messages again "
+                "(/privacy optout stops it)."
+            ),
         )
 
     @privacy.command(name="mydata")
@@ -59,15 +63,17 @@ class PrivacyCog(commands.Cog):
         """Show what fabulist keeps of you in this server, with a file of all of it."""
         await interaction.response.defer(ephemeral=True, thinking=True)
         data = await self.service.member_data(interaction.user.id, interaction.guild_id)
-        text = member_data_text(data)
+        lang = member_lang(interaction)
+        text = member_data_text(data, lang)
         if not data.uploads and not data.messages:
             await interaction.followup.send(text, ephemeral=True, allowed_mentions=NO_MENTIONS)
             return
         payload = member_data_json(data)
         if len(payload) > FILE_LIMIT:
-            text += (
-                f"\nThe file would be {len(payload) / 1048576:.1f} MiB, more than Discord lets "
-                "me send; ask the bot's operator for it."
+            text += "\n" + lang.gettext(
+                "The file would be {size} MiB, more than Discord lets me send; ask the bot's "
+                "operator for it.",
+                size=f"{len(payload) / 1048576:.1f}",
             )
             await interaction.followup.send(text, ephemeral=True, allowed_mentions=NO_MENTIONS)
             return
@@ -91,7 +97,7 @@ class PrivacyCog(commands.Cog):
             )
         await interaction.response.defer(ephemeral=True, thinking=True)
         deleted = await self.service.delete_user_data(interaction.user.id, interaction.guild_id)
-        await _reply(interaction, deletion_text(deleted))
+        await _reply(interaction, own_deletion_text(deleted, member_lang(interaction)))
 
     @privacy.command(name="server")
     @app_commands.describe(history="on: admins may train on channel history; off: nobody may")
@@ -111,14 +117,15 @@ class PrivacyCog(commands.Cog):
                 raise Denied("You need the Manage Server permission to change this.")
             state = history == "on"
             await self.service.set_history_learning(interaction.guild_id, member, state)
+        lang = member_lang(interaction)
         if state:
-            text = (
+            text = lang.gettext(
                 "Learning from channel history is **on** in this server: members with the "
                 "training permission can use `/train source:history`. Members who run "
                 "`/privacy optout` are never learned from."
             )
         else:
-            text = "Learning from channel history is **off** in this server."
+            text = lang.gettext("Learning from channel history is **off** in this server.")
         await _reply(interaction, text)
 
 

@@ -15,7 +15,9 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot.adapters.language import Language
 from bot.adapters.text import removal_text
+from bot.discord_adapter.cards import story_card_embed, story_stats_embed
 from bot.discord_adapter.common import admin_check, bot_of, channel_ref, member_of, permission_label
 from bot.discord_adapter.rendering import (
     MESSAGE_LIMIT,
@@ -23,11 +25,9 @@ from bot.discord_adapter.rendering import (
     format_percent,
     format_timestamp,
     split_message,
-    story_card_embed,
-    story_stats_embed,
     truncate,
 )
-from bot.discord_adapter.replies import NO_MENTIONS, ErrorReportingView
+from bot.discord_adapter.replies import NO_MENTIONS, ErrorReportingView, member_lang, server_lang
 from bot.display import format_bytes
 
 if TYPE_CHECKING:
@@ -42,9 +42,12 @@ CONFIRM_SECONDS = 60.0
 class ForgetConfirmation(ErrorReportingView):
     """Ephemeral Yes/No for /forget; only the member who asked can see and press it."""
 
-    def __init__(self, requester_id: int) -> None:
+    def __init__(self, requester_id: int, lang: Language) -> None:
         super().__init__(timeout=CONFIRM_SECONDS)
         self.requester_id = requester_id
+        self.lang = lang
+        self.confirm.label = lang.gettext("Forget everything")
+        self.keep.label = lang.gettext("Keep it")
         self.interaction: discord.Interaction[Any] | None = None
 
     async def interaction_check(self, interaction: discord.Interaction[Any], /) -> bool:
@@ -58,7 +61,10 @@ class ForgetConfirmation(ErrorReportingView):
         await interaction.response.defer()
         await bot_of(interaction).service.forget(channel_ref(interaction), member_of(interaction))
         await interaction.edit_original_response(
-            content="Done: this channel's stories, vocabulary and models are deleted.", view=None
+            content=self.lang.gettext(
+                "Done: this channel's stories, vocabulary and models are deleted."
+            ),
+            view=None,
         )
 
     @discord.ui.button(label="Keep it", style=discord.ButtonStyle.secondary)
@@ -66,13 +72,15 @@ class ForgetConfirmation(ErrorReportingView):
         self, interaction: discord.Interaction[Any], button: discord.ui.Button[Any]
     ) -> None:
         self.stop()
-        await interaction.response.edit_message(content="Nothing was deleted.", view=None)
+        await interaction.response.edit_message(
+            content=self.lang.gettext("Nothing was deleted."), view=None
+        )
 
     async def on_timeout(self) -> None:
         if self.interaction is not None:
             with contextlib.suppress(discord.HTTPException):
                 await self.interaction.edit_original_response(
-                    content="No answer; nothing was deleted.", view=None
+                    content=self.lang.gettext("No answer; nothing was deleted."), view=None
                 )
 
 
@@ -95,7 +103,8 @@ class StoryCog(commands.Cog):
     async def show(self, interaction: discord.Interaction[Any]) -> None:
         """Show what this channel has learned: story, uploader, size, accuracy, training state."""
         card = await self.service.story_card(channel_ref(interaction))
-        embed = story_card_embed(card, permission=permission_label(self.bot.config))
+        lang = server_lang(interaction)
+        embed = story_card_embed(card, permission=permission_label(self.bot.config), lang=lang)
         await interaction.response.send_message(embed=embed, allowed_mentions=NO_MENTIONS)
 
     @story.command(name="stats")
@@ -103,22 +112,26 @@ class StoryCog(commands.Cog):
         """Show this channel's figures: symbols per story, vocabulary, versions, replies served."""
         channel = channel_ref(interaction)
         stats = await self.service.figures.stats(channel)
-        embed = story_stats_embed(stats, getattr(interaction.channel, "name", None))
+        name = getattr(interaction.channel, "name", None)
+        embed = story_stats_embed(stats, name, server_lang(interaction))
         await interaction.response.send_message(embed=embed, allowed_mentions=NO_MENTIONS)
 
     @story.command(name="list")
     async def list_stories(self, interaction: discord.Interaction[Any]) -> None:
         """List this channel's stories: id, file, uploader, size and date."""
         stories = await self.service.figures.stories(channel_ref(interaction))
+        lang = server_lang(interaction)
         if not stories:
-            text = "This channel has no stories yet. Teach one with `/train`."
+            text = lang.gettext("This channel has no stories yet. Teach one with `/train`.")
         else:
-            lines = [f"**{len(stories)} stor{'y' if len(stories) == 1 else 'ies'}**"]
+            count = len(stories)
+            lines = [lang.ngettext("**{count} story**", "**{count} stories**", count, count=count)]
             for story in stories:
-                uploader = escape_text(story.uploader_name or "someone")
+                uploader = escape_text(story.uploader_name or lang.gettext("someone"))
+                symbols = lang.gettext("{count} symbols", count=f"{story.symbols:,}")
                 lines.append(
                     f"`#{story.story_id}` {escape_text(story.filename)} · {uploader} · "
-                    f"{story.symbols:,} symbols · {format_timestamp(story.created_at)}"
+                    f"{symbols} · {format_timestamp(story.created_at)}"
                 )
             text = "\n".join(lines)
         await send_pages(interaction, text)
@@ -134,7 +147,7 @@ class StoryCog(commands.Cog):
             channel_ref(interaction), member_of(interaction), id
         )
         await interaction.followup.send(
-            truncate(escape_text(removal_text(removal)), MESSAGE_LIMIT),
+            truncate(escape_text(removal_text(removal, member_lang(interaction))), MESSAGE_LIMIT),
             ephemeral=True,
             allowed_mentions=NO_MENTIONS,
         )
@@ -143,16 +156,21 @@ class StoryCog(commands.Cog):
     async def versions(self, interaction: discord.Interaction[Any]) -> None:
         """List the kept model versions of this channel (the active one is marked)."""
         versions = await self.service.figures.versions(channel_ref(interaction))
+        lang = server_lang(interaction)
         if not versions:
-            text = "This channel has no trained model yet."
+            text = lang.gettext("This channel has no trained model yet.")
         else:
-            lines = ["**Model versions** (newest first)"]
+            lines = [lang.gettext("**Model versions** (newest first)")]
+            active = "**" + lang.gettext("active") + "** "
             for version in versions:
-                stories = ", ".join(f"#{i}" for i in version.story_ids)
+                details = lang.gettext(
+                    "stories {stories} · learnable accuracy {learnable}",
+                    stories=", ".join(f"#{i}" for i in version.story_ids),
+                    learnable=format_percent(version.learnable_accuracy),
+                )
                 lines.append(
-                    f"{'**active** ' if version.active else ''}`v{version.version}` · "
-                    f"{format_timestamp(version.created_at)} · stories {stories} · "
-                    f"learnable accuracy {format_percent(version.learnable_accuracy)}"
+                    f"{active if version.active else ''}`v{version.version}` · "
+                    f"{format_timestamp(version.created_at)} · {details}"
                 )
             text = "\n".join(lines)
         await send_pages(interaction, text)
@@ -170,7 +188,10 @@ class StoryCog(commands.Cog):
             channel_ref(interaction), member_of(interaction), version
         )
         await interaction.response.send_message(
-            f"Model version v{rolled.version} is active now.", allowed_mentions=NO_MENTIONS
+            server_lang(interaction).gettext(
+                "Model version v{version} is active now.", version=rolled.version
+            ),
+            allowed_mentions=NO_MENTIONS,
         )
 
     @story.command(name="export")
@@ -183,17 +204,24 @@ class StoryCog(commands.Cog):
         limit = interaction.guild.filesize_limit if interaction.guild is not None else 10 << 20
         if len(data) > limit:
             guild = "" if channel.guild_id is None else f" --guild-id {channel.guild_id}"
+            command = f"python -m bot export --channel-id {channel.channel_id}{guild}"
             await interaction.followup.send(
-                f"The export is {format_bytes(len(data))}, more than this server lets me "
-                f"upload ({format_bytes(limit)}). Run `python -m bot export --channel-id "
-                f"{channel.channel_id}{guild}` on the bot's machine instead.",
+                member_lang(interaction).gettext(
+                    "The export is {size}, more than this server lets me upload ({limit}). Run "
+                    "`{command}` on the bot's machine instead.",
+                    size=format_bytes(len(data)),
+                    limit=format_bytes(limit),
+                    command=command,
+                ),
                 ephemeral=True,
                 allowed_mentions=NO_MENTIONS,
             )
             return
         await interaction.followup.send(
-            "This channel's stories and active model. Import it into a channel with `/train` "
-            "and this file as the story.",
+            member_lang(interaction).gettext(
+                "This channel's stories and active model. Import it into a channel with "
+                "`/train` and this file as the story."
+            ),
             file=discord.File(io.BytesIO(data), filename=filename),
             ephemeral=True,
             allowed_mentions=NO_MENTIONS,
@@ -205,11 +233,14 @@ class StoryCog(commands.Cog):
     @app_commands.check(admin_check)
     async def forget(self, interaction: discord.Interaction[Any]) -> None:
         """Delete this channel's stories, vocabulary and models (asks for confirmation first)."""
-        view = ForgetConfirmation(interaction.user.id)
+        lang = member_lang(interaction)
+        view = ForgetConfirmation(interaction.user.id, lang)
         view.interaction = interaction
         await interaction.response.send_message(
-            "Forget this channel's story? This deletes its stories, vocabulary and every model "
-            "version, and cannot be undone.",
+            lang.gettext(
+                "Forget this channel's story? This deletes its stories, vocabulary and every "
+                "model version, and cannot be undone."
+            ),
             view=view,
             ephemeral=True,
             allowed_mentions=NO_MENTIONS,

@@ -11,6 +11,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot.adapters.language import Language
 from bot.adapters.text import history_text, retraining_label
 from bot.core.api import (
     MAX_N_INPUT,
@@ -21,9 +22,11 @@ from bot.core.api import (
     RetrainReason,
     TrainOptions,
 )
+from bot.discord_adapter.cards import job_state_word
 from bot.discord_adapter.common import admin_check, bot_of, channel_ref, member_of
 from bot.discord_adapter.download import CappedDownloader
 from bot.discord_adapter.history import MESSAGE_CONTENT_OFF, HistoryReader
+from bot.discord_adapter.i18n import guild_language
 from bot.discord_adapter.progress import (
     JobWatchers,
     ProgressMessage,
@@ -31,7 +34,13 @@ from bot.discord_adapter.progress import (
     ended_text,
 )
 from bot.discord_adapter.rendering import escape_text, progress_text
-from bot.discord_adapter.replies import NO_MENTIONS, Denied, report_error
+from bot.discord_adapter.replies import (
+    NO_MENTIONS,
+    Denied,
+    member_lang,
+    report_error,
+    server_lang,
+)
 
 if TYPE_CHECKING:
     from bot.core.api import TrainingJob
@@ -46,10 +55,10 @@ class CancelButton(
 ):
     """Cancel a training job; the job id lives in the custom id, so it survives restarts."""
 
-    def __init__(self, job_id: int) -> None:
+    def __init__(self, job_id: int, label: str = "Cancel") -> None:
         super().__init__(
             discord.ui.Button(
-                label="Cancel",
+                label=label,
                 style=discord.ButtonStyle.danger,
                 custom_id=f"fabulist:cancel:{job_id}",
             )
@@ -79,14 +88,15 @@ async def cancel_job(interaction: discord.Interaction[Any], job_id: int | None) 
     """Cancel this channel's job (only ``job_id`` if given); returns the reply text."""
     service = bot_of(interaction).service
     channel = channel_ref(interaction)
+    lang = member_lang(interaction)
     if job_id is not None:
         current = await service.job_progress(channel)
         if current is None or current.job_id != job_id:
             return await _show_ended(interaction, job_id)
     progress = await service.cancel(channel, member_of(interaction))
     if progress is None:
-        return "Nothing is training in this channel."
-    return f"Cancelling training job #{progress.job_id}…"
+        return lang.gettext("Nothing is training in this channel.")
+    return lang.gettext("Cancelling training job #{job}…", job=progress.job_id)
 
 
 async def _show_ended(interaction: discord.Interaction[Any], job_id: int) -> str:
@@ -97,19 +107,24 @@ async def _show_ended(interaction: discord.Interaction[Any], job_id: int) -> str
     this one has not (yet) done so at start-up.
     """
     service = bot_of(interaction).service
+    lang = member_lang(interaction)
     ended = await service.ended_job(channel_ref(interaction), job_id)
     if ended is None:
-        return f"Training job #{job_id} has already ended."
+        return lang.gettext("Training job #{job} has already ended.", job=job_id)
     message = interaction.message
     if message is not None:
         try:
-            await message.edit(content=ended_text(ended), view=None)
+            await message.edit(content=ended_text(ended, server_lang(interaction)), view=None)
         except discord.HTTPException as exc:
             log.warning("could not update the progress message of job %s: %s", job_id, exc)
         else:
             if ended.message_id == message.id:
                 await service.progress_message_updated(job_id)
-    return f"Training job #{job_id} has already ended ({ended.result.state})."
+    return lang.gettext(
+        "Training job #{job} has already ended ({state}).",
+        job=job_id,
+        state=job_state_word(ended.result.state, lang),
+    )
 
 
 class TrainingCog(commands.Cog):
@@ -196,20 +211,23 @@ class TrainingCog(commands.Cog):
             raise Denied(MESSAGE_CONTENT_OFF)
         channel, member = channel_ref(interaction), member_of(interaction)
         request = await self.service.history_request(channel, member, messages, options)
-        reader = HistoryReader(self.bot, channel, request)
+        reader = HistoryReader(self.bot, channel, request, server_lang(interaction))
         read = await reader.read()
         label = reader.label
-        tracker = ProgressMessage(label)
+        tracker = ProgressMessage(label, server_lang(interaction))
         try:
             learned = await self.service.train_history(
                 channel, member, read, options, on_progress=tracker.update
             )
         except Exception:
-            await reader.show(f"Read {escape_text(reader.label)}: nothing was learned.")
+            await reader.show(
+                server_lang(interaction).gettext(
+                    "Read {source}: nothing was learned.", source=escape_text(reader.label)
+                )
+            )
             raise
-        await self._show_job(
-            interaction, learned.job, label, tracker, reader, history_text(learned)
-        )
+        note = history_text(learned, member_lang(interaction))
+        await self._show_job(interaction, learned.job, label, tracker, reader, note)
 
     @app_commands.command(name="cancel")
     @app_commands.guild_only()
@@ -227,7 +245,7 @@ class TrainingCog(commands.Cog):
         options: TrainOptions,
     ) -> None:
         channel = channel_ref(interaction)
-        tracker = ProgressMessage(filename)
+        tracker = ProgressMessage(filename, server_lang(interaction))
         job = await self.service.train(
             channel, member_of(interaction), filename, data, options, on_progress=tracker.update
         )
@@ -244,21 +262,25 @@ class TrainingCog(commands.Cog):
     ) -> None:
         """Show the job's live progress in a channel message (the history reading message, or
         a new one) with its Cancel button, and answer the member privately."""
+        lang = member_lang(interaction)
         intro = _initial_progress(job.job_id, job.state, job.queue_position)
         message = await self._post_progress(job.channel, intro, tracker, reader)
         if message is not None:
-            where = f" Progress: {message.jump_url}"
+            where = " " + lang.gettext("Progress: {link}", link=message.jump_url)
         else:
-            where = " (I cannot post in this channel, so there is no live progress.)"
+            where = " " + lang.gettext(
+                "(I cannot post in this channel, so there is no live progress.)"
+            )
         if job.filtered_words:
             count = job.filtered_words
-            where += (
-                f"\n{count} word{'s' if count != 1 else ''} this server filters "
-                f"{'were' if count != 1 else 'was'} left out of the story."
+            where += "\n" + lang.ngettext(
+                "{count} word this server filters was left out of the story.",
+                "{count} words this server filters were left out of the story.",
+                count,
+                count=count,
             )
         await interaction.followup.send(
-            f"Training job #{job.job_id} on {escape_text(filename)} {_state_phrase(job)}."
-            f"{note}{where}",
+            _state_sentence(job, escape_text(filename), lang) + f"{note}{where}",
             ephemeral=True,
             allowed_mentions=NO_MENTIONS,
         )
@@ -273,8 +295,8 @@ class TrainingCog(commands.Cog):
         """Show the job's progress (with Cancel) in the history reading message or a new one,
         and watch the job: the message follows its progress and shows its end."""
         view = discord.ui.View(timeout=None)
-        view.add_item(CancelButton(intro.job_id))
-        text = progress_text(tracker.filename, intro)
+        view.add_item(CancelButton(intro.job_id, tracker.lang.gettext("Cancel")))
+        text = progress_text(tracker.filename, intro, tracker.lang)
         message: discord.Message | None = None
         if reader is not None and reader.message is not None:
             await reader.show(text, view)
@@ -303,7 +325,8 @@ class TrainingCog(commands.Cog):
         self, channel: ChannelRef, job_id: int, reason: RetrainReason
     ) -> ProgressCallback:
         """A retraining the bot queued itself: shown in its channel like a /train."""
-        tracker = ProgressMessage(retraining_label(reason))
+        lang = guild_language(self.bot, channel.guild_id, self.bot.catalogue)
+        tracker = ProgressMessage(retraining_label(reason, lang), lang)
         task = asyncio.create_task(
             self._show_retraining(channel, job_id, tracker), name=f"retraining-{job_id}"
         )
@@ -323,16 +346,33 @@ class TrainingCog(commands.Cog):
             log.exception("could not show retraining job %s in its channel", job_id)
 
 
-def _state_phrase(job: TrainingJob) -> str:
+def _state_sentence(job: TrainingJob, filename: str, lang: Language) -> str:
     if job.state == "done":
         count = len(job.story_ids)
-        return (
-            f"was an export file: imported {count} stor{'y' if count == 1 else 'ies'} "
-            "and the trained model"
+        return lang.ngettext(
+            "Training job #{job} on {filename} was an export file: imported {count} story and "
+            "the trained model.",
+            "Training job #{job} on {filename} was an export file: imported {count} stories "
+            "and the trained model.",
+            count,
+            job=job.job_id,
+            filename=filename,
+            count=count,
+        )
+    if job.state == "queued" and job.queue_position:
+        return lang.gettext(
+            "Training job #{job} on {filename} is queued (position {position}).",
+            job=job.job_id,
+            filename=filename,
+            position=job.queue_position,
         )
     if job.state == "queued":
-        return f"is queued (position {job.queue_position})" if job.queue_position else "is queued"
-    return "has started"
+        return lang.gettext(
+            "Training job #{job} on {filename} is queued.", job=job.job_id, filename=filename
+        )
+    return lang.gettext(
+        "Training job #{job} on {filename} has started.", job=job.job_id, filename=filename
+    )
 
 
 def _initial_progress(job_id: int, state: str, queue_position: int | None) -> JobProgress:

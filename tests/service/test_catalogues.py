@@ -1,0 +1,150 @@
+"""The Discord adapter's catalogues: every language complete, its placeholders those of the
+English message, its command names valid for Discord, and the catalogues up to date with the
+code (``python -m bot.discord_adapter.catalogues`` rewrites them)."""
+
+from __future__ import annotations
+
+import asyncio
+import string
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import discord
+import pytest
+from babel.messages.catalog import Catalog, Message
+from babel.messages.pofile import read_po
+
+from bot.adapters.language import ENGLISH
+from bot.config import load_config
+from bot.discord_adapter.catalogues import template
+from bot.discord_adapter.client import FabulistBot
+from bot.discord_adapter.i18n import (
+    CATALOGUE_OF,
+    DOMAIN,
+    LOCALES_DIR,
+    MENU_CONTEXT,
+    NAME_CONTEXT,
+    Catalogue,
+)
+from tests.fake_discord.validation import command_errors, valid_command_name
+
+LANGUAGES = ("es", "fr", "de", "pt_BR", "ja")
+
+
+def _read(path: Path) -> Catalog:
+    with path.open("rb") as handle:
+        return read_po(handle)
+
+
+def _po(language: str) -> Catalog:
+    return _read(LOCALES_DIR / language / "LC_MESSAGES" / f"{DOMAIN}.po")
+
+
+def _messages(catalog: Catalog) -> Iterator[Message]:
+    return (message for message in catalog if message.id)
+
+
+def _fields(text: str) -> set[str]:
+    return {name for _, name, _, _ in string.Formatter().parse(text) if name is not None}
+
+
+def _key(message: Message) -> tuple[Any, str | None]:
+    return (message.id, message.context)
+
+
+def test_the_five_languages_are_there() -> None:
+    assert set(LANGUAGES) <= set(Catalogue.load().names)
+    assert {CATALOGUE_OF[locale] for locale in ("es-ES", "fr", "de", "pt-BR", "ja")} == set(
+        LANGUAGES
+    )
+
+
+def test_the_template_is_the_code_s_messages() -> None:
+    """A message added to the code without running the extraction fails here."""
+    pot = _read(LOCALES_DIR / f"{DOMAIN}.pot")
+    assert {_key(m) for m in _messages(template())} == {_key(m) for m in _messages(pot)}
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_every_message_is_translated(language: str) -> None:
+    pot = _read(LOCALES_DIR / f"{DOMAIN}.pot")
+    catalog = _po(language)
+    translated = {_key(m): m for m in _messages(catalog)}
+    missing = [m.id for m in _messages(pot) if _key(m) not in translated]
+    assert not missing, f"{language}: not in the catalogue: {missing}"
+    for message in translated.values():
+        forms = message.string if isinstance(message.string, tuple) else (message.string,)
+        assert all(forms), f"{language}: untranslated {message.id!r}"
+        assert message.fuzzy is False, f"{language}: fuzzy {message.id!r}"
+        if isinstance(message.id, tuple):
+            assert len(forms) == catalog.num_plurals, f"{language}: plural forms {message.id!r}"
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_placeholders_match_the_english(language: str) -> None:
+    for message in _messages(_po(language)):
+        ids = message.id if isinstance(message.id, tuple) else (message.id,)
+        forms = message.string if isinstance(message.string, tuple) else (message.string,)
+        # Every plural form may use the count; all of them name what the plural English names.
+        expected = _fields(ids[-1])
+        for form in forms:
+            assert _fields(form) == expected, f"{language}: {message.id!r} -> {form!r}"
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_command_names_are_valid_for_discord(language: str) -> None:
+    for message in _messages(_po(language)):
+        if message.context == NAME_CONTEXT:
+            assert valid_command_name(message.string), f"{language}: {message.string!r}"
+        elif message.context == MENU_CONTEXT:
+            assert 1 <= len(message.string) <= 32, f"{language}: {message.string!r}"
+        elif ("discord-command-tree", None) in message.locations:
+            assert 1 <= len(message.string) <= 100, f"{language}: too long {message.string!r}"
+
+
+async def _payloads() -> list[dict[str, Any]]:
+    bot = FabulistBot(load_config(environ={}), None, sync_dev_guild=False)
+    await bot.load_catalogue()
+    await bot.setup_hook()
+    translator = bot.tree.translator
+    assert translator is not None
+    commands = bot.tree.get_commands(type=None)
+    payloads = [await command.get_translated_payload(bot.tree, translator) for command in commands]
+    await bot.close()
+    return payloads
+
+
+def _options(payload: dict[str, Any]) -> Iterator[list[dict[str, Any]]]:
+    options = payload.get("options") or []
+    yield options
+    for option in options:
+        if option.get("type") in (1, 2):
+            yield from _options(option)
+
+
+def test_the_translated_commands_are_what_discord_accepts() -> None:
+    payloads = asyncio.run(_payloads())
+    assert {p["name"] for p in payloads} >= {"train", "continue", "story", "Continue this"}
+    for payload in payloads:
+        assert not command_errors(payload)
+        for options in _options(payload):
+            for locale in ("es-ES", "fr", "de", "pt-BR", "ja"):
+                names = [o.get("name_localizations", {}).get(locale, o["name"]) for o in options]
+                assert len(names) == len(set(names)), f"{payload['name']} {locale}: {names}"
+    train = next(p for p in payloads if p["name"] == "train")
+    assert train["name_localizations"]["es-ES"] == "entrenar"
+    assert train["name_localizations"]["ja"] == "学習"
+
+
+def test_a_language_falls_back_to_english() -> None:
+    catalogue = Catalogue.load()
+    spanish = catalogue.language(discord.Locale.spain_spanish)
+    assert spanish.gettext("Cancel") == "Cancelar"
+    assert spanish.gettext("a message no catalogue has") == "a message no catalogue has"
+    assert catalogue.language("ko") is ENGLISH
+    assert catalogue.language(None) is ENGLISH
+    assert spanish.ngettext("{count} story", "{count} stories", 2, count=2) == "2 historias"
+    assert catalogue.language("ja").ngettext("{count} story", "{count} stories", 2, count=2) == (
+        "物語 2 件"
+    )
