@@ -6,6 +6,7 @@ Errors are InvalidOption with a message for the member.
 from __future__ import annotations
 
 import math
+import unicodedata
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -175,7 +176,8 @@ class RequestChecks:
         if len(prompt) > MAX_PROMPT_CHARS:
             raise InvalidOption(f"The prompt is too long (over {MAX_PROMPT_CHARS} characters).")
         tokens = tokenize(prompt)
-        if not tokens:
+        if not any(_visible(token) for token in tokens):
+            # Zero-width characters alone (U+200B, U+2060, ...) are symbols, but no word.
             raise InvalidOption("Give at least one word to continue from.")
         limit = self.config.limits.prompt_symbols
         if len(tokens) > limit:
@@ -183,3 +185,8 @@ class RequestChecks:
                 f"The prompt has {len(tokens)} words and punctuation marks; the limit is {limit}."
             )
         return tokens
+
+
+def _visible(token: str) -> bool:
+    """Whether ``token`` shows anything: a character outside Unicode's format controls (Cf)."""
+    return any(unicodedata.category(ch) != "Cf" for ch in token)

@@ -194,6 +194,7 @@ async def test_bad_train_options(
 BAD_CONTINUE: list[tuple[str, str, ContinueOptions, str | None]] = [
     ("empty prompt", "", ContinueOptions(), "at least one word"),
     ("blank prompt", "   \n\t", ContinueOptions(), "at least one word"),
+    ("zero-width prompt", "\u200b \u2060\ufeff\u200d", ContinueOptions(), "at least one word"),
     ("over the symbol limit", "the cat " * 40, ContinueOptions(), "limit"),
     ("over the character limit", "a" * 5000, ContinueOptions(), "too long"),
     ("a 1 MiB prompt", "the " * (ONE_MIB // 4), ContinueOptions(), "too long"),
