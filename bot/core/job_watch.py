@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Collection, Coroutine
 from typing import Any
 
@@ -23,6 +24,9 @@ from bot.core.job_records import JobLedger, OpenJob
 logger = logging.getLogger(__name__)
 
 WATCH_SECONDS = 0.25  # the promise is 1 s, with the trainer's cancel after it
+# An outage fails every round: one warning when it starts and one a minute while it lasts, not
+# four a second.
+OUTAGE_WARNING_SECONDS = 60.0
 
 
 class JobWatch:
@@ -45,6 +49,8 @@ class JobWatch:
             self._task = spawn(self._watch())
 
     async def _watch(self) -> None:
+        failing_since: float | None = None
+        warned_at = 0.0
         while self._open_jobs():
             await asyncio.sleep(WATCH_SECONDS)
             watched = {job.job_id: job for job in self._open_jobs() if job.discarded is None}
@@ -59,4 +65,16 @@ class JobWatch:
                         logger.info("job %d was ended by another process: %s", job_id, ended.state)
                         self._on_ended(job, ended)
             except Exception as exc:  # a lost connection: look again at the next round
-                logger.warning("could not look up the open jobs in the store: %s", exc)
+                now = time.monotonic()
+                if failing_since is None or now - warned_at >= OUTAGE_WARNING_SECONDS:
+                    failing_since = now if failing_since is None else failing_since
+                    warned_at = now
+                    logger.warning(
+                        "could not look up the open jobs in the store for %.0f s: %s",
+                        now - failing_since,
+                        exc,
+                    )
+            else:
+                if failing_since is not None:
+                    logger.info("the open jobs can be looked up in the store again")
+                failing_since = None
