@@ -286,6 +286,11 @@ class TrainingScheduler:
         job = self._by_channel.get(channel.channel_id)
         return None if job is None else self._progress(job)
 
+    def open_job(self, channel: ChannelRef) -> tuple[tuple[int, ...], JobOptions] | None:
+        """The stories and options of the channel's queued or running job here, if any."""
+        job = self._by_channel.get(channel.channel_id)
+        return None if job is None else (job.story_ids, job.options)
+
     def is_open(self, job_id: int) -> bool:
         return job_id in self._jobs
 

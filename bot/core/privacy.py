@@ -6,6 +6,7 @@ of ``/story remove``), and the affected channels retrain on what remains."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 
 from bot.core.api import (
@@ -13,12 +14,14 @@ from bot.core.api import (
     DataDeletion,
     Member,
     MemberData,
+    RetrainReason,
     StoryInfo,
     TrainingJob,
 )
 from bot.core.history import rebuild_story
 from bot.core.library import Library, removal_plan
 from bot.core.store import RemovalFacts, RemovalPlan, StoryRecord
+from bot.core.validation import JobOptions
 from bot.errors import InvalidOption
 from model.config import default_n_input
 
@@ -74,15 +77,21 @@ class Privacy:
         with contextlib.ExitStack() as held:
             for ref in refs:  # no new training starts in these channels meanwhile
                 held.enter_context(self.scheduler.reserved(ref))
+            cancelled_jobs: dict[int, tuple[tuple[int, ...], JobOptions]] = {}
             for ref in refs:
+                open_job = self.scheduler.open_job(ref)
                 cancelled = await self.scheduler.cancel(ref, _PRIVACY)
                 if cancelled is not None:
+                    if open_job is not None:
+                        cancelled_jobs[ref.channel_id] = open_job
                     await self.scheduler.wait_for_job(cancelled.job_id)
             n_input = self.config.training.n_input or default_n_input(0)  # None: by size
             deletions = await self.store.delete_user_data(
                 user_id,
                 guild_id,
-                policy=self._policy,
+                policy=lambda facts: self._policy(
+                    facts, cancelled_jobs.get(facts.story.channel_id)
+                ),
                 rebuild=lambda texts: rebuild_story(
                     texts, n_input=n_input, max_symbols=self.config.limits.story_symbols
                 ),
@@ -109,6 +118,22 @@ class Privacy:
             retrainings=tuple(retrainings),
         )
 
-    def _policy(self, facts: RemovalFacts) -> RemovalPlan:
-        options = self.library.retrain_options(facts.active)
-        return removal_plan(facts, options, member_data=True)
+    def _policy(
+        self, facts: RemovalFacts, cancelled: tuple[tuple[int, ...], JobOptions] | None
+    ) -> RemovalPlan:
+        """``/story remove``'s plan; and a training cancelled for the deletion (a channel's
+        first one, or one on a new story) runs again on what is left of its stories: it is what
+        the channel asked for last, and its end message promised it."""
+        plan = removal_plan(facts, self.library.retrain_options(facts.active), member_data=True)
+        if cancelled is None:
+            return plan
+        story_ids, options = cancelled
+        removed = set(facts.removed_story_ids or ())
+        kept = tuple(story_id for story_id in story_ids if story_id not in removed)
+        if not kept:
+            return plan
+        reason = RetrainReason(
+            removed_story_id=facts.story.id, filename=facts.story.filename, member_data=True
+        )
+        again = JobOptions(options.model, options.training, options.requested, reason)
+        return dataclasses.replace(plan, retrain_story_ids=kept, retrain_options=again.to_dict())

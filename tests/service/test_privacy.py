@@ -149,3 +149,21 @@ async def _cli(*args: str) -> tuple[int, str]:
     out = io.StringIO()
     code = await asyncio.to_thread(main, list(args), out)  # asyncio.run needs its own thread
     return code, out.getvalue()
+
+
+async def test_forget_during_the_channels_first_training_trains_again_without_the_member(
+    service: StoryService,
+) -> None:
+    here = channel(1, GUILD)
+    await service.set_history_learning(GUILD, ADMIN, True)
+    first = await service.train_history(here, ADMIN, _history(), TrainOptions(seed=1))
+    # At once: the first training is queued or running (its trainer process starts in seconds),
+    # and the channel has no model yet.
+    deleted = await service.delete_user_data(BOB, GUILD)
+    assert (await service.wait_for_job(first.job.job_id)).state == "cancelled"
+    assert deleted.channels == 1 and deleted.rewritten_stories == 1
+    [retraining] = deleted.retrainings  # the cancel message says "The channel retrains without it."
+    assert retraining.story_ids == first.job.story_ids
+    assert (await service.wait_for_job(retraining.job_id)).state == "done"
+    after = await service.continue_story(here, "the old mouse", _options())
+    assert "walrus" not in after.text and "whispered" not in after.text, after.text
