@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import re
 
+from bot.messages import Phrase, Plural
+
 KIB = 1 << 10
 MIB = 1 << 20
 
@@ -51,13 +53,19 @@ def display_prose(text: str) -> str:
     )
 
 
-def format_bytes(n: int) -> str:
-    """``512 bytes``, ``40 KiB``, ``4.0 MiB`` (binary units, as the size limits are set)."""
+def byte_size(n: int) -> Phrase:
+    """``512 bytes``, ``40 KiB``, ``4.0 MiB`` (binary units, as the size limits are set), as a
+    phrase an adapter may say in another language."""
     if n >= MIB:
-        return f"{n / MIB:,.1f} MiB"
+        return Phrase("{size} MiB", size=f"{n / MIB:,.1f}")
     if n >= KIB:
-        return f"{n / KIB:,.0f} KiB"
-    return f"{n:,} byte{'' if n == 1 else 's'}"
+        return Phrase("{size} KiB", size=f"{n / KIB:,.0f}")
+    return Plural("{count} byte", "{count} bytes", n, count=f"{n:,}")
+
+
+def format_bytes(n: int) -> str:
+    """``byte_size`` in English."""
+    return byte_size(n).english()
 
 
 def training_fraction(
@@ -77,18 +85,6 @@ def training_fraction(
     if share != share:  # NaN
         return 0.0
     return min(1.0, max(0.0, share))
-
-
-def vocabulary_text(size: int | None, cap: int | None, covered_share: float | None) -> str:
-    """``4,455 (cap 10,000, covers 100.0% of the text)``: the card's vocabulary line."""
-    if size is None:
-        return "unknown"
-    details = []
-    if cap is not None:
-        details.append(f"cap {cap:,}")
-    if covered_share is not None:
-        details.append(f"covers {covered_share:.1%} of the text")
-    return f"{size:,}" + (f" ({', '.join(details)})" if details else "")
 
 
 def count_text(count: int, noun: str) -> str:

@@ -7,6 +7,10 @@ operational fault: adapters log it with a reference code and show a generic repl
 
 from __future__ import annotations
 
+from typing import Self
+
+from bot.messages import N_
+
 
 class ConfigError(Exception):
     """The configuration file or environment is invalid; the message names the setting."""
@@ -20,7 +24,9 @@ class UserError(Exception):
     """A request that cannot be served as asked; ``message`` is safe to show to the user.
 
     ``message`` is English; ``template`` and ``params`` are the same message before its
-    ``{name}`` placeholders were filled in, which an adapter may look up in its language.
+    ``{name}`` placeholders were filled in, which an adapter may look up in its language (a
+    parameter that is a ``bot.messages.Phrase`` too). Never build a template with an f-string:
+    ``tests/service/test_catalogues.py`` fails on one.
     """
 
     def __init__(self, template: str, /, **params: object) -> None:
@@ -29,6 +35,19 @@ class UserError(Exception):
         self.message = message
         self.template = template
         self.params = params
+
+    @classmethod
+    def untranslated(cls, text: str) -> Self:
+        """An error whose words come from outside the catalogue (the model's): English in every
+        language."""
+        return cls("{text}", text=text)
+
+
+class ShuttingDown(UserError):
+    """The service is closing: no new request is taken."""
+
+    def __init__(self) -> None:
+        super().__init__(N_("The bot is shutting down; try again in a minute."))
 
 
 class StorageUnavailable(StorageError, UserError):
@@ -70,8 +89,10 @@ class TrainingElsewhere(Busy):
 
     def __init__(self, job_id: int) -> None:
         super().__init__(
-            "This channel is already training (job #{job}, in another process). "
-            "Wait for it or cancel it first.",
+            N_(
+                "This channel is already training (job #{job}, in another process). "
+                "Wait for it or cancel it first."
+            ),
             job_id,
             None,
             job=job_id,

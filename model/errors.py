@@ -35,6 +35,13 @@ class UnknownWordsError(ModelError):
         return (type(self), (self.words, self.suggestions))
 
 
+class EverythingFiltered(ModelError):
+    """Generation has no word left to pick: the filters forbid every word the model knows."""
+
+    def __init__(self) -> None:
+        super().__init__("Every word this model knows is filtered.")
+
+
 class TrainingCancelled(ModelError):
     """Training stopped because ``should_cancel`` answered True."""
 

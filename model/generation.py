@@ -60,7 +60,7 @@ from typing import Any, TypedDict, Unpack
 import numpy as np
 import numpy.typing as npt
 
-from model.errors import ModelError
+from model.errors import EverythingFiltered, ModelError
 from model.filtering import BlockedSymbols
 from model.forward import NumpyLSTM, Stepper, single_threaded_blas
 from model.serialization import TrainedModel
@@ -233,7 +233,7 @@ def _pick(
         scores = logits.astype(np.float64)  # every symbol banned: lift the soft bans, not filters
         scores[is_forbidden] = -np.inf
         if not np.isfinite(scores).any():
-            raise ModelError("Every word this model knows is filtered.")
+            raise EverythingFiltered()
     if options.temperature <= 0.0:
         return int(np.argmax(scores))
     return _sample(scores, options, rng)

@@ -22,6 +22,7 @@ ADAPTER_ALLOWED = (
     "bot.app",
     "bot.config",
     "bot.errors",
+    "bot.messages",
     "bot.display",
     *ADAPTERS,
 )

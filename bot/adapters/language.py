@@ -7,11 +7,15 @@ the placeholders are filled in afterwards, so a translation may put them in any 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Protocol
+
+from bot.messages import N_ as N_
+from bot.messages import Phrase, Plural
 
 
 class Language(Protocol):
-    """gettext's two calls, with the placeholders filled in."""
+    """gettext's calls (plain, plural, with a context), with the placeholders filled in."""
 
     @property
     def locale(self) -> str: ...
@@ -19,6 +23,8 @@ class Language(Protocol):
     def gettext(self, message: str, /, **params: object) -> str: ...
 
     def ngettext(self, singular: str, plural: str, count: int, /, **params: object) -> str: ...
+
+    def pgettext(self, context: str, message: str, /, **params: object) -> str: ...
 
 
 class English:
@@ -30,13 +36,30 @@ class English:
         return message.format(**params) if params else message
 
     def ngettext(self, singular: str, plural: str, count: int, /, **params: object) -> str:
-        return self.gettext(singular if count == 1 else plural, **params)
+        message = singular if count == 1 else plural
+        return message.format(**params) if params else message
+
+    def pgettext(self, context: str, message: str, /, **params: object) -> str:
+        return self.gettext(message, **params)
 
 
 ENGLISH = English()
 
 
-def N_(message: str) -> str:
-    """Marks a message kept in a constant and looked up later (``lang.gettext(CONSTANT)``), so
-    the catalogue extraction finds it."""
-    return message
+def fill(lang: Language, text: str, params: Mapping[str, object]) -> str:
+    """``text`` with its placeholders filled in; a parameter that is a ``Phrase`` (a size with
+    its unit, a plural, an option's name) is said in ``lang`` too."""
+    if not params:
+        return text
+    return text.format(**{name: said(lang, value) for name, value in params.items()})
+
+
+def said(lang: Language, value: object) -> object:
+    """A ``Phrase`` in ``lang``; any other value as it is."""
+    if isinstance(value, Plural):
+        return lang.ngettext(value.singular, value.plural, value.count, **value.params)
+    if isinstance(value, Phrase):
+        if value.context is not None:
+            return lang.pgettext(value.context, value.message, **value.params)
+        return lang.gettext(value.message, **value.params)
+    return value

@@ -25,7 +25,7 @@ from bot.core.api import (
     UnknownWord,
 )
 from bot.core.figures import ModelVersion, StoryStats
-from bot.display import count_text, display_prose, known, vocabulary_text
+from bot.display import count_text, display_prose, known
 
 # Unknown words a reply's note names; more are counted.
 NAMED_UNKNOWN_WORDS = 5
@@ -51,6 +51,23 @@ def _retrain_cause(reason: RetrainReason, lang: Language) -> str:
 
 def retrain_reason_text(reason: RetrainReason, lang: Language = ENGLISH) -> str:
     return lang.gettext("retraining {cause}", cause=_retrain_cause(reason, lang))
+
+
+def vocabulary_text(
+    size: int | None,
+    cap: int | None,
+    covered_share: float | None,
+    lang: Language = ENGLISH,
+) -> str:
+    """``4,455 (cap 10,000, covers 100.0% of the text)``: the card's vocabulary line."""
+    if size is None:
+        return lang.gettext("unknown")
+    details = []
+    if cap is not None:
+        details.append(lang.gettext("cap {cap}", cap=f"{cap:,}"))
+    if covered_share is not None:
+        details.append(lang.gettext("covers {share} of the text", share=f"{covered_share:.1%}"))
+    return f"{size:,}" + (f" ({', '.join(details)})" if details else "")
 
 
 def plural(count: int, noun: str, nouns: str | None = None) -> str:

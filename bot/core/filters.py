@@ -19,6 +19,7 @@ from bot.config import Config
 from bot.core.api import FilterChange, FilteredWord
 from bot.core.store import StoryStore
 from bot.errors import InvalidOption, InvalidUpload, NotAllowed, NotFound
+from bot.messages import Phrase, Plural
 from model.filtering import WordFilter, filter_rule, mask_text
 
 logger = logging.getLogger(__name__)
@@ -87,13 +88,16 @@ class GuildFilters:
         if not word:
             raise InvalidOption("Give the word to filter.")
         if len(word) > MAX_WORD_CHARACTERS:
-            raise InvalidOption(f"A filtered word has at most {MAX_WORD_CHARACTERS} characters.")
+            raise InvalidOption(
+                "A filtered word has at most {limit} characters.", limit=MAX_WORD_CHARACTERS
+            )
         rule = filter_rule(word)
         if not any(any(ch.isalnum() for ch in symbol) for symbol in rule):
             raise InvalidOption("A filtered word needs at least one letter or digit.")
         if len(rule) > MAX_WORD_SYMBOLS:
             raise InvalidOption(
-                f"Filter a word or a short phrase (at most {MAX_WORD_SYMBOLS} words and marks)."
+                "Filter a word or a short phrase (at most {limit} words and marks).",
+                limit=MAX_WORD_SYMBOLS,
             )
         return word, " ".join(rule)
 
@@ -107,7 +111,8 @@ class GuildFilters:
             return FilterChange(word, False, len(existing))
         if len(existing) >= self.config.filters.max_words:
             raise InvalidOption(
-                f"This server already filters {len(existing)} words (the limit); remove one first."
+                "This server already filters {count} words (the limit); remove one first.",
+                count=len(existing),
             )
         added = await self.store.add_guild_filter(guild, key, word, user_id)
         self._filters.pop(guild, None)  # this process's next use reads the change
@@ -121,7 +126,7 @@ class GuildFilters:
         self._filters.pop(guild, None)
         if removed is None:
             raise NotFound(
-                f"“{word}” is not filtered in this server; /filter list shows the words."
+                "“{word}” is not filtered in this server; /filter list shows the words.", word=word
             )
         count = len(await self.store.guild_filters(guild))
         logger.info("guild %d: filter removed (%d words)", guild, count)
@@ -141,10 +146,12 @@ class GuildFilters:
         if not cut:
             return text, 0
         if self.config.filters.on_story == "refuse":
-            shown = ", ".join(f"“{word}”" for word in sorted(set(cut))[:5])
-            more = " and others" if len(set(cut)) > 5 else ""
+            distinct = sorted(set(cut))
+            shown = ", ".join(f"“{word}”" for word in distinct[:5])
             raise InvalidUpload(
-                f"The story contains {len(cut)} word{'s' if len(cut) != 1 else ''} this server "
-                f"filters ({shown}{more}). Remove them and upload it again."
+                "The story contains {words} this server filters ({shown}). "
+                "Remove them and upload it again.",
+                words=Plural("{count} word", "{count} words", len(cut), count=len(cut)),
+                shown=Phrase("{words} and others", words=shown) if len(distinct) > 5 else shown,
             )
         return masked, len(cut)

@@ -31,7 +31,7 @@ from bot.core.library import Library
 from bot.core.store import RebuiltStory, StoryMessage
 from bot.core.uploads import prepare_story
 from bot.core.validation import check_int
-from bot.errors import InvalidOption, InvalidUpload, NotAllowed, UserError
+from bot.errors import InvalidOption, InvalidUpload, NotAllowed, ShuttingDown
 from model.filtering import WordFilter, mask_text
 
 MENTION_SYMBOL = "◇"
@@ -208,7 +208,7 @@ class HistoryLearning:
         """Select and clean the messages (consent read again: it may have changed while the
         adapter read), store them as one story and queue its training."""
         if self.scheduler.closing:
-            raise UserError("The bot is shutting down; try again in a minute.")
+            raise ShuttingDown()
         request = await self.request(channel, member, None, options)
         job_options = self.checks.job_options(options)
         selected = select_messages(

@@ -311,7 +311,7 @@ class TrainingScheduler:
             return await asyncio.shield(job.result)
         record = await self.store.job(job_id)
         if record is None:
-            raise NotFound(f"There is no training job #{job_id}.")
+            raise NotFound("There is no training job #{job}.", job=job_id)
         return await self.ledger.result_of(record)
 
     async def cancel(self, channel: ChannelRef, member: Member) -> JobProgress | None:

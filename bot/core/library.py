@@ -37,9 +37,12 @@ from bot.core.store import (
 from bot.core.uploads import clean_filename, prepare_story
 from bot.core.validation import JobOptions, RequestChecks, check_int
 from bot.errors import InvalidOption, InvalidUpload, NoModel, NotAllowed, NotFound
+from bot.messages import N_
 from model.config import default_n_input
 
 logger = logging.getLogger(__name__)
+
+NO_STORY = N_("This channel has no story #{story}; /story list shows them.")
 
 
 def removal_plan(
@@ -165,7 +168,8 @@ class Library:
         stories = await self.store.list_stories(channel.channel_id)
         if len(stories) >= limits.stories_per_channel:
             raise InvalidUpload(
-                f"This channel already holds {len(stories)} stories (the limit); remove one first."
+                "This channel already holds {count} stories (the limit); remove one first.",
+                count=len(stories),
             )
         prepared = await asyncio.to_thread(
             prepare_story,
@@ -178,9 +182,10 @@ class Library:
             total = prepared.symbols + sum(s.symbols for s in stories)
             if total > limits.story_symbols:
                 raise InvalidUpload(
-                    f"With the earlier stories this would be {total:,} words and "
-                    f"punctuation marks; the limit is {limits.story_symbols:,}. "
-                    "Use mode replace, or remove a story first."
+                    "With the earlier stories this would be {total} words and punctuation "
+                    "marks; the limit is {limit}. Use mode replace, or remove a story first.",
+                    total=f"{total:,}",
+                    limit=f"{limits.story_symbols:,}",
                 )
         self.scheduler.check_queue()
         record = await self.store.add_story_and_job(
@@ -226,7 +231,9 @@ class Library:
         record = await self.store.set_active_version(channel.channel_id, version)
         if record is None:
             kept = ", ".join(str(v.version) for v in versions)
-            raise NotFound(f"Version {version} is not kept; kept versions: {kept}.")
+            raise NotFound(
+                "Version {version} is not kept; kept versions: {kept}.", version=version, kept=kept
+            )
         return next(v for v in await self.figures.versions(channel) if v.version == version)
 
     async def remove_story(
@@ -242,7 +249,7 @@ class Library:
         check_int("story id", story_id, 1, 2**63 - 1)
         story = await self.store.story(channel.channel_id, story_id)
         if story is None:
-            raise NotFound(f"This channel has no story #{story_id}; /story list shows them.")
+            raise NotFound(NO_STORY, story=story_id)
         if not member.is_admin and member.user_id != story.uploader_id:
             raise NotAllowed("Only the member who uploaded this story or an admin can remove it.")
         self.scheduler.check_not_busy(channel)
@@ -257,7 +264,7 @@ class Library:
                 requested_by_name=member.display_name,
             )
         if deletion is None:
-            raise NotFound(f"This channel has no story #{story_id}; /story list shows them.")
+            raise NotFound(NO_STORY, story=story_id)
         self.cache.drop(channel.channel_id)
         logger.info(
             "channel %d: story %d removed with versions %s",

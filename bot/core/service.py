@@ -56,11 +56,10 @@ from bot.core.storyteller import Storyteller
 from bot.core.transfer import Transfer
 from bot.core.uploads import check_upload_size, is_export_name
 from bot.core.validation import RequestChecks
-from bot.errors import NotAllowed, UserError
+from bot.errors import NotAllowed, ShuttingDown
 from bot.export import ExportLimits, looks_like_export
 
 logger = logging.getLogger(__name__)
-SHUTTING_DOWN = "The bot is shutting down; try again in a minute."
 
 
 class StoryService:
@@ -110,7 +109,7 @@ class StoryService:
 
     def _check_open(self) -> None:
         if self.scheduler.closing:
-            raise UserError(SHUTTING_DOWN)
+            raise ShuttingDown()
 
     # -- uploads -----------------------------------------------------------------------------
 

@@ -19,6 +19,7 @@ from bot.core.store import StoryStore
 from bot.core.validation import RequestChecks
 from bot.errors import InvalidOption, NoModel
 from model import ModelError, detokenize, tokenize
+from model.errors import EverythingFiltered
 
 logger = logging.getLogger(__name__)
 
@@ -82,8 +83,12 @@ class Storyteller:
                     word_filter,
                     avoid,
                 )
+            except EverythingFiltered:
+                raise InvalidOption("Every word this model knows is filtered.") from None
             except ModelError as exc:
-                raise InvalidOption(str(exc)) from None
+                # The checks above keep the options in the model's ranges; its own words
+                # (English only: model/ has no catalogue) are the last resort.
+                raise InvalidOption.untranslated(str(exc)) from None
             finally:
                 self._generating -= 1
         except BaseException:

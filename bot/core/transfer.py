@@ -11,7 +11,7 @@ from bot.core.api import ChannelRef, ImportResult, Member, StoryCard
 from bot.core.library import Library
 from bot.core.store import ImportedStory, NewModel, NewStory, now_iso
 from bot.core.uploads import clean_filename, prepare_story
-from bot.display import format_bytes as _size
+from bot.display import byte_size
 from bot.errors import InvalidUpload, NoModel, NotAllowed, StorageError, UserError
 from bot.export import (
     ChannelExport,
@@ -22,6 +22,7 @@ from bot.export import (
     read_export,
     write_export,
 )
+from bot.messages import Phrase
 from model.config import MAX_N_INPUT
 
 logger = logging.getLogger(__name__)
@@ -97,7 +98,9 @@ class Transfer:
         limits = self.limits
         if len(data) > limits.file_bytes:
             raise InvalidExport(
-                f"The file is {_size(len(data))}; an export may be {_size(limits.file_bytes)}."
+                "The file is {size}; an export may be {limit}.",
+                size=byte_size(len(data)),
+                limit=byte_size(limits.file_bytes),
             )
         self.library.scheduler.check_not_busy(channel)
         with self.library.scheduler.reserved(channel):
@@ -105,7 +108,7 @@ class Transfer:
             assert parsed.model is not None
             model = parsed.model
             if model.config.n_input > MAX_N_INPUT:
-                raise InvalidExport(f"The model's n_input is above {MAX_N_INPUT}.")
+                raise InvalidExport("The model's n_input is above {limit}.", limit=MAX_N_INPUT)
             stories = await asyncio.to_thread(self._check_imported_stories, parsed)
             options: dict[str, Any] = {
                 **parsed.options,
@@ -132,7 +135,9 @@ class Transfer:
                     keep_versions=self.library.config.storage.model_versions_kept,
                 )
             except StorageError as exc:
-                raise InvalidUpload(f"The export cannot be imported here: {exc}.") from None
+                raise InvalidUpload(
+                    "The export cannot be imported here: {reason}.", reason=str(exc)
+                ) from None
         self.library.cache.drop(channel.channel_id)
         logger.info(
             "channel %d: imported %d stories, model version %d (job %d)",
@@ -164,12 +169,17 @@ class Transfer:
                 )
             except InvalidUpload as exc:
                 raise InvalidExport(
-                    f"Story {number} in the file is refused: {exc.message}"
+                    "Story {number} in the file is refused: {reason}",
+                    number=number,
+                    reason=Phrase(exc.template, **exc.params),
                 ) from None
             if prepared.symbols != story.symbols:
                 raise InvalidExport(
-                    f"Story {number} in the file has {prepared.symbols} symbols, "
-                    f"its manifest says {story.symbols}. Nothing was imported."
+                    "Story {number} in the file has {symbols} symbols, its manifest says "
+                    "{declared}. Nothing was imported.",
+                    number=number,
+                    symbols=prepared.symbols,
+                    declared=story.symbols,
                 )
             stories.append(
                 ImportedStory(

@@ -12,20 +12,21 @@ import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from bot.display import format_bytes
+from bot.display import byte_size
 from bot.errors import InvalidUpload
+from bot.messages import Phrase
 from model import tokenize
 
 _BINARY_MAGIC = {
-    b"\x89PNG": "a PNG image",
-    b"PK\x03\x04": "a zip archive",
-    b"\x7fELF": "an executable program",
-    b"MZ": "a Windows program",
-    b"%PDF": "a PDF document",
-    b"\x1f\x8b": "a gzip archive",
-    b"\xff\xd8\xff": "a JPEG image",
-    b"GIF8": "a GIF image",
-    b"SQLite format 3": "an SQLite database",
+    b"\x89PNG": Phrase("a PNG image"),
+    b"PK\x03\x04": Phrase("a zip archive"),
+    b"\x7fELF": Phrase("an executable program"),
+    b"MZ": Phrase("a Windows program"),
+    b"%PDF": Phrase("a PDF document"),
+    b"\x1f\x8b": Phrase("a gzip archive"),
+    b"\xff\xd8\xff": Phrase("a JPEG image"),
+    b"GIF8": Phrase("a GIF image"),
+    b"SQLite format 3": Phrase("an SQLite database"),
 }
 _ALLOWED_CONTROLS = frozenset("\t\n\r\f\v")
 
@@ -56,8 +57,8 @@ def decode_story(data: bytes) -> tuple[str, str]:
     except UnicodeDecodeError:
         if kind is not None or b"\x00" in data[:4096]:
             raise InvalidUpload(
-                f"This looks like {kind or 'a binary file'}, not a text story. "
-                "Upload a plain .txt file."
+                "This looks like {kind}, not a text story. Upload a plain .txt file.",
+                kind=kind or Phrase("a binary file"),
             ) from None
         raise InvalidUpload(
             "The file is not UTF-8 text (it may be Latin-1 or Windows-1252). "
@@ -69,10 +70,10 @@ def decode_story(data: bytes) -> tuple[str, str]:
     )
     if bad is not None:
         if kind is not None:
-            raise InvalidUpload(f"This looks like {kind}, not a text story.")
+            raise InvalidUpload("This looks like {kind}, not a text story.", kind=kind)
         raise InvalidUpload(
-            f"The file contains a control character (U+{ord(bad):04X}"
-            f"{', NUL' if bad == chr(0) else ''}), so it is not a plain text story."
+            "The file contains a control character ({character}), so it is not a plain text story.",
+            character=f"U+{ord(bad):04X}" + (", NUL" if bad == chr(0) else ""),
         )
     if not text.strip().lstrip("\ufeff"):
         raise InvalidUpload("The file has no text in it.")
@@ -95,13 +96,16 @@ def prepare_story(
     tokens = tokenize(text)
     if len(tokens) < n_input + 1:
         raise InvalidUpload(
-            f"The story is too short: {len(tokens)} words and punctuation marks; "
-            f"at least {n_input + 1} are needed."
+            "The story is too short: {count} words and punctuation marks; "
+            "at least {needed} are needed.",
+            count=len(tokens),
+            needed=n_input + 1,
         )
     if len(tokens) > max_symbols:
         raise InvalidUpload(
-            f"The story is too long: {len(tokens):,} words and punctuation marks; "
-            f"the limit is {max_symbols:,}."
+            "The story is too long: {count} words and punctuation marks; the limit is {limit}.",
+            count=f"{len(tokens):,}",
+            limit=f"{max_symbols:,}",
         )
     distinct = len(set(tokens))
     if distinct < 2:
@@ -133,6 +137,7 @@ def check_upload_size(size: int, limit: int) -> None:
         raise InvalidUpload("The file is empty.")
     if size > limit:
         raise InvalidUpload(
-            f"The file is {format_bytes(size)}; the limit is {format_bytes(limit)}. "
-            "Upload a shorter story."
+            "The file is {size}; the limit is {limit}. Upload a shorter story.",
+            size=byte_size(size),
+            limit=byte_size(limit),
         )

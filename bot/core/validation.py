@@ -13,6 +13,7 @@ from typing import Any
 from bot.config import Config
 from bot.core.api import MAX_SEED, ContinueOptions, RetrainReason, TrainOptions
 from bot.errors import InvalidOption
+from bot.messages import OptionName, Phrase
 from model import (
     GenerationOptions,
     ModelConfig,
@@ -31,18 +32,30 @@ MESSAGE_TAIL_CHARS = 1_000
 
 
 def check_int(name: str, value: object, low: int, high: int) -> None:
+    """``name`` is the option's (a Discord command's option name where it has one)."""
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise InvalidOption(f"{name} must be a whole number from {low} to {high}.")
+        raise InvalidOption(
+            "{option} must be a whole number from {low} to {high}.",
+            option=OptionName(name),
+            low=low,
+            high=high,
+        )
 
 
-def check_float(name: str, value: object, low: float, high: float, hint: str = "") -> None:
+def check_float(name: str, value: object, low: float, high: float, hint: Phrase | str = "") -> None:
     if (
         isinstance(value, bool)
         or not isinstance(value, int | float)
         or not math.isfinite(value)
         or not low <= value <= high
     ):
-        raise InvalidOption(f"{name} must be a number from {low:g} to {high:g}{hint}.")
+        raise InvalidOption(
+            "{option} must be a number from {low} to {high}{hint}.",
+            option=OptionName(name),
+            low=format(low, "g"),
+            high=format(high, "g"),
+            hint=hint,
+        )
 
 
 @dataclass(frozen=True)
@@ -123,7 +136,9 @@ class RequestChecks:
             )
             return model, TrainingConfig(**training)
         except ModelError as exc:
-            raise InvalidOption(str(exc)) from exc
+            # The checks above keep the options in range; the model's own (English) words are
+            # the last resort.
+            raise InvalidOption.untranslated(str(exc)) from exc
 
     def job_options(self, options: TrainOptions, reason: RetrainReason | None = None) -> JobOptions:
         """Checked options resolved against the defaults (InvalidOption if out of range)."""
@@ -153,7 +168,7 @@ class RequestChecks:
             temperature,
             0,
             limits.max_temperature,
-            " (0 always picks the likeliest word)",
+            Phrase(" (0 always picks the likeliest word)"),
         )
         if options.seed is not None:
             check_int("seed", options.seed, 0, MAX_SEED)
@@ -174,7 +189,9 @@ class RequestChecks:
 
     def prompt(self, prompt: str) -> list[str]:
         if len(prompt) > MAX_PROMPT_CHARS:
-            raise InvalidOption(f"The prompt is too long (over {MAX_PROMPT_CHARS} characters).")
+            raise InvalidOption(
+                "The prompt is too long (over {limit} characters).", limit=MAX_PROMPT_CHARS
+            )
         tokens = tokenize(prompt)
         if not any(_visible(token) for token in tokens):
             # Zero-width characters alone (U+200B, U+2060, ...) are symbols, but no word.
@@ -182,7 +199,9 @@ class RequestChecks:
         limit = self.config.limits.prompt_symbols
         if len(tokens) > limit:
             raise InvalidOption(
-                f"The prompt has {len(tokens)} words and punctuation marks; the limit is {limit}."
+                "The prompt has {count} words and punctuation marks; the limit is {limit}.",
+                count=len(tokens),
+                limit=limit,
             )
         return tokens
 

@@ -9,7 +9,12 @@ from typing import TYPE_CHECKING
 import discord
 
 from bot.adapters.language import ENGLISH, Language
-from bot.adapters.text import history_source_text, retrain_reason_text, stats_lines
+from bot.adapters.text import (
+    history_source_text,
+    retrain_reason_text,
+    stats_lines,
+    vocabulary_text,
+)
 from bot.discord_adapter.rendering import (
     EMBED_FIELD_LIMIT,
     escape_text,
@@ -22,7 +27,6 @@ from bot.discord_adapter.rendering import (
     time_left,
     truncate,
 )
-from bot.display import vocabulary_text
 
 if TYPE_CHECKING:
     from bot.core.api import FilterChange, FilteredWord, JobProgress, StoryCard
@@ -87,7 +91,7 @@ def story_card_embed(
             embed.add_field(name=_("Symbols"), value=f"{card.symbols:,}", inline=True)
         if card.vocabulary_size is not None:
             vocab = vocabulary_text(
-                card.vocabulary_size, card.vocabulary_cap, card.vocabulary_covered_share
+                card.vocabulary_size, card.vocabulary_cap, card.vocabulary_covered_share, lang
             )
             embed.add_field(name=_("Vocabulary"), value=vocab, inline=True)
         embed.add_field(
@@ -111,7 +115,7 @@ def story_card_embed(
                     "{count} epochs, {time}",
                     card.epochs or 0,
                     count=card.epochs or 0,
-                    time=format_duration(card.training_seconds),
+                    time=format_duration(card.training_seconds, lang),
                 ),
                 inline=True,
             )

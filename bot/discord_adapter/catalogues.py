@@ -5,11 +5,18 @@ descriptions and choices as discord.py registers them) into ``locales/fabulist.p
 merges it into each ``locales/<lang>/LC_MESSAGES/fabulist.po``: new messages arrive
 untranslated, changed ones fuzzy, removed ones obsolete. Then translate, and run
 ``tests/service/test_catalogues.py``.
+
+A message built at run time (``UserError(f"... {n}")``, ``gettext("a" + b)``) cannot be
+looked up, so it would show in English everywhere: the tool names each one
+(``unextracted_messages``), and the test fails while there is one.
 """
 
 from __future__ import annotations
 
+import ast
 import asyncio
+import contextlib
+import io
 import logging
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,36 +27,49 @@ from babel.messages.extract import extract_from_file
 from babel.messages.pofile import read_po, write_po
 from discord import app_commands
 
+import bot.core.service  # noqa: F401  # every error class of the core, bot.export's too
 from bot.config import load_config
 from bot.discord_adapter.client import COG_EXTENSIONS, FabulistBot
 from bot.discord_adapter.i18n import DOMAIN, LOCALES_DIR, MENU_CONTEXT, NAME_CONTEXT
+from bot.discord_adapter.replies import Denied
+from bot.errors import UserError
 
 log = logging.getLogger(__name__)
 
 BOT_DIR = Path(__file__).resolve().parent.parent
 # Where the messages Discord shows are written; the CLI and the console stay English.
-SOURCES = ("discord_adapter", "adapters/text.py", "adapters/language.py", "core", "errors.py")
-ERROR_CLASSES = (
-    "UserError",
-    "StorageUnavailable",
-    "InvalidUpload",
-    "InvalidOption",
-    "NoModel",
-    "NotFound",
-    "Busy",
-    "TrainingElsewhere",
-    "NotAllowed",
-    "QueueFull",
-    "CoolingDown",
-    "Denied",
+SOURCES = (
+    "discord_adapter",
+    "adapters/text.py",
+    "adapters/language.py",
+    "core",
+    "errors.py",
+    "messages.py",
+    "display.py",
 )
-KEYWORDS: dict[str, tuple[int, ...] | None] = {
+# The calls whose arguments at these positions (1-based) are messages: gettext's, and every
+# error a member may see (its first argument is the message).
+MESSAGE_CALLS: dict[str, tuple[int, ...] | None] = {
     "_": None,
     "gettext": None,
     "ngettext": (1, 2),
     "N_": None,
-    **dict.fromkeys(ERROR_CLASSES),
+    "Phrase": None,
+    "Plural": (1, 2),
 }
+
+
+def _subclasses(cls: type) -> Iterator[type]:
+    yield cls
+    subclasses: list[type] = cls.__subclasses__()
+    for subclass in subclasses:
+        yield from _subclasses(subclass)
+
+
+def keywords() -> dict[str, tuple[int, ...] | None]:
+    """Every message call, with the error classes as they are now (a new one is included)."""
+    errors = {cls.__name__ for base in (UserError, Denied) for cls in _subclasses(base)}
+    return {**MESSAGE_CALLS, **dict.fromkeys(sorted(errors))}
 
 
 def _python_files() -> Iterator[Path]:
@@ -58,12 +78,57 @@ def _python_files() -> Iterator[Path]:
         yield from sorted(path.rglob("*.py")) if path.is_dir() else [path]
 
 
-def _add_code_messages(catalog: Catalog) -> None:
+def _called_name(call: ast.Call) -> str | None:
+    if isinstance(call.func, ast.Name):
+        return call.func.id
+    return call.func.attr if isinstance(call.func, ast.Attribute) else None
+
+
+def _written_out(argument: ast.expr) -> bool:
+    """A message as written (a string), or one kept elsewhere (a constant, ``error.template``);
+    not one built here (an f-string, ``+``, ``%``, ``.format``, a conditional)."""
+    if isinstance(argument, ast.Constant):
+        return isinstance(argument.value, str)
+    return isinstance(argument, ast.Name | ast.Attribute)
+
+
+def built_messages(source: str, where: str, calls: dict[str, tuple[int, ...] | None]) -> list[str]:
+    """``where:line: call`` for every message ``source`` builds at run time."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if not isinstance(node, ast.Call):
+            continue
+        name = _called_name(node)
+        if name is None or name not in calls:
+            continue
+        for position in calls[name] or (1,):
+            if position <= len(node.args) and not _written_out(node.args[position - 1]):
+                found.append(f"{where}:{node.lineno}: {name}(...) builds its message")
+    return found
+
+
+def unextracted_messages() -> list[str]:
+    """Every message the code builds at run time, which no catalogue can hold."""
+    calls = keywords()
+    found = []
     for path in _python_files():
         where = path.relative_to(BOT_DIR.parent).as_posix()
-        for lineno, message, comments, context in extract_from_file(
-            "python", path, keywords=KEYWORDS, comment_tags=("Translators:",)
-        ):
+        found += built_messages(path.read_text(encoding="utf-8"), where, calls)
+    return found
+
+
+def _add_code_messages(catalog: Catalog) -> None:
+    calls = keywords()
+    for path in _python_files():
+        where = path.relative_to(BOT_DIR.parent).as_posix()
+        # Babel warns of every f-string inside a message call, also of a parameter's value
+        # (``gettext("{n} symbols", n=f"{n:,}")``), which is no message: unextracted_messages
+        # names the messages that are built at run time instead.
+        with contextlib.redirect_stderr(io.StringIO()):
+            extracted = list(
+                extract_from_file("python", path, keywords=calls, comment_tags=("Translators:",))
+            )
+        for lineno, message, comments, context in extracted:
             catalog.add(
                 message, locations=[(where, lineno)], auto_comments=comments, context=context
             )
@@ -98,6 +163,8 @@ def template() -> Catalog:
 
 
 def main() -> None:
+    for problem in unextracted_messages():
+        log.warning("%s: write it as a message with {placeholders} (docs/languages.md)", problem)
     pot = template()
     with (LOCALES_DIR / f"{DOMAIN}.pot").open("wb") as out:
         write_po(out, pot, width=100, omit_header=False, sort_output=False, no_location=False)

@@ -7,7 +7,7 @@ import logging
 import aiohttp
 import discord
 
-from bot.display import format_bytes
+from bot.display import byte_size
 from bot.errors import InvalidUpload
 
 log = logging.getLogger(__name__)
@@ -48,6 +48,6 @@ class CappedDownloader:
             raise InvalidUpload(
                 "The file is larger than the {limit} limit (larger than its upload said). "
                 "Upload a shorter story.",
-                limit=format_bytes(limit),
+                limit=byte_size(limit),
             )
         return bytes(buffer)

@@ -20,14 +20,15 @@ from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 from discord import app_commands
 
-from bot.adapters.language import ENGLISH, Language
+from bot.adapters.language import ENGLISH, Language, fill
+from bot.messages import OPTION_NAME_CONTEXT
 
 log = logging.getLogger(__name__)
 
 LOCALES_DIR = Path(__file__).parent / "locales"
 DOMAIN = "fabulist"
 # The msgctxt of command, group and option names: they follow Discord's rules for names.
-NAME_CONTEXT = "command name"
+NAME_CONTEXT = OPTION_NAME_CONTEXT
 # The msgctxt of a message menu's name (right-click -> Apps): any case, spaces allowed.
 MENU_CONTEXT = "menu name"
 NAME_LOCATIONS = frozenset(
@@ -56,12 +57,13 @@ class Translated:
         self._translations = translations
 
     def gettext(self, message: str, /, **params: object) -> str:
-        text = self._translations.gettext(message)
-        return text.format(**params) if params else text
+        return fill(self, self._translations.gettext(message), params)
 
     def ngettext(self, singular: str, plural: str, count: int, /, **params: object) -> str:
-        text = self._translations.ngettext(singular, plural, count)
-        return text.format(**params) if params else text
+        return fill(self, self._translations.ngettext(singular, plural, count), params)
+
+    def pgettext(self, context: str, message: str, /, **params: object) -> str:
+        return fill(self, self._translations.pgettext(context, message), params)
 
     def name(self, message: str, context: str = NAME_CONTEXT) -> str | None:
         """A command, group or option name in this language, or None if it has none."""

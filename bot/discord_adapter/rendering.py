@@ -96,25 +96,25 @@ def progress_bar(fraction: float, width: int = BAR_WIDTH) -> str:
     return "█" * filled + "░" * (width - filled)
 
 
-def format_duration(seconds: float | None) -> str:
-    """``42 s``, ``3 min 05 s``, ``1 h 02 min``; ``?`` when unknown."""
+def format_duration(seconds: float | None, lang: Language = ENGLISH) -> str:
+    """``42 s``, ``3 min 05 s``, ``1 h 02 min`` (``42 秒``...); ``?`` when unknown."""
     if seconds is None or math.isnan(seconds) or seconds < 0:
         return "?"
     total = round(seconds)
     if total < 60:
-        return f"{total} s"
+        return lang.gettext("{seconds} s", seconds=total)
     minutes, secs = divmod(total, 60)
     if minutes < 60:
-        return f"{minutes} min {secs:02d} s"
+        return lang.gettext("{minutes} min {seconds} s", minutes=minutes, seconds=f"{secs:02d}")
     hours, minutes = divmod(minutes, 60)
-    return f"{hours} h {minutes:02d} min"
+    return lang.gettext("{hours} h {minutes} min", hours=hours, minutes=f"{minutes:02d}")
 
 
 def time_left(progress: JobProgress, separator: str, lang: Language = ENGLISH) -> str:
     """``separator`` + "at most 3 min 05 s left", or "" before the first estimate. At most: the
     estimate runs to the epoch limit or the time budget, and most trainings stop earlier (the
     story is learned, or more epochs stop helping)."""
-    shown = format_duration(progress.eta_seconds)
+    shown = format_duration(progress.eta_seconds, lang)
     return "" if shown == "?" else separator + lang.gettext("at most {time} left", time=shown)
 
 
@@ -177,7 +177,7 @@ def progress_text(filename: str, progress: JobProgress, lang: Language = ENGLISH
             accuracy=format_percent(progress.accuracy),
             learnable=format_percent(progress.learnable_accuracy),
         ),
-        lang.gettext("elapsed {time}", time=format_duration(progress.elapsed_seconds))
+        lang.gettext("elapsed {time}", time=format_duration(progress.elapsed_seconds, lang))
         + time_left(progress, " · ", lang),
     ]
     return "\n".join(lines)
@@ -224,7 +224,7 @@ def result_text(filename: str, result: JobResult, lang: Language = ENGLISH) -> s
                 "{count} epochs in {time}",
                 figures.epochs,
                 count=figures.epochs,
-                time=format_duration(figures.seconds),
+                time=format_duration(figures.seconds, lang),
             )
         )
         stopped = stopped_text(figures.stopped, lang)

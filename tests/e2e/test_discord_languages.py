@@ -118,6 +118,27 @@ async def test_an_error_speaks_the_member_s_language(env: BotEnv) -> None:
     assert "No story has been trained in this channel yet" in reply.content, reply.content
 
 
+async def test_a_core_error_speaks_spanish_with_its_figures(env: BotEnv) -> None:
+    """The core's checks (the prompt's length, an option's range) answer in the member's
+    language, with the figures and the option's localized name filled in."""
+    prompt = " ".join(["had a general council"] * 10)  # 40 words; the limit is 32
+    handle = await env.fake.send_slash_command(
+        "continue", {"prompt": prompt}, user=env.world.member, channel=env.world.channel
+    )
+    reply = await _private(handle)
+    assert reply.content == (
+        "El texto tiene 40 palabras y signos de puntuación; el límite es 32."
+    ), reply.content
+    handle = await env.fake.send_slash_command(
+        "continue",
+        {"prompt": "had a general", "length": 0},
+        user=env.world.member,
+        channel=env.world.channel,
+    )
+    reply = await _private(handle)
+    assert reply.content.startswith("longitud debe ser un número entero de 1 a "), reply.content
+
+
 async def test_train_answers_and_shows_progress_in_spanish(env: BotEnv) -> None:
     channel = env.world.channel
     attachment = env.fake.add_attachment(

@@ -17,7 +17,14 @@ from babel.messages.pofile import read_po
 
 from bot.adapters.language import ENGLISH
 from bot.config import load_config
-from bot.discord_adapter.catalogues import template
+from bot.core.uploads import check_upload_size
+from bot.core.validation import check_float, check_int
+from bot.discord_adapter.catalogues import (
+    built_messages,
+    keywords,
+    template,
+    unextracted_messages,
+)
 from bot.discord_adapter.client import FabulistBot
 from bot.discord_adapter.i18n import (
     CATALOGUE_OF,
@@ -27,6 +34,11 @@ from bot.discord_adapter.i18n import (
     NAME_CONTEXT,
     Catalogue,
 )
+from bot.discord_adapter.rendering import format_duration
+from bot.discord_adapter.replies import user_error_message
+from bot.display import byte_size, format_bytes
+from bot.errors import InvalidOption, InvalidUpload, UserError
+from bot.messages import Phrase
 from tests.fake_discord.validation import command_errors, valid_command_name
 
 LANGUAGES = ("es", "fr", "de", "pt_BR", "ja")
@@ -148,3 +160,70 @@ def test_a_language_falls_back_to_english() -> None:
     assert catalogue.language("ja").ngettext("{count} story", "{count} stories", 2, count=2) == (
         "物語 2 件"
     )
+
+
+def test_no_message_is_built_at_run_time() -> None:
+    """A message built with an f-string (``InvalidUpload(f"The file is {size}.")``) is not in
+    the catalogue: it would show in English in every language."""
+    assert unextracted_messages() == []
+
+
+def test_the_check_finds_a_built_message() -> None:
+    source = (
+        "raise InvalidUpload(f'The file is {size}.')\n"
+        "raise NotFound('There is no job #' + str(job))\n"
+        "lang.ngettext('{n} story', f'{n} stories', n)\n"
+        "raise InvalidUpload('The file is {size}.', size=f'{size:,}')\n"
+        "lang.gettext(MESSAGE, count=f'{count:,}')\n"
+        "raise UserError(error.template, **error.params)\n"
+    )
+    assert built_messages(source, "x.py", keywords()) == [
+        "x.py:1: InvalidUpload(...) builds its message",
+        "x.py:2: NotFound(...) builds its message",
+        "x.py:3: ngettext(...) builds its message",
+    ]
+
+
+def _raised(call: Any, *args: Any) -> UserError:
+    with pytest.raises(UserError) as raised:
+        call(*args)
+    return raised.value
+
+
+def test_a_core_error_is_said_in_the_member_s_language_with_its_parameters() -> None:
+    catalogue = Catalogue.load()
+    spanish = catalogue.language("es-ES")
+    too_large = _raised(check_upload_size, 5 << 20, 4 << 20)
+    assert isinstance(too_large, InvalidUpload)
+    assert too_large.message == "The file is 5.0 MiB; the limit is 4.0 MiB. Upload a shorter story."
+    assert user_error_message(too_large, spanish) == (
+        "El archivo ocupa 5.0 MiB; el límite es 4.0 MiB. Sube una historia más corta."
+    )
+    assert user_error_message(_raised(check_upload_size, 2048, 1), catalogue.language("fr")) == (
+        "Le fichier fait 2 Kio ; la limite est de 1 octet. Envoyez une histoire plus courte."
+    )
+    # The option's name is the member's client's (the command's localized option name).
+    out_of_range = _raised(check_int, "length", 0, 1, 400)
+    assert isinstance(out_of_range, InvalidOption)
+    assert out_of_range.message == "length must be a whole number from 1 to 400."
+    assert user_error_message(out_of_range, spanish) == (
+        "longitud debe ser un número entero de 1 a 400."
+    )
+    hint = Phrase(" (0 always picks the likeliest word)")
+    temperature = _raised(check_float, "temperature", 3.0, 0, 2.0, hint)
+    assert temperature.message == (
+        "temperature must be a number from 0 to 2 (0 always picks the likeliest word)."
+    )
+    assert user_error_message(temperature, catalogue.language("ja")) == (
+        "温度 は 0 から 2 までの数値にしてください（0 なら常に最も可能性の高い単語を選びます）。"
+    )
+
+
+def test_units_are_said_in_the_language_and_stay_english_elsewhere() -> None:
+    japanese = Catalogue.load().language("ja")
+    assert format_duration(3725) == "1 h 02 min"
+    assert format_duration(3725, japanese) == "1 時間 02 分"
+    assert format_duration(185, japanese) == "3 分 05 秒"
+    assert format_bytes(1) == "1 byte" and format_bytes(4 << 20) == "4.0 MiB"
+    assert japanese.gettext("{size}", size=byte_size(512)) == "512 バイト"
+    assert ENGLISH.gettext("{size}", size=byte_size(512)) == "512 bytes"

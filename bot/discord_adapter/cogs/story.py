@@ -28,7 +28,7 @@ from bot.discord_adapter.rendering import (
     truncate,
 )
 from bot.discord_adapter.replies import NO_MENTIONS, ErrorReportingView, member_lang, server_lang
-from bot.display import format_bytes
+from bot.display import byte_size
 
 if TYPE_CHECKING:
     from bot.core.service import StoryService
@@ -209,8 +209,8 @@ class StoryCog(commands.Cog):
                 member_lang(interaction).gettext(
                     "The export is {size}, more than this server lets me upload ({limit}). Run "
                     "`{command}` on the bot's machine instead.",
-                    size=format_bytes(len(data)),
-                    limit=format_bytes(limit),
+                    size=byte_size(len(data)),
+                    limit=byte_size(limit),
                     command=command,
                 ),
                 ephemeral=True,
