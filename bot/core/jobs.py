@@ -109,24 +109,7 @@ class TrainingScheduler:
         """Busy if the channel has an open job or another request is being checked for it."""
         job = self._by_channel.get(channel.channel_id)
         if job is not None:
-            position = self._position(job)
-            if position is not None:
-                raise Busy(
-                    "This channel already has a training (job #{job}, queued at position "
-                    "{position}). Wait for it or cancel it first.",
-                    job.job_id,
-                    position,
-                    job=job.job_id,
-                    position=position,
-                )
-            raise Busy(
-                "This channel already has a training (job #{job}, running, {epochs} epochs "
-                "done). Wait for it or cancel it first.",
-                job.job_id,
-                position,
-                job=job.job_id,
-                epochs=self._progress(job).epoch,
-            )
+            raise _busy(job.job_id, self._position(job), self._progress(job).epoch)
         if channel.channel_id in self._reserved:
             raise Busy("Another story for this channel is being checked right now.", 0, None)
 
@@ -359,3 +342,24 @@ class TrainingScheduler:
             self._settle(job, ended)
         elif job.run is not None:
             job.run.cancel()
+
+
+def _busy(job_id: int, position: int | None, epochs: int) -> Busy:
+    """The answer to a training request in a channel whose job is queued or running."""
+    if position is not None:
+        return Busy(
+            "This channel already has a training (job #{job}, queued at position "
+            "{position}). Wait for it or cancel it first.",
+            job_id,
+            position,
+            job=job_id,
+            position=position,
+        )
+    return Busy(
+        "This channel already has a training (job #{job}, running, {epochs} epochs "
+        "done). Wait for it or cancel it first.",
+        job_id,
+        position,
+        job=job_id,
+        epochs=epochs,
+    )
