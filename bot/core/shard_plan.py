@@ -258,10 +258,11 @@ class ShardGate:
             await asyncio.sleep(REFRESH_SECONDS)
             read = await self._refresh()
             plan = None if read is None else read.plan
+            # a process of the set that answered until a switch (not one still waiting for its own)
             retired = (
                 read is not None
                 and plan is not None
-                and plan.shard_count != self.shard_count
+                and plan.previous_count == self.shard_count
                 and read.read_at >= plan.switch_at
             )
             if retired and not self._said_idle and not await self._runs_trainings():
