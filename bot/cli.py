@@ -8,6 +8,8 @@
       migrate-storage --from URL [--to URL] [--replace]
                                             copy every row to another database and verify it
                                             (--to defaults to the configured storage)
+      reshard --shard-count N               make N the shard count that answers (the set started
+                                            with --shard-count N); prints the steps
 
 Without ``--config``, ``./config.toml`` is read if it exists, else the defaults apply.
 ``--channel`` names an offline channel (default "console"); see ``bot.core.api.console_channel``.
@@ -104,6 +106,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--replace", action="store_true", help="empty a target that already holds data"
     )
     command("sync", "register the slash commands with Discord")
+    reshard = command(
+        "reshard", "switch the shard processes that answer to another --shard-count (no downtime)"
+    )
+    reshard.add_argument(
+        "--shard-count",
+        type=int,
+        required=True,
+        help="the shard count of the new set of `run` processes, already started",
+    )
 
     def with_channel(name: str, help: str) -> argparse.ArgumentParser:
         sub = command(name, help)
@@ -158,6 +169,10 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
         return 2
     if args.command == "migrate-storage":
         return _migrate_storage(args, config, out)
+    if args.command == "reshard":
+        from bot.adapters.resharding import reshard_command
+
+        return reshard_command(config, args.shard_count, out)
     if args.command in ("run", "sync"):
         if not config.discord.token:
             sys.stderr.write(

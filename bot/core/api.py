@@ -15,6 +15,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Literal
 
+from bot.core.shard_plan import OpenTraining as OpenTraining
+from bot.core.shard_plan import ShardChange as ShardChange
+from bot.core.shard_plan import ShardPlan as ShardPlan
 from bot.core.store import HistorySpan, JobState, StoryMessage
 from model import TrainingFigures, UnknownWord
 from model.config import MAX_N_INPUT

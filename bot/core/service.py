@@ -38,6 +38,7 @@ from bot.core.api import (
     MemberData,
     ProgressCallback,
     RetrainingListener,
+    ShardChange,
     StoryCard,
     StoryRemoval,
     TrainingJob,
@@ -51,6 +52,7 @@ from bot.core.jobs import TrainingScheduler
 from bot.core.library import Library
 from bot.core.model_cache import ModelCache
 from bot.core.privacy import Privacy
+from bot.core.shard_plan import ShardGate, reshard
 from bot.core.store import StoryStore
 from bot.core.storyteller import Storyteller
 from bot.core.transfer import Transfer
@@ -86,14 +88,18 @@ class StoryService:
             config, store, self.cache, self._threads, self.checks, self.filters
         )
         self.cooldowns = self.storyteller.cooldowns
+        self.shards = ShardGate(store)
         self._closed = False
 
     # -- lifecycle ---------------------------------------------------------------------------
 
-    async def start(self, *, warm_workers: bool = True) -> None:
-        """Interrupt the open jobs of processes that are gone; optionally start the trainers."""
+    async def start(self, *, warm_workers: bool = True, shard_count: int | None = None) -> None:
+        """Interrupt the open jobs of processes that are gone; optionally start the trainers.
+
+        ``shard_count``: the Discord shard count this process serves (``answers_interaction``)."""
         if not self.store.read_only:  # else reading commands only: every write is refused
             await self.scheduler.interrupt_orphans()
+        await self.shards.start(shard_count)
         if warm_workers:
             await self.executor.start()
 
@@ -104,8 +110,17 @@ class StoryService:
         if self._closed:
             return
         self._closed = True
+        await self.shards.close()
         await self.scheduler.close()
         await asyncio.to_thread(self._threads.shutdown, wait=True)
+
+    async def answers_interaction(self, created_at: float) -> bool:
+        """Whether this process answers an interaction created then (``core/shard_plan.py``)."""
+        return await self.shards.answers(created_at)
+
+    async def reshard(self, shard_count: int) -> ShardChange:
+        """Make ``shard_count`` the cluster's active shard count (``python -m bot reshard``)."""
+        return await reshard(self.store, shard_count)
 
     def _check_open(self) -> None:
         if self.scheduler.closing:

@@ -19,6 +19,11 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Protocol
 
+from bot.core.shard_plan import OpenTraining as OpenTraining
+from bot.core.shard_plan import PlanRead as PlanRead
+from bot.core.shard_plan import ShardPlan as ShardPlan
+from bot.core.shard_plan import ShardPlans
+
 
 def now_iso() -> str:
     """Timestamps are ISO 8601 UTC strings, to the second."""
@@ -258,8 +263,10 @@ class FilterRecord:
     created_at: str
 
 
-class StoryStore(Protocol):
+class StoryStore(ShardPlans, Protocol):
     """The core's database. One instance per process; safe to call from one event loop.
+
+    With ``ShardPlans``: the cluster's shard plan (``bot.core.shard_plan``).
 
     ``owner`` names this open store in job rows (``bot.owner``): jobs whose owner process is
     gone are ``orphaned_jobs``.

@@ -47,6 +47,11 @@ def bot_intents(message_content: bool = False) -> discord.Intents:
 
 
 class FabulistTree(app_commands.CommandTree[Any]):
+    async def interaction_check(self, interaction: discord.Interaction[Any], /) -> bool:
+        # False: discord.py drops the command or autocomplete unanswered (the other set answers).
+        client = interaction.client
+        return not isinstance(client, FabulistBot) or await client.answers(interaction)
+
     async def on_error(
         self, interaction: discord.Interaction[Any], error: app_commands.AppCommandError
     ) -> None:
@@ -100,10 +105,23 @@ class FabulistBot(commands.Bot):
             raise RuntimeError("this bot was built without a story service (sync only)")
         return self._service
 
+    async def answers(self, interaction: discord.Interaction[Any]) -> bool:
+        """Whether this process answers ``interaction``: while two sets of shard processes run
+        side by side (resharding), each interaction reaches one of each, and only the active
+        shard count's answers (``bot/core/shard_plan.py``). Commands, autocomplete and the
+        buttons any process can answer ask this; a view only this process holds (the /forget
+        confirmation) answers here regardless, since no other process knows it."""
+        if self._service is None:
+            return True
+        if await self._service.answers_interaction(interaction.created_at.timestamp()):
+            return True
+        log.debug("interaction %s is the other shard set's to answer", interaction.id)
+        return False
+
     async def setup_hook(self) -> None:
         await self.load_catalogue()
         if self._service is not None:
-            await self._service.start()
+            await self._service.start(shard_count=self.config.discord.shard_count)
             self._service_started = True
         for extension in COG_EXTENSIONS:
             await self.load_extension(extension)

@@ -29,8 +29,9 @@ from bot.store.urls import open_store_url, sqlite_path
 
 logger = logging.getLogger(__name__)
 
-# Schema version 9's tables in dependency order, with their columns and key. Not PostgreSQL's
-# job_owners: a running process's lease, nothing of the data.
+# Schema version 10's tables in dependency order, with their columns and key. Not PostgreSQL's
+# job_owners (a running process's lease) nor shard_plan (the running cluster's: the first sharded
+# process on the target records its own count): nothing of the data.
 TABLES: dict[str, tuple[tuple[str, ...], str]] = {
     "channels": (
         ("channel_id", "guild_id", "name", "created_at", "last_version", "replies"),
@@ -70,7 +71,7 @@ TABLES: dict[str, tuple[tuple[str, ...], str]] = {
     ),
     "guild_filter_versions": (("guild_id", "version"), "guild_id"),
 }  # fmt: skip
-SCHEMA_VERSION = 9
+SCHEMA_VERSION = 10
 IDENTITY_TABLES = ("stories", "models", "jobs")
 
 

@@ -49,7 +49,14 @@ async def _probe(
     )
 
 
-async def _start_client(fake: FakeDiscord, tmp_path: Path, shards: int | None = None) -> BotProcess:
+async def _start_client(
+    fake: FakeDiscord,
+    tmp_path: Path,
+    shards: int | None = None,
+    *,
+    shard_count: int | None = None,
+    name: str = "client",
+) -> BotProcess:
     guild_id = _world(fake).guild.id
     argv = [
         sys.executable,
@@ -62,7 +69,9 @@ async def _start_client(fake: FakeDiscord, tmp_path: Path, shards: int | None = 
     ]
     if shards:
         argv += ["--shards", str(shards)]
-    proc = BotProcess(fake, argv, log_path=tmp_path / "client.log")
+    if shard_count:
+        argv += ["--shard-count", str(shard_count)]
+    proc = BotProcess(fake, argv, log_path=tmp_path / f"{name}.log")
     await proc.start(wait_commands_for=guild_id, command_names=["probe"])
     await fake.wait_for_commands(None, names=["ping"])
     return proc
@@ -293,6 +302,34 @@ async def test_sharded_client_uses_gateway_bot(fake_discord: FakeDiscord, tmp_pa
     finally:
         await proc.stop()
         print(proc.log_tail(200))
+
+
+async def test_two_shard_counts_both_get_the_guild_and_one_answer_counts(
+    fake_discord: FakeDiscord, tmp_path: Path
+) -> None:
+    """Resharding on Discord: sessions of 2 and of 3 shards, connected at once, both get the
+    guild's interaction; the second initial response is refused with 40060."""
+    fake = fake_discord
+    w = _world(fake)
+    fake.fail_on_violations = False
+    two = await _start_client(fake, tmp_path, shard_count=2, name="two")
+    three = await _start_client(fake, tmp_path, shard_count=3, name="three")
+    try:
+        await fake.wait_for_identify(count=5)
+        handle = await _probe(fake, "reply", w.member)
+        await handle.wait_original()
+        await fake.wait_until(lambda: handle.initial_responses == 2 or None, 15, "two answers")
+        assert [v.kind for v in fake.violations] == ["double-ack"]
+        refused = [r for r in fake.requests if r.status == 400 and r.path.endswith("/callback")]
+        assert len(refused) == 1
+        # discord.py raises the refusal in the slower client's command: 400, code 40060.
+        await fake.wait_until(
+            lambda: any("40060" in c.log_text() for c in (two, three)) or None, 15, "40060"
+        )
+    finally:
+        await two.stop()
+        await three.stop()
+        fake.violations.clear()
 
 
 async def test_unknown_routes_and_violations_are_caught(fake_discord: FakeDiscord) -> None:

@@ -100,6 +100,8 @@ class InteractionHandle:
         self.created_at = time.monotonic()
         #: callback type the bot answered with (4, 5, 6, 7, 8, 9) or None
         self.response_type: int | None = None
+        #: initial responses tried (valid or not): a second one gets 400, code 40060
+        self.initial_responses = 0
         #: the callback's ``data`` object
         self.response_data: dict[str, Any] | None = None
         self.callback_request: RecordedRequest | None = None

@@ -1,6 +1,7 @@
 """A minimal real discord.py bot used to prove the fake Discord right (independent of our bot).
 
 Usage: python -m tests.fake_discord.selftest_client TOKEN API_BASE GATEWAY GUILD_ID [--shards N]
+       [--shard-count N]  (--shards: Discord's recommended count; --shard-count: exactly N)
 
 It defines ``/probe mode:<str> [file:<attachment>] [word:<str, autocomplete>]`` (guild command)
 and a global ``/ping``; modes exercise every interaction response path.
@@ -63,11 +64,17 @@ class ProbeView(discord.ui.View):
         await interaction.followup.send("ephemeral followup", ephemeral=True)
 
 
-def build_client(guild_id: int, shards: int | None) -> discord.Client:
+def build_client(
+    guild_id: int, shards: int | None, shard_count: int | None = None
+) -> discord.Client:
     intents = discord.Intents.default()
     allowed = discord.AllowedMentions.none()
     client: discord.Client
-    if shards:
+    if shard_count:
+        client = discord.AutoShardedClient(
+            intents=intents, allowed_mentions=allowed, shard_count=shard_count
+        )
+    elif shards:
         client = discord.AutoShardedClient(intents=intents, allowed_mentions=allowed)
     else:
         client = discord.Client(intents=intents, allowed_mentions=allowed)
@@ -162,11 +169,12 @@ def main() -> None:
     parser.add_argument("gateway")
     parser.add_argument("guild_id", type=int)
     parser.add_argument("--shards", type=int, default=None)
+    parser.add_argument("--shard-count", type=int, default=None)
     args = parser.parse_args()
     discord.http.Route.BASE = args.api_base
     discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = discord.gateway.yarl.URL(args.gateway)
     discord.utils.setup_logging(level=logging.INFO, root=True)
-    client = build_client(args.guild_id, args.shards)
+    client = build_client(args.guild_id, args.shards, args.shard_count)
     client.run(args.token, log_handler=None)
 
 

@@ -627,10 +627,15 @@ class FakeDiscord:
         return [s for s in self._active_sessions if s.owns_guild(guild_id)]
 
     def _dispatch_to_guild(self, guild_id: int | None, event: str, data: Any) -> None:
+        # Discord routes by each session's own [shard_id, num_shards]: while two sets with
+        # different shard counts are connected (resharding), a guild's events reach one session
+        # of each set ("num_shards does not limit the number of sessions; it is only used for
+        # routing", Discord's gateway docs).
         sessions = self._sessions_for(guild_id)
         if not sessions:
             raise RuntimeError(f"no gateway session for guild {guild_id}: is the bot connected?")
-        sessions[-1].dispatch(event, data)
+        for session in sessions:
+            session.dispatch(event, data)
 
     def find_command(self, name: str, guild: FakeGuild | None) -> RegisteredCommand | None:
         if guild is not None and name in self.commands.get(guild.id, {}):
@@ -1785,6 +1790,7 @@ class FakeDiscord:
         )
         if handle is None or handle.token != p["interaction_token"]:
             raise DiscordError(404, 10062, "Unknown interaction", violation="unknown-interaction")
+        handle.initial_responses += 1
         if handle.expired:
             raise DiscordError(404, 10062, "Unknown interaction")
         age = time.monotonic() - handle.created_at
@@ -2091,10 +2097,12 @@ class FakeDiscord:
                 return
         session = _GatewaySession(secrets.token_hex(16), shard, intents)
         self._sessions[session.id] = session
+        # A new session of the same [shard_id, num_shards] replaces the old one (the process
+        # restarted); sessions of another shard count stay (resharding runs both sets).
         self._active_sessions = [
             s
             for s in self._active_sessions
-            if not (s.shard is None or shard is None or s.shard[0] == shard[0])
+            if not (s.shard is None or shard is None or s.shard == shard)
         ]
         self._active_sessions.append(session)
         session.conn = conn

@@ -91,6 +91,9 @@ class ContinuationButton(
     ) -> ContinuationButton:
         return cls(match["action"], match["token"])
 
+    async def interaction_check(self, interaction: discord.Interaction[Any], /) -> bool:
+        return await bot_of(interaction).answers(interaction)
+
     async def callback(self, interaction: discord.Interaction[Any]) -> None:
         try:
             cog = bot_of(interaction).get_cog(ContinuationCog.__cog_name__)

@@ -75,6 +75,9 @@ class CancelButton(
     ) -> CancelButton:
         return cls(int(match["job_id"]))
 
+    async def interaction_check(self, interaction: discord.Interaction[Any], /) -> bool:
+        return await bot_of(interaction).answers(interaction)
+
     async def callback(self, interaction: discord.Interaction[Any]) -> None:
         try:
             await interaction.response.defer(ephemeral=True, thinking=True)

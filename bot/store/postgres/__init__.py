@@ -3,7 +3,7 @@
 
 ``connection`` holds the plumbing (pool, transactions, errors, migrations), ``owners`` the job
 owners' liveness (advisory lock and lease); one module per aggregate holds its SQL: ``channels``,
-``filters``, ``stories``, ``jobs``, ``models``, ``privacy``. Install with
+``filters``, ``stories``, ``jobs``, ``models``, ``privacy``, ``shards``. Install with
 ``pip install 'fabulist[postgres]'``.
 """
 
@@ -19,10 +19,11 @@ from bot.store.postgres.connection import (
 )
 from bot.store.postgres.filters import FilterTables
 from bot.store.postgres.privacy import PrivacyTables
+from bot.store.postgres.shards import ShardTables
 from bot.store.url_password import redact_url
 
 
-class PostgresStoryStore(PrivacyTables, ChannelTables, FilterTables):
+class PostgresStoryStore(PrivacyTables, ChannelTables, FilterTables, ShardTables):
     """A pool of connections to one PostgreSQL database: ``await PostgresStoryStore.open(url)``."""
 
 

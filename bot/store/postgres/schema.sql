@@ -167,3 +167,13 @@ CREATE TABLE job_owners (
     renewed_at  TIMESTAMPTZ NOT NULL,
     lease_until TIMESTAMPTZ NOT NULL
 );
+
+-- migration 10
+-- The cluster's shard plan (see the SQLite schema); switch_at is the server's clock.
+CREATE TABLE shard_plan (
+    id             INTEGER PRIMARY KEY CHECK (id = 1),
+    shard_count    INTEGER NOT NULL CHECK (shard_count >= 1),
+    previous_count INTEGER,
+    switch_at      DOUBLE PRECISION NOT NULL,
+    changed_at     TEXT NOT NULL
+);

@@ -159,3 +159,15 @@ CREATE TABLE guild_filter_versions (
 -- migration 9
 -- PostgreSQL's job_owners (the leases of the processes sharing one database). One SQLite file
 -- is one host's: its owners are checked on that host (bot/owner.py), nothing to store.
+
+-- migration 10
+-- The cluster's shard plan (bot/core/shard_plan.py): the shard count whose processes answer
+-- interactions, the count before it, and when the switch takes effect (seconds since the epoch,
+-- the store's clock). One row, written by the first sharded process or `python -m bot reshard`.
+CREATE TABLE shard_plan (
+    id             INTEGER PRIMARY KEY CHECK (id = 1),
+    shard_count    INTEGER NOT NULL CHECK (shard_count >= 1),
+    previous_count INTEGER,
+    switch_at      REAL NOT NULL,
+    changed_at     TEXT NOT NULL
+);
