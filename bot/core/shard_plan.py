@@ -119,7 +119,7 @@ async def reshard(store: ShardPlans, shard_count: int) -> ShardChange:
     Refuses (``UserError``) a count below 1, the count already active, and a change while the
     previous one has not taken effect yet."""
     if shard_count < 1:
-        raise UserError(f"The shard count must be 1 or more (got {shard_count}).")
+        raise UserError("The shard count must be 1 or more (got {count}).", count=shard_count)
     current = await store.shard_plan()
     if current.plan is None:
         plan = await store.record_shard_count(shard_count)
@@ -129,13 +129,15 @@ async def reshard(store: ShardPlans, shard_count: int) -> ShardChange:
     assert current.plan is not None
     if current.read_at < current.plan.switch_at:
         raise UserError(
-            f"The switch to {current.plan.shard_count} shards is still taking effect; "
-            f"try again in {LEAD_SECONDS:.0f} seconds."
+            "The switch to {count} shards is still taking effect; try again in {seconds} seconds.",
+            count=current.plan.shard_count,
+            seconds=f"{LEAD_SECONDS:.0f}",
         )
     if current.plan.shard_count == shard_count:
         raise UserError(
-            f"{shard_count} is already the active shard count: nothing to change. "
-            "Start the new set with another --shard-count first."
+            "{count} is already the active shard count: nothing to change. "
+            "Start the new set with another --shard-count first.",
+            count=shard_count,
         )
     switched = await store.switch_shard_count(current.plan.shard_count, shard_count, LEAD_SECONDS)
     if switched is None:
