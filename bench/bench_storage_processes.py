@@ -1,4 +1,15 @@
-"""Part 3 of bench_storage.py: 2 bot processes (shards 0, 1 of 2) vs 1, one PostgreSQL.
+"""Part 3 of bench_storage.py: 2 bot processes (shards 0, 1 of 2) vs 1, one PostgreSQL; and, run
+as a script, N processes each held to a CPU quota (issue 26):
+
+    .venv/bin/python -m bench.bench_storage_processes --cpu-quota 0.4 --processes 1,2,3
+
+Each bot process runs in a cgroup of its own limited to ``--cpu-quota`` of a CPU
+(``bench/cpu_quota.py``: cgroup v1 or v2; root needed), with a high weight so that it gets that
+much however busy the machine is; the load driver, the fake Discord and PostgreSQL run outside
+the quota, in a group of high weight without a limit. Servers are spread evenly over the shards of
+every count measured. The lines ``scaling N vs 1 at Q CPU each`` are the ratios of requests/s in
+the same run; PostgreSQL's own CPU and its lock waits (``pg_stat_activity``/``pg_locks``, sampled
+every 0.25 s) say whether the shared database is a bottleneck.
 
 The real bot processes (``python -m bot run``) against the fake Discord (tests/fake_discord) in
 this process; 200 channels in 20 servers, a model per channel seeded in PostgreSQL, each process's
@@ -16,7 +27,10 @@ and a machine whose other load leaves it less CPU look alike in requests/s alone
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import contextlib
+import math
 import os
 import statistics
 import tempfile
@@ -26,10 +40,12 @@ from pathlib import Path
 from typing import Any
 
 from bench._measure import pct
+from bench.cpu_quota import CpuGroup, QuotaUnavailable, cgroup_version
+from bot.core.shard_plan import reshard
 from bot.store.postgres import PostgresStoryStore as PostgresStore
 from tests.fake_discord import FakeDiscord, make_bot_process
 from tests.fake_discord.bot_process import BotProcess
-from tests.fake_discord.models import FakeChannel, FakeUser
+from tests.fake_discord.models import FakeChannel, FakeGuild, FakeUser
 from tests.postgres_server import PostgresServer
 from tests.support import STORY, seed_model
 
@@ -77,6 +93,9 @@ class Figures:
     driver_cpu_ms: float  # CPU ms per request of this process (the fake Discord and the driver)
     server_cpu_ms: float  # CPU ms per request of PostgreSQL's processes
     load: float  # 1-minute load average at the end
+    throttled: float = 0.0  # share of the bots' scheduler periods that hit their CPU quota
+    lock_waits: float = 0.0  # share of PostgreSQL samples with a backend waiting on a lock
+    active_backends: float = 0.0  # mean PostgreSQL backends running a query, per sample
 
     @property
     def cpu_bound(self) -> float:
@@ -93,6 +112,7 @@ async def _run_processes(
     targets: list[tuple[FakeChannel, FakeUser]],
     env: dict[str, str],
     requests: int,
+    quota: float | None = None,
 ) -> Figures:
     config: dict[str, Any] = {
         "storage": {"url": url},
@@ -101,6 +121,8 @@ async def _run_processes(
         "cooldowns": {"continue_seconds": 0.0},
     }
     processes: list[BotProcess] = []
+    groups = contextlib.ExitStack()
+    quota_groups: list[CpuGroup] = []
     try:
         for shard in range(count):
             args = ["run"]
@@ -111,6 +133,10 @@ async def _run_processes(
             )
             await process.start(wait_identify=True, timeout=120.0)
             processes.append(process)
+            if quota is not None:
+                group = groups.enter_context(CpuGroup(f"fabulist-bot-{shard}", quota, high=True))
+                group.add_tree(process.pid)  # the bot and its trainer processes
+                quota_groups.append(group)
         await asyncio.sleep(2.0)  # GUILD_CREATEs handled
 
         async def one(i: int) -> float:
@@ -132,10 +158,15 @@ async def _run_processes(
         await asyncio.gather(*(limited(i) for i in range(len(targets))))  # warm every cache
         bots = sum(cpu_seconds(p.pid) for p in processes)
         postgres = server_cpu_seconds(server)
+        throttled = [g.throttling() for g in quota_groups]
         driver = time.process_time()
         start = time.perf_counter()
-        times = await asyncio.gather(*(limited(i) for i in range(requests)))
+        async with DatabaseSampler(url) as sampler:
+            times = await asyncio.gather(*(limited(i) for i in range(requests)))
         elapsed = time.perf_counter() - start
+        after = [(g.throttling(), t) for g, t in zip(quota_groups, throttled, strict=True)]
+        periods = sum(now.periods - before.periods for now, before in after)
+        hit = sum(now.throttled - before.throttled for now, before in after)
         bots = sum(cpu_seconds(p.pid) for p in processes) - bots
         driver = time.process_time() - driver
         postgres_after = server_cpu_seconds(server)
@@ -147,10 +178,55 @@ async def _run_processes(
             driver / requests * 1000,
             database / requests * 1000,
             os.getloadavg()[0],
+            hit / periods if periods else 0.0,
+            sampler.lock_wait_share(),
+            sampler.mean_active(),
         )
     finally:
         for process in processes:
             await process.stop()
+        groups.close()
+
+
+class DatabaseSampler:
+    """Samples PostgreSQL's activity every 0.25 s while in use: backends running a query, and
+    whether one waits on a lock (``pg_stat_activity`` / ``pg_locks``)."""
+
+    QUERY = (
+        "SELECT (SELECT count(*) FROM pg_stat_activity WHERE state = 'active' "
+        "AND pid <> pg_backend_pid()), (SELECT count(*) FROM pg_locks WHERE NOT granted)"
+    )
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.samples: list[tuple[int, int]] = []
+        self._task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> DatabaseSampler:
+        import asyncpg
+
+        self._connection = await asyncpg.connect(self.url)
+        self._task = asyncio.create_task(self._sample())
+        return self
+
+    async def _sample(self) -> None:
+        while True:
+            row = await self._connection.fetchrow(self.QUERY)
+            self.samples.append((int(row[0]), int(row[1])))
+            await asyncio.sleep(0.25)
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._task is not None
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        await self._connection.close()
+
+    def lock_wait_share(self) -> float:
+        return sum(1 for _, waiting in self.samples if waiting) / max(1, len(self.samples))
+
+    def mean_active(self) -> float:
+        return sum(active for active, _ in self.samples) / max(1, len(self.samples))
 
 
 async def two_vs_one(
@@ -228,3 +304,141 @@ async def two_vs_one(
             "(target >= 1.6)"
         )
     return lines
+
+
+async def _spread_guilds(fake: FakeDiscord, guilds: int, classes: int) -> list[FakeGuild]:
+    """``guilds`` servers, as many in each class of ``(id >> 22) % classes`` (the id's
+    millisecond): every shard count dividing ``classes`` then gets the same number of servers. A
+    server made in a full class is left without channels."""
+    per_class = [0] * classes
+    made: list[FakeGuild] = []
+    while len(made) < guilds:
+        guild = fake.add_guild(f"Bench {len(made)}")
+        guild_class = (guild.id >> 22) % classes
+        if per_class[guild_class] >= guilds // classes:
+            await asyncio.sleep(0.001)  # try the next millisecond
+            continue
+        per_class[guild_class] += 1
+        made.append(guild)
+    return made
+
+
+async def quota_scaling(
+    server: PostgresServer, quota: float, counts: list[int], *, requests: int, rounds: int
+) -> list[str]:
+    """Requests/s of 1..N bot processes, each held to ``quota`` of a CPU (see the module doc)."""
+    version = cgroup_version()  # QuotaUnavailable says why not, before anything starts
+    url = server.create_database(template=None)
+    fake = FakeDiscord()
+    fake.default_world()
+    await fake.start()
+    classes = math.lcm(*counts)
+    guilds = classes * max(1, math.ceil(GUILDS / classes))
+    per_guild = max(1, (GUILDS * CHANNELS_PER_GUILD) // guilds)
+    runs: dict[int, list[Figures]] = {}
+    try:
+        targets: list[tuple[FakeChannel, FakeUser]] = []
+        for g, guild in enumerate(await _spread_guilds(fake, guilds, classes)):
+            reader = fake.add_member(guild, f"reader{g}")
+            targets += [(fake.add_channel(guild, f"story{c}"), reader) for c in range(per_guild)]
+        text = STORY.decode()
+        store = await PostgresStore.open(url)
+        try:
+            for channel, _ in targets:
+                await seed_model(store, channel.id, text, guild_id=channel.guild_id, units=UNITS)
+        finally:
+            await store.close()
+        with (
+            tempfile.TemporaryDirectory() as tmp,
+            CpuGroup("fabulist-rest", None, high=True) as rest,
+        ):
+            # The driver, the fake Discord and PostgreSQL: outside the quota, ahead of other work.
+            rest.add(os.getpid())
+            for pid in server_cpu_seconds(server):
+                rest.add(pid)
+            sync = make_bot_process(fake, Path(tmp), {}, args=("sync",), name="sync")
+            await sync.start(wait_identify=False)
+            assert await sync.wait_exit(120.0) == 0, sync.log_tail()
+            for _ in range(rounds):
+                for count in counts:
+                    if count > 1:
+                        await _make_active(url, count)
+                    runs.setdefault(count, []).append(
+                        await _run_processes(server, fake, Path(tmp), url, count, targets,
+                                             ONE_BLAS_THREAD, requests, quota)
+                    )  # fmt: skip
+    finally:
+        await fake.stop()
+    lines = [
+        f"cgroup {version}: each bot process at most {quota:.2f} CPU (high weight); "
+        f"{len(targets)} channels in {guilds} servers (as many on each shard), {UNITS}-unit "
+        f"models, {requests} /continue, {IN_FLIGHT} in flight, one BLAS thread, median of "
+        f"{rounds} round(s); load driver, fake Discord and PostgreSQL outside the quota",
+        f"{'processes':<11}{'req/s':>8}{'p99 ms':>9}{'bot CPU':>9}{'fake CPU':>10}{'PG CPU':>8}"
+        f"{'throttled':>11}"
+        f"{'PG active':>11}{'lock waits':>12}{'load':>6}",
+    ]
+    rates = {count: statistics.median(f.rate for f in figures) for count, figures in runs.items()}
+    for count, figures in runs.items():
+        lines.append(
+            f"{count:<11}{rates[count]:>8.1f}"
+            f"{statistics.median(f.p99 for f in figures) * 1000:>9.0f}"
+            f"{statistics.median(f.bot_cpu_ms for f in figures):>9.1f}"
+            f"{statistics.median(f.driver_cpu_ms for f in figures):>10.1f}"
+            f"{statistics.median(f.server_cpu_ms for f in figures):>8.1f}"
+            f"{statistics.median(f.throttled for f in figures):>10.0%} "
+            f"{statistics.median(f.active_backends for f in figures):>10.2f}"
+            f"{max(f.lock_waits for f in figures):>11.0%} "
+            f"{max(f.load for f in figures):>6.1f}"
+        )
+    for count in counts:
+        if count > 1 and 1 in rates:
+            lines.append(
+                f"scaling {count} vs 1 at {quota:.2f} CPU each: {rates[count] / rates[1]:.2f}x"
+            )
+    return lines
+
+
+async def _make_active(url: str, count: int) -> None:
+    """``python -m bot reshard --shard-count count`` unless it is active already, and wait until
+    the switch takes effect (sharded processes answer only for the active count)."""
+    store = await PostgresStore.open(url)
+    try:
+        current = await store.shard_plan()
+        if current.plan is None or current.plan.shard_count != count:
+            change = await reshard(store, count)
+            for _ in range(100):  # the switch takes effect LEAD_SECONDS (3 s) later
+                if (await store.shard_plan()).read_at >= change.plan.switch_at:
+                    break
+                await asyncio.sleep(0.2)
+    finally:
+        await store.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--cpu-quota", type=float, required=True, help="CPUs per bot process")
+    parser.add_argument("--processes", default="1,2,3", help="process counts, comma-separated")
+    parser.add_argument("--requests", type=int, default=REQUESTS, help="/continue per run")
+    parser.add_argument("--rounds", type=int, default=1, help="interleaved rounds, medians")
+    args = parser.parse_args()
+    counts = sorted({int(part) for part in args.processes.split(",")})
+    try:
+        cgroup_version()
+    except QuotaUnavailable as exc:
+        raise SystemExit(f"cannot hold processes to a CPU quota here: {exc}") from None
+    server = PostgresServer(fast=False).start()  # durable, as bench_storage.py runs it
+    try:
+        lines = asyncio.run(
+            quota_scaling(
+                server, args.cpu_quota, counts, requests=args.requests, rounds=args.rounds
+            )
+        )
+    finally:
+        server.stop()
+    for line in lines:
+        print(line)
+
+
+if __name__ == "__main__":
+    main()
