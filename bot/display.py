@@ -65,9 +65,9 @@ def training_fraction(
 ) -> float:
     """How far a training is, 0..1, for a progress bar.
 
-    Training usually stops long before ``max_epochs`` (when the story is learned or the time
-    budget is spent), so the time share ``elapsed / (elapsed + ETA)`` is used when the ETA is
-    known; the epoch share only before the first ETA.
+    Once the ETA is known the time share ``elapsed / (elapsed + ETA)``: the ETA runs to the
+    expected end (the epoch the plateau stop is expected at, or the time budget), so the bar
+    fills toward it rather than toward ``max_epochs``. Before the first ETA the epoch share.
     """
     if eta_seconds is not None and eta_seconds >= 0 and elapsed_seconds >= 0:
         total = elapsed_seconds + eta_seconds
@@ -77,6 +77,53 @@ def training_fraction(
     if share != share:  # NaN
         return 0.0
     return min(1.0, max(0.0, share))
+
+
+def format_duration(seconds: float | None) -> str:
+    """``42 s``, ``3 min 05 s``, ``1 h 02 min``; ``?`` when unknown."""
+    if seconds is None or seconds != seconds or seconds < 0:
+        return "?"
+    total = round(seconds)
+    if total < 60:
+        return f"{total} s"
+    minutes, secs = divmod(total, 60)
+    if minutes < 60:
+        return f"{minutes} min {secs:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"
+
+
+def epoch_text(epoch: int, max_epochs: int, expected_epochs: float | None) -> str:
+    """``epoch 5 of about 9`` (the expected end) or ``epoch 5/300`` (the limit) before one."""
+    if expected_epochs is not None and expected_epochs == expected_epochs:
+        return f"epoch {epoch} of about {max(epoch, round(expected_epochs))}"
+    return f"epoch {epoch}/{max_epochs}"
+
+
+def time_left_text(eta_seconds: float | None, expected_epochs: float | None) -> str:
+    """The ETA in words: ``about 40 s left`` (an estimate of the expected end), ``at most 3 min
+    05 s left`` (the epoch limit or the time budget: stories without a held-out split, whose
+    end is not estimated) or ``estimating the time left`` (before the first estimate)."""
+    shown = format_duration(eta_seconds)
+    if shown == "?":
+        return "estimating the time left"
+    if expected_epochs is None:
+        return f"at most {shown} left"
+    return f"about {shown} left"
+
+
+# Why a training ended (model.serialization.TrainingFigures.stopped), in words.
+STOP_REASONS = {
+    "learned": "learned the whole story",
+    "plateau": "stopped when more epochs stopped helping",
+    "max_seconds": "stopped at the time limit",
+    "max_epochs": "stopped at the epoch limit",
+}
+
+
+def stop_reason_text(stopped: str) -> str:
+    """Why a training ended, in words; "" for a reason not known here (an older model)."""
+    return STOP_REASONS.get(stopped, "")
 
 
 def vocabulary_text(size: int | None, cap: int | None, covered_share: float | None) -> str:

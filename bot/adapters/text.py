@@ -21,7 +21,7 @@ from bot.core.api import (
     UnknownWord,
 )
 from bot.core.figures import ModelVersion, StoryStats
-from bot.display import count_text, display_prose, known, vocabulary_text
+from bot.display import count_text, display_prose, known, stop_reason_text, vocabulary_text
 
 # Unknown words a reply's note names; more are counted.
 NAMED_UNKNOWN_WORDS = 5
@@ -259,10 +259,11 @@ def trained_text(job: TrainingJob, result: JobResult, filename: str) -> str:
         accuracy = f", held-out accuracy {f.val_accuracy:.1%}"
     else:
         accuracy = ""
+    stopped = stop_reason_text(f.stopped)
     return (
         f"Trained model version {result.model_version} on {filename}: {f.symbols} symbols, "
         f"vocabulary {f.vocabulary_size}, {count_text(f.epochs, 'epoch')} in "
-        f"{f.seconds:.1f} s{accuracy}."
+        f"{f.seconds:.1f} s{accuracy}." + (f" It {stopped}." if stopped else "")
     )
 
 

@@ -25,7 +25,16 @@ from bot.adapters.text import (
     stats_lines,
     unknown_words_text,
 )
-from bot.display import count_text, display_prose, training_fraction, vocabulary_text
+from bot.display import (
+    count_text,
+    display_prose,
+    epoch_text,
+    format_duration,
+    stop_reason_text,
+    time_left_text,
+    training_fraction,
+    vocabulary_text,
+)
 
 if TYPE_CHECKING:
     from bot.core.api import (
@@ -104,26 +113,9 @@ def progress_bar(fraction: float, width: int = BAR_WIDTH) -> str:
     return "█" * filled + "░" * (width - filled)
 
 
-def format_duration(seconds: float | None) -> str:
-    """``42 s``, ``3 min 05 s``, ``1 h 02 min``; ``?`` when unknown."""
-    if seconds is None or math.isnan(seconds) or seconds < 0:
-        return "?"
-    total = round(seconds)
-    if total < 60:
-        return f"{total} s"
-    minutes, secs = divmod(total, 60)
-    if minutes < 60:
-        return f"{minutes} min {secs:02d} s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours} h {minutes:02d} min"
-
-
 def time_left(progress: JobProgress, separator: str) -> str:
-    """``separator`` + "at most 3 min 05 s left", or "" before the first estimate. At most: the
-    estimate runs to the epoch limit or the time budget, and most trainings stop earlier (the
-    story is learned, or more epochs stop helping)."""
-    shown = format_duration(progress.eta_seconds)
-    return "" if shown == "?" else f"{separator}at most {shown} left"
+    """``separator`` + the ETA in words (:func:`bot.display.time_left_text`)."""
+    return separator + time_left_text(progress.eta_seconds, progress.expected_epochs)
 
 
 def format_percent(value: float | None) -> str:
@@ -165,21 +157,13 @@ def progress_text(filename: str, progress: JobProgress) -> str:
     fraction = job_fraction(progress)
     lines = [
         header,
-        f"`{progress_bar(fraction)}` {fraction * 100:.0f}% · epoch {progress.epoch}"
-        f"/{progress.max_epochs}",
+        f"`{progress_bar(fraction)}` {fraction * 100:.0f}% · "
+        + epoch_text(progress.epoch, progress.max_epochs, progress.expected_epochs),
         f"loss {format_number(progress.loss)} · accuracy {format_percent(progress.accuracy)}"
         f" · learnable {format_percent(progress.learnable_accuracy)}",
         f"elapsed {format_duration(progress.elapsed_seconds)}{time_left(progress, ' · ')}",
     ]
     return "\n".join(lines)
-
-
-_STOPPED = {
-    "learned": "learned the story",
-    "max_epochs": "reached the epoch limit",
-    "max_seconds": "reached the time limit",
-    "plateau": "stopped improving",
-}
 
 
 def result_text(filename: str, result: JobResult) -> str:
@@ -205,7 +189,7 @@ def result_text(filename: str, result: JobResult) -> str:
         if figures.vocabulary_size is not None:
             parts.append(f"vocabulary {figures.vocabulary_size:,}")
         parts.append(f"{count_text(figures.epochs, 'epoch')} in {format_duration(figures.seconds)}")
-        stopped = _STOPPED.get(figures.stopped)
+        stopped = stop_reason_text(figures.stopped)
         if stopped:
             parts.append(stopped)
         lines.append(" · ".join(parts))
@@ -363,8 +347,8 @@ def _training_state(job: JobProgress | None) -> str:
     if job.state in ("running", "cancelling"):
         fraction = job_fraction(job)
         return (
-            f"job #{job.job_id} {job.state}: `{progress_bar(fraction, 10)}` epoch "
-            f"{job.epoch}/{job.max_epochs}{time_left(job, ', ')}"
+            f"job #{job.job_id} {job.state}: `{progress_bar(fraction, 10)}` "
+            f"{epoch_text(job.epoch, job.max_epochs, job.expected_epochs)}{time_left(job, ', ')}"
         )
     return f"job #{job.job_id} {job.state}"
 
