@@ -21,7 +21,14 @@ from bot.core.api import (
     UnknownWord,
 )
 from bot.core.figures import ModelVersion, StoryStats
-from bot.display import count_text, display_prose, known, stop_reason_text, vocabulary_text
+from bot.display import (
+    count_text,
+    display_prose,
+    epoch_text,
+    known,
+    stop_reason_text,
+    vocabulary_text,
+)
 
 # Unknown words a reply's note names; more are counted.
 NAMED_UNKNOWN_WORDS = 5
@@ -201,10 +208,9 @@ def card_text(card: StoryCard, label: str) -> str:
     else:
         lines.append("  no trained model yet")
     if card.job is not None:
-        lines.append(
-            f"  training job #{card.job.job_id}: {card.job.state}, "
-            f"epoch {card.job.epoch}/{card.job.max_epochs}"
-        )
+        job = card.job
+        epoch = epoch_text(job.epoch, job.max_epochs, job.expected_epochs)
+        lines.append(f"  training job #{job.job_id}: {job.state}, {epoch}")
     if card.notice is not None:
         lines.append(f"  {retrain_reason_text(card.notice)}")
     if card.last_job is not None and card.last_job.state != "done":
