@@ -73,9 +73,9 @@ def training_fraction(
 ) -> float:
     """How far a training is, 0..1, for a progress bar.
 
-    Training usually stops long before ``max_epochs`` (when the story is learned or the time
-    budget is spent), so the time share ``elapsed / (elapsed + ETA)`` is used when the ETA is
-    known; the epoch share only before the first ETA.
+    Once the ETA is known the time share ``elapsed / (elapsed + ETA)``: the ETA runs to the
+    expected end (the epoch the plateau stop is expected at, or the time budget), so the bar
+    fills toward it rather than toward ``max_epochs``. Before the first ETA the epoch share.
     """
     if eta_seconds is not None and eta_seconds >= 0 and elapsed_seconds >= 0:
         total = elapsed_seconds + eta_seconds

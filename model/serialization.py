@@ -59,7 +59,7 @@ class TrainingFigures:
     history: list[dict[str, Any]] = field(default_factory=list)
     val_loss: float | None = None
     best_epoch: int | None = None
-    stopped: str = ""  # "learned" | "max_epochs" | "max_seconds"
+    stopped: str = ""  # "learned" | "plateau" | "max_epochs" | "max_seconds"
     training_windows: int | None = None
     validation_windows: int | None = None
     vocabulary_size: int | None = None

@@ -20,6 +20,9 @@ Signature::
 * ``training``: TrainingConfig; None = defaults (Adam 1e-2, batches of up to 256 windows).
 * ``on_progress``: called with a picklable :class:`TrainingProgress` after every epoch and,
   for long epochs, about every ``model.training_progress.PROGRESS_INTERVAL`` seconds within one.
+  With a held-out split its ``expected_epochs`` is where the plateau stop is expected (from
+  epoch 2 on, :mod:`model.training_estimate`) and ``eta_seconds`` the time to it; without one
+  ``eta_seconds`` is an upper bound (the epoch limit or the time budget).
 * ``should_cancel``: polled between training steps; True raises TrainingCancelled.
 * ``vocabulary_max_size``: cap of the vocabulary (rare words become ``<unk>``).
 
@@ -48,7 +51,8 @@ run.
 The parts: :mod:`model.training_data` (the story as training windows and its split),
 :mod:`model.training_run` (one training, an epoch at a time), :mod:`model.evaluation`
 (exact figures, the unseen words' logit), :mod:`model.early_stopping` (the best epoch's
-weights, the plateau rule), :mod:`model.training_progress` (reports and their ETA).
+weights, the plateau rule), :mod:`model.training_progress` (reports and their ETA),
+:mod:`model.training_estimate` (the epoch the plateau stop is expected at).
 """
 
 from __future__ import annotations

@@ -24,6 +24,7 @@ from model.network import build_networks, extract_weights
 from model.serialization import TrainingFigures
 from model.story_index import story_index_arrays
 from model.training_data import TrainingData
+from model.training_estimate import expected_epochs
 from model.training_progress import PROGRESS_INTERVAL, TrainingClock, TrainingProgress
 from model.windows import batches, even_batch_size, sequence_batches
 
@@ -208,6 +209,7 @@ class TrainingRun:
         if data.use_validation:
             self.best.consider(self.epoch)
         self._record_history()
+        self.clock.end_epoch()
         self.last_report = time.perf_counter()
         self._report(
             self.epoch, self.steps_per_epoch, self.loss, self.accuracy, self.learnable_accuracy
@@ -255,9 +257,17 @@ class TrainingRun:
         if self.on_progress is None:
             return
         training = self.training
-        epochs_left = training.max_epochs - epoch_no
         steps_left = self.steps_per_epoch - step
-        eta = self.clock.eta(epochs_left, self.steps_per_epoch, steps_left, training.max_seconds)
+        expected = self._expected_epochs(epoch_no, step)
+        eta: float | None = None
+        if expected is not None or not self.data.use_validation:
+            # To the expected end; without a split (whose "learned" stop is not estimated) to
+            # the epoch limit, an upper bound. Whole epochs after the one in progress:
+            end = training.max_epochs if expected is None else expected
+            epochs_left = max(0.0, end - epoch_no - (1 if steps_left else 0))
+            eta = self.clock.eta(
+                epochs_left, self.steps_per_epoch, steps_left, training.max_seconds
+            )
         val_eval = self.best.val_eval
         self.on_progress(
             TrainingProgress(
@@ -272,7 +282,25 @@ class TrainingRun:
                 val_accuracy=None if val_eval is None else val_eval.accuracy,
                 step=step,
                 steps_per_epoch=self.steps_per_epoch,
+                expected_epochs=expected,
             )
+        )
+
+    def _expected_epochs(self, epoch_no: int, step: int) -> float | None:
+        """With a held-out split, the epoch count the plateau stop is expected at
+        (:mod:`model.training_estimate`) after ``epoch_no`` epochs and ``step`` steps of the
+        next, within the epochs the budget holds; None before the estimate or without a split."""
+        if not self.data.use_validation:
+            return None
+        training = self.training
+        done = epoch_no + step / self.steps_per_epoch
+        return expected_epochs(
+            [entry["val_loss"] for entry in self.history[:epoch_no]],
+            min_improvement=training.min_improvement,
+            patience=training.patience,
+            max_epochs=training.max_epochs,
+            budget_epochs=done
+            + self.clock.epochs_within(training.max_seconds, self.steps_per_epoch),
         )
 
     # -- the end ---------------------------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import TextIO
 
+from bot.adapters.training_words import epoch_text, time_left_text
 from bot.core.api import JobProgress
 from bot.display import known, training_fraction
 
@@ -27,16 +28,20 @@ class ProgressBar:
                 progress.epoch, progress.max_epochs, progress.elapsed_seconds, progress.eta_seconds
             )
             if progress.state == "done":
-                share = 1.0  # the ETA counts epochs; a story can be learned long before
+                share = 1.0  # the ETA is an estimate; the end may come before it
             filled = round(share * self.width)
             bar = "#" * filled + "-" * (self.width - filled)
-            parts = [f"[{bar}] epoch {progress.epoch}/{progress.max_epochs}"]
+            epoch = epoch_text(progress.epoch, progress.max_epochs, progress.expected_epochs)
+            parts = [f"[{bar}] {epoch}"]
             if progress.loss is not None:
                 parts.append(f"loss {progress.loss:.3f}")
             if known(progress.learnable_accuracy):
                 parts.append(f"accuracy {progress.learnable_accuracy:.1%}")
             parts.append(f"{progress.elapsed_seconds:.1f} s")
-            if progress.state not in ("running", "cancelling"):
+            if progress.state in ("running", "cancelling"):
+                if progress.epoch or progress.eta_seconds is not None:
+                    parts.append(time_left_text(progress.eta_seconds, progress.expected_epochs))
+            else:
                 parts.append(progress.state)
             line = "  ".join(parts)
         final = progress.state not in ("queued", "running", "cancelling")

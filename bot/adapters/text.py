@@ -9,6 +9,7 @@ import json
 from collections.abc import Sequence
 
 from bot.adapters.language import ENGLISH, Language
+from bot.adapters.training_words import epoch_text, stop_reason_text
 from bot.core.api import (
     Continuation,
     DataDeletion,
@@ -324,10 +325,9 @@ def card_text(card: StoryCard, label: str) -> str:
     else:
         lines.append("  no trained model yet")
     if card.job is not None:
-        lines.append(
-            f"  training job #{card.job.job_id}: {card.job.state}, "
-            f"epoch {card.job.epoch}/{card.job.max_epochs}"
-        )
+        job = card.job
+        epoch = epoch_text(job.epoch, job.max_epochs, job.expected_epochs)
+        lines.append(f"  training job #{job.job_id}: {job.state}, {epoch}")
     if card.notice is not None:
         lines.append(f"  {retrain_reason_text(card.notice)}")
     if card.last_job is not None and card.last_job.state != "done":
@@ -382,10 +382,11 @@ def trained_text(job: TrainingJob, result: JobResult, filename: str) -> str:
         accuracy = f", held-out accuracy {f.val_accuracy:.1%}"
     else:
         accuracy = ""
+    stopped = stop_reason_text(f.stopped)
     return (
         f"Trained model version {result.model_version} on {filename}: {f.symbols} symbols, "
         f"vocabulary {f.vocabulary_size}, {count_text(f.epochs, 'epoch')} in "
-        f"{f.seconds:.1f} s{accuracy}."
+        f"{f.seconds:.1f} s{accuracy}." + (f" It {stopped}." if stopped else "")
     )
 
 

@@ -115,6 +115,10 @@ class JobProgress:
     val_accuracy: float | None = None
     error: str | None = None
     reason: RetrainReason | None = None  # why the bot queued it itself
+    # The epoch count the training is expected to end at (the plateau stop, predicted from the
+    # held-out loss); None while unknown or not estimated (no held-out split): eta_seconds is
+    # then an upper bound (the epoch limit or the time budget), or None.
+    expected_epochs: float | None = None
 
 
 @dataclass(frozen=True)

@@ -85,6 +85,7 @@ class OpenJob:
             val_accuracy=data.get("val_accuracy"),
             error=error,
             reason=self.options.reason,
+            expected_epochs=data.get("expected_epochs"),
         )
 
 

@@ -15,10 +15,10 @@ from bot.adapters.text import (
     stats_lines,
     vocabulary_text,
 )
+from bot.adapters.training_words import epoch_text, format_duration
 from bot.discord_adapter.rendering import (
     EMBED_FIELD_LIMIT,
     escape_text,
-    format_duration,
     format_number,
     format_percent,
     format_timestamp,
@@ -155,12 +155,11 @@ def _training_state(job: JobProgress | None, lang: Language) -> str:
     if job.state in ("running", "cancelling"):
         fraction = job_fraction(job)
         return _(
-            "job #{job} {state}: `{bar}` epoch {epoch}/{epochs}",
+            "job #{job} {state}: `{bar}` {epoch}",
             job=job.job_id,
             state=job_state_word(job.state, lang),
             bar=progress_bar(fraction, 10),
-            epoch=job.epoch,
-            epochs=job.max_epochs,
+            epoch=epoch_text(job.epoch, job.max_epochs, job.expected_epochs, lang),
         ) + time_left(job, ", ", lang)
     return _("job #{job} {state}", job=job.job_id, state=job_state_word(job.state, lang))
 

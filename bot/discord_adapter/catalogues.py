@@ -41,6 +41,7 @@ BOT_DIR = Path(__file__).resolve().parent.parent
 SOURCES = (
     "discord_adapter",
     "adapters/text.py",
+    "adapters/training_words.py",
     "adapters/language.py",
     "core",
     "errors.py",

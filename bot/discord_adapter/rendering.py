@@ -21,6 +21,12 @@ import discord
 
 from bot.adapters.language import ENGLISH, Language
 from bot.adapters.text import unknown_words_text
+from bot.adapters.training_words import (
+    epoch_text,
+    format_duration,
+    stop_reason_text,
+    time_left_text,
+)
 from bot.display import display_prose, training_fraction
 
 if TYPE_CHECKING:
@@ -96,26 +102,9 @@ def progress_bar(fraction: float, width: int = BAR_WIDTH) -> str:
     return "█" * filled + "░" * (width - filled)
 
 
-def format_duration(seconds: float | None, lang: Language = ENGLISH) -> str:
-    """``42 s``, ``3 min 05 s``, ``1 h 02 min`` (``42 秒``...); ``?`` when unknown."""
-    if seconds is None or math.isnan(seconds) or seconds < 0:
-        return "?"
-    total = round(seconds)
-    if total < 60:
-        return lang.gettext("{seconds} s", seconds=total)
-    minutes, secs = divmod(total, 60)
-    if minutes < 60:
-        return lang.gettext("{minutes} min {seconds} s", minutes=minutes, seconds=f"{secs:02d}")
-    hours, minutes = divmod(minutes, 60)
-    return lang.gettext("{hours} h {minutes} min", hours=hours, minutes=f"{minutes:02d}")
-
-
 def time_left(progress: JobProgress, separator: str, lang: Language = ENGLISH) -> str:
-    """``separator`` + "at most 3 min 05 s left", or "" before the first estimate. At most: the
-    estimate runs to the epoch limit or the time budget, and most trainings stop earlier (the
-    story is learned, or more epochs stop helping)."""
-    shown = format_duration(progress.eta_seconds, lang)
-    return "" if shown == "?" else separator + lang.gettext("at most {time} left", time=shown)
+    """``separator`` + the ETA in words (:func:`bot.adapters.training_words.time_left_text`)."""
+    return separator + time_left_text(progress.eta_seconds, progress.expected_epochs, lang)
 
 
 def format_percent(value: float | None) -> str:
@@ -167,7 +156,7 @@ def progress_text(filename: str, progress: JobProgress, lang: Language = ENGLISH
     if progress.state == "running" and progress.epoch == 0:
         return header + "\n" + lang.gettext("Starting: preparing the story and the network…")
     fraction = job_fraction(progress)
-    epoch = lang.gettext("epoch {epoch}/{epochs}", epoch=progress.epoch, epochs=progress.max_epochs)
+    epoch = epoch_text(progress.epoch, progress.max_epochs, progress.expected_epochs, lang)
     lines = [
         header,
         f"`{progress_bar(fraction)}` {fraction * 100:.0f}% · {epoch}",
@@ -181,17 +170,6 @@ def progress_text(filename: str, progress: JobProgress, lang: Language = ENGLISH
         + time_left(progress, " · ", lang),
     ]
     return "\n".join(lines)
-
-
-def stopped_text(stopped: str | None, lang: Language) -> str | None:
-    """Why a training stopped, or None."""
-    reasons = {
-        "learned": lang.gettext("learned the story"),
-        "max_epochs": lang.gettext("reached the epoch limit"),
-        "max_seconds": lang.gettext("reached the time limit"),
-        "plateau": lang.gettext("stopped improving"),
-    }
-    return reasons.get(stopped) if stopped is not None else None
 
 
 def result_text(filename: str, result: JobResult, lang: Language = ENGLISH) -> str:
@@ -227,7 +205,7 @@ def result_text(filename: str, result: JobResult, lang: Language = ENGLISH) -> s
                 time=format_duration(figures.seconds, lang),
             )
         )
-        stopped = stopped_text(figures.stopped, lang)
+        stopped = stop_reason_text(figures.stopped, lang)
         if stopped:
             parts.append(stopped)
         lines.append(" · ".join(parts))

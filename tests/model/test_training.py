@@ -51,6 +51,8 @@ def test_progress_is_reported_and_picklable(story_tokens: list[str]) -> None:
     reports = [r for r in reports if r.step == r.steps_per_epoch]  # drop mid-epoch reports
     assert [r.epoch for r in reports] == [1, 2, 3, 4, 5, 6]
     assert all(r.max_epochs == 6 and r.eta_seconds is not None for r in reports)
+    # No held-out split: the end is not estimated, the ETA is the upper bound.
+    assert all(r.expected_epochs is None for r in reports)
     assert reports[-1].eta_seconds == 0.0
     assert pickle.loads(pickle.dumps(reports[0])) == reports[0]
 
@@ -116,8 +118,13 @@ def test_book_validation_best_weights_and_cap(jacobs_tokens: list[str]) -> None:
     assert figures.val_loss == min(losses) and figures.best_epoch == 1 + losses.index(min(losses))
     assert figures.val_loss is not None
     assert math.exp(figures.val_loss) == pytest.approx(figures.val_perplexity)
-    first = next(r for r in reports if r.epoch == 1 and r.step == r.steps_per_epoch)
-    assert first.eta_seconds is not None and first.eta_seconds >= 0
+    ends = {r.epoch: r for r in reports if r.step == r.steps_per_epoch}
+    # One epoch's held-out loss has no gain to fit: no estimate yet, and no ETA.
+    assert ends[1].eta_seconds is None and ends[1].expected_epochs is None
+    # From epoch 2 on the expected end (here the epoch limit, 3) and an ETA to it.
+    assert ends[2].expected_epochs == 3.0
+    assert ends[2].eta_seconds is not None and ends[2].eta_seconds >= 0
+    assert ends[3].expected_epochs == 3.0 and ends[3].eta_seconds == 0.0
     assert len(generate(model, ["the", "zebra", "said"], GenerationOptions(length=8))) == 8
 
 
@@ -170,6 +177,8 @@ def test_eta_after_first_epoch_when_epochs_bind(jacobs_tokens: list[str]) -> Non
     assert all(eta is not None and eta >= 0 for eta in etas)
     assert etas[-1] == 0
     assert all((r.eta_seconds or 0) <= 600 - r.elapsed_seconds for r in ends)
+    # Without the plateau stop the expected end is the epoch limit.
+    assert all(r.expected_epochs == 5.0 for r in ends)
 
 
 def test_eta_counts_remaining_steps_and_evaluations() -> None:

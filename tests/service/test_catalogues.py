@@ -16,6 +16,7 @@ from babel.messages.catalog import Catalog, Message
 from babel.messages.pofile import read_po
 
 from bot.adapters.language import ENGLISH
+from bot.adapters.training_words import format_duration
 from bot.config import load_config
 from bot.core.uploads import check_upload_size
 from bot.core.validation import check_float, check_int
@@ -34,7 +35,6 @@ from bot.discord_adapter.i18n import (
     NAME_CONTEXT,
     Catalogue,
 )
-from bot.discord_adapter.rendering import format_duration
 from bot.discord_adapter.replies import user_error_message
 from bot.display import byte_size, format_bytes
 from bot.errors import InvalidOption, InvalidUpload, UserError
