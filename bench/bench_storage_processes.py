@@ -1,7 +1,7 @@
 """Part 3 of bench_storage.py: 2 bot processes (shards 0, 1 of 2) vs 1, one PostgreSQL; and, run
 as a script, N processes each held to a CPU quota (issue 26):
 
-    .venv/bin/python -m bench.bench_storage_processes --cpu-quota 0.4 --processes 1,2,3
+    .venv/bin/python -m bench.bench_storage_processes --cpu-quota 0.4,0.3 --processes 1,2,3
 
 Each bot process runs in a cgroup of its own limited to ``--cpu-quota`` of a CPU
 (``bench/cpu_quota.py``: cgroup v1 or v2; root needed), with a high weight so that it gets that
@@ -61,6 +61,8 @@ PROMPTS = ["had a general", "the mice", "the cat", "mouse", "a young mouse got u
 # of a few hundred rows, where BLAS threads only spin against the other process's.
 ONE_BLAS_THREAD = {"OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
 TICKS = os.sysconf("SC_CLK_TCK")
+# Issue 26's acceptance: (CPU quota per process, processes) -> requests/s over 1 process's.
+TARGETS = {(0.4, 2): 1.8, (0.3, 3): 2.6}
 
 
 def cpu_seconds(pid: int) -> float:
@@ -324,9 +326,10 @@ async def _spread_guilds(fake: FakeDiscord, guilds: int, classes: int) -> list[F
 
 
 async def quota_scaling(
-    server: PostgresServer, quota: float, counts: list[int], *, requests: int, rounds: int
+    server: PostgresServer, quotas: list[float], counts: list[int], *, requests: int, rounds: int
 ) -> list[str]:
-    """Requests/s of 1..N bot processes, each held to ``quota`` of a CPU (see the module doc)."""
+    """Requests/s of each count of bot processes, each held to each of ``quotas`` of a CPU (see
+    the module doc)."""
     version = cgroup_version()  # QuotaUnavailable says why not, before anything starts
     url = server.create_database(template=None)
     fake = FakeDiscord()
@@ -335,12 +338,17 @@ async def quota_scaling(
     classes = math.lcm(*counts)
     guilds = classes * max(1, math.ceil(GUILDS / classes))
     per_guild = max(1, (GUILDS * CHANNELS_PER_GUILD) // guilds)
-    runs: dict[int, list[Figures]] = {}
+    runs: dict[tuple[float, int], list[Figures]] = {}
     try:
-        targets: list[tuple[FakeChannel, FakeUser]] = []
+        by_guild: list[list[tuple[FakeChannel, FakeUser]]] = []
         for g, guild in enumerate(await _spread_guilds(fake, guilds, classes)):
             reader = fake.add_member(guild, f"reader{g}")
-            targets += [(fake.add_channel(guild, f"story{c}"), reader) for c in range(per_guild)]
+            by_guild.append(
+                [(fake.add_channel(guild, f"story{c}"), reader) for c in range(per_guild)]
+            )
+        # Round robin over the servers: requests in flight together spread over every shard
+        # (one server's channels in a row would load one process at a time).
+        targets = [channels[c] for c in range(per_guild) for channels in by_guild]
         text = STORY.decode()
         store = await PostgresStore.open(url)
         try:
@@ -359,29 +367,30 @@ async def quota_scaling(
             sync = make_bot_process(fake, Path(tmp), {}, args=("sync",), name="sync")
             await sync.start(wait_identify=False)
             assert await sync.wait_exit(120.0) == 0, sync.log_tail()
-            for _ in range(rounds):
-                for count in counts:
-                    if count > 1:
-                        await _make_active(url, count)
-                    runs.setdefault(count, []).append(
-                        await _run_processes(server, fake, Path(tmp), url, count, targets,
-                                             ONE_BLAS_THREAD, requests, quota)
-                    )  # fmt: skip
+            for _ in range(rounds):  # interleaved: each round measures every variant once
+                for quota in quotas:
+                    for count in counts:
+                        if count > 1:
+                            await _make_active(url, count)
+                        runs.setdefault((quota, count), []).append(
+                            await _run_processes(server, fake, Path(tmp), url, count, targets,
+                                                 ONE_BLAS_THREAD, requests, quota)
+                        )  # fmt: skip
     finally:
         await fake.stop()
     lines = [
-        f"cgroup {version}: each bot process at most {quota:.2f} CPU (high weight); "
+        f"cgroup {version}: each bot process held to a CPU quota (high weight); "
         f"{len(targets)} channels in {guilds} servers (as many on each shard), {UNITS}-unit "
         f"models, {requests} /continue, {IN_FLIGHT} in flight, one BLAS thread, median of "
         f"{rounds} round(s); load driver, fake Discord and PostgreSQL outside the quota",
-        f"{'processes':<11}{'req/s':>8}{'p99 ms':>9}{'bot CPU':>9}{'fake CPU':>10}{'PG CPU':>8}"
-        f"{'throttled':>11}"
+        f"{'quota, processes':<18}{'req/s':>8}{'p99 ms':>9}{'bot CPU':>9}{'fake CPU':>10}"
+        f"{'PG CPU':>8}{'throttled':>11}"
         f"{'PG active':>11}{'lock waits':>12}{'load':>6}",
     ]
-    rates = {count: statistics.median(f.rate for f in figures) for count, figures in runs.items()}
-    for count, figures in runs.items():
+    rates = {key: statistics.median(f.rate for f in figures) for key, figures in runs.items()}
+    for (quota, count), figures in runs.items():
         lines.append(
-            f"{count:<11}{rates[count]:>8.1f}"
+            f"{f'{quota:.2f} CPU, {count}':<18}{rates[quota, count]:>8.1f}"
             f"{statistics.median(f.p99 for f in figures) * 1000:>9.0f}"
             f"{statistics.median(f.bot_cpu_ms for f in figures):>9.1f}"
             f"{statistics.median(f.driver_cpu_ms for f in figures):>10.1f}"
@@ -391,11 +400,15 @@ async def quota_scaling(
             f"{max(f.lock_waits for f in figures):>11.0%} "
             f"{max(f.load for f in figures):>6.1f}"
         )
-    for count in counts:
-        if count > 1 and 1 in rates:
-            lines.append(
-                f"scaling {count} vs 1 at {quota:.2f} CPU each: {rates[count] / rates[1]:.2f}x"
-            )
+    for quota in quotas:
+        for count in counts:
+            if count > 1 and (quota, 1) in rates:
+                ratio = rates[quota, count] / rates[quota, 1]
+                target = TARGETS.get((quota, count))
+                lines.append(
+                    f"scaling {count} vs 1 at {quota:.2f} CPU each: {ratio:.2f}x"
+                    + ("" if target is None else f" (issue 26 target >= {target})")
+                )
     return lines
 
 
@@ -417,12 +430,15 @@ async def _make_active(url: str, count: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--cpu-quota", type=float, required=True, help="CPUs per bot process")
+    parser.add_argument(
+        "--cpu-quota", required=True, help="CPUs per bot process; several, comma-separated"
+    )
     parser.add_argument("--processes", default="1,2,3", help="process counts, comma-separated")
     parser.add_argument("--requests", type=int, default=REQUESTS, help="/continue per run")
     parser.add_argument("--rounds", type=int, default=1, help="interleaved rounds, medians")
     args = parser.parse_args()
     counts = sorted({int(part) for part in args.processes.split(",")})
+    quotas = [float(part) for part in args.cpu_quota.split(",")]
     try:
         cgroup_version()
     except QuotaUnavailable as exc:
@@ -430,9 +446,7 @@ def main() -> None:
     server = PostgresServer(fast=False).start()  # durable, as bench_storage.py runs it
     try:
         lines = asyncio.run(
-            quota_scaling(
-                server, args.cpu_quota, counts, requests=args.requests, rounds=args.rounds
-            )
+            quota_scaling(server, quotas, counts, requests=args.requests, rounds=args.rounds)
         )
     finally:
         server.stop()
