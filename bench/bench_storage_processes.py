@@ -30,6 +30,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import datetime
+import json
 import math
 import os
 import statistics
@@ -326,8 +328,13 @@ async def _spread_guilds(fake: FakeDiscord, guilds: int, classes: int) -> list[F
 
 
 async def quota_scaling(
-    server: PostgresServer, quotas: list[float], counts: list[int], *, requests: int, rounds: int
-) -> list[str]:
+    server: PostgresServer,
+    quotas: list[float],
+    counts: list[int],
+    *,
+    requests: int,
+    rounds: int,
+) -> tuple[list[str], dict[str, Any]]:
     """Requests/s of each count of bot processes, each held to each of ``quotas`` of a CPU (see
     the module doc)."""
     version = cgroup_version()  # QuotaUnavailable says why not, before anything starts
@@ -409,7 +416,34 @@ async def quota_scaling(
                     f"scaling {count} vs 1 at {quota:.2f} CPU each: {ratio:.2f}x"
                     + ("" if target is None else f" (issue 26 target >= {target})")
                 )
-    return lines
+    return lines, _measured(runs, requests, rounds)
+
+
+def _measured(
+    runs: dict[tuple[float, int], list[Figures]], requests: int, rounds: int
+) -> dict[str, Any]:
+    """The quota runs' medians, as ``simulate_capacity.py --measured`` reads them."""
+    return {
+        "bench": "bench_storage_processes.py --cpu-quota",
+        "date": datetime.date.today().isoformat(),
+        "cpus": os.cpu_count(),
+        "units": UNITS,
+        "requests": requests,
+        "in_flight": IN_FLIGHT,
+        "rounds": rounds,
+        "runs": [
+            {
+                "quota": quota,
+                "processes": count,
+                "requests_per_second": statistics.median(f.rate for f in figures),
+                "bot_cpu_ms": statistics.median(f.bot_cpu_ms for f in figures),
+                "driver_cpu_ms": statistics.median(f.driver_cpu_ms for f in figures),
+                "database_cpu_ms": statistics.median(f.server_cpu_ms for f in figures),
+                "p99_seconds": statistics.median(f.p99 for f in figures),
+            }
+            for (quota, count), figures in runs.items()
+        ],
+    }
 
 
 async def _make_active(url: str, count: int) -> None:
@@ -436,6 +470,7 @@ def main() -> None:
     parser.add_argument("--processes", default="1,2,3", help="process counts, comma-separated")
     parser.add_argument("--requests", type=int, default=REQUESTS, help="/continue per run")
     parser.add_argument("--rounds", type=int, default=1, help="interleaved rounds, medians")
+    parser.add_argument("--json", type=Path, help="also write the figures here (simulate_capacity)")
     args = parser.parse_args()
     counts = sorted({int(part) for part in args.processes.split(",")})
     quotas = [float(part) for part in args.cpu_quota.split(",")]
@@ -445,13 +480,21 @@ def main() -> None:
         raise SystemExit(f"cannot hold processes to a CPU quota here: {exc}") from None
     server = PostgresServer(fast=False).start()  # durable, as bench_storage.py runs it
     try:
-        lines = asyncio.run(
-            quota_scaling(server, quotas, counts, requests=args.requests, rounds=args.rounds)
+        lines, measured = asyncio.run(
+            quota_scaling(
+                server,
+                quotas,
+                counts,
+                requests=args.requests,
+                rounds=args.rounds,
+            )
         )
     finally:
         server.stop()
     for line in lines:
         print(line)
+    if args.json is not None:  # for bench/simulate_capacity.py --measured
+        args.json.write_text(json.dumps(measured, indent=1))
 
 
 if __name__ == "__main__":

@@ -18,15 +18,24 @@ miss (``--cache-miss``), ``--load-ms`` to read and rebuild the model.
 
 Example (the plan for 100,000 servers in docs/scaling.md):
   .venv/bin/python bench/simulate_capacity.py --servers 100000 --cpu-slots 48 --shards 40
+
+With ``--measured FILE`` (written by ``bench_storage_processes.py --cpu-quota ... --json FILE``)
+a reply's CPU cost is the measured one (a bot process's CPU per ``/continue``, Discord handling
+included, at one process) instead of ``--continue-ms``, and the plan's throughput for 1-N bot
+processes held to each measured quota (N x quota / CPU per reply, at most the machine's CPUs) is
+printed against the measured throughput.
 """
 
 from __future__ import annotations
 
 import argparse
 import heapq
+import json
 import math
 import random
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 DAY = 86_400.0
 SWING = 0.6  # arrivals at the busiest hour are 1.6x the day's mean, 0.4x at the quietest
@@ -94,6 +103,38 @@ def fifo(arrived: list[float], service: list[float], servers: list[float]) -> Wa
     )
 
 
+def predicted_rate(quota: float, processes: int, cpu_ms: float, cpus: int) -> float:
+    """Replies/s of ``processes`` bot processes held to ``quota`` CPU each, at ``cpu_ms`` of CPU
+    per reply: the plan's model (CPU-bound; no shared bottleneck)."""
+    return min(processes * quota, cpus) / (cpu_ms / 1000)
+
+
+def compare_with_measured(measured: dict[str, Any]) -> tuple[float, list[str]]:
+    """The plan's throughput against the quota bench's; returns the CPU ms per reply it used
+    (the largest quota's, at one process) and the lines to print."""
+    runs = measured["runs"]
+    single = {run["quota"]: run["bot_cpu_ms"] for run in runs if run["processes"] == 1}
+    if not single:
+        raise SystemExit("--measured: the bench file has no 1-process run to take the cost from")
+    lines = [
+        f"measured: {measured['bench']} ({measured['date']}, {measured['cpus']} CPUs, "
+        f"{measured['units']}-unit models, {measured['in_flight']} requests in flight)"
+    ]
+    for run in sorted(runs, key=lambda r: (-r["quota"], r["processes"])):
+        quota, count = run["quota"], run["processes"]
+        if quota not in single:
+            continue
+        plan = predicted_rate(quota, count, single[quota], measured["cpus"])
+        got = run["requests_per_second"]
+        error = plan / got - 1
+        lines.append(
+            f"  {count} process{'es' if count > 1 else '  '} at {quota:.2f} CPU: plan "
+            f"{plan:6.1f} req/s, measured {got:6.1f} req/s, plan {error:+.0%} "
+            f"({'within' if abs(error) <= 0.2 else 'outside'} 20 %)"
+        )
+    return single[max(single)], lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--servers", type=int, default=100_000)
@@ -111,8 +152,13 @@ def main() -> None:
     parser.add_argument("--cache-miss", type=float, default=0.1)
     parser.add_argument("--load-ms", type=float, default=60.0)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--measured", type=Path, help="bench_storage_processes.py --json output")
     args = parser.parse_args()
     rng = random.Random(args.seed)
+    if args.measured is not None:
+        args.continue_ms, lines = compare_with_measured(json.loads(args.measured.read_text()))
+        for line in lines:
+            print(line)
 
     trains = arrivals(args.servers * args.trains_per_server_day, rng)
     work = [
