@@ -259,13 +259,7 @@ async def two_vs_one(
                 targets.append((fake.add_channel(guild, f"story{c}"), reader))
             g += 1
         shards = sum((ch.guild_id or 0) >> 22 & 1 for ch, _ in targets) // CHANNELS_PER_GUILD
-        text = STORY.decode()
-        store = await PostgresStore.open(url)
-        try:
-            for channel, _ in targets:
-                await seed_model(store, channel.id, text, guild_id=channel.guild_id, units=UNITS)
-        finally:
-            await store.close()
+        await _seed(url, targets)
         with tempfile.TemporaryDirectory() as tmp:
             sync = make_bot_process(fake, Path(tmp), {}, args=("sync",), name="sync")
             await sync.start(wait_identify=False)
@@ -356,13 +350,7 @@ async def quota_scaling(
         # Round robin over the servers: requests in flight together spread over every shard
         # (one server's channels in a row would load one process at a time).
         targets = [channels[c] for c in range(per_guild) for channels in by_guild]
-        text = STORY.decode()
-        store = await PostgresStore.open(url)
-        try:
-            for channel, _ in targets:
-                await seed_model(store, channel.id, text, guild_id=channel.guild_id, units=UNITS)
-        finally:
-            await store.close()
+        await _seed(url, targets)
         with (
             tempfile.TemporaryDirectory() as tmp,
             CpuGroup("fabulist-rest", None, high=True) as rest,
@@ -417,6 +405,18 @@ async def quota_scaling(
                     + ("" if target is None else f" (issue 26 target >= {target})")
                 )
     return lines, _measured(runs, requests, rounds)
+
+
+async def _seed(url: str, targets: list[tuple[FakeChannel, FakeUser]]) -> None:
+    """A model of the article (random weights) in every target channel."""
+    store = await PostgresStore.open(url)
+    try:
+        for channel, _ in targets:
+            await seed_model(
+                store, channel.id, STORY.decode(), guild_id=channel.guild_id, units=UNITS
+            )
+    finally:
+        await store.close()
 
 
 def _measured(

@@ -145,3 +145,11 @@ async def seed_model(
         keep_versions=3,
     )
     return record.id, record.version
+
+
+def empty_story_card(channel: Any, **changes: Any) -> Any:
+    """A channel's story card with nothing in it (no model, no figures), then ``changes``."""
+    from bot.core.api import StoryCard
+
+    nothing = {name: None for name in StoryCard.__dataclass_fields__}
+    return StoryCard(**{**nothing, "channel": channel, "has_model": False, "stories": 0, **changes})

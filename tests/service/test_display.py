@@ -12,6 +12,7 @@ from bot.core.api import JobProgress
 from bot.discord_adapter.rendering import continuation_text, progress_text
 from bot.display import display_prose, format_bytes, training_fraction
 from model import detokenize, tokenize
+from tests.support import empty_story_card
 
 
 @pytest.mark.parametrize(
@@ -131,30 +132,11 @@ def test_the_unknown_words_note() -> None:
 
 
 def test_story_card_names_the_configured_permission_and_shows_the_notice() -> None:
-    from bot.core.api import ChannelRef, RetrainReason, StoryCard
+    from bot.core.api import ChannelRef, RetrainReason
     from bot.discord_adapter.cards import story_card_embed
 
-    card = StoryCard(
-        channel=ChannelRef(1, 2, "story"),
-        has_model=False,
-        model_version=None,
-        story_filename=None,
-        story_uploader=None,
-        story_uploaded_at=None,
-        stories=0,
-        symbols=None,
-        vocabulary_size=None,
-        vocabulary_covered_share=None,
-        learnable_accuracy=None,
-        accuracy=None,
-        val_accuracy=None,
-        val_perplexity=None,
-        epochs=None,
-        training_seconds=None,
-        trained_at=None,
-        job=None,
-        last_job=None,
-        notice=RetrainReason(removed_story_id=3, filename="*x*.txt"),
+    card = empty_story_card(
+        ChannelRef(1, 2, "story"), notice=RetrainReason(removed_story_id=3, filename="*x*.txt")
     )
     embed = story_card_embed(card, permission="Manage Guild")
     assert "Someone with Manage Guild can teach" in (embed.description or "")

@@ -21,6 +21,7 @@ from bot.core.validation import JobOptions
 from bot.discord_adapter.rendering import progress_text, result_text
 from model.serialization import TrainingFigures
 from model.training_progress import TrainingProgress
+from tests.support import empty_story_card
 
 CHANNEL = ChannelRef(guild_id=1, channel_id=2, name="story")
 
@@ -134,30 +135,9 @@ def test_a_cancelled_training_says_so() -> None:
 
 async def test_the_story_cards_show_the_expected_end() -> None:
     from bot.adapters.text import card_text
-    from bot.core.api import StoryCard
     from bot.discord_adapter.cards import story_card_embed
 
-    card = StoryCard(
-        channel=CHANNEL,
-        has_model=False,
-        model_version=None,
-        story_filename=None,
-        story_uploader=None,
-        story_uploaded_at=None,
-        stories=1,
-        symbols=None,
-        vocabulary_size=None,
-        vocabulary_covered_share=None,
-        learnable_accuracy=None,
-        accuracy=None,
-        val_accuracy=None,
-        val_perplexity=None,
-        epochs=None,
-        training_seconds=None,
-        trained_at=None,
-        job=await _reported(AFTER_EPOCH_2),
-        last_job=None,
-    )
+    card = empty_story_card(CHANNEL, stories=1, job=await _reported(AFTER_EPOCH_2))
     assert "  training job #7: running, epoch 2 of about 6" in card_text(card, "#story")
     fields = [f.value for f in story_card_embed(card, permission="Manage Channels").fields]
     assert any("epoch 2 of about 6, about 40 s left" in (value or "") for value in fields), fields
