@@ -16,6 +16,10 @@ check. ``ray.cancel`` interrupts a worker's main thread asynchronously, and an i
 arrives as the task ends can land in the next task that worker runs (it did in CI: a training
 nobody cancelled ended "cancelled"). So ``ray.cancel`` is kept for tasks not known to have
 started, and a task that ends cancelled without a cancel from here is submitted again, once.
+The interrupt reaches only workers whose SIGINT is not ignored: Ray sends it with
+``_thread.interrupt_main()``, which does nothing where SIGINT is ignored, as in a local cluster
+that this driver process (SIGINT ignored on purpose) starts, or a ``ray start`` run as a
+background job; there a task that has started is stopped by the board's flag alone.
 """
 
 from __future__ import annotations
