@@ -198,14 +198,16 @@ class ShardGate:
             return True
         read = self._read
         if read is None or not self._decides(read, created_at):
-            read = await self._refresh() or read
+            fresh = await self._refresh()
+            # Only a read that just succeeded says the clocks disagree (not a store outage).
+            if fresh is not None and not self._decides(fresh, created_at):
+                logger.warning(
+                    "an interaction is %.1f s ahead of the store's clock: keep the clocks in sync",
+                    created_at - fresh.read_at,
+                )
+            read = fresh or read
         if read is None or read.plan is None:
             return True  # nothing recorded and unreadable: serve, as an unsharded process does
-        if not self._decides(read, created_at):
-            logger.warning(
-                "an interaction is %.1f s ahead of the store's clock: keep the clocks in sync",
-                created_at - read.read_at,
-            )
         return read.plan.count_at(created_at) == self.shard_count
 
     @staticmethod
