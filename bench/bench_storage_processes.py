@@ -117,10 +117,14 @@ async def _run_processes(
     env: dict[str, str],
     requests: int,
     quota: float | None = None,
+    generation_threads: int | None = None,
 ) -> Figures:
+    workers: dict[str, Any] = {"count": 1}
+    if generation_threads is not None:
+        workers["generation_threads"] = generation_threads
     config: dict[str, Any] = {
         "storage": {"url": url},
-        "workers": {"count": 1},
+        "workers": workers,
         "cache": {"models": 256, "megabytes": 4096},
         "cooldowns": {"continue_seconds": 0.0},
     }
@@ -328,6 +332,7 @@ async def quota_scaling(
     *,
     requests: int,
     rounds: int,
+    generation_threads: int | None = None,
 ) -> tuple[list[str], dict[str, Any]]:
     """Requests/s of each count of bot processes, each held to each of ``quotas`` of a CPU (see
     the module doc)."""
@@ -369,7 +374,8 @@ async def quota_scaling(
                             await _make_active(url, count)
                         runs.setdefault((quota, count), []).append(
                             await _run_processes(server, fake, Path(tmp), url, count, targets,
-                                                 ONE_BLAS_THREAD, requests, quota)
+                                                 ONE_BLAS_THREAD, requests, quota,
+                                                 generation_threads)
                         )  # fmt: skip
     finally:
         await fake.stop()
@@ -377,7 +383,8 @@ async def quota_scaling(
         f"cgroup {version}: each bot process held to a CPU quota (high weight); "
         f"{len(targets)} channels in {guilds} servers (as many on each shard), {UNITS}-unit "
         f"models, {requests} /continue, {IN_FLIGHT} in flight, one BLAS thread, median of "
-        f"{rounds} round(s); load driver, fake Discord and PostgreSQL outside the quota",
+        f"{rounds} round(s); load driver, fake Discord and PostgreSQL outside the quota; "
+        f"generation threads per bot: {generation_threads or 'default'}",
         f"{'quota, processes':<18}{'req/s':>8}{'p99 ms':>9}{'bot CPU':>9}{'fake CPU':>10}"
         f"{'PG CPU':>8}{'throttled':>11}"
         f"{'PG active':>11}{'lock waits':>12}{'load':>6}",
@@ -470,6 +477,9 @@ def main() -> None:
     parser.add_argument("--processes", default="1,2,3", help="process counts, comma-separated")
     parser.add_argument("--requests", type=int, default=REQUESTS, help="/continue per run")
     parser.add_argument("--rounds", type=int, default=1, help="interleaved rounds, medians")
+    parser.add_argument(
+        "--generation-threads", type=int, help="workers.generation_threads of each bot (default 2)"
+    )
     parser.add_argument("--json", type=Path, help="also write the figures here (simulate_capacity)")
     args = parser.parse_args()
     counts = sorted({int(part) for part in args.processes.split(",")})
@@ -487,6 +497,7 @@ def main() -> None:
                 counts,
                 requests=args.requests,
                 rounds=args.rounds,
+                generation_threads=args.generation_threads,
             )
         )
     finally:
