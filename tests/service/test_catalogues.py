@@ -16,9 +16,11 @@ from babel.messages.catalog import Catalog, Message
 from babel.messages.pofile import read_po
 
 from bot.adapters.language import ENGLISH
+from bot.adapters.text import stats_lines, vocabulary_text
 from bot.adapters.training_words import format_duration
 from bot.config import load_config
-from bot.core.uploads import check_upload_size
+from bot.core.figures import StoryStats
+from bot.core.uploads import check_upload_size, prepare_story
 from bot.core.validation import check_float, check_int
 from bot.discord_adapter.catalogues import (
     built_messages,
@@ -35,10 +37,11 @@ from bot.discord_adapter.i18n import (
     NAME_CONTEXT,
     Catalogue,
 )
+from bot.discord_adapter.rendering import continuation_text, format_percent
 from bot.discord_adapter.replies import user_error_message
 from bot.display import byte_size, format_bytes
 from bot.errors import InvalidOption, InvalidUpload, UserError
-from bot.messages import Phrase
+from bot.messages import Number, Phrase
 from tests.fake_discord.validation import command_errors, valid_command_name
 
 LANGUAGES = ("es", "fr", "de", "pt_BR", "ja")
@@ -184,9 +187,9 @@ def test_the_check_finds_a_built_message() -> None:
     ]
 
 
-def _raised(call: Any, *args: Any) -> UserError:
+def _raised(call: Any, *args: Any, **kwargs: Any) -> UserError:
     with pytest.raises(UserError) as raised:
-        call(*args)
+        call(*args, **kwargs)
     return raised.value
 
 
@@ -197,7 +200,7 @@ def test_a_core_error_is_said_in_the_member_s_language_with_its_parameters() -> 
     assert isinstance(too_large, InvalidUpload)
     assert too_large.message == "The file is 5.0 MiB; the limit is 4.0 MiB. Upload a shorter story."
     assert user_error_message(too_large, spanish) == (
-        "El archivo ocupa 5.0 MiB; el límite es 4.0 MiB. Sube una historia más corta."
+        "El archivo ocupa 5,0 MiB; el límite es 4,0 MiB. Sube una historia más corta."
     )
     assert user_error_message(_raised(check_upload_size, 2048, 1), catalogue.language("fr")) == (
         "Le fichier fait 2 Kio ; la limite est de 1 octet. Envoyez une histoire plus courte."
@@ -227,3 +230,37 @@ def test_units_are_said_in_the_language_and_stay_english_elsewhere() -> None:
     assert format_bytes(1) == "1 byte" and format_bytes(4 << 20) == "4.0 MiB"
     assert japanese.gettext("{size}", size=byte_size(512)) == "512 バイト"
     assert ENGLISH.gettext("{size}", size=byte_size(512)) == "512 bytes"
+
+
+def test_numbers_are_written_the_language_s_way_and_stay_english_elsewhere() -> None:
+    catalogue = Catalogue.load()
+    german, french = catalogue.language("de"), catalogue.language("fr")
+    japanese = catalogue.language("ja")
+    stats = StoryStats((), 12345, (), None, trainings=1234, replies=1234567)
+    assert stats_lines(stats)[-2:] == [("Trainings run", "1,234"), ("Replies served", "1,234,567")]
+    assert stats_lines(stats, german)[-1][1] == "1.234.567"
+    assert stats_lines(stats, french)[-1][1] == "1\u202f234\u202f567"  # narrow no-break spaces
+    assert stats_lines(stats, japanese)[-1][1] == "1,234,567"
+    assert stats_lines(stats, catalogue.language("pt-BR"))[-2][1] == "1.234"
+    assert vocabulary_text(4455, 10000, 0.125) == "4,455 (cap 10,000, covers 12.5% of the text)"
+    german_vocabulary = vocabulary_text(4455, 10000, 0.125, german)
+    assert german_vocabulary.startswith("4.455 (") and "10.000" in german_vocabulary
+    assert "12,5\u00a0%" in german_vocabulary
+    assert format_percent(0.125) == "12.5%" and format_percent(0.125, french) == "12,5\u00a0%"
+    english_footer = continuation_text("x", model_version=2, original_share=0.37)
+    assert english_footer.endswith("37% from the story")
+    assert continuation_text("x", model_version=2, original_share=0.37, lang=german).endswith(
+        "37 % aus der Geschichte"
+    )
+    # The core's figures (Number) follow the reader's language too.
+    too_long = _raised(
+        prepare_story, " ".join(["word", "other"] * 600).encode(), n_input=3, max_symbols=1000
+    )
+    assert too_long.message == (
+        "The story is too long: 1,200 words and punctuation marks; the limit is 1,000."
+    )
+    assert user_error_message(too_long, german) == (
+        "Die Geschichte ist zu lang: 1.200 Wörter und Satzzeichen; das Limit ist 1.000."
+    )
+    assert ENGLISH.gettext("{count} symbols", count=Number(1234)) == "1,234 symbols"
+    assert german.gettext("{seconds} s", seconds=Number(2.5, 1, grouped=False)) == "2,5 s"
