@@ -5,7 +5,9 @@ code (``python -m bot.discord_adapter.catalogues`` rewrites them)."""
 from __future__ import annotations
 
 import asyncio
+import io
 import string
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -41,6 +43,7 @@ from bot.discord_adapter.rendering import continuation_text, format_percent
 from bot.discord_adapter.replies import user_error_message
 from bot.display import byte_size, format_bytes
 from bot.errors import InvalidOption, InvalidUpload, UserError
+from bot.export import ExportLimits, InvalidExport, read_export
 from bot.messages import Number, Phrase
 from tests.fake_discord.validation import command_errors, valid_command_name
 
@@ -179,11 +182,14 @@ def test_the_check_finds_a_built_message() -> None:
         "raise InvalidUpload('The file is {size}.', size=f'{size:,}')\n"
         "lang.gettext(MESSAGE, count=f'{count:,}')\n"
         "raise UserError(error.template, **error.params)\n"
+        "raise _bad(f'{name} is truncated.')\n"
+        "raise _bad('{name} is truncated.', name=name)\n"
     )
     assert built_messages(source, "x.py", keywords()) == [
         "x.py:1: InvalidUpload(...) builds its message",
         "x.py:2: NotFound(...) builds its message",
         "x.py:3: ngettext(...) builds its message",
+        "x.py:7: _bad(...) builds its message",
     ]
 
 
@@ -230,6 +236,53 @@ def test_units_are_said_in_the_language_and_stay_english_elsewhere() -> None:
     assert format_bytes(1) == "1 byte" and format_bytes(4 << 20) == "4.0 MiB"
     assert japanese.gettext("{size}", size=byte_size(512)) == "512 バイト"
     assert ENGLISH.gettext("{size}", size=byte_size(512)) == "512 bytes"
+
+
+def _export_without(manifest: bytes | None) -> bytes:
+    """A file that starts like an export; ``manifest`` None leaves the manifest out."""
+    data = io.BytesIO()
+    with zipfile.ZipFile(data, "w") as archive:
+        archive.writestr("mimetype", b"application/vnd.fabulist.export+zip")
+        if manifest is not None:
+            archive.writestr("manifest.json", manifest)
+        archive.writestr("vocabulary.json", b"[]")
+        archive.writestr("model.bin", b"FABULIST")
+    return data.getvalue()
+
+
+def test_an_export_file_s_refusal_is_said_in_the_member_s_language() -> None:
+    catalogue = Catalogue.load()
+    no_manifest = _raised(read_export, _export_without(None), ExportLimits())
+    assert isinstance(no_manifest, InvalidExport)
+    assert no_manifest.message == (
+        "This is not a valid fabulist export: the entries are not the expected ones. "
+        "Nothing was imported."
+    )
+    assert user_error_message(no_manifest, catalogue.language("es-ES")) == (
+        "Esto no es una exportación válida de fabulist: las entradas no son las esperadas. "
+        "No se ha importado nada."
+    )
+    # A reason with parts that are phrases themselves: the manifest, each key missing.
+    fields = _raised(
+        read_export,
+        _export_without(b'{"format": "fabulist-export", "version": 1, "extra": 1}'),
+        ExportLimits(),
+    )
+    assert fields.message == (
+        "This is not a valid fabulist export: the manifest: missing 'card', missing "
+        "'channel_name', missing 'exported_at', missing 'model', missing 'stories', unknown "
+        "'extra'. Nothing was imported."
+    )
+    assert user_error_message(fields, catalogue.language("fr")) == (
+        "Ce n'est pas une exportation fabulist valide : le manifeste : 'card' manquant, "
+        "'channel\\_name' manquant, 'exported\\_at' manquant, 'model' manquant, 'stories' "
+        "manquant, 'extra' inconnu. Rien n'a été importé."
+    )
+    too_large = _raised(read_export, bytes(2048), ExportLimits(file_bytes=1024))
+    assert user_error_message(too_large, catalogue.language("de")) == (
+        "Das ist kein gültiger fabulist-Export: Die Datei ist größer als das Limit von 1 KiB. "
+        "Nichts wurde importiert."
+    )
 
 
 def test_numbers_are_written_the_language_s_way_and_stay_english_elsewhere() -> None:
