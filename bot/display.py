@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 
-from bot.messages import Phrase, Plural
+from bot.messages import Number, Phrase, Plural
 
 KIB = 1 << 10
 MIB = 1 << 20
@@ -57,10 +57,10 @@ def byte_size(n: int) -> Phrase:
     """``512 bytes``, ``40 KiB``, ``4.0 MiB`` (binary units, as the size limits are set), as a
     phrase an adapter may say in another language."""
     if n >= MIB:
-        return Phrase("{size} MiB", size=f"{n / MIB:,.1f}")
+        return Phrase("{size} MiB", size=Number(n / MIB, 1))
     if n >= KIB:
-        return Phrase("{size} KiB", size=f"{n / KIB:,.0f}")
-    return Plural("{count} byte", "{count} bytes", n, count=f"{n:,}")
+        return Phrase("{size} KiB", size=Number(n / KIB))
+    return Plural("{count} byte", "{count} bytes", n, count=Number(n))
 
 
 def format_bytes(n: int) -> str:

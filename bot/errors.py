@@ -57,6 +57,22 @@ class StorageUnavailable(StorageError, UserError):
     """
 
 
+class TooManyStories(StorageError, UserError):
+    """An import would take the channel over its story limit (checked in the store's
+    transaction, with the stories it already holds); nothing was changed."""
+
+    def __init__(self, held: int, new: int, limit: int) -> None:
+        super().__init__(
+            N_(
+                "this channel holds {held} stories and the file {new} new ones; "
+                "the limit is {limit}"
+            ),
+            held=held,
+            new=new,
+            limit=limit,
+        )
+
+
 class InvalidUpload(UserError):
     """The uploaded story is empty, too large, not text, or too short."""
 

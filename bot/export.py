@@ -32,8 +32,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from bot.display import format_bytes
+from bot.display import byte_size
 from bot.errors import InvalidUpload
+from bot.messages import N_, Phrase
 from model import ModelError, TrainedModel, from_bytes
 from model.config import MAX_N_INPUT
 
@@ -53,14 +54,20 @@ _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _MAX_TEXT_FIELD = 200
 _MAX_CARD_FIELDS = 40
 _ZIP_STORED_OR_DEFLATED = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED)
+_NAMED_KEYS = 6  # missing or unknown manifest keys a refusal names
+_LARGER = N_("{name} is larger than its {limit} limit.")
 
 
 class InvalidExport(InvalidUpload):
     """The file is not a valid fabulist export (tampered, truncated, too large, wrong version)."""
 
 
-def _bad(message: str) -> InvalidExport:
-    return InvalidExport(f"This is not a valid fabulist export: {message} Nothing was imported.")
+def _bad(reason: str, /, **params: object) -> InvalidExport:
+    """``reason``: a message (the catalogue tool reads ``_bad`` calls) and its parameters."""
+    return InvalidExport(
+        "This is not a valid fabulist export: {reason} Nothing was imported.",
+        reason=Phrase(reason, **params),
+    )
 
 
 @dataclass(frozen=True)
@@ -198,13 +205,13 @@ def _write(archive: zipfile.ZipFile, name: str, data: bytes, method: int) -> Non
 def read_export(data: bytes, limits: ExportLimits) -> ChannelExport:
     """Parse and check an export file; InvalidExport on anything wrong (CPU-bound: use a thread)."""
     if len(data) > limits.file_bytes:
-        raise _bad(f"the file is larger than the {format_bytes(limits.file_bytes)} limit.")
+        raise _bad("the file is larger than the {limit} limit.", limit=byte_size(limits.file_bytes))
     if not looks_like_export(data):
         raise _bad("it does not start with the fabulist export header.")
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
     except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError) as exc:
-        raise _bad(f"the zip container is damaged ({exc}).") from None
+        raise _bad("the zip container is damaged ({error}).", error=str(exc)) from None
     with archive:
         infos = archive.infolist()
         _check_directory(infos, limits)
@@ -215,8 +222,10 @@ def read_export(data: bytes, limits: ExportLimits) -> ChannelExport:
         version = manifest.get("version") if isinstance(manifest, dict) else None
         if isinstance(manifest, dict) and manifest.get("format") == FORMAT and version != 1:
             raise _bad(
-                f"it has format version {version!r}; this fabulist reads version "
-                f"{FORMAT_VERSION}. Upgrade fabulist, or export again."
+                "it has format version {version}; this fabulist reads version "
+                "{supported}. Upgrade fabulist, or export again.",
+                version=repr(version),
+                supported=FORMAT_VERSION,
             )
         header = _check_manifest(manifest, limits)
         story_names = sorted(n for n in entries if n.startswith("stories/"))
@@ -230,7 +239,7 @@ def read_export(data: bytes, limits: ExportLimits) -> ChannelExport:
             try:
                 text = raw.decode("utf-8")
             except UnicodeDecodeError:
-                raise _bad(f"{name} is not UTF-8 text.") from None
+                raise _bad("{name} is not UTF-8 text.", name=name) from None
             stories.append(
                 ExportedStory(
                     filename=meta["filename"],
@@ -249,7 +258,7 @@ def read_export(data: bytes, limits: ExportLimits) -> ChannelExport:
     try:
         model = from_bytes(blob)
     except ModelError as exc:
-        raise _bad(f"the model is damaged ({exc}).") from None
+        raise _bad("the model is damaged ({error}).", error=str(exc)) from None
     if vocabulary != list(model.vocabulary.symbols):
         raise _bad("vocabulary.json does not match the model's vocabulary.")
     if any(i >= len(stories) for i in model_meta["story_indexes"]):
@@ -272,7 +281,7 @@ def read_export(data: bytes, limits: ExportLimits) -> ChannelExport:
 def _check_directory(infos: Sequence[zipfile.ZipInfo], limits: ExportLimits) -> None:
     """Names, order, methods and declared sizes, all before any byte is decompressed."""
     if len(infos) > 4 + limits.stories:
-        raise _bad(f"it holds more than {limits.stories} stories.")
+        raise _bad("it holds more than {count} stories.", count=limits.stories)
     names = [info.filename for info in infos]
     if len(set(names)) != len(names):
         raise _bad("an entry appears twice.")
@@ -283,7 +292,7 @@ def _check_directory(infos: Sequence[zipfile.ZipInfo], limits: ExportLimits) -> 
         if info.filename not in names[:4] and not re.fullmatch(
             r"stories/\d{4}\.txt", info.filename
         ):
-            raise _bad(f"unexpected entry {info.filename[:60]!r}.")
+            raise _bad("unexpected entry {name}.", name=repr(info.filename[:60]))
         if info.flag_bits & 0x1:
             raise _bad("it is encrypted.")
         if info.compress_type not in _ZIP_STORED_OR_DEFLATED:
@@ -297,26 +306,26 @@ def _check_directory(infos: Sequence[zipfile.ZipInfo], limits: ExportLimits) -> 
             MODEL_NAME: limits.model_bytes,
         }.get(info.filename, limits.story_bytes)
         if info.file_size > limit:
-            raise _bad(f"{info.filename} is larger than its {format_bytes(limit)} limit.")
+            raise _bad(_LARGER, name=info.filename, limit=byte_size(limit))
         total += info.file_size
     if total > limits.uncompressed_bytes:
-        raise _bad(f"its contents exceed {format_bytes(limits.uncompressed_bytes)}.")
+        raise _bad("its contents exceed {size}.", size=byte_size(limits.uncompressed_bytes))
     story_total = sum(i.file_size for i in infos if i.filename.startswith("stories/"))
     if story_total > limits.total_story_bytes:
-        raise _bad(f"its stories exceed {format_bytes(limits.total_story_bytes)} in all.")
+        raise _bad("its stories exceed {size} in all.", size=byte_size(limits.total_story_bytes))
 
 
 def _read(archive: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int) -> bytes:
     if info.file_size > limit:
-        raise _bad(f"{info.filename} is larger than its {format_bytes(limit)} limit.")
+        raise _bad(_LARGER, name=info.filename, limit=byte_size(limit))
     try:
         with archive.open(info) as handle:
             # zipfile never yields more than the declared size and checks the CRC at the end.
             data = handle.read(limit + 1)
     except (zipfile.BadZipFile, OSError, ValueError, EOFError, RuntimeError) as exc:
-        raise _bad(f"{info.filename} is damaged ({exc}).") from None
+        raise _bad("{name} is damaged ({error}).", name=info.filename, error=str(exc)) from None
     if len(data) != info.file_size:
-        raise _bad(f"{info.filename} is truncated.")
+        raise _bad("{name} is truncated.", name=info.filename)
     return data
 
 
@@ -324,7 +333,7 @@ def _parse_json(raw: bytes) -> Any:
     try:
         return json.loads(raw.decode("utf-8"), parse_constant=_no_constant)
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-        raise _bad(f"a JSON entry cannot be read ({type(exc).__name__}).") from None
+        raise _bad("a JSON entry cannot be read ({error}).", error=type(exc).__name__) from None
 
 
 def _no_constant(name: str) -> Any:
@@ -333,70 +342,86 @@ def _no_constant(name: str) -> Any:
 
 def _check_digest(name: str, data: bytes, sha256: str, size: int) -> None:
     if len(data) != size:
-        raise _bad(f"{name} has {len(data)} bytes, the manifest says {size}.")
+        raise _bad(
+            "{name} has {actual} bytes, the manifest says {declared}.",
+            name=name,
+            actual=len(data),
+            declared=size,
+        )
     if hashlib.sha256(data).hexdigest() != sha256:
-        raise _bad(f"{name} does not match its SHA-256 in the manifest (altered or damaged).")
+        raise _bad(
+            "{name} does not match its SHA-256 in the manifest (altered or damaged).", name=name
+        )
 
 
 # -- manifest validation -----------------------------------------------------------------------
 
 
+def _story_field(index: int, field: str) -> Phrase:
+    return Phrase("story {index} {field}", index=index, field=field)
+
+
 def _keys(
-    value: object, where: str, required: set[str], optional: frozenset[str] = frozenset()
+    value: object, where: str | Phrase, required: set[str], optional: frozenset[str] = frozenset()
 ) -> dict[str, Any]:
     if not isinstance(value, dict):
-        raise _bad(f"{where} must be a JSON object.")
+        raise _bad("{where} must be a JSON object.", where=where)
     missing = required - value.keys()
     unknown = value.keys() - required - optional
     if missing or unknown:
-        detail = ", ".join(
-            [
-                *(f"missing {k!r}" for k in sorted(missing)),
-                *(f"unknown {k!r}" for k in sorted(unknown)),
-            ]
-        )
-        raise _bad(f"{where}: {detail[:200]}.")
+        named = [
+            *(Phrase("missing {key}", key=repr(k[:60])) for k in sorted(missing)),
+            *(Phrase("unknown {key}", key=repr(k[:60])) for k in sorted(unknown)),
+        ][:_NAMED_KEYS]
+        detail = named[0]
+        for item in named[1:]:
+            detail = Phrase("{items}, {item}", items=detail, item=item)
+        raise _bad("{where}: {detail}.", where=where, detail=detail)
     return value
 
 
-def _int(value: object, where: str, low: int, high: int) -> int:
+def _int(value: object, where: str | Phrase, low: int, high: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise _bad(f"{where} must be a whole number from {low} to {high}.")
+        raise _bad(
+            "{where} must be a whole number from {low} to {high}.", where=where, low=low, high=high
+        )
     return value
 
 
-def _text(value: object, where: str, *, optional: bool = False) -> str | None:
+def _text(value: object, where: str | Phrase, *, optional: bool = False) -> str | None:
     if value is None and optional:
         return None
     if not isinstance(value, str) or not 0 < len(value) <= _MAX_TEXT_FIELD:
-        raise _bad(f"{where} must be a text of 1 to {_MAX_TEXT_FIELD} characters.")
+        raise _bad(
+            "{where} must be a text of 1 to {limit} characters.", where=where, limit=_MAX_TEXT_FIELD
+        )
     if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
-        raise _bad(f"{where} contains control characters.")
+        raise _bad("{where} contains control characters.", where=where)
     return value
 
 
-def _time(value: object, where: str) -> str:
+def _time(value: object, where: str | Phrase) -> str:
     text = _text(value, where)
     assert text is not None
     try:
         parsed = datetime.fromisoformat(text)
     except ValueError:
-        raise _bad(f"{where} must be an ISO 8601 time.") from None
+        raise _bad("{where} must be an ISO 8601 time.", where=where) from None
     if parsed.tzinfo is None:
-        raise _bad(f"{where} must include its time zone.")
+        raise _bad("{where} must include its time zone.", where=where)
     return text
 
 
-def _sha(value: object, where: str) -> str:
+def _sha(value: object, where: str | Phrase) -> str:
     if not isinstance(value, str) or not _SHA256.match(value):
-        raise _bad(f"{where} must be a lowercase hex SHA-256.")
+        raise _bad("{where} must be a lowercase hex SHA-256.", where=where)
     return value
 
 
 def _check_manifest(manifest: object, limits: ExportLimits) -> dict[str, Any]:
     top = _keys(
         manifest,
-        "the manifest",
+        Phrase("the manifest"),
         {"format", "version", "exported_at", "channel_name", "stories", "model", "card"},
     )
     if top["format"] != FORMAT:
@@ -406,12 +431,11 @@ def _check_manifest(manifest: object, limits: ExportLimits) -> dict[str, Any]:
     _text(top["channel_name"], "channel_name", optional=True)
     stories = top["stories"]
     if not isinstance(stories, list) or not 1 <= len(stories) <= limits.stories:
-        raise _bad(f"stories must be a list of 1 to {limits.stories} entries.")
+        raise _bad("stories must be a list of 1 to {count} entries.", count=limits.stories)
     for index, story in enumerate(stories, start=1):
-        where = f"story {index}"
         meta = _keys(
             story,
-            where,
+            Phrase("story {index}", index=index),
             {
                 "filename",
                 "uploader_id",
@@ -422,14 +446,14 @@ def _check_manifest(manifest: object, limits: ExportLimits) -> dict[str, Any]:
                 "symbols",
             },
         )
-        _text(meta["filename"], f"{where} filename")
+        _text(meta["filename"], _story_field(index, "filename"))
         if meta["uploader_id"] is not None:
-            _int(meta["uploader_id"], f"{where} uploader_id", 0, 2**63 - 1)
-        _text(meta["uploader_name"], f"{where} uploader_name", optional=True)
-        _time(meta["created_at"], f"{where} created_at")
-        _sha(meta["sha256"], f"{where} sha256")
-        _int(meta["bytes"], f"{where} bytes", 1, limits.story_bytes)
-        _int(meta["symbols"], f"{where} symbols", 2, 2**31 - 1)
+            _int(meta["uploader_id"], _story_field(index, "uploader_id"), 0, 2**63 - 1)
+        _text(meta["uploader_name"], _story_field(index, "uploader_name"), optional=True)
+        _time(meta["created_at"], _story_field(index, "created_at"))
+        _sha(meta["sha256"], _story_field(index, "sha256"))
+        _int(meta["bytes"], _story_field(index, "bytes"), 1, limits.story_bytes)
+        _int(meta["symbols"], _story_field(index, "symbols"), 2, 2**31 - 1)
     model = _keys(
         top["model"],
         "model",
@@ -461,7 +485,7 @@ def _check_manifest(manifest: object, limits: ExportLimits) -> dict[str, Any]:
 def _check_card(card: object) -> None:
     """The card is informational; it must still be a small object of plain scalars."""
     if not isinstance(card, Mapping) or len(card) > _MAX_CARD_FIELDS:
-        raise _bad(f"card must be an object of at most {_MAX_CARD_FIELDS} fields.")
+        raise _bad("card must be an object of at most {count} fields.", count=_MAX_CARD_FIELDS)
     for key, value in card.items():
         if not isinstance(key, str) or len(key) > 60:
             raise _bad("card has a bad field name.")
@@ -469,6 +493,6 @@ def _check_card(card: object) -> None:
             _text(value, f"card {key}")
         elif isinstance(value, float):
             if not math.isfinite(value):
-                raise _bad(f"card {key} is not a finite number.")
+                raise _bad("card {key} is not a finite number.", key=key)
         elif value is not None and not isinstance(value, int | bool):
-            raise _bad(f"card {key} must be a plain value.")
+            raise _bad("card {key} must be a plain value.", key=key)

@@ -61,3 +61,39 @@ class OptionName(Phrase):
     the Discord commands' names are in the catalogue already."""
 
     context = OPTION_NAME_CONTEXT
+
+
+def english_number(value: float, decimals: int = 0, *, grouped: bool = True) -> str:
+    """``1,234``, ``3.5``: a figure as English (and the CLI, and the console) writes it."""
+    grouping = "," if grouped else ""
+    if isinstance(value, int) and not decimals:
+        return format(value, f"{grouping}d")
+    return format(value, f"{grouping}.{decimals}f")
+
+
+class Number:
+    """A figure in a message, written the reader's way (``1,234``, ``1.234``, ``1 234``;
+    ``3.5``, ``3,5``): ``Number(n)``, ``Number(seconds, 1, grouped=False)``."""
+
+    def __init__(self, value: float, /, decimals: int = 0, *, grouped: bool = True) -> None:
+        self.value = value
+        self.decimals = decimals
+        self.grouped = grouped
+
+    def english(self) -> str:
+        return english_number(self.value, self.decimals, grouped=self.grouped)
+
+    def __str__(self) -> str:
+        return self.english()
+
+    def __format__(self, spec: str) -> str:
+        return format(self.english(), spec)
+
+    def __repr__(self) -> str:
+        return f"Number({self.english()!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and vars(other) == vars(self)
+
+    def __hash__(self) -> int:
+        return hash(self.english())

@@ -65,10 +65,12 @@ def vocabulary_text(
         return lang.gettext("unknown")
     details = []
     if cap is not None:
-        details.append(lang.gettext("cap {cap}", cap=f"{cap:,}"))
+        details.append(lang.gettext("cap {cap}", cap=lang.number(cap)))
     if covered_share is not None:
-        details.append(lang.gettext("covers {share} of the text", share=f"{covered_share:.1%}"))
-    return f"{size:,}" + (f" ({', '.join(details)})" if details else "")
+        details.append(
+            lang.gettext("covers {share} of the text", share=lang.percent(covered_share))
+        )
+    return lang.number(size) + (f" ({', '.join(details)})" if details else "")
 
 
 def plural(count: int, noun: str, nouns: str | None = None) -> str:
@@ -84,7 +86,7 @@ def dates_text(span: HistorySpan, lang: Language = ENGLISH) -> str:
 
 def span_text(span: HistorySpan, lang: Language = ENGLISH) -> str:
     messages = lang.ngettext(
-        "{count} message", "{count} messages", span.messages, count=f"{span.messages:,}"
+        "{count} message", "{count} messages", span.messages, count=lang.number(span.messages)
     )
     return f"{messages} {dates_text(span, lang)}"
 
@@ -110,28 +112,30 @@ def history_text(learned: HistoryTraining, lang: Language = ENGLISH) -> str:
                 "{count} system message (joins, threads created, pins)",
                 "{count} system messages (joins, threads created, pins)",
                 system,
-                count=f"{system:,}",
+                count=lang.number(system),
             ),
         ),
         (
             learned.skipped_bots,
-            lang.gettext("{count} from bots or webhooks", count=f"{learned.skipped_bots:,}"),
+            lang.gettext("{count} from bots or webhooks", count=lang.number(learned.skipped_bots)),
         ),
         (
             commands,
-            lang.ngettext("{count} command", "{count} commands", commands, count=f"{commands:,}"),
+            lang.ngettext(
+                "{count} command", "{count} commands", commands, count=lang.number(commands)
+            ),
         ),
         (
             learned.skipped_opted_out,
             lang.gettext(
-                "{count} from members who opted out", count=f"{learned.skipped_opted_out:,}"
+                "{count} from members who opted out", count=lang.number(learned.skipped_opted_out)
             ),
         ),
         (
             learned.skipped_empty,
             lang.gettext(
                 "{count} with nothing left after removing links, code, mentions and filtered words",
-                count=f"{learned.skipped_empty:,}",
+                count=lang.number(learned.skipped_empty),
             ),
         ),
     ]
@@ -141,8 +145,8 @@ def history_text(learned: HistoryTraining, lang: Language = ENGLISH) -> str:
         "Learning {count} message of {read} read",
         "Learning {count} messages of {read} read",
         learned.messages,
-        count=f"{learned.messages:,}",
-        read=f"{learned.read:,}",
+        count=lang.number(learned.messages),
+        read=lang.number(learned.read),
     )
     return f" {learning}{skipped}, {dates_text(learned.span, lang)}."
 
@@ -268,12 +272,12 @@ def stats_lines(stats: StoryStats, lang: Language = ENGLISH) -> list[tuple[str, 
     """(label, value) pairs of ``/story stats``, in display order."""
     _ = lang.gettext
     if stats.stories:
-        symbols = ", ".join(f"#{s.story_id} {s.symbols:,}" for s in stats.stories)
+        symbols = ", ".join(f"#{s.story_id} {lang.number(s.symbols)}" for s in stats.stories)
         total = sum(s.symbols for s in stats.stories)
         story_line = _(
             "{count} ({total} symbols: {symbols})",
             count=len(stats.stories),
-            total=f"{total:,}",
+            total=lang.number(total),
             symbols=symbols,
         )
     else:
@@ -288,13 +292,13 @@ def stats_lines(stats: StoryStats, lang: Language = ENGLISH) -> list[tuple[str, 
     if stats.vocabulary_size is None:
         vocabulary = _("no model")
     else:
-        vocabulary = _("{count} words", count=f"{stats.vocabulary_size:,}")
+        vocabulary = _("{count} words", count=lang.number(stats.vocabulary_size))
     return [
         (_("Stories"), story_line),
         (_("Vocabulary"), vocabulary),
         (_("Model versions"), versions),
-        (_("Trainings run"), f"{stats.trainings:,}"),
-        (_("Replies served"), f"{stats.replies:,}"),
+        (_("Trainings run"), lang.number(stats.trainings)),
+        (_("Replies served"), lang.number(stats.replies)),
     ]
 
 
@@ -424,7 +428,9 @@ def unknown_words_text(words: Sequence[UnknownWord], lang: Language = ENGLISH) -
     if len(words) > NAMED_UNKNOWN_WORDS:
         others = len(words) - NAMED_UNKNOWN_WORDS
         quoted.append(
-            lang.ngettext("{count} other word", "{count} other words", others, count=f"{others:,}")
+            lang.ngettext(
+                "{count} other word", "{count} other words", others, count=lang.number(others)
+            )
         )
     if len(words) == 1:
         hint = _or_list([f"'{s}'" for s in words[0].suggestions], lang)

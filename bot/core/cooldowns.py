@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 from bot.errors import CoolingDown
+from bot.messages import Number
 
 Charge = tuple[float | None, float]
 
@@ -23,7 +24,11 @@ class Cooldowns:
         previous = self._ready.get(user_id)
         if previous is not None and now < previous:
             wait = previous - now
-            raise CoolingDown("Slow down: try again in {seconds} s.", wait, seconds=f"{wait:.1f}")
+            raise CoolingDown(
+                "Slow down: try again in {seconds} s.",
+                wait,
+                seconds=Number(wait, 1, grouped=False),
+            )
         self._ready[user_id] = now + self.seconds
         if len(self._ready) > 10_000:
             self._ready = {u: t for u, t in self._ready.items() if t > now}

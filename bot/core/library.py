@@ -37,7 +37,7 @@ from bot.core.store import (
 from bot.core.uploads import clean_filename, prepare_story
 from bot.core.validation import JobOptions, RequestChecks, check_int
 from bot.errors import InvalidOption, InvalidUpload, NoModel, NotAllowed, NotFound
-from bot.messages import N_
+from bot.messages import N_, Number
 from model.config import default_n_input
 
 logger = logging.getLogger(__name__)
@@ -184,8 +184,8 @@ class Library:
                 raise InvalidUpload(
                     "With the earlier stories this would be {total} words and punctuation "
                     "marks; the limit is {limit}. Use mode replace, or remove a story first.",
-                    total=f"{total:,}",
-                    limit=f"{limits.story_symbols:,}",
+                    total=Number(total),
+                    limit=Number(limits.story_symbols),
                 )
         self.scheduler.check_queue()
         record = await self.store.add_story_and_job(

@@ -135,8 +135,12 @@ class Transfer:
                     keep_versions=self.library.config.storage.model_versions_kept,
                 )
             except StorageError as exc:
+                # The store's own words (a fault's) are English; its refusals are messages.
+                reason = (
+                    Phrase(exc.template, **exc.params) if isinstance(exc, UserError) else str(exc)
+                )
                 raise InvalidUpload(
-                    "The export cannot be imported here: {reason}.", reason=str(exc)
+                    "The export cannot be imported here: {reason}.", reason=reason
                 ) from None
         self.library.cache.drop(channel.channel_id)
         logger.info(

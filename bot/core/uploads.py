@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from bot.display import byte_size
 from bot.errors import InvalidUpload
-from bot.messages import Phrase
+from bot.messages import Number, Phrase
 from model import tokenize
 
 _BINARY_MAGIC = {
@@ -104,8 +104,8 @@ def prepare_story(
     if len(tokens) > max_symbols:
         raise InvalidUpload(
             "The story is too long: {count} words and punctuation marks; the limit is {limit}.",
-            count=f"{len(tokens):,}",
-            limit=f"{max_symbols:,}",
+            count=Number(len(tokens)),
+            limit=Number(max_symbols),
         )
     distinct = len(set(tokens))
     if distinct < 2:

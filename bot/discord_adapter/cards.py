@@ -88,22 +88,24 @@ def story_card_embed(
     if card.has_model:
         embed.add_field(name=_("Model version"), value=f"v{card.model_version}", inline=True)
         if card.symbols is not None:
-            embed.add_field(name=_("Symbols"), value=f"{card.symbols:,}", inline=True)
+            embed.add_field(name=_("Symbols"), value=lang.number(card.symbols), inline=True)
         if card.vocabulary_size is not None:
             vocab = vocabulary_text(
                 card.vocabulary_size, card.vocabulary_cap, card.vocabulary_covered_share, lang
             )
             embed.add_field(name=_("Vocabulary"), value=vocab, inline=True)
         embed.add_field(
-            name=_("Learnable accuracy"), value=format_percent(card.learnable_accuracy), inline=True
+            name=_("Learnable accuracy"),
+            value=format_percent(card.learnable_accuracy, lang),
+            inline=True,
         )
         if card.val_accuracy is not None or card.val_perplexity is not None:
             embed.add_field(
                 name=_("Held-out"),
                 value=_(
                     "accuracy {accuracy} · perplexity {perplexity}",
-                    accuracy=format_percent(card.val_accuracy),
-                    perplexity=format_number(card.val_perplexity, 1),
+                    accuracy=format_percent(card.val_accuracy, lang),
+                    perplexity=format_number(card.val_perplexity, 1, lang),
                 ),
                 inline=True,
             )

@@ -1,9 +1,9 @@
 """Keeping the catalogues up to date: ``python -m bot.discord_adapter.catalogues`` (``make
 catalogues``) extracts every message (the ``gettext``/``ngettext`` calls of the adapter and
-the shared renderers, the core's ``UserError`` templates, and the commands' names,
-descriptions and choices as discord.py registers them) into ``locales/fabulist.pot``, then
-merges it into each ``locales/<lang>/LC_MESSAGES/fabulist.po``: new messages arrive
-untranslated, changed ones fuzzy, removed ones obsolete. Then translate, and run
+the shared renderers, the core's ``UserError`` templates, the export file's refusals, and the
+commands' names, descriptions and choices as discord.py registers them) into
+``locales/fabulist.pot``, then merges it into each ``locales/<lang>/LC_MESSAGES/fabulist.po``:
+new messages arrive untranslated, changed ones fuzzy, removed ones obsolete. Then translate, and run
 ``tests/service/test_catalogues.py``.
 
 A message built at run time (``UserError(f"... {n}")``, ``gettext("a" + b)``) cannot be
@@ -47,9 +47,10 @@ SOURCES = (
     "errors.py",
     "messages.py",
     "display.py",
+    "export.py",
 )
-# The calls whose arguments at these positions (1-based) are messages: gettext's, and every
-# error a member may see (its first argument is the message).
+# The calls whose arguments at these positions (1-based) are messages: gettext's, every error
+# a member may see (its first argument is the message), and why an export file is refused.
 MESSAGE_CALLS: dict[str, tuple[int, ...] | None] = {
     "_": None,
     "gettext": None,
@@ -57,6 +58,7 @@ MESSAGE_CALLS: dict[str, tuple[int, ...] | None] = {
     "N_": None,
     "Phrase": None,
     "Plural": (1, 2),
+    "_bad": None,
 }
 
 

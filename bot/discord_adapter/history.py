@@ -48,8 +48,8 @@ def reading_text(label: str, read: int, limit: int, lang: Language = ENGLISH) ->
     reading = lang.gettext(
         "Reading {source}: {read} / {limit} messages",
         source=escape_text(label),
-        read=f"{read:,}",
-        limit=f"{limit:,}",
+        read=lang.number(read),
+        limit=lang.number(limit),
     )
     return f"📖 {reading}\n`{bar}`"
 

@@ -16,8 +16,10 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import discord
+from babel import Locale
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
+from babel.numbers import format_decimal, format_percent
 from discord import app_commands
 
 from bot.adapters.language import ENGLISH, Language, fill
@@ -55,6 +57,7 @@ class Translated:
     def __init__(self, locale: str, translations: gettext.GNUTranslations) -> None:
         self.locale = locale
         self._translations = translations
+        self._numbers = Locale.parse(locale)
 
     def gettext(self, message: str, /, **params: object) -> str:
         return fill(self, self._translations.gettext(message), params)
@@ -64,6 +67,17 @@ class Translated:
 
     def pgettext(self, context: str, message: str, /, **params: object) -> str:
         return fill(self, self._translations.pgettext(context, message), params)
+
+    def number(self, value: float, /, decimals: int = 0, *, grouped: bool = True) -> str:
+        pattern = ("#,##0" if grouped else "0") + ("." + "0" * decimals if decimals else "")
+        return format_decimal(value, format=pattern, locale=self._numbers)
+
+    def percent(self, share: float, /, decimals: int = 1) -> str:
+        # The language's own pattern (``#,##0\u00a0%``) with the decimals asked for.
+        pattern = self._numbers.percent_formats[None].pattern
+        if decimals:
+            pattern = pattern.replace("0", "0." + "0" * decimals, 1)
+        return format_percent(share, format=pattern, locale=self._numbers)
 
     def name(self, message: str, context: str = NAME_CONTEXT) -> str | None:
         """A command, group or option name in this language, or None if it has none."""

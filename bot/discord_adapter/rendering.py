@@ -107,16 +107,16 @@ def time_left(progress: JobProgress, separator: str, lang: Language = ENGLISH) -
     return separator + time_left_text(progress.eta_seconds, progress.expected_epochs, lang)
 
 
-def format_percent(value: float | None) -> str:
+def format_percent(value: float | None, lang: Language = ENGLISH) -> str:
     if value is None or math.isnan(value):
         return "–"
-    return f"{value * 100:.1f}%"
+    return lang.percent(value)
 
 
-def format_number(value: float | None, digits: int = 3) -> str:
+def format_number(value: float | None, digits: int = 3, lang: Language = ENGLISH) -> str:
     if value is None or math.isnan(value):
         return "–"
-    return f"{value:.{digits}f}"
+    return lang.number(value, digits, grouped=False)
 
 
 def format_timestamp(value: datetime | str | float | None) -> str:
@@ -159,12 +159,12 @@ def progress_text(filename: str, progress: JobProgress, lang: Language = ENGLISH
     epoch = epoch_text(progress.epoch, progress.max_epochs, progress.expected_epochs, lang)
     lines = [
         header,
-        f"`{progress_bar(fraction)}` {fraction * 100:.0f}% · {epoch}",
+        f"`{progress_bar(fraction)}` {lang.percent(fraction, 0)} · {epoch}",
         lang.gettext(
             "loss {loss} · accuracy {accuracy} · learnable {learnable}",
-            loss=format_number(progress.loss),
-            accuracy=format_percent(progress.accuracy),
-            learnable=format_percent(progress.learnable_accuracy),
+            loss=format_number(progress.loss, 3, lang),
+            accuracy=format_percent(progress.accuracy, lang),
+            learnable=format_percent(progress.learnable_accuracy, lang),
         ),
         lang.gettext("elapsed {time}", time=format_duration(progress.elapsed_seconds, lang))
         + time_left(progress, " · ", lang),
@@ -193,9 +193,11 @@ def result_text(filename: str, result: JobResult, lang: Language = ENGLISH) -> s
         )
     figures = result.figures
     if figures is not None:
-        parts = [lang.gettext("{count} symbols", count=f"{figures.symbols:,}")]
+        parts = [lang.gettext("{count} symbols", count=lang.number(figures.symbols))]
         if figures.vocabulary_size is not None:
-            parts.append(lang.gettext("vocabulary {count}", count=f"{figures.vocabulary_size:,}"))
+            parts.append(
+                lang.gettext("vocabulary {count}", count=lang.number(figures.vocabulary_size))
+            )
         parts.append(
             lang.ngettext(
                 "{count} epoch in {time}",
@@ -212,17 +214,17 @@ def result_text(filename: str, result: JobResult, lang: Language = ENGLISH) -> s
         lines.append(
             lang.gettext(
                 "learnable accuracy {learnable} · accuracy {accuracy} · loss {loss}",
-                learnable=format_percent(figures.learnable_accuracy),
-                accuracy=format_percent(figures.accuracy),
-                loss=format_number(figures.loss),
+                learnable=format_percent(figures.learnable_accuracy, lang),
+                accuracy=format_percent(figures.accuracy, lang),
+                loss=format_number(figures.loss, 3, lang),
             )
         )
         if figures.val_accuracy is not None or figures.val_perplexity is not None:
             lines.append(
                 lang.gettext(
                     "held-out accuracy {accuracy} · perplexity {perplexity}",
-                    accuracy=format_percent(figures.val_accuracy),
-                    perplexity=format_number(figures.val_perplexity, 1),
+                    accuracy=format_percent(figures.val_accuracy, lang),
+                    perplexity=format_number(figures.val_perplexity, 1, lang),
                 )
             )
         else:
@@ -259,7 +261,7 @@ def continuation_text(
     footer = "-# " + lang.gettext("model v{version}", version=model_version)
     if original_share is not None:
         footer += " · " + lang.gettext(
-            "{percent}% from the story", percent=f"{original_share * 100:.0f}"
+            "{percent}% from the story", percent=lang.number(original_share * 100)
         )
     note = unknown_words_text(unknown_words, lang)
     if note:

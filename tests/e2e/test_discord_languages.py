@@ -7,6 +7,8 @@ member's client language, a public message the server's; a story's text is never
 
 from __future__ import annotations
 
+import io
+import zipfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -137,6 +139,31 @@ async def test_a_core_error_speaks_spanish_with_its_figures(env: BotEnv) -> None
     )
     reply = await _private(handle)
     assert reply.content.startswith("longitud debe ser un número entero de 1 a "), reply.content
+
+
+def _export_without_manifest() -> bytes:
+    """Starts like a fabulist export (its mimetype entry first), but has no manifest."""
+    data = io.BytesIO()
+    with zipfile.ZipFile(data, "w") as archive:
+        archive.writestr("mimetype", b"application/vnd.fabulist.export+zip")
+        archive.writestr("vocabulary.json", b"[]")
+        archive.writestr("model.bin", b"FABULIST")
+    return data.getvalue()
+
+
+async def test_a_broken_export_file_is_refused_in_spanish(env: BotEnv) -> None:
+    channel = env.fake.add_channel(env.world.guild, "imports")
+    attachment = env.fake.add_attachment(
+        "story.fabulist.zip", _export_without_manifest(), channel=channel
+    )
+    handle = await env.fake.send_slash_command(
+        "train", {"story": attachment}, user=env.world.admin, channel=channel
+    )
+    reply = await _private(handle)
+    assert reply.content == (
+        "Esto no es una exportación válida de fabulist: las entradas no son las esperadas. "
+        "No se ha importado nada."
+    ), reply.content
 
 
 async def test_train_answers_and_shows_progress_in_spanish(env: BotEnv) -> None:

@@ -5,7 +5,9 @@ code (``python -m bot.discord_adapter.catalogues`` rewrites them)."""
 from __future__ import annotations
 
 import asyncio
+import io
 import string
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,9 +18,11 @@ from babel.messages.catalog import Catalog, Message
 from babel.messages.pofile import read_po
 
 from bot.adapters.language import ENGLISH
+from bot.adapters.text import stats_lines, vocabulary_text
 from bot.adapters.training_words import format_duration
 from bot.config import load_config
-from bot.core.uploads import check_upload_size
+from bot.core.figures import StoryStats
+from bot.core.uploads import check_upload_size, prepare_story
 from bot.core.validation import check_float, check_int
 from bot.discord_adapter.catalogues import (
     built_messages,
@@ -35,10 +39,12 @@ from bot.discord_adapter.i18n import (
     NAME_CONTEXT,
     Catalogue,
 )
+from bot.discord_adapter.rendering import continuation_text, format_percent
 from bot.discord_adapter.replies import user_error_message
 from bot.display import byte_size, format_bytes
 from bot.errors import InvalidOption, InvalidUpload, UserError
-from bot.messages import Phrase
+from bot.export import ExportLimits, InvalidExport, read_export
+from bot.messages import Number, Phrase
 from tests.fake_discord.validation import command_errors, valid_command_name
 
 LANGUAGES = ("es", "fr", "de", "pt_BR", "ja")
@@ -176,17 +182,20 @@ def test_the_check_finds_a_built_message() -> None:
         "raise InvalidUpload('The file is {size}.', size=f'{size:,}')\n"
         "lang.gettext(MESSAGE, count=f'{count:,}')\n"
         "raise UserError(error.template, **error.params)\n"
+        "raise _bad(f'{name} is truncated.')\n"
+        "raise _bad('{name} is truncated.', name=name)\n"
     )
     assert built_messages(source, "x.py", keywords()) == [
         "x.py:1: InvalidUpload(...) builds its message",
         "x.py:2: NotFound(...) builds its message",
         "x.py:3: ngettext(...) builds its message",
+        "x.py:7: _bad(...) builds its message",
     ]
 
 
-def _raised(call: Any, *args: Any) -> UserError:
+def _raised(call: Any, *args: Any, **kwargs: Any) -> UserError:
     with pytest.raises(UserError) as raised:
-        call(*args)
+        call(*args, **kwargs)
     return raised.value
 
 
@@ -197,7 +206,7 @@ def test_a_core_error_is_said_in_the_member_s_language_with_its_parameters() -> 
     assert isinstance(too_large, InvalidUpload)
     assert too_large.message == "The file is 5.0 MiB; the limit is 4.0 MiB. Upload a shorter story."
     assert user_error_message(too_large, spanish) == (
-        "El archivo ocupa 5.0 MiB; el límite es 4.0 MiB. Sube una historia más corta."
+        "El archivo ocupa 5,0 MiB; el límite es 4,0 MiB. Sube una historia más corta."
     )
     assert user_error_message(_raised(check_upload_size, 2048, 1), catalogue.language("fr")) == (
         "Le fichier fait 2 Kio ; la limite est de 1 octet. Envoyez une histoire plus courte."
@@ -227,3 +236,84 @@ def test_units_are_said_in_the_language_and_stay_english_elsewhere() -> None:
     assert format_bytes(1) == "1 byte" and format_bytes(4 << 20) == "4.0 MiB"
     assert japanese.gettext("{size}", size=byte_size(512)) == "512 バイト"
     assert ENGLISH.gettext("{size}", size=byte_size(512)) == "512 bytes"
+
+
+def _export_without(manifest: bytes | None) -> bytes:
+    """A file that starts like an export; ``manifest`` None leaves the manifest out."""
+    data = io.BytesIO()
+    with zipfile.ZipFile(data, "w") as archive:
+        archive.writestr("mimetype", b"application/vnd.fabulist.export+zip")
+        if manifest is not None:
+            archive.writestr("manifest.json", manifest)
+        archive.writestr("vocabulary.json", b"[]")
+        archive.writestr("model.bin", b"FABULIST")
+    return data.getvalue()
+
+
+def test_an_export_file_s_refusal_is_said_in_the_member_s_language() -> None:
+    catalogue = Catalogue.load()
+    no_manifest = _raised(read_export, _export_without(None), ExportLimits())
+    assert isinstance(no_manifest, InvalidExport)
+    assert no_manifest.message == (
+        "This is not a valid fabulist export: the entries are not the expected ones. "
+        "Nothing was imported."
+    )
+    assert user_error_message(no_manifest, catalogue.language("es-ES")) == (
+        "Esto no es una exportación válida de fabulist: las entradas no son las esperadas. "
+        "No se ha importado nada."
+    )
+    # A reason with parts that are phrases themselves: the manifest, each key missing.
+    fields = _raised(
+        read_export,
+        _export_without(b'{"format": "fabulist-export", "version": 1, "extra": 1}'),
+        ExportLimits(),
+    )
+    assert fields.message == (
+        "This is not a valid fabulist export: the manifest: missing 'card', missing "
+        "'channel_name', missing 'exported_at', missing 'model', missing 'stories', unknown "
+        "'extra'. Nothing was imported."
+    )
+    assert user_error_message(fields, catalogue.language("fr")) == (
+        "Ce n'est pas une exportation fabulist valide : le manifeste : 'card' manquant, "
+        "'channel\\_name' manquant, 'exported\\_at' manquant, 'model' manquant, 'stories' "
+        "manquant, 'extra' inconnu. Rien n'a été importé."
+    )
+    too_large = _raised(read_export, bytes(2048), ExportLimits(file_bytes=1024))
+    assert user_error_message(too_large, catalogue.language("de")) == (
+        "Das ist kein gültiger fabulist-Export: Die Datei ist größer als das Limit von 1 KiB. "
+        "Nichts wurde importiert."
+    )
+
+
+def test_numbers_are_written_the_language_s_way_and_stay_english_elsewhere() -> None:
+    catalogue = Catalogue.load()
+    german, french = catalogue.language("de"), catalogue.language("fr")
+    japanese = catalogue.language("ja")
+    stats = StoryStats((), 12345, (), None, trainings=1234, replies=1234567)
+    assert stats_lines(stats)[-2:] == [("Trainings run", "1,234"), ("Replies served", "1,234,567")]
+    assert stats_lines(stats, german)[-1][1] == "1.234.567"
+    assert stats_lines(stats, french)[-1][1] == "1\u202f234\u202f567"  # narrow no-break spaces
+    assert stats_lines(stats, japanese)[-1][1] == "1,234,567"
+    assert stats_lines(stats, catalogue.language("pt-BR"))[-2][1] == "1.234"
+    assert vocabulary_text(4455, 10000, 0.125) == "4,455 (cap 10,000, covers 12.5% of the text)"
+    german_vocabulary = vocabulary_text(4455, 10000, 0.125, german)
+    assert german_vocabulary.startswith("4.455 (") and "10.000" in german_vocabulary
+    assert "12,5\u00a0%" in german_vocabulary
+    assert format_percent(0.125) == "12.5%" and format_percent(0.125, french) == "12,5\u00a0%"
+    english_footer = continuation_text("x", model_version=2, original_share=0.37)
+    assert english_footer.endswith("37% from the story")
+    assert continuation_text("x", model_version=2, original_share=0.37, lang=german).endswith(
+        "37 % aus der Geschichte"
+    )
+    # The core's figures (Number) follow the reader's language too.
+    too_long = _raised(
+        prepare_story, " ".join(["word", "other"] * 600).encode(), n_input=3, max_symbols=1000
+    )
+    assert too_long.message == (
+        "The story is too long: 1,200 words and punctuation marks; the limit is 1,000."
+    )
+    assert user_error_message(too_long, german) == (
+        "Die Geschichte ist zu lang: 1.200 Wörter und Satzzeichen; das Limit ist 1.000."
+    )
+    assert ENGLISH.gettext("{count} symbols", count=Number(1234)) == "1,234 symbols"
+    assert german.gettext("{seconds} s", seconds=Number(2.5, 1, grouped=False)) == "2,5 s"

@@ -21,6 +21,8 @@ from bot.adapters.text import import_text, removal_text, retrain_reason_text
 from bot.config import Config
 from bot.core.api import ContinueOptions, TrainOptions
 from bot.core.service import StoryService
+from bot.discord_adapter.i18n import Catalogue
+from bot.discord_adapter.replies import user_error_message
 from bot.errors import Busy, InvalidOption, InvalidUpload, NotAllowed, NotFound
 from bot.executors.local import TrainingPool
 from bot.export import ExportLimits, InvalidExport, looks_like_export, read_export
@@ -381,6 +383,34 @@ async def test_story_limits_apply_to_imports(
         with pytest.raises(InvalidExport, match="more than 1 stories"):
             await service.import_channel(channel(1), ADMIN, exported)
         assert await store.list_stories(1) == []
+    finally:
+        await service.close()
+        await store.close()
+
+
+async def test_an_import_over_the_channel_s_story_limit_is_refused_in_the_member_s_language(
+    tmp_path: Path, exported: bytes, pool: TrainingPool
+) -> None:
+    """The store counts the channel's stories in its transaction; its refusal is a message
+    the member reads in their language, with the counts."""
+    config = tiny_config(tmp_path / "two", limits={"stories_per_channel": 2})
+    store = await StoryStore.open(config.storage.database)
+    service = StoryService(config, store, executor=pool)
+    await service.start(warm_workers=False)
+    try:
+        await _train(service, 1, CHAPTER, seed=1)
+        with pytest.raises(InvalidUpload) as refused:
+            await service.import_channel(channel(1), ADMIN, exported)
+        assert refused.value.message == (
+            "The export cannot be imported here: this channel holds 1 stories and the file 2 "
+            "new ones; the limit is 2."
+        )
+        spanish = Catalogue.load().language("es-ES")
+        assert user_error_message(refused.value, spanish) == (
+            "La exportación no se puede importar aquí: este canal tiene 1 historias y el "
+            "archivo 2 nuevas; el límite es 2."
+        )
+        assert len(await store.list_stories(1)) == 1
     finally:
         await service.close()
         await store.close()

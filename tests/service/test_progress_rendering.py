@@ -150,7 +150,9 @@ async def test_a_spanish_server_reads_the_expected_end_and_why_it_stopped() -> N
 
     spanish = Catalogue.load().language(discord.Locale.spain_spanish)
     text = progress_text("aesop.txt", await _reported(AFTER_EPOCH_2), spanish)
-    assert "33% · época 2 de unas 6" in text
+    # Spanish figures: a decimal comma, a no-break space before the percent sign.
+    assert "33\u00a0% · época 2 de unas 6" in text
+    assert "pérdida 5,400 · precisión 12,0\u00a0% · aprendible 13,0\u00a0%" in text
     assert "transcurrido 20 s · quedan unos 40 s" in text
     epoch_1 = dataclasses.replace(
         AFTER_EPOCH_2, epoch=1, elapsed_seconds=10.0, eta_seconds=None, expected_epochs=None

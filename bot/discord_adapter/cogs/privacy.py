@@ -73,7 +73,7 @@ class PrivacyCog(commands.Cog):
             text += "\n" + lang.gettext(
                 "The file would be {size} MiB, more than Discord lets me send; ask the bot's "
                 "operator for it.",
-                size=f"{len(payload) / 1048576:.1f}",
+                size=lang.number(len(payload) / 1048576, 1),
             )
             await interaction.followup.send(text, ephemeral=True, allowed_mentions=NO_MENTIONS)
             return

@@ -128,7 +128,7 @@ class StoryCog(commands.Cog):
             lines = [lang.ngettext("**{count} story**", "**{count} stories**", count, count=count)]
             for story in stories:
                 uploader = escape_text(story.uploader_name or lang.gettext("someone"))
-                symbols = lang.gettext("{count} symbols", count=f"{story.symbols:,}")
+                symbols = lang.gettext("{count} symbols", count=lang.number(story.symbols))
                 lines.append(
                     f"`#{story.story_id}` {escape_text(story.filename)} · {uploader} · "
                     f"{symbols} · {format_timestamp(story.created_at)}"
@@ -166,7 +166,7 @@ class StoryCog(commands.Cog):
                 details = lang.gettext(
                     "stories {stories} · learnable accuracy {learnable}",
                     stories=", ".join(f"#{i}" for i in version.story_ids),
-                    learnable=format_percent(version.learnable_accuracy),
+                    learnable=format_percent(version.learnable_accuracy, lang),
                 )
                 lines.append(
                     f"{active if version.active else ''}`v{version.version}` · "

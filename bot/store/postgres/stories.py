@@ -18,7 +18,7 @@ from bot.core.store import (
     StoryRecord,
     now_iso,
 )
-from bot.errors import StorageError, TrainingElsewhere
+from bot.errors import StorageError, TooManyStories, TrainingElsewhere
 from bot.store.postgres.connection import BULK_TIMEOUT
 from bot.store.postgres.removal import RemovalTables
 from bot.store.sqlite.models import model_record
@@ -228,10 +228,7 @@ class StoryTables(RemovalTables):
             held = len(existing)
             new = [s for s in stories if (s.story.sha256, s.story.text) not in existing]
             if held + len(new) > max_stories:
-                raise StorageError(
-                    f"this channel holds {held} stories and the file {len(new)} new ones; "
-                    f"the limit is {max_stories}"
-                )
+                raise TooManyStories(held, len(new), max_stories)
             story_ids = []
             for imported in stories:
                 key = (imported.story.sha256, imported.story.text)
