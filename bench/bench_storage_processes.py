@@ -17,6 +17,10 @@ cache large enough for its channels (a server's channels live on one shard). Aft
 /continue per channel, ``REQUESTS`` /continue interactions are sent 16 at a time; requests/s and
 the p99 of the time to the reply are measured. The fake Discord and this driver share the same
 cores as the bots, so the figure is a lower bound of what separate machines would give.
+In the quota runs the 16 in flight are per process (each shard's servers have their own): with
+one window for all, requests waiting on a throttled process held most of the window while the
+other processes idled, and the ratios swung with the throttling's timing. The ``deferred``
+column is the share of replies that went out after a "thinking" acknowledgement.
 
 Each variant runs with OpenBLAS's default threads (one per core) and with one BLAS thread per
 bot process (``OPENBLAS_NUM_THREADS=1``, set here for the bench only; pinning inside generation
@@ -100,6 +104,7 @@ class Figures:
     throttled: float = 0.0  # share of the bots' scheduler periods that hit their CPU quota
     lock_waits: float = 0.0  # share of PostgreSQL samples with a backend waiting on a lock
     active_backends: float = 0.0  # mean PostgreSQL backends running a query, per sample
+    deferred: float = 0.0  # share of replies sent after a deferred ("thinking") response
 
     @property
     def cpu_bound(self) -> float:
@@ -118,6 +123,7 @@ async def _run_processes(
     requests: int,
     quota: float | None = None,
     generation_threads: int | None = None,
+    window_per_process: bool = False,
 ) -> Figures:
     workers: dict[str, Any] = {"count": 1}
     if generation_threads is not None:
@@ -147,6 +153,8 @@ async def _run_processes(
                 quota_groups.append(group)
         await asyncio.sleep(2.0)  # GUILD_CREATEs handled
 
+        deferred: list[bool] = []
+
         async def one(i: int) -> float:
             channel, user = targets[i % len(targets)]
             start = time.perf_counter()
@@ -155,12 +163,19 @@ async def _run_processes(
             )
             reply = await handle.wait_reply(120.0)
             assert not reply.ephemeral, reply.content
+            deferred.append(handle.deferred)
             return time.perf_counter() - start
 
-        semaphore = asyncio.Semaphore(IN_FLIGHT)
+        # One window of IN_FLIGHT for all, or one per process (each process's servers: members
+        # of one shard's servers do not wait for another shard's replies).
+        windows = [asyncio.Semaphore(IN_FLIGHT) for _ in range(count)]
+
+        def window(i: int) -> asyncio.Semaphore:
+            guild_id = targets[i % len(targets)][0].guild_id or 0
+            return windows[(guild_id >> 22) % count if window_per_process else 0]
 
         async def limited(i: int) -> float:
-            async with semaphore:
+            async with window(i):
                 return await one(i)
 
         await asyncio.gather(*(limited(i) for i in range(len(targets))))  # warm every cache
@@ -169,6 +184,7 @@ async def _run_processes(
         throttled = [g.throttling() for g in quota_groups]
         driver = time.process_time()
         start = time.perf_counter()
+        deferred.clear()
         async with DatabaseSampler(url) as sampler:
             times = await asyncio.gather(*(limited(i) for i in range(requests)))
         elapsed = time.perf_counter() - start
@@ -189,6 +205,7 @@ async def _run_processes(
             hit / periods if periods else 0.0,
             sampler.lock_wait_share(),
             sampler.mean_active(),
+            sum(deferred) / max(1, len(deferred)),
         )
     finally:
         for process in processes:
@@ -375,18 +392,18 @@ async def quota_scaling(
                         runs.setdefault((quota, count), []).append(
                             await _run_processes(server, fake, Path(tmp), url, count, targets,
                                                  ONE_BLAS_THREAD, requests, quota,
-                                                 generation_threads)
+                                                 generation_threads, window_per_process=True)
                         )  # fmt: skip
     finally:
         await fake.stop()
     lines = [
         f"cgroup {version}: each bot process held to a CPU quota (high weight); "
         f"{len(targets)} channels in {guilds} servers (as many on each shard), {UNITS}-unit "
-        f"models, {requests} /continue, {IN_FLIGHT} in flight, one BLAS thread, median of "
-        f"{rounds} round(s); load driver, fake Discord and PostgreSQL outside the quota; "
+        f"models, {requests} /continue, {IN_FLIGHT} in flight per process, one BLAS thread, "
+        f"median of {rounds} round(s); load driver, fake Discord and PostgreSQL outside the quota; "
         f"generation threads per bot: {generation_threads or 'default'}",
         f"{'quota, processes':<18}{'req/s':>8}{'p99 ms':>9}{'bot CPU':>9}{'fake CPU':>10}"
-        f"{'PG CPU':>8}{'throttled':>11}"
+        f"{'PG CPU':>8}{'throttled':>11}{'deferred':>10}"
         f"{'PG active':>11}{'lock waits':>12}{'load':>6}",
     ]
     rates = {key: statistics.median(f.rate for f in figures) for key, figures in runs.items()}
@@ -398,6 +415,7 @@ async def quota_scaling(
             f"{statistics.median(f.driver_cpu_ms for f in figures):>10.1f}"
             f"{statistics.median(f.server_cpu_ms for f in figures):>8.1f}"
             f"{statistics.median(f.throttled for f in figures):>10.0%} "
+            f"{statistics.median(f.deferred for f in figures):>9.0%} "
             f"{statistics.median(f.active_backends for f in figures):>10.2f}"
             f"{max(f.lock_waits for f in figures):>11.0%} "
             f"{max(f.load for f in figures):>6.1f}"

@@ -16,8 +16,8 @@ from pathlib import Path
 
 ROOT = Path("/sys/fs/cgroup")
 PERIOD_US = 100_000
-HIGH_WEIGHT_V1 = 10_240  # cpu.shares: ten times a process's default 1,024
-HIGH_WEIGHT_V2 = 1_000  # cpu.weight: ten times the default 100
+HIGH_WEIGHT_V1 = 262_144  # cpu.shares: the most v1 allows (a process gets 1,024)
+HIGH_WEIGHT_V2 = 10_000  # cpu.weight: the most v2 allows (the default is 100)
 
 
 class QuotaUnavailable(RuntimeError):

@@ -242,10 +242,6 @@ class ModelCache:
         self._keep(channel_id, entry)
         return entry
 
-    def holds(self, channel_id: int) -> bool:
-        """Whether a model of the channel is cached (the active one, unless it just changed)."""
-        return channel_id in self._cache
-
     def drop(self, channel_id: int) -> None:
         """Forget the channel's model (it was removed, replaced by an import, or forgotten)."""
         entry = self._cache.pop(channel_id, None)

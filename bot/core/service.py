@@ -272,10 +272,6 @@ class StoryService:
         """Vocabulary words starting with ``prefix`` (autocomplete); [] without a model."""
         return await self.storyteller.complete_word(channel, prefix, limit)
 
-    def reply_is_instant(self, channel: ChannelRef) -> bool:
-        """Whether a continuation should answer at once (else an adapter acknowledges first)."""
-        return self.storyteller.reply_is_instant(channel)
-
     @property
     def cached_models(self) -> int:
         return self.cache.stats.models

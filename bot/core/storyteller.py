@@ -43,7 +43,6 @@ class Storyteller:
         self.checks = checks
         self.filters = filters
         self.cooldowns = Cooldowns(config.cooldowns.continue_seconds)
-        self._generating = 0  # generations submitted to the threads and not finished
         self.recent = RecentReplies()
 
     async def continue_story(
@@ -72,7 +71,6 @@ class Storyteller:
             entry = await self.cache.model_for(channel.channel_id)
             avoid = self.recent.to_avoid(channel.channel_id, entry.version, generation)
             loop = asyncio.get_running_loop()
-            self._generating += 1
             try:
                 reply, share = await loop.run_in_executor(
                     self._threads,
@@ -89,8 +87,6 @@ class Storyteller:
                 # The checks above keep the options in the model's ranges; its own words
                 # (English only: model/ has no catalogue) are the last resort.
                 raise InvalidOption.untranslated(str(exc)) from None
-            finally:
-                self._generating -= 1
         except BaseException:
             if member is not None and charge is not None:
                 self.cooldowns.refund(member.user_id, charge)
@@ -122,13 +118,6 @@ class Storyteller:
         words = tokenize(prefix)
         last = words[-1] if words and not prefix.endswith(" ") else ""
         return entry.model.vocabulary.complete(last, max(1, min(limit, 25)))
-
-    def reply_is_instant(self, channel: ChannelRef) -> bool:
-        """Whether a continuation in ``channel`` should answer at once: its model is cached
-        and a generation thread is free. Otherwise (a load from storage, or a queue) an
-        adapter acknowledges the request before it waits."""
-        free = self._generating < self.config.workers.generation_threads
-        return free and self.cache.holds(channel.channel_id)
 
     async def training_plot(self, channel: ChannelRef) -> bytes | None:
         """PNG of the active model's loss and accuracy per epoch (rendered off the loop)."""

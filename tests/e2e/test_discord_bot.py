@@ -10,8 +10,10 @@ until the cancel test trains (and cancels) a larger story there.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import re
+import sqlite3
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -233,6 +235,29 @@ async def test_continue_had_a_general_gives_the_articles_opening(env: Env) -> No
     assert reply.content.startswith(OPENING), reply.content
     assert {"Reroll", "Continue"} <= {c.get("label") for c in reply.iter_components()}
     assert reply.allowed_mentions is not None and not reply.pings_anyone()
+
+
+async def test_a_slow_reply_is_acknowledged_first_then_sent(env: Env) -> None:
+    """A reply not ready within the bot's acknowledgement window (1 s) gets Discord's
+    "thinking" response first, then replaces it; the bot waits the window out before that (an
+    acknowledgement is one more call to Discord). Slow for certain: the reply counts itself in
+    the database, whose write lock this test holds for longer than the window."""
+    db_path = env.bot.db_path
+    assert db_path is not None
+    holder = sqlite3.connect(db_path, timeout=30.0, isolation_level=None)
+    try:
+        holder.execute("BEGIN IMMEDIATE")
+        handle = await _continue(env, "had a general", temperature=0.0)
+        await asyncio.sleep(2.0)  # longer than the window; within Discord's 3 s to acknowledge
+        holder.execute("COMMIT")
+    finally:
+        holder.close()
+    reply = await handle.wait_reply(30.0)
+    assert handle.deferred, handle.response_type
+    assert handle.callback_request is not None
+    assert handle.callback_request.at - handle.created_at >= 0.9
+    assert not reply.ephemeral
+    assert reply.content.startswith(OPENING), reply.content
 
 
 async def test_continue_button_extends_from_the_last_words(env: Env) -> None:

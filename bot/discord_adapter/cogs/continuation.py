@@ -40,12 +40,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# Discord wants an answer within 3 s. A reply that should be instant (the model is cached and a
-# generation thread is free: a few ms) gets this long before the bot acknowledges ("thinking")
-# and answers later; any other gets only long enough for a refused prompt or a cooldown to
-# answer privately (they fail before any wait).
-INSTANT_REPLY_SECONDS = 0.25
-REFUSAL_SECONDS = 0.02
+# Discord wants an answer within 3 s. A reply ready within this long is the answer itself; a
+# slower one (a model to load from storage, generations queued, a busy machine) is acknowledged
+# ("thinking") and follows. Acknowledging at once whenever a reply would wait cost one more
+# interaction call for most replies under load (bench/RESULTS.md, "Processes under CPU quotas").
+ACKNOWLEDGE_AFTER_SECONDS = 1.0
 # Reroll means "another take": sample even when the original was greedy.
 REROLL_TEMPERATURE = 0.8
 # Button state is kept in memory for this many recent replies; older buttons say they expired.
@@ -200,16 +199,14 @@ class ContinuationCog(commands.Cog):
         *,
         lead: str = "",
     ) -> None:
-        """Generate and reply; defer as soon as the reply will not be instant (a model to load,
-        generations queued, or a slow machine), so that fast errors stay private."""
-        instant = self.service.reply_is_instant(channel)
+        """Generate and reply; acknowledge first ("thinking") only if the reply is not ready
+        within ACKNOWLEDGE_AFTER_SECONDS. Errors within that time answer privately."""
         # The service applies the per-user cooldown (cooldowns.continue_seconds) given a member.
         request = self.service.continue_story(
             channel, prompt, options, member=member_of(interaction)
         )
         task = asyncio.ensure_future(request)
-        wait = INSTANT_REPLY_SECONDS if instant else REFUSAL_SECONDS
-        done, _ = await asyncio.wait({task}, timeout=wait)
+        done, _ = await asyncio.wait({task}, timeout=ACKNOWLEDGE_AFTER_SECONDS)
         deferred = not done
         if deferred:
             try:
