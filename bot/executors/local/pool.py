@@ -255,6 +255,7 @@ class LocalProcessExecutor:
         if kind == "ready":
             worker.ready = True
             self._failed_starts = 0
+            logger.info("training worker ready (pid %d)", message[1])
             return
         with self._lock:
             assignment = worker.assignment
