@@ -18,7 +18,7 @@ from model import backend
 from model.config import TrainingConfig
 from model.early_stopping import BestWeights
 from model.errors import TrainingCancelled, TrainingDiverged
-from model.evaluation import EVAL_BATCH, Evaluation, evaluate
+from model.evaluation import UNSEEN_SAMPLE, Evaluation, eval_batch_size, evaluate
 from model.generation import left_context_table
 from model.network import build_networks, extract_weights
 from model.serialization import TrainingFigures
@@ -74,7 +74,12 @@ def _compile(
         jit_compile=compiled,
     )
     # Trace predict before the clock starts, so epoch 1's timing predicts the later ones.
-    for n_eval in {min(EVAL_BATCH, len(data.train_idx)), min(EVAL_BATCH, len(data.val_idx))} - {0}:
+    shapes = {eval_batch_size(len(data.val_idx))} if data.use_validation else set()
+    if data.exact:
+        shapes.add(eval_batch_size(len(data.train_idx)))
+    if data.unseen_mask is not None:
+        shapes.add(min(UNSEEN_SAMPLE, len(data.train_idx)))
+    for n_eval in shapes - {0}:
         network.predict_on_batch(np.zeros((n_eval, data.config.n_input), dtype=np.int32))
     return trainer, network, optimizer, rng
 
