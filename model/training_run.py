@@ -224,8 +224,8 @@ class TrainingRun:
         return self.data.exact and self.correct >= self.data.learnable
 
     def plateaued(self) -> bool:
-        """More epochs stopped helping: ``patience`` epochs in a row without lowering the
-        held-out loss by ``min_improvement`` (with a split), or ``SATURATED_EPOCHS`` without
+        """More epochs stopped helping: ``patience`` epochs in a row that did not help (with a
+        split: :mod:`model.early_stopping`), or ``SATURATED_EPOCHS`` without
         one more training window right (an exact pass, no split)."""
         patience = self.training.patience
         if patience is None:
@@ -304,6 +304,9 @@ class TrainingRun:
             min_improvement=training.min_improvement,
             patience=training.patience,
             max_epochs=training.max_epochs,
+            rebound_improvement=training.rebound_improvement
+            if training.plateau_factor is not None
+            else 0.0,
             budget_epochs=done
             + self.clock.epochs_within(training.max_seconds, self.steps_per_epoch),
         )
