@@ -118,6 +118,7 @@ def replayed(result: dict[str, Any]) -> dict[str, Any]:
             min_improvement=defaults.min_improvement,
             patience=defaults.patience,
             max_epochs=defaults.max_epochs,
+            rebound_improvement=defaults.rebound_improvement,
         )
         if expected is not None and eta is not None and old is not None and old > epoch:
             eta = eta / (old - epoch) * (expected - epoch)

@@ -3,7 +3,9 @@
 
 The rule: an epoch that lowers the best held-out loss by less than ``min_improvement`` nats is
 stale; ``patience`` stale epochs in a row end the training, and each stale epoch lowers the
-learning rate (``TrainingConfig.plateau_factor``), which often buys one more good epoch.
+learning rate (``TrainingConfig.plateau_factor``), which often buys one more good epoch: the
+epoch right after a stale one is stale too unless it gains ``rebound_improvement``
+(:mod:`model.early_stopping`).
 
 The estimate, chosen on the per-epoch held-out losses of 14 trainings of five stories (7,000 to
 49,000 symbols, ``bench/bench_training_eta.py``, 2026-12-07) and whole Grimm (bench/RESULTS.md,
@@ -39,19 +41,24 @@ STALE_GAIN_FACTOR = 2.0
 REBOUND_EPOCHS = 0.5
 
 
-def _replay(val_losses: Sequence[float], min_improvement: float) -> tuple[list[float], int, bool]:
+def _replay(
+    val_losses: Sequence[float], min_improvement: float, rebound_improvement: float
+) -> tuple[list[float], int, bool]:
     """The plateau rule over the losses: the gains of the best loss from epoch 2 on, the stale
     epochs in a row at the end, and whether a streak of stale epochs was broken before."""
     best = val_losses[0]
     gains: list[float] = []
     stale = 0
     rebounded = False
+    rate_lowered = False
     for loss in val_losses[1:]:
-        if loss < best - min_improvement:
+        needed = max(min_improvement, rebound_improvement) if rate_lowered else min_improvement
+        if loss < best - needed:
             rebounded = rebounded or stale > 0
             stale = 0
         else:
             stale += 1
+        rate_lowered = loss >= best - min_improvement
         gains.append(best - loss)
         best = min(best, loss)
     return gains, stale, rebounded
@@ -78,10 +85,12 @@ def expected_epochs(
     patience: int | None,
     max_epochs: int,
     budget_epochs: float = math.inf,
+    rebound_improvement: float = 0.0,
 ) -> float | None:
     """The epoch count the plateau stop is expected at, given the held-out loss of each epoch
     so far (``val_losses[0]`` is epoch 1's): at least one epoch more than done, at most
-    ``max_epochs``; ``max_epochs`` without a plateau stop (``patience`` None). ``budget_epochs``
+    ``max_epochs``; ``max_epochs`` without a plateau stop (``patience`` None).
+    ``rebound_improvement`` as in ``TrainingConfig`` (0: the rule without it). ``budget_epochs``
     (fractional) is where the time budget ends the training: no later than that. None before
     ``MIN_EPOCHS`` epochs or with a loss that is not finite."""
     done = len(val_losses)
@@ -89,7 +98,7 @@ def expected_epochs(
         return min(float(max_epochs), budget_epochs)
     if done < MIN_EPOCHS or not all(map(math.isfinite, val_losses)):
         return None
-    gains, stale, rebounded = _replay(val_losses, min_improvement)
+    gains, stale, rebounded = _replay(val_losses, min_improvement, rebound_improvement)
     if rebounded:
         expected = float(done + patience - stale)
     elif stale:

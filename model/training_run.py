@@ -18,7 +18,7 @@ from model import backend
 from model.config import TrainingConfig
 from model.early_stopping import BestWeights
 from model.errors import TrainingCancelled, TrainingDiverged
-from model.evaluation import EVAL_BATCH, Evaluation, evaluate
+from model.evaluation import UNSEEN_SAMPLE, Evaluation, eval_batch_size, evaluate
 from model.generation import left_context_table
 from model.network import build_networks, extract_weights
 from model.serialization import TrainingFigures
@@ -74,7 +74,12 @@ def _compile(
         jit_compile=compiled,
     )
     # Trace predict before the clock starts, so epoch 1's timing predicts the later ones.
-    for n_eval in {min(EVAL_BATCH, len(data.train_idx)), min(EVAL_BATCH, len(data.val_idx))} - {0}:
+    shapes = {eval_batch_size(len(data.val_idx))} if data.use_validation else set()
+    if data.exact:
+        shapes.add(eval_batch_size(len(data.train_idx)))
+    if data.unseen_mask is not None:
+        shapes.add(min(UNSEEN_SAMPLE, len(data.train_idx)))
+    for n_eval in shapes - {0}:
         network.predict_on_batch(np.zeros((n_eval, data.config.n_input), dtype=np.int32))
     return trainer, network, optimizer, rng
 
@@ -219,8 +224,8 @@ class TrainingRun:
         return self.data.exact and self.correct >= self.data.learnable
 
     def plateaued(self) -> bool:
-        """More epochs stopped helping: ``patience`` epochs in a row without lowering the
-        held-out loss by ``min_improvement`` (with a split), or ``SATURATED_EPOCHS`` without
+        """More epochs stopped helping: ``patience`` epochs in a row that did not help (with a
+        split: :mod:`model.early_stopping`), or ``SATURATED_EPOCHS`` without
         one more training window right (an exact pass, no split)."""
         patience = self.training.patience
         if patience is None:
@@ -299,6 +304,9 @@ class TrainingRun:
             min_improvement=training.min_improvement,
             patience=training.patience,
             max_epochs=training.max_epochs,
+            rebound_improvement=training.rebound_improvement
+            if training.plateau_factor is not None
+            else 0.0,
             budget_epochs=done
             + self.clock.epochs_within(training.max_seconds, self.steps_per_epoch),
         )

@@ -11,6 +11,7 @@ from model.training_estimate import REBOUND_EPOCHS, expected_epochs
 from model.training_progress import WARM_UP_SHARE, TrainingClock
 
 MIN_IMPROVEMENT = 0.005
+REBOUND_IMPROVEMENT = 0.02
 PATIENCE = 2
 
 
@@ -25,9 +26,11 @@ def _curve(gains: list[float], start: float = 5.0) -> list[float]:
 
 def _rule_stop(losses: list[float]) -> int | None:
     """The epoch model.training_run's plateau rule stops at, or None if it does not."""
-    best, stale = losses[0], 0
+    best, stale, rate_lowered = losses[0], 0, False
     for epoch, loss in enumerate(losses[1:], start=2):
-        stale = 0 if loss < best - MIN_IMPROVEMENT else stale + 1
+        needed = REBOUND_IMPROVEMENT if rate_lowered else MIN_IMPROVEMENT
+        stale = 0 if loss < best - needed else stale + 1
+        rate_lowered = not loss < best - MIN_IMPROVEMENT
         best = min(best, loss)
         if stale >= PATIENCE:
             return epoch
@@ -40,6 +43,7 @@ def _expected(losses: list[float], max_epochs: int = 500, **kwargs: float) -> fl
         min_improvement=MIN_IMPROVEMENT,
         patience=PATIENCE,
         max_epochs=max_epochs,
+        rebound_improvement=REBOUND_IMPROVEMENT,
         **kwargs,
     )
 
@@ -103,6 +107,20 @@ def test_after_a_stale_epoch_the_end_follows_the_rule() -> None:
     assert _expected(PLATEAU_AT_9[:8]) == 8 + REBOUND_EPOCHS + PATIENCE
     # After the rebound, a stale epoch: the next stale one ends it.
     assert _expected(_curve([0.2, 0.1, -0.01, 0.05, 0.0])) == 7.0
+
+
+def test_a_small_rebound_does_not_break_the_stale_streak() -> None:
+    # A stale epoch 4 (the rate lowered), then 0.01 under the best loss < REBOUND_IMPROVEMENT:
+    # two stale epochs in a row, so the rule stops at epoch 5; 0.05 under it breaks the streak.
+    small = _curve([0.2, 0.1, -0.01, 0.02])
+    assert _rule_stop(small) == 5
+    assert _rule_stop(_curve([0.2, 0.1, -0.01, 0.06])) is None
+    # With a patience of 3 the estimate sees the streak (still stale after epoch 5) where the
+    # rule without rebound_improvement saw a rebound (then `patience` more stale epochs).
+    common = {"min_improvement": MIN_IMPROVEMENT, "patience": 3, "max_epochs": 500}
+    with_rule = expected_epochs(small, rebound_improvement=REBOUND_IMPROVEMENT, **common)
+    assert with_rule == 5 + REBOUND_EPOCHS + 3
+    assert expected_epochs(small, rebound_improvement=0.0, **common) == 5 + 3
 
 
 def test_the_clock_counts_the_epochs_the_budget_holds() -> None:

@@ -8,6 +8,7 @@ import pytest
 
 from model import GenerationOptions, TrainingConfig, generate, tokenize
 from model.config import LONG_STORY_N_INPUT, LONG_STORY_SYMBOLS, default_n_input
+from model.early_stopping import did_not_help
 from model.training import train_model
 from model.training_data import _sequence_starts
 from model.windows import sequence_batches, split_indices, window_count
@@ -72,17 +73,35 @@ def test_plateau_ends_a_long_story_before_its_budget(jacobs_tokens: list[str]) -
     defaults = TrainingConfig()
     assert defaults.patience is not None and figures.epochs < 10_000
     losses = [h["val_loss"] for h in figures.history]
-    # Each of the last `patience` epochs lowered the best held-out loss by less than
-    # min_improvement; an epoch before them did more.
+    # The rule replayed (model.early_stopping): an epoch did not help if it lowered the best
+    # held-out loss by less than min_improvement, or, right after such an epoch (the rate
+    # lowered), by less than rebound_improvement. The last `patience` epochs did not help;
+    # the one before them did (or was the first).
+    stale = []
+    rate_lowered = False
+    for i, loss in enumerate(losses):
+        best = min(losses[:i]) if i else None
+        stale.append(did_not_help(loss, best, rate_lowered, defaults))
+        rate_lowered = did_not_help(loss, best, False, defaults)
     n = len(losses)
-    assert all(
-        losses[i] >= min(losses[:i]) - defaults.min_improvement
-        for i in range(n - defaults.patience, n)
-    )
-    last_helping = n - defaults.patience - 1  # the epoch that reset the count (or the first)
-    assert last_helping == 0 or losses[last_helping] < min(losses[:last_helping]) - (
-        defaults.min_improvement
-    )
+    assert all(stale[n - defaults.patience :])
+    assert not stale[n - defaults.patience - 1]
+    assert stale.count(True) >= defaults.patience
+
+
+def test_a_small_gain_right_after_the_rate_dropped_does_not_help() -> None:
+    defaults = TrainingConfig()
+    assert defaults.rebound_improvement > defaults.min_improvement
+    # Gaining 0.0074 nats (the chat story's epoch 8, 2026-12-07) helps after an ordinary epoch,
+    # not right after one that lowered the learning rate; 0.03 helps after either.
+    assert not did_not_help(4.9317, 4.9391, False, defaults)
+    assert did_not_help(4.9317, 4.9391, True, defaults)
+    assert not did_not_help(4.9091, 4.9391, True, defaults)
+    assert did_not_help(4.9391, 4.9391, False, defaults)
+    assert not did_not_help(9.0, None, True, defaults)  # the first epoch
+    # rebound_improvement no lower than min_improvement: the rule before it.
+    plain = TrainingConfig(rebound_improvement=0.0)
+    assert not did_not_help(4.9317, 4.9391, True, plain)
 
 
 def test_saturated_accuracy_ends_a_short_story(story_tokens: list[str]) -> None:
