@@ -1,6 +1,8 @@
 """Latency of a 32-symbol continuation: numpy now, numpy before issue 16, and Keras.
 
-Trains the default model (512 units) on the article's story, and on Grimm's fairy tales
+First times one recurrent product of a 512-unit layer with 1, 2 and 9 rows: the int8 kernel of
+compact storage (model/quantized.py) against float32 BLAS on the widened matrix. Then it
+trains the default model (512 units) on the article's story, and on Grimm's fairy tales
 (vocabulary capped at 5,000 + ``<unk>``, one epoch of at most ``--grimm-seconds``: latency does
 not depend on how well it learned). Then, in interleaved rounds (each round times every variant
 once, so the machine's load hits all alike), a 32-symbol greedy continuation of each prompt with:
@@ -129,6 +131,35 @@ def measure(name: str, model: TrainedModel, rounds: int) -> None:
         )
 
 
+def products(repeats: int = 300) -> None:
+    """One recurrent product of a 512-unit layer (512 x 2048), p50 over ``repeats``: the int8
+    kernel against the float32 product of the widened matrix (OpenBLAS, one thread), with the
+    rows the article's (2) and Grimm's (9) models advance per symbol."""
+    from model.forward import single_threaded_blas
+    from model.quantized import int8_product
+
+    rng = np.random.default_rng(0)
+    matrix = rng.integers(-127, 128, (2048, 512)).astype(np.int8)
+    scale = np.full(2048, 1e-3, dtype=np.float32)
+    widened = np.ascontiguousarray(matrix.T.astype(np.float32) * scale)
+
+    def p50_us(run: Callable[[], object]) -> float:
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            run()
+            times.append(time.perf_counter() - t0)
+        return float(np.percentile(times, 50)) * 1e6
+
+    with single_threaded_blas():
+        for rows in (1, 2, 9):
+            h = np.tanh(rng.standard_normal((rows, 512))).astype(np.float32)
+            out = np.zeros((rows, 2048), dtype=np.float32)
+            int8 = p50_us(lambda h=h, out=out: int8_product(h, matrix, scale, out))
+            blas = p50_us(lambda h=h: h @ widened)
+            print(f"product, {rows} row(s): int8 {int8:.0f} us, float32 {blas:.0f} us")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=30)
@@ -138,6 +169,7 @@ def main() -> None:
     from model.training import train_model
 
     print(f"load average at start: {os.getloadavg()[0]:.2f}")
+    products()
     tokens = tokenize((DATA / "belling-the-cat.txt").read_text(encoding="utf-8"))
     measure("article", train_model(tokens, None, TrainingConfig(seed=1)), args.rounds)
     if not args.article_only:
