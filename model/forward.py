@@ -280,7 +280,8 @@ class NumpyLSTM:
     ) -> None:
         """``compact``: stored smaller and checked (see the module docstring);
         ``int8_products``: int8 matrices multiplied by the int8 kernel where numba is installed
-        (False: widened to float32 and multiplied by BLAS, as without numba)."""
+        (False: widened to float32 and multiplied by BLAS, as without numba; the attribute
+        says which a compact int8 network does)."""
         self.config = model.config
         self.int8_products = int8_products
         w = model.weights
@@ -299,7 +300,8 @@ class NumpyLSTM:
             self.precision, self._stored = self._checked_compact(w)
             self._weights = None if self.compact else self._weights
             if self.precision == "int8" and int8_products:
-                int8_kernel()  # compiled (or read from numba's cache) at load, not at a reply
+                # Compiled (or read from numba's cache) at load, not at a reply.
+                self.int8_products = int8_kernel() is not None
 
     def story_choices(self) -> list[tuple[int, ...]]:
         """This network's first choices on the story's own windows (what the compact check
@@ -370,8 +372,7 @@ class NumpyLSTM:
         if not self.compact:
             return 0
         # int8 matrices stay int8 where the int8 kernel multiplies them.
-        kept = self.int8_products and int8_kernel() is not None
-        widening = {np.dtype(np.float16): 2, np.dtype(np.int8): 0 if kept else 4}
+        widening = {np.dtype(np.float16): 2, np.dtype(np.int8): 0 if self.int8_products else 4}
         return sum(widening.get(a.dtype, 0) * int(a.nbytes) for a in self._stored.values())
 
     def stepper(self) -> Stepper:

@@ -4,6 +4,8 @@ network keeps the int8 matrices instead of float32 copies."""
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pytest
 
@@ -60,3 +62,23 @@ def test_compact_network_keeps_its_recurrent_matrices_int8(tiny_model: TrainedMo
             expected = generate(tiny_model, prompt, options)
             assert generate(tiny_model, prompt, options, network=compact) == expected
             assert generate(tiny_model, prompt, options, network=widened) == expected
+
+
+def test_without_numba_compact_storage_widens_its_int8_matrices(
+    tiny_model: TrainedModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """numba missing (an install without it): the int8 matrices are widened to float32 and
+    multiplied by BLAS, with the same storage and choices."""
+    expected = NumpyLSTM(tiny_model, compact=True)
+    monkeypatch.setitem(sys.modules, "numba", None)  # import numba raises ImportError
+    int8_kernel.cache_clear()
+    try:
+        assert int8_kernel() is None
+        widened = NumpyLSTM(tiny_model, compact=True)
+        assert widened.precision == "int8"
+        layer = widened.weights().layers[0]
+        assert layer.recurrent_int8 is None and layer.blocks
+        assert widened.expanded_nbytes > expected.expanded_nbytes
+        assert widened.story_choices() == expected.story_choices()
+    finally:
+        int8_kernel.cache_clear()
