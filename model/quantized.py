@@ -1,12 +1,14 @@
 """The int8 matrix product of compact storage: float32 rows times an int8 matrix with one
 float32 scale per column, compiled by numba, without a float32 copy of the matrix.
 
-numpy has no int8 product kernel (an int8 ``@`` runs numpy's own loops: 2.2 ms for one
-512 x 2048 matrix, against 0.14 ms for float32 with OpenBLAS), so compact storage used to widen
-its int8 recurrent matrices to float32 and stream those 4 MiB from the L3 cache every symbol.
-:func:`int8_product` reads the 1 MiB int8 matrix instead (it fits a core's L2 cache), widens
-16 values at a time in vector registers and multiplies them with up to four rows at once
-(measurements in model/forward.py's docstring and bench/RESULTS.md).
+numpy has no int8 product kernel (an int8 ``@`` runs numpy's own loops: 2.2 ms for 9 rows
+times a 512 x 2048 matrix, against 0.50 ms for float32 with OpenBLAS; bench/RESULTS.md,
+2026-12-01), so compact storage used to widen its int8 recurrent matrices to float32 and stream
+those 4 MiB from the L3 cache every symbol. :func:`int8_product` reads the 1 MiB int8 matrix
+instead (it fits a core's L2 cache), widens a vector of values at a time in registers and
+multiplies each with up to four rows: 49-83 us for 1-2 rows and 284-338 us for 9, against
+141-414 us and 418-571 us for float32 BLAS, on the busy 2-core machine (bench/RESULTS.md,
+2026-12-07).
 
 The matrix is stored transposed, one row per output column (``(columns, inner)``), so each
 output is one dot product over contiguous memory. Each dot product is summed in float32 in the
@@ -18,7 +20,8 @@ are the same from run to run on one machine. The model cache's load-time check
 numba is a dependency; without it (an install that lacks it) :func:`int8_kernel` returns None
 and compact storage widens the matrices as before. The compiled kernel is cached on disk
 (``cache=True``, numba's cache folder), so only a process that finds no cache compiles it
-(about a second, at the first compact model's load, in the model cache's executor thread).
+(0.7 s measured; reading it from the cache and importing numba take 0.3 s), at the first compact
+model's load, in the model cache's executor thread.
 """
 
 from __future__ import annotations
