@@ -1,14 +1,15 @@
 """Compact storage against float32: what the model cache's check costs and what it guarantees.
 
-The model cache stores a model compact (model.forward: int8 recurrent matrices, float16 for the
-rest) only when that storage makes float32's first choices on the story's own windows, else
-float16, else float32. This trains the article's network (512 units, one and two layers, seeds
-1-3) and a Grimm model (vocabulary capped at 5,000, one epoch of at most ``--grimm-seconds``),
-and prints per model: the storage the check chose, the check's time, and, for greedy 32-symbol
-continuations with the default options, how many prompts continue differently from float32:
-the story's own windows (guaranteed the same while the continuation stays in the story and the
-repeat guard sets no choice aside) and prompts of three random vocabulary words (not guaranteed:
-a near-tie off the story may go the other way).
+The model cache stores a model compact (model.forward: int8 recurrent matrices, multiplied as
+int8 by model/quantized.py's kernel since issue 27, float16 for the rest) only when that
+storage makes float32's first choices on the story's own windows, else float16, else float32.
+This trains the article's network (512 units, one and two layers, seeds 1-3) and a Grimm model
+(vocabulary capped at 5,000, one epoch of at most ``--grimm-seconds``), and prints per model:
+the storage the check chose, the check's time, and, for greedy 32-symbol continuations with the
+default options, how many prompts continue differently from float32: the story's own windows
+(guaranteed the same while the continuation stays in the story and the repeat guard sets no
+choice aside) and prompts of three random vocabulary words (not guaranteed: a near-tie off the
+story may go the other way).
 Run: .venv/bin/python bench/bench_compact_choices.py [--prompts N] [--grimm-seconds S]
 """
 

@@ -12,7 +12,8 @@ row), n_input - 1 times fewer passes over the recurrent matrix than one window a
 Layouts, chosen by measurement (bench/bench_generation_latency.py): float32, C-contiguous; the
 gate columns reordered to (i, f, o, g) so one sigmoid covers three gates; the recurrent matrix
 split into column blocks of ~512 KiB, so the stacked rows reuse each block from the L2 cache
-(OpenBLAS's small-M product streams a 4 MiB matrix once per row otherwise); the output layer
+(OpenBLAS's small-M product streams a 4 MiB matrix once per row otherwise), or, stored int8,
+transposed for :mod:`model.quantized`'s kernel (one output per contiguous row); the output layer
 stored transposed (vocabulary x units), so the logits of a few candidate symbols are a gather
 of rows and one small product, not the whole vocabulary.
 
@@ -23,10 +24,20 @@ for the duration of the call only: training in the same process keeps its thread
 
 **Compact storage.** ``NumpyLSTM(model, compact=True)`` (the model cache's) keeps the
 recurrent matrices as int8 with one float32 scale per column (a quarter of their float32 size)
-and the other matrices as float16, and computes in float32: the float32 copies are made on first
-use and kept until :meth:`NumpyLSTM.release` (the model cache keeps them for its most recently
-used models only). Rounding can turn a near-tie the other way, so the storage is **checked when
-the model is loaded**: on the story's own windows (all of them up to ``CHECKED_SYMBOLS`` story
+and the other matrices as float16. The int8 recurrent matrices are multiplied as they are, by
+the compiled kernel of :mod:`model.quantized` (numba; issue 27): the 1 MiB int8 matrix of a
+512-unit layer fits a core's L2 cache, where its 4 MiB float32 copy streamed from L3 every
+symbol. The other matrices compute in float32: their float32 copies are made on first use and
+kept until :meth:`NumpyLSTM.release` (the model cache keeps them for its most recently used
+models only). Without numba, and with ``int8_products=False``, the int8 matrices are widened to
+float32 copies too and multiplied by BLAS, as before issue 27. A 32-symbol greedy
+continuation, p50 in one run on the busy 2-core machine (bench/RESULTS.md, 2026-12-07): the
+article's model 5.4 ms with int8 products, 9.7 ms widened, 45 ms Keras; Grimm's (9 window states
+a symbol) 25.9 ms, 32.6 ms and 147 ms.
+
+Rounding can turn a near-tie the other way, so the storage is **checked when the model is
+loaded**, with the products generation will use (the int8 kernel's included): on the story's
+own windows (all of them up to ``CHECKED_SYMBOLS`` story
 symbols, four evenly spaced runs of 128 beyond), compact storage must make float32's first
 choices, the best symbol of the vocabulary and the best of the story's continuations of each of
 the window's suffixes (:meth:`NumpyLSTM.story_choices`). Where int8 changes one, every matrix
@@ -51,6 +62,7 @@ import numpy as np
 import numpy.typing as npt
 
 from model.config import ModelConfig
+from model.quantized import int8_kernel, int8_product
 from model.serialization import STORY_ARRAYS, TrainedModel
 from model.story_index import StoryIndex
 
@@ -123,8 +135,12 @@ def _gates_ifog(array: npt.NDArray[Any], units: int) -> FloatArray:
 @dataclass(frozen=True)
 class _Layer:
     kernel: FloatArray  # (inputs, 4U), gates i f o g
-    blocks: tuple[FloatArray, ...]  # the recurrent matrix (U, 4U) in column blocks
+    blocks: tuple[FloatArray, ...]  # the recurrent matrix (U, 4U) in column blocks (float32)
     bias: FloatArray  # (4U,)
+    # Or the recurrent matrix as int8, transposed (4U, U), with its column scales (4U,):
+    # multiplied by model.quantized's kernel (then ``blocks`` is empty).
+    recurrent_int8: npt.NDArray[np.int8] | None = None
+    recurrent_scale: FloatArray | None = None
 
 
 @dataclass(frozen=True)
@@ -136,7 +152,7 @@ class _Weights:
 
     @property
     def nbytes(self) -> int:
-        arrays = [self.embedding, self.dense_t, self.dense_bias]
+        arrays: list[npt.NDArray[Any]] = [self.embedding, self.dense_t, self.dense_bias]
         for layer in self.layers:
             arrays += [layer.kernel, layer.bias, *layer.blocks]
         return sum(int(a.nbytes) for a in arrays)
@@ -185,34 +201,39 @@ def _stored_arrays(
         recurrent = _gates_ifog(w[f"lstm{i}_recurrent"], u)
         if precision == "int8":
             values, scale = _int8_columns(recurrent)
-            blocked = _blocked(values)
-            stored[f"recurrent{i}"] = blocked
-            stored[f"recurrent{i}_scale"] = scale.reshape(blocked.shape[0], -1)
+            stored[f"recurrent{i}"] = np.ascontiguousarray(values.T)  # the kernel's layout
+            stored[f"recurrent{i}_scale"] = scale
         else:
             stored[f"recurrent{i}"] = _blocked(recurrent.astype(store))
         stored[f"bias{i}"] = _gates_ifog(w[f"lstm{i}_bias"], u)
     return stored
 
 
-def _expand(stored: dict[str, npt.NDArray[Any]], layers: int) -> _Weights:
-    """The float32 weights: views of the stored arrays when they are float32 already."""
+def _expand(
+    stored: dict[str, npt.NDArray[Any]], layers: int, int8_products: bool = True
+) -> _Weights:
+    """The weights the products use: float32 (views of the stored arrays when they are float32
+    already), but int8 recurrent matrices as they are where ``int8_products`` asks for the int8
+    kernel and it is installed."""
 
     def f32(name: str) -> FloatArray:
         return np.ascontiguousarray(stored[name], dtype=np.float32)
 
-    def recurrent(i: int) -> FloatArray:
+    def layer(i: int) -> _Layer:
+        kernel, bias = f32(f"kernel{i}"), f32(f"bias{i}")
         scale = stored.get(f"recurrent{i}_scale")
         if scale is None:
-            return f32(f"recurrent{i}")
-        widened: FloatArray = stored[f"recurrent{i}"].astype(np.float32)
-        widened *= scale[:, None, :]  # (blocks, units, columns) x (blocks, 1, columns)
-        return widened
+            return _Layer(kernel, tuple(f32(f"recurrent{i}")), bias)
+        values = stored[f"recurrent{i}"]  # (4U, U) int8
+        if int8_products and int8_kernel() is not None:
+            return _Layer(kernel, (), bias, values, scale)
+        widened: FloatArray = values.T.astype(np.float32)
+        widened *= scale
+        return _Layer(kernel, tuple(_blocked(widened)), bias)
 
     return _Weights(
         f32("embedding"),
-        tuple(
-            _Layer(f32(f"kernel{i}"), tuple(recurrent(i)), f32(f"bias{i}")) for i in range(layers)
-        ),
+        tuple(layer(i) for i in range(layers)),
         f32("dense_t"),
         f32("dense_bias"),
     )
@@ -254,8 +275,15 @@ def _story_choices(network: NumpyLSTM, weights: _Weights) -> list[tuple[int, ...
 class NumpyLSTM:
     """The trained network in numpy: logits of a context, and the pipelined :class:`Stepper`."""
 
-    def __init__(self, model: TrainedModel, *, compact: bool = False) -> None:
+    def __init__(
+        self, model: TrainedModel, *, compact: bool = False, int8_products: bool = True
+    ) -> None:
+        """``compact``: stored smaller and checked (see the module docstring);
+        ``int8_products``: int8 matrices multiplied by the int8 kernel where numba is installed
+        (False: widened to float32 and multiplied by BLAS, as without numba; the attribute
+        says which a compact int8 network does)."""
         self.config = model.config
+        self.int8_products = int8_products
         w = model.weights
         self.left_context = _own(w["left_context"], np.int32)
         # Models saved before the story index have none.
@@ -271,6 +299,9 @@ class NumpyLSTM:
         if compact:
             self.precision, self._stored = self._checked_compact(w)
             self._weights = None if self.compact else self._weights
+            if self.precision == "int8" and int8_products:
+                # Compiled (or read from numba's cache) at load, not at a reply.
+                self.int8_products = int8_kernel() is not None
 
     def story_choices(self) -> list[tuple[int, ...]]:
         """This network's first choices on the story's own windows (what the compact check
@@ -298,7 +329,8 @@ class NumpyLSTM:
         expected = _story_choices(self, _expand(reference, self.config.layers))
         for precision in ("int8", "float16"):
             stored = _stored_arrays(w, self.config, precision)
-            if _story_choices(self, _expand(stored, self.config.layers)) == expected:
+            made = _expand(stored, self.config.layers, self.int8_products)
+            if _story_choices(self, made) == expected:
                 return precision, stored
             logger.info(
                 "Compact storage (%s) changes a choice on the story's windows: trying the next",
@@ -313,7 +345,9 @@ class NumpyLSTM:
             with self._expand_lock:
                 weights = self._weights
                 if weights is None:
-                    weights = self._weights = _expand(self._stored, self.config.layers)
+                    weights = self._weights = _expand(
+                        self._stored, self.config.layers, self.int8_products
+                    )
         return weights
 
     def release(self) -> None:
@@ -337,7 +371,8 @@ class NumpyLSTM:
         float16 matrix twice over, each int8 one four times (their scales are not copied)."""
         if not self.compact:
             return 0
-        widening = {np.dtype(np.float16): 2, np.dtype(np.int8): 4}
+        # int8 matrices stay int8 where the int8 kernel multiplies them.
+        widening = {np.dtype(np.float16): 2, np.dtype(np.int8): 0 if self.int8_products else 4}
         return sum(widening.get(a.dtype, 0) * int(a.nbytes) for a in self._stored.values())
 
     def stepper(self) -> Stepper:
@@ -382,7 +417,12 @@ class Stepper:
             z = np.empty((rows, 4 * u), dtype=np.float32)
             z[:] = x @ layer.kernel  # one row broadcast at layer 0, one row per suffix above
             z += layer.bias
-            if rows > 1:
+            if rows > 1 and layer.recurrent_int8 is not None:
+                assert layer.recurrent_scale is not None
+                int8_product(
+                    self.h[depth][: rows - 1], layer.recurrent_int8, layer.recurrent_scale, z[1:]
+                )
+            elif rows > 1:
                 h_old = self.h[depth][: rows - 1]
                 start = 0
                 for block in layer.blocks:

@@ -4,8 +4,8 @@
 Cached models are stored compact (``NumpyLSTM(compact=True)``: int8 recurrent matrices with a
 scale per column, float16 for the rest, about a quarter of float32; issue 16), or wider where
 the load-time check finds that compact storage changes a choice on the story's own windows
-(model.forward, "Compact storage"), and compute in float32: the float32 copies are made when a
-model answers
+(model.forward, "Compact storage"). The int8 matrices are multiplied as int8 (model.quantized);
+the other matrices compute in float32: their float32 copies are made when a model answers
 and kept for the ``HOT_MODELS`` most recently used models only. A model's size counts its
 arrays and Python objects (:func:`model_cache_bytes`); a hot model's float32 copies count
 too while they exist. A model larger than the byte bound answers but is not kept. Loading and

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from model import GenerationOptions, TrainingConfig, generate, tokenize
+from model.forward import NumpyLSTM
 from model.training import train_model
 from tests.model.conftest import ARTICLE_PREFIX, four_grams, jacobs_fable
 from tests.model.test_compact_storage import check_compact_storage
@@ -24,6 +25,14 @@ def _check(tokens: list[str], layers: int) -> None:
     whole_length = GenerationOptions(whole_messages=False)
     assert len(generate(model, ["mouse", "mouse", "mouse"], whole_length)) == 32
     check_compact_storage(model)
+    # The model cache's network (int8 products, model.quantized) continues the tests' and the
+    # latency bench's prompts with float32's symbols, on and off the story.
+    compact = NumpyLSTM(model, compact=True)
+    assert compact.precision == "int8" and compact.weights().layers[0].recurrent_int8 is not None
+    for asked in (prompt, ["mouse", "mouse", "mouse"], ["the", "cat"]):
+        for options in (GenerationOptions(), GenerationOptions(follow_story=False)):
+            expected = generate(model, asked, options)
+            assert generate(model, asked, options, network=compact) == expected, (asked, options)
 
 
 @pytest.mark.slow

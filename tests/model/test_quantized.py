@@ -1,0 +1,84 @@
+"""Compact storage multiplies its int8 recurrent matrices as int8 (model.quantized, issue 27):
+the compiled kernel agrees with numpy's float product of the widened matrix, and a compact
+network keeps the int8 matrices instead of float32 copies."""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import pytest
+
+from model import GenerationOptions, TrainedModel, generate
+from model.forward import NumpyLSTM
+from model.quantized import int8_kernel, int8_product
+
+
+@pytest.mark.parametrize("rows", range(1, 10))
+@pytest.mark.parametrize(("inner", "columns"), [(1, 1), (7, 13), (512, 2048), (33, 130)])
+def test_int8_product_matches_numpy(rows: int, inner: int, columns: int) -> None:
+    rng = np.random.default_rng(rows * 1000 + inner)
+    h = np.tanh(rng.standard_normal((rows, inner))).astype(np.float32)
+    matrix = rng.integers(-127, 128, (columns, inner)).astype(np.int8)
+    scale = rng.uniform(1e-4, 1e-2, columns).astype(np.float32)
+    out = rng.standard_normal((rows, columns)).astype(np.float32)
+    widened = matrix.astype(np.float64) * scale[:, None]
+    expected = out + h.astype(np.float64) @ widened.T
+    int8_product(h, matrix, scale, out)
+    # float32 sums in another order than float64's: within float32 rounding of the terms.
+    bound = 1e-6 * (np.abs(h) @ np.abs(widened).T + np.abs(out)) + 1e-7
+    assert np.all(np.abs(out - expected) <= bound)
+
+
+def test_row_slices_of_a_larger_state_are_read_in_place() -> None:
+    """The stepper passes row slices (its suffix states, the gates' rows after the first)."""
+    rng = np.random.default_rng(7)
+    h = rng.standard_normal((6, 64)).astype(np.float32)
+    matrix = rng.integers(-127, 128, (256, 64)).astype(np.int8)
+    scale = np.full(256, 0.01, dtype=np.float32)
+    z = np.zeros((6, 256), dtype=np.float32)
+    int8_product(h[:5], matrix, scale, z[1:])
+    assert np.all(z[0] == 0)
+    np.testing.assert_allclose(z[1:], h[:5] @ (matrix.T * np.float32(0.01)), rtol=1e-5, atol=1e-5)
+
+
+def test_compact_network_keeps_its_recurrent_matrices_int8(tiny_model: TrainedModel) -> None:
+    assert int8_kernel() is not None  # numba is a dependency
+    compact = NumpyLSTM(tiny_model, compact=True)
+    assert compact.precision == "int8"
+    units = tiny_model.config.units
+    layer = compact.weights().layers[0]
+    assert layer.blocks == ()
+    assert layer.recurrent_int8 is not None and layer.recurrent_int8.dtype == np.int8
+    assert layer.recurrent_int8.shape == (4 * units, units)
+    # The float32 copies a reply makes leave the int8 matrices out; widened, they count 4x.
+    widened = NumpyLSTM(tiny_model, compact=True, int8_products=False)
+    widened_layer = widened.weights().layers[0]
+    assert widened_layer.recurrent_int8 is None and widened_layer.blocks
+    assert widened.expanded_nbytes - compact.expanded_nbytes == 4 * 4 * units * units
+    # The same storage, multiplied either way, continues the story alike.
+    for prompt in (["had", "a", "general"], ["mouse", "mouse", "mouse"], ["the", "cat"]):
+        for options in (GenerationOptions(), GenerationOptions(follow_story=False)):
+            expected = generate(tiny_model, prompt, options)
+            assert generate(tiny_model, prompt, options, network=compact) == expected
+            assert generate(tiny_model, prompt, options, network=widened) == expected
+
+
+def test_without_numba_compact_storage_widens_its_int8_matrices(
+    tiny_model: TrainedModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """numba missing (an install without it): the int8 matrices are widened to float32 and
+    multiplied by BLAS, with the same storage and choices."""
+    expected = NumpyLSTM(tiny_model, compact=True)
+    monkeypatch.setitem(sys.modules, "numba", None)  # import numba raises ImportError
+    int8_kernel.cache_clear()
+    try:
+        assert int8_kernel() is None
+        widened = NumpyLSTM(tiny_model, compact=True)
+        assert widened.precision == "int8"
+        layer = widened.weights().layers[0]
+        assert layer.recurrent_int8 is None and layer.blocks
+        assert widened.expanded_nbytes > expected.expanded_nbytes
+        assert widened.story_choices() == expected.story_choices()
+    finally:
+        int8_kernel.cache_clear()
