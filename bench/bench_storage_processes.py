@@ -155,12 +155,14 @@ async def _run_processes(
             process = make_bot_process(
                 fake, tmp, config, args=tuple(args), env=env, name=f"bench-{count}-{shard}"
             )
-            await process.start(wait_identify=True, timeout=120.0)
-            processes.append(process)
             if quota is not None:
                 group = groups.enter_context(CpuGroup(f"fabulist-bot-{shard}", quota, high=True))
-                group.add_tree(process.pid)  # the bot and its trainer processes
+                # Started inside its group, as a container starts with its limit: the bot reads
+                # its CPU quota at start (bot/cpu_share.py), and its workers inherit the group.
+                process.argv = group.command(process.argv)
                 quota_groups.append(group)
+            await process.start(wait_identify=True, timeout=300.0)
+            processes.append(process)
         for process in processes:
             # A training worker's start-up (importing TensorFlow: seconds of CPU) runs inside the
             # process's quota; measured alongside the replies it took up to a quarter of it.

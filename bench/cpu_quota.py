@@ -87,10 +87,11 @@ class CpuGroup:
         with contextlib.suppress(ProcessLookupError):
             (self.path / "cgroup.procs").write_text(str(pid))
 
-    def add_tree(self, pid: int) -> None:
-        """``pid`` and its descendants alive now."""
-        for found in [pid, *descendants(pid)]:
-            self.add(found)
+    def command(self, argv: list[str]) -> list[str]:
+        """``argv`` run inside the group from its first instruction (a shell joins the group,
+        then becomes the command: same process id)."""
+        procs = self.path / "cgroup.procs"
+        return ["sh", "-c", f'echo $$ > "{procs}" && exec "$@"', "sh", *argv]
 
     def throttling(self) -> Throttling:
         stat = dict(

@@ -58,6 +58,7 @@ from bot.core.storyteller import Storyteller
 from bot.core.transfer import Transfer
 from bot.core.uploads import check_upload_size, is_export_name
 from bot.core.validation import RequestChecks
+from bot.cpu_share import generation_threads
 from bot.errors import NotAllowed, ShuttingDown
 from bot.export import ExportLimits, looks_like_export
 
@@ -70,7 +71,8 @@ class StoryService:
         self.store = store
         self.executor = executor
         self._threads = ThreadPoolExecutor(
-            max_workers=config.workers.generation_threads, thread_name_prefix="fabulist-gen"
+            max_workers=generation_threads(config.workers.generation_threads),
+            thread_name_prefix="fabulist-gen",
         )
         self.checks = RequestChecks(config)
         self.scheduler = TrainingScheduler(config, store, executor)
