@@ -194,8 +194,8 @@ def main() -> None:
     )
     print(
         f"bot shards: {args.shards} processes x {args.generation_threads} generation threads, "
-        f"{per_shard:,.0f} servers each; {args.continue_ms} ms per reply + {args.load_ms} ms on "
-        f"{args.cache_miss:.0%} cache misses"
+        f"{per_shard:,.0f} servers each; {args.continue_ms:.1f} ms per reply"
+        f" + {args.load_ms:.0f} ms on {args.cache_miss:.0%} cache misses"
     )
     print(
         f"  /continue  {serving.count:>9,} / shard wait p50 {serving.p50 * 1000:6.1f} ms  "
