@@ -19,8 +19,11 @@ the p99 of the time to the reply are measured. The fake Discord and this driver 
 cores as the bots, so the figure is a lower bound of what separate machines would give.
 In the quota runs the 16 in flight are per process (each shard's servers have their own): with
 one window for all, requests waiting on a throttled process held most of the window while the
-other processes idled, and the ratios swung with the throttling's timing. The ``deferred``
-column is the share of replies that went out after a "thinking" acknowledgement.
+other processes idled, and the ratios swung with the throttling's timing. Each quota
+measurement gets its own fake Discord and database (measured one after the other against the
+same ones, the later measurements cost the bots more CPU per reply), and its bots start inside
+their groups, as a container starts inside its limit. The ``deferred`` column is the share of
+replies that went out after a "thinking" acknowledgement.
 
 Each variant runs with OpenBLAS's default threads (one per core) and with one BLAS thread per
 bot process (``OPENBLAS_NUM_THREADS=1``, set here for the bench only; pinning inside generation
@@ -371,39 +374,30 @@ async def quota_scaling(
     """Requests/s of each count of bot processes, each held to each of ``quotas`` of a CPU (see
     the module doc)."""
     version = cgroup_version()  # QuotaUnavailable says why not, before anything starts
-    url = server.create_database(template=None)
-    fake = FakeDiscord()
-    fake.default_world()
-    await fake.start()
     classes = math.lcm(*counts)
     guilds = classes * max(1, math.ceil(GUILDS / classes))
-    per_guild = max(1, (GUILDS * CHANNELS_PER_GUILD) // guilds)
     runs: dict[tuple[float, int], list[Figures]] = {}
-    try:
-        by_guild: list[list[tuple[FakeChannel, FakeUser]]] = []
-        for g, guild in enumerate(await _spread_guilds(fake, guilds, classes)):
-            reader = fake.add_member(guild, f"reader{g}")
-            by_guild.append(
-                [(fake.add_channel(guild, f"story{c}"), reader) for c in range(per_guild)]
-            )
-        # Round robin over the servers: requests in flight together spread over every shard
-        # (one server's channels in a row would load one process at a time).
-        targets = [channels[c] for c in range(per_guild) for channels in by_guild]
-        await _seed(url, targets)
-        with (
-            tempfile.TemporaryDirectory() as tmp,
-            CpuGroup("fabulist-rest", None, high=True) as rest,
-        ):
-            # The driver, the fake Discord and PostgreSQL: outside the quota, ahead of other work.
-            rest.add(os.getpid())
-            for pid in server_cpu_seconds(server):
-                rest.add(pid)
-            sync = make_bot_process(fake, Path(tmp), {}, args=("sync",), name="sync")
-            await sync.start(wait_identify=False)
-            assert await sync.wait_exit(120.0) == 0, sync.log_tail()
-            for _ in range(rounds):  # interleaved: each round measures every variant once
-                for quota in quotas:
-                    for count in counts:
+    channels = 0
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        CpuGroup("fabulist-rest", None, high=True) as rest,
+    ):
+        # The driver, the fake Discord and PostgreSQL: outside the quota, ahead of other work.
+        rest.add(os.getpid())
+        for pid in server_cpu_seconds(server):
+            rest.add(pid)
+        for _ in range(rounds):  # interleaved: each round measures every variant once
+            for quota in quotas:
+                for count in counts:
+                    # A fresh fake Discord and database for every measurement: measured one
+                    # after the other against the same ones, the bots' CPU per reply rose from
+                    # the first measurement to the later ones (9.4 -> 12-16 ms, the same
+                    # variant five times), with a fresh database each time as well.
+                    fake = FakeDiscord()
+                    fake.default_world()
+                    await fake.start()
+                    try:
+                        url, targets = await _world(server, fake, Path(tmp), guilds, classes)
                         if count > 1:
                             await _make_active(url, count)
                         runs.setdefault((quota, count), []).append(
@@ -411,11 +405,12 @@ async def quota_scaling(
                                                  ONE_BLAS_THREAD, requests, quota,
                                                  generation_threads, window_per_process=True)
                         )  # fmt: skip
-    finally:
-        await fake.stop()
+                        channels = len(targets)
+                    finally:
+                        await fake.stop()
     lines = [
         f"cgroup {version}: each bot process held to a CPU quota (high weight); "
-        f"{len(targets)} channels in {guilds} servers (as many on each shard), {UNITS}-unit "
+        f"{channels} channels in {guilds} servers (as many on each shard), {UNITS}-unit "
         f"models, {requests} /continue, {IN_FLIGHT} in flight per process, one BLAS thread, "
         f"median of {rounds} round(s); load driver, fake Discord and PostgreSQL outside the quota; "
         f"generation threads per bot: {generation_threads or 'default'}",
@@ -447,6 +442,27 @@ async def quota_scaling(
                     + ("" if target is None else f" (issue 26 target >= {target})")
                 )
     return lines, _measured(runs, requests, rounds)
+
+
+async def _world(
+    server: PostgresServer, fake: FakeDiscord, tmp: Path, guilds: int, classes: int
+) -> tuple[str, list[tuple[FakeChannel, FakeUser]]]:
+    """``guilds`` servers spread over ``classes`` shard classes with their channels and a reader
+    each, a new database with a model in every channel, the commands synced: the database's URL
+    and the (channel, member) targets, round robin over the servers (requests in flight together
+    spread over every shard; one server's channels in a row would load one process at a time)."""
+    url = server.create_database(template=None)
+    per_guild = max(1, (GUILDS * CHANNELS_PER_GUILD) // guilds)
+    by_guild: list[list[tuple[FakeChannel, FakeUser]]] = []
+    for g, guild in enumerate(await _spread_guilds(fake, guilds, classes)):
+        reader = fake.add_member(guild, f"reader{g}")
+        by_guild.append([(fake.add_channel(guild, f"story{c}"), reader) for c in range(per_guild)])
+    targets = [channels[c] for c in range(per_guild) for channels in by_guild]
+    await _seed(url, targets)
+    sync = make_bot_process(fake, tmp, {}, args=("sync",), name="sync")
+    await sync.start(wait_identify=False)
+    assert await sync.wait_exit(120.0) == 0, sync.log_tail()
+    return url, targets
 
 
 async def _seed(url: str, targets: list[tuple[FakeChannel, FakeUser]]) -> None:
