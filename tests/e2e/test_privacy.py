@@ -219,9 +219,12 @@ async def test_history_training_counts_every_message_read(env: BotEnv) -> None:
         assert gone not in story_text, gone
     assert "thanks ◇ for the mouse tale" in story_text
 
-    continued = await _command(env, "continue", {"prompt": "the old mouse", "length": 6},
+    # Greedy: "the old mouse" also begins a line of the article's story, and a sampled reply
+    # may take either; only Bob's learned message goes on from "whispered secrets to".
+    continued = await _command(env, "continue",
+                               {"prompt": "whispered secrets to", "length": 4, "temperature": 0.0},
                                user=w.member, ephemeral=False)  # fmt: skip
-    assert "whispered secrets to the purple walrus" in continued.content, continued.content
+    assert "secrets to the purple walrus" in continued.content, continued.content
     card = await _command(env, "story", user=w.member, subcommand="show", ephemeral=False)
     assert "Learned from: the history of #story" in card.text(), card.text()
     assert f"{learned} messages from" in card.text()
