@@ -3,7 +3,7 @@
 
 Generation threads beyond that share only contend: 3 bot processes held to 0.3 CPU each served
 61.6 requests/s with 2 generation threads each and 99.7 with 1 (13.9 against 8.8 ms of CPU a
-reply), one process at 0.3 CPU 27.4 with either (``bench/bench_storage_processes.py
+reply), one process at 0.3 CPU 27.4-27.6 with either (``bench/bench_storage_processes.py
 --cpu-quota 0.3 --processes 1,3``, two runs of 2026-12-07 on the 2-core machine, bench/RESULTS.md),
 so the service starts no more generation threads than the process's share of CPUs, rounded up.
 """
