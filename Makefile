@@ -33,7 +33,7 @@ console: $(STAMP)
 	$(PY) -m bot console
 
 test: $(STAMP)
-	$(PY) -m pytest -q --durations=20
+	$(PY) -m pytest -q -n 3 --dist loadscope --durations=20
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not slow and not e2e"

@@ -56,6 +56,21 @@ class Ledger:
     def figure(self, line: str) -> None:
         self.figures.append(line)
 
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "tried": dict(self.tried),
+            "losses": dict(self.losses),
+            "notes": self.notes,
+            "figures": self.figures,
+        }
+
+    def merge(self, other: dict[str, Any]) -> None:
+        """Add a ledger sent as :meth:`as_dict` (a pytest-xdist worker's)."""
+        self.tried.update(other["tried"])
+        self.losses.update(other["losses"])
+        self.notes.extend(other["notes"])
+        self.figures.extend(other["figures"])
+
     def summary(self) -> list[str]:
         return [
             f"{section}: {self.tried[section]} {noun}, {self.losses[section]} losses"
@@ -77,10 +92,20 @@ def ledger(pytestconfig: pytest.Config) -> Ledger:
     return _ledger(pytestconfig)
 
 
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    # A pytest-xdist worker hands its ledger to the controller (merged in tests/conftest.py).
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None and LEDGER_KEY in session.config.stash:
+        workeroutput["reliability_ledger"] = session.config.stash[LEDGER_KEY].as_dict()
+
+
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
     if LEDGER_KEY not in config.stash:
         return
-    book = config.stash[LEDGER_KEY]
+    print_ledger(terminalreporter, config.stash[LEDGER_KEY])
+
+
+def print_ledger(terminalreporter: Any, book: Ledger) -> None:
     terminalreporter.section("reliability summary")
     for line in book.figures:
         terminalreporter.write_line(line)
