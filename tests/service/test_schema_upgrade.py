@@ -129,3 +129,77 @@ async def test_a_revision_this_code_does_not_know_is_refused(
         request.getfixturevalue("postgres_server").psql(update, legacy_url.rsplit("/", 1)[1])
     with pytest.raises(StorageError, match="newer than this fabulist"):
         await open_store_url(legacy_url)
+
+
+def _differences(connection: Any) -> list[Any]:
+    """What Alembic's autogenerate would change to make the database match bot/store/tables.py."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+
+    from bot.store.tables import metadata
+
+    dialect = connection.dialect.name
+
+    def include(obj: Any, name: str | None, kind: str, reflected: bool, _other: Any) -> bool:
+        if kind == "table":
+            if name == "schema_version":  # the numbered migrations' own record
+                return False
+            return obj is None or obj.info.get("dialect", dialect) == dialect
+        return True
+
+    context = MigrationContext.configure(
+        connection, opts={"compare_type": False, "include_object": include}
+    )
+    found = list(compare_metadata(context, metadata))
+    if dialect != "sqlite":
+        return found
+
+    # SQLite's reflection says less: an INTEGER PRIMARY KEY column reads as nullable, and a
+    # column's inline ``REFERENCES ... ON DELETE`` loses its name and ON DELETE: a foreign key
+    # counts as the same when its columns and the ones it refers to are.
+    def key(fk: Any) -> tuple[Any, ...]:
+        return (
+            fk.parent.name,
+            tuple(c.name for c in fk.columns),
+            fk.referred_table.name,
+            tuple(e.column.name for e in fk.elements),
+        )
+
+    removed = {key(d[1]) for d in found if isinstance(d, tuple) and d[0] == "remove_fk"}
+    added = {key(d[1]) for d in found if isinstance(d, tuple) and d[0] == "add_fk"}
+    return [
+        d
+        for d in found
+        if not (isinstance(d, tuple) and d[0] in ("remove_fk", "add_fk") and key(d[1]) in
+                removed & added)
+        and not (isinstance(d, list) and d[0][0] == "modify_nullable"
+                 and metadata.tables[d[0][2]].c[d[0][3]].primary_key)
+    ]  # fmt: skip
+
+
+async def test_both_dialects_match_the_tables(
+    legacy_url: str, request: pytest.FixtureRequest
+) -> None:
+    """A fresh database and an upgraded one, on either dialect, hold what tables.py says."""
+    fresh = "sqlite:///" + str(Path(legacy_url.removeprefix("sqlite:///")).with_name("new.db"))
+    if not legacy_url.startswith("sqlite:///"):
+        fresh = request.getfixturevalue("postgres_url")
+    for url in (legacy_url, fresh):
+        store: Any = await open_store_url(url)
+        await store.close()
+        if url.startswith("sqlite:///"):
+            from sqlalchemy import create_engine
+
+            engine = create_engine(url)
+            with engine.connect() as connection:
+                assert _differences(connection) == []
+            engine.dispose()
+        else:
+            from sqlalchemy.ext.asyncio import create_async_engine
+
+            async_engine = create_async_engine(
+                url.replace("postgresql://", "postgresql+asyncpg://")
+            )
+            async with async_engine.connect() as connection:
+                assert await connection.run_sync(_differences) == []
+            await async_engine.dispose()

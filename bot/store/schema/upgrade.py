@@ -18,6 +18,7 @@ from sqlalchemy import Connection
 
 from bot.errors import StorageError
 from bot.store.schema.legacy import LATEST, apply_legacy, legacy_version
+from bot.store.tables import metadata
 
 
 def _config() -> Config:
@@ -59,6 +60,7 @@ def upgrade(connection: Connection, where: str) -> None:
         env.configure(
             connection=connection,
             render_as_batch=connection.dialect.name == "sqlite",
+            target_metadata=metadata,
             where=where,
         )
         try:
