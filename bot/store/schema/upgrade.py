@@ -7,6 +7,7 @@ caller holds the transaction, so whatever it takes first (PostgreSQL's advisory 
 
 from __future__ import annotations
 
+import functools
 from importlib import resources
 from typing import Any
 
@@ -31,6 +32,7 @@ def _script() -> ScriptDirectory:
     return ScriptDirectory.from_config(_config())
 
 
+@functools.cache
 def head() -> str:
     """The newest revision of the chain."""
     revision = _script().get_current_head()

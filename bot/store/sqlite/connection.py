@@ -35,7 +35,7 @@ from bot.owner import new_owner, owner_alive
 from bot.store.aggregates.shards import PLAN, shard_plan
 from bot.store.base import StoreBase
 from bot.store.schema.legacy import LATEST, load_legacy
-from bot.store.schema.upgrade import upgrade
+from bot.store.schema.upgrade import head, upgrade
 from bot.store.sql import Connection, Sql
 
 logger = logging.getLogger(__name__)
@@ -256,6 +256,8 @@ class SqliteBase(StoreBase):
     async def _migrate(self) -> None:
         """Alembic's chain (``bot.store.schema``) on a connection of its own, in one
         ``BEGIN IMMEDIATE`` transaction, on a worker thread."""
+        if await self._current():
+            return  # nothing to do: no second connection, no write lock taken
         try:
             await asyncio.to_thread(_upgrade, self._engine_url(), str(self.path))
         except (StorageError, SQLAlchemyError) as exc:
@@ -267,6 +269,15 @@ class SqliteBase(StoreBase):
             if isinstance(exc, StorageError):
                 raise
             raise StorageError(f"upgrading {self.path} failed: {exc}") from exc
+
+    async def _current(self) -> bool:
+        """Whether the database is at the chain's head already (read on the store's connection)."""
+        if await self._scalar("PRAGMA user_version") != LATEST:
+            return False
+        try:
+            return bool(await self._scalar("SELECT version_num FROM alembic_version") == head())
+        except sqlite3.OperationalError:  # no such table: written before Alembic
+            return False
 
     def _engine_url(self) -> str:
         if self._memory_uri is not None:
