@@ -15,6 +15,10 @@ next. Every wait is bounded by ``timeout`` (``storage.timeout_seconds``): connec
 connection of the pool, each command; a server that does not answer (frozen, unreachable) fails
 the request with ``StorageUnavailable`` in that time. The password is never logged:
 ``redact_url`` hides it in every message.
+
+The aggregates' statements (``bot.store.aggregates``) run on a pool connection wrapped in
+``PostgresConnection``; the schema is Alembic's chain (``bot.store.schema``), run at open on a
+connection of its own through SQLAlchemy's asyncpg dialect, under an advisory lock.
 """
 
 from __future__ import annotations
