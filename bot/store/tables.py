@@ -45,6 +45,25 @@ def _json() -> TypeEngine[Any]:
     return Text().with_variant(JSON(), "postgresql")
 
 
+def _channel() -> Column[int]:
+    """A row's channel: deleting the channel deletes the row."""
+    return Column(
+        "channel_id", _id(), ForeignKey("channels.channel_id", ondelete="CASCADE"), nullable=False
+    )
+
+
+def _ref(name: str, target: str, *, primary_key: bool = False) -> Column[int]:
+    """A reference to another table's id: deleting that row deletes this one."""
+    return Column(
+        name,
+        _id(),
+        ForeignKey(target, ondelete="CASCADE"),
+        primary_key=primary_key,
+        autoincrement=False,
+        nullable=False,
+    )
+
+
 _OPEN = "state IN ('queued', 'running')"
 
 channels = Table(
@@ -68,12 +87,7 @@ stories = Table(
     "stories",
     metadata,
     Column("id", _id(), primary_key=True),
-    Column(
-        "channel_id",
-        _id(),
-        ForeignKey("channels.channel_id", ondelete="CASCADE"),
-        nullable=False,
-    ),
+    _channel(),
     Column("filename", Text, nullable=False),
     Column("uploader_id", _id()),
     Column("uploader_name", Text),
@@ -91,12 +105,7 @@ models = Table(
     "models",
     metadata,
     Column("id", _id(), primary_key=True),
-    Column(
-        "channel_id",
-        _id(),
-        ForeignKey("channels.channel_id", ondelete="CASCADE"),
-        nullable=False,
-    ),
+    _channel(),
     Column("version", Integer, nullable=False),
     Column("config", Text, nullable=False),  # ModelConfig JSON
     Column("vocabulary", _json(), nullable=False),  # a list of strings
@@ -112,20 +121,8 @@ models = Table(
 model_stories = Table(
     "model_stories",
     metadata,
-    Column(
-        "model_id",
-        _id(),
-        ForeignKey("models.id", ondelete="CASCADE"),
-        primary_key=True,
-        autoincrement=False,
-    ),
-    Column(
-        "story_id",
-        _id(),
-        ForeignKey("stories.id", ondelete="CASCADE"),
-        primary_key=True,
-        autoincrement=False,
-    ),
+    _ref("model_id", "models.id", primary_key=True),
+    _ref("story_id", "stories.id", primary_key=True),
     Column("position", Integer, nullable=False),
     Index("model_stories_story", "story_id"),
 )
@@ -134,12 +131,7 @@ jobs = Table(
     "jobs",
     metadata,
     Column("id", _id(), primary_key=True),
-    Column(
-        "channel_id",
-        _id(),
-        ForeignKey("channels.channel_id", ondelete="CASCADE"),
-        nullable=False,
-    ),
+    _channel(),
     Column("guild_id", _id()),
     Column("requested_by", _id()),
     Column("requested_by_name", Text),
@@ -171,13 +163,7 @@ jobs = Table(
 story_messages = Table(
     "story_messages",
     metadata,
-    Column(
-        "story_id",
-        _id(),
-        ForeignKey("stories.id", ondelete="CASCADE"),
-        primary_key=True,
-        autoincrement=False,
-    ),
+    _ref("story_id", "stories.id", primary_key=True),
     Column("position", Integer, primary_key=True, autoincrement=False),
     Column("message_id", _id(), nullable=False),
     Column("author_id", _id(), nullable=False),
