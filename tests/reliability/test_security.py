@@ -98,12 +98,37 @@ def test_model_loader_refuses_pickles_and_tampering(ledger: Ledger) -> None:
     assert from_bytes(good).vocabulary.symbols == ("the", "cat", "sat", ".")
 
 
-def _sql_argument_is_literal(node: ast.expr) -> bool:
+SQL_CALLS = ("Sql", "text")
+
+
+def _sql_argument_is_literal(node: ast.expr, constants: frozenset[str] = frozenset()) -> bool:
+    """A literal string, or one built of literals and ``constants`` (literal module constants):
+    ``+``, an f-string of them, or a statement of them: ``Sql(...)`` (bot/store/sql.py),
+    SQLAlchemy's ``text(...)``."""
     if isinstance(node, ast.Constant) and isinstance(node.value, str):
         return True
+    if isinstance(node, ast.Name):
+        return node.id in constants
     # Implicit concatenation of literals is a Constant; "a" + "b" of literals is fine too.
     if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add):
-        return _sql_argument_is_literal(node.left) and _sql_argument_is_literal(node.right)
+        return _sql_argument_is_literal(node.left, constants) and _sql_argument_is_literal(
+            node.right, constants
+        )
+    if isinstance(node, ast.JoinedStr):
+        return all(
+            isinstance(part, ast.Constant)
+            or (
+                isinstance(part, ast.FormattedValue)
+                and part.conversion == -1
+                and part.format_spec is None
+                and isinstance(part.value, ast.Name)
+                and part.value.id in constants
+            )
+            for part in node.values
+        )
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in SQL_CALLS:
+        arguments = [*node.args, *(k.value for k in node.keywords)]
+        return all(_sql_argument_is_literal(a, constants) for a in arguments)
     return False
 
 
@@ -121,7 +146,7 @@ def _imported_literal_constants(tree: ast.Module) -> set[str]:
 
 
 def _literal_constants(tree: ast.Module) -> set[str]:
-    """Module-level names bound once, to a literal SQL string, and never bound again."""
+    """Module-level names bound once, to a literal SQL string or statement, never bound again."""
     bound: dict[str, int] = {}
     for node in ast.walk(tree):
         targets = node.targets if isinstance(node, ast.Assign) else []
@@ -129,15 +154,17 @@ def _literal_constants(tree: ast.Module) -> set[str]:
         for target in targets:
             if isinstance(target, ast.Name):
                 bound[target.id] = bound.get(target.id, 0) + 1
-    return {
-        node.targets[0].id
-        for node in tree.body
-        if isinstance(node, ast.Assign)
-        and len(node.targets) == 1
-        and isinstance(node.targets[0], ast.Name)
-        and bound[node.targets[0].id] == 1
-        and _sql_argument_is_literal(node.value)
-    }
+    found: set[str] = set()
+    for node in tree.body:  # in order: a constant may be built of the constants above it
+        if (
+            isinstance(node, ast.Assign)
+            and len(node.targets) == 1
+            and isinstance(node.targets[0], ast.Name)
+            and bound[node.targets[0].id] == 1
+            and _sql_argument_is_literal(node.value, frozenset(found))
+        ):
+            found.add(node.targets[0].id)
+    return found
 
 
 def test_all_sql_is_parameterized(ledger: Ledger) -> None:
@@ -176,7 +203,7 @@ def test_all_sql_is_parameterized(ledger: Ledger) -> None:
                 problems.append(f"{path}:{call.lineno} {source}")
             else:
                 problems.append(f"{path}:{call.lineno} {ast.unparse(first)[:80]}")
-    storage = (REPO / "bot" / "store" / "sqlite" / "connection.py").read_text()
+    storage = (REPO / "bot" / "store" / "schema" / "legacy.py").read_text()
     assert "PRAGMA user_version = {int(version)}" in storage
     migration = (REPO / "bot" / "store" / "migration.py").read_text()
     assert "if table not in TABLES:\n        raise ValueError" in migration

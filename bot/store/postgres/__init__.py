@@ -2,14 +2,18 @@
 ``bot.core.store.StoryStore`` with the SQLite store's migration history and rules.
 
 ``connection`` holds the plumbing (pool, transactions, errors, migrations), ``owners`` the job
-owners' liveness (advisory lock and lease); one module per aggregate holds its SQL: ``channels``,
-``filters``, ``stories``, ``jobs``, ``models``, ``privacy``, ``shards``. Install with
+owners' liveness (advisory lock and lease), ``own`` what is PostgreSQL's own in the aggregates
+(claiming a job with ``SKIP LOCKED``, the shard plan's clock); the aggregates' statements are
+written once for both backends in ``bot.store.aggregates``. Install with
 ``pip install 'fabulist[postgres]'``.
 """
 
 from __future__ import annotations
 
-from bot.store.postgres.channels import ChannelTables
+from bot.store.aggregates.channels import ChannelTables
+from bot.store.aggregates.filters import FilterTables
+from bot.store.aggregates.privacy import PrivacyTables
+from bot.store.aggregates.shards import ShardTables
 from bot.store.postgres.connection import (
     LOST_CONNECTION_MESSAGE,
     NOT_ANSWERING_MESSAGE,
@@ -17,13 +21,11 @@ from bot.store.postgres.connection import (
     load_postgres_migrations,
     session_settings,
 )
-from bot.store.postgres.filters import FilterTables
-from bot.store.postgres.privacy import PrivacyTables
-from bot.store.postgres.shards import ShardTables
+from bot.store.postgres.own import PostgresOwn
 from bot.store.url_password import redact_url
 
 
-class PostgresStoryStore(PrivacyTables, ChannelTables, FilterTables, ShardTables):
+class PostgresStoryStore(PostgresOwn, PrivacyTables, ChannelTables, FilterTables, ShardTables):
     """A pool of connections to one PostgreSQL database: ``await PostgresStoryStore.open(url)``."""
 
 

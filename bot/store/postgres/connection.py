@@ -15,6 +15,10 @@ next. Every wait is bounded by ``timeout`` (``storage.timeout_seconds``): connec
 connection of the pool, each command; a server that does not answer (frozen, unreachable) fails
 the request with ``StorageUnavailable`` in that time. The password is never logged:
 ``redact_url`` hides it in every message.
+
+The aggregates' statements (``bot.store.aggregates``) run on a pool connection wrapped in
+``PostgresConnection``; the schema is Alembic's chain (``bot.store.schema``), run at open on a
+connection of its own through SQLAlchemy's asyncpg dialect, under an advisory lock.
 """
 
 from __future__ import annotations
@@ -22,17 +26,22 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from importlib import resources
 from typing import Any, ClassVar, Self
 from urllib.parse import parse_qs, urlsplit
 
+from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.pool import NullPool
+
 from bot.config import StorageConfig
-from bot.core.store import now_iso
 from bot.errors import Busy, StorageError, StorageUnavailable
 from bot.owner import new_owner
+from bot.store.base import StoreBase
 from bot.store.postgres.owners import LOCK_NAMESPACE, OwnerLease, live_owners
+from bot.store.schema.legacy import load_legacy
+from bot.store.schema.upgrade import upgrade
+from bot.store.sql import Connection, Sql
 from bot.store.url_password import redact_url
 
 try:  # an optional extra: pip install 'fabulist[postgres]'
@@ -42,8 +51,8 @@ except ImportError:  # pragma: no cover - exercised only without the extra
 
 logger = logging.getLogger(__name__)
 
-_MIGRATION = re.compile(r"^-- migration (\d+)\s*$", re.MULTILINE)
-_MIGRATION_KEY = 0  # the advisory lock (LOCK_NAMESPACE, 0) guards migrations
+# The advisory lock (LOCK_NAMESPACE, 0) guards migrations; released at the transaction's end.
+MIGRATION_LOCK = f"SELECT pg_advisory_xact_lock({LOCK_NAMESPACE}, 0)"
 # A migration may rewrite a large table: bounded, but far longer than a request.
 _MIGRATION_TIMEOUT = 600.0
 _DEFAULTS = StorageConfig()
@@ -79,17 +88,8 @@ def session_settings(url: str) -> dict[str, str]:
 
 
 def load_postgres_migrations(text: str | None = None) -> list[tuple[int, str]]:
-    """Split schema.sql into (version, sql) pairs numbered 1, 2, 3..."""
-    if text is None:
-        text = resources.files(__package__).joinpath("schema.sql").read_text(encoding="utf-8")
-    parts = _MIGRATION.split(text)
-    migrations = [(int(parts[i]), parts[i + 1]) for i in range(1, len(parts), 2)]
-    for expected, (version, _) in enumerate(migrations, start=1):
-        if version != expected:
-            raise StorageError(
-                f"postgres schema.sql: migration {version} found where {expected} expected"
-            )
-    return migrations
+    """The numbered migrations 1-10 of PostgreSQL (frozen: ``bot.store.schema``)."""
+    return load_legacy("postgresql", text)
 
 
 def _require_asyncpg() -> Any:
@@ -162,7 +162,60 @@ def rowcount(status: str) -> int:
         return 0
 
 
-class PostgresBase:
+SCHEMA_VERSION = Sql("SELECT max(version) FROM schema_version")
+# The invariants of the data (PostgreSQL checks its own pages).
+INTEGRITY_CHECKS = {
+    "a channel's active model belongs to another channel": Sql(
+        "SELECT count(*) FROM channels c JOIN models m ON m.id = c.active_model_id "
+        "WHERE m.channel_id <> c.channel_id"
+    ),
+    "a model version above its channel's last version": Sql(
+        "SELECT count(*) FROM models m JOIN channels c ON c.channel_id = m.channel_id "
+        "WHERE m.version > c.last_version"
+    ),
+    "a model learned another channel's story": Sql(
+        "SELECT count(*) FROM model_stories ms JOIN models m ON m.id = ms.model_id "
+        "JOIN stories s ON s.id = ms.story_id WHERE s.channel_id <> m.channel_id"
+    ),
+    "a done job without its finish time": Sql(
+        "SELECT count(*) FROM jobs WHERE state = 'done' AND finished_at IS NULL"
+    ),
+}
+
+
+class PostgresConnection(Connection):
+    """One asyncpg connection of the pool, running ``Sql`` statements."""
+
+    dialect = "postgresql"
+
+    def __init__(self, db: Any) -> None:
+        self.db = db
+
+    def ids(self, values: Iterable[int]) -> list[int]:
+        return [int(v) for v in values]
+
+    async def fetch(self, statement: Sql, /, *, bulk: bool = False, **params: Any) -> list[Any]:
+        sql, args = self.bind(statement, params)
+        return list(await self.db.fetch(sql, *args, timeout=BULK_TIMEOUT if bulk else None))
+
+    async def fetchrow(self, statement: Sql, /, *, bulk: bool = False, **params: Any) -> Any:
+        sql, args = self.bind(statement, params)
+        return await self.db.fetchrow(sql, *args, timeout=BULK_TIMEOUT if bulk else None)
+
+    async def fetchval(self, statement: Sql, /, *, bulk: bool = False, **params: Any) -> Any:
+        sql, args = self.bind(statement, params)
+        return await self.db.fetchval(sql, *args, timeout=BULK_TIMEOUT if bulk else None)
+
+    async def execute(self, statement: Sql, /, *, bulk: bool = False, **params: Any) -> int:
+        sql, args = self.bind(statement, params)
+        return rowcount(await self.db.execute(sql, *args, timeout=BULK_TIMEOUT if bulk else None))
+
+    async def executemany(self, statement: Sql, rows: Iterable[Mapping[str, Any]]) -> None:
+        sql, names = statement.compiled(self.dialect)
+        await self.db.executemany(sql, [[row[n] for n in names] for row in rows])
+
+
+class PostgresBase(StoreBase):
     """The pool and its helpers; the aggregates' mixins build on it."""
 
     _open_owners: ClassVar[set[str]] = set()
@@ -235,63 +288,37 @@ class PostgresBase:
         )
 
     async def _migrate(self) -> None:
-        migrations = load_postgres_migrations()
-        latest = migrations[-1][0]
-        async with self._pool.acquire(timeout=self.timeout) as db, db.transaction():
-            # Serializes concurrent start-ups; released at the end of the transaction.
-            await db.execute(
-                "SELECT pg_advisory_xact_lock($1, $2)",
-                LOCK_NAMESPACE,
-                _MIGRATION_KEY,
-                timeout=_MIGRATION_TIMEOUT,
+        """Alembic's chain (``bot.store.schema``) in one transaction on a connection of its own
+        (SQLAlchemy's asyncpg dialect), under the advisory lock that serializes concurrent
+        start-ups: whatever the number of processes starting, the database migrates once."""
+
+        async def connect() -> Any:
+            return await _require_asyncpg().connect(
+                self.url,
+                timeout=self.timeout,
+                command_timeout=_MIGRATION_TIMEOUT,  # a migration may rewrite a large table
+                server_settings=session_settings(self.url),
             )
-            await db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
-            current = await db.fetchval("SELECT max(version) FROM schema_version")
-            if current is None:
-                current = 0
-                await db.execute("INSERT INTO schema_version (version) VALUES (0)")
-            if current > latest:
-                raise StorageError(
-                    f"database {self.path} has schema version {current}, newer than this "
-                    f"fabulist's {latest}; upgrade fabulist"
-                )
-            for version, sql in migrations:
-                if version <= current:
-                    continue
-                logger.info("migrating %s to schema version %d", self.path, version)
-                try:
-                    async with db.transaction():  # a savepoint: the error names the migration
-                        await db.execute(sql, timeout=_MIGRATION_TIMEOUT)
-                        await db.execute("UPDATE schema_version SET version = $1", version)
-                except asyncpg.PostgresError as exc:
-                    raise StorageError(f"migration {version} of {self.path} failed: {exc}") from exc
+
+        engine = create_async_engine(
+            "postgresql+asyncpg://", async_creator=connect, poolclass=NullPool
+        )
+        try:
+            async with engine.begin() as connection:
+                await connection.exec_driver_sql(MIGRATION_LOCK)
+                await connection.run_sync(upgrade, self.path)
+        finally:
+            await engine.dispose()
 
     async def schema_version(self) -> int:
         async with self._read() as db:
-            return int(await db.fetchval("SELECT max(version) FROM schema_version"))
+            return int(await db.fetchval(SCHEMA_VERSION))
 
     async def integrity_check(self) -> str:
         """'ok', or the invariants the data breaks (PostgreSQL checks its own pages)."""
-        checks = {
-            "a channel's active model belongs to another channel": (
-                "SELECT count(*) FROM channels c JOIN models m ON m.id = c.active_model_id "
-                "WHERE m.channel_id <> c.channel_id"
-            ),
-            "a model version above its channel's last version": (
-                "SELECT count(*) FROM models m JOIN channels c ON c.channel_id = m.channel_id "
-                "WHERE m.version > c.last_version"
-            ),
-            "a model learned another channel's story": (
-                "SELECT count(*) FROM model_stories ms JOIN models m ON m.id = ms.model_id "
-                "JOIN stories s ON s.id = ms.story_id WHERE s.channel_id <> m.channel_id"
-            ),
-            "a done job without its finish time": (
-                "SELECT count(*) FROM jobs WHERE state = 'done' AND finished_at IS NULL"
-            ),
-        }
         problems = []
         async with self._read() as db:
-            for what, sql in checks.items():
+            for what, sql in INTEGRITY_CHECKS.items():
                 count = int(await db.fetchval(sql))
                 if count:
                     problems.append(f"{what} ({count})")
@@ -303,25 +330,32 @@ class PostgresBase:
     # -- connections -----------------------------------------------------------------------
 
     @asynccontextmanager
-    async def _read(self) -> AsyncIterator[Any]:
+    async def _read(self) -> AsyncIterator[Connection]:
         try:
             async with (
                 self._pool.acquire(timeout=self.timeout) as db,
                 _abandoned_on_timeout(db),
             ):
-                yield db
+                yield PostgresConnection(db)
         except Exception as exc:
             raise self._translate(exc) from exc
 
     @asynccontextmanager
-    async def _transaction(self) -> AsyncIterator[Any]:
+    async def _snapshot_read(self) -> AsyncIterator[Connection]:
+        async with self._read() as db:
+            assert isinstance(db, PostgresConnection)
+            async with db.db.transaction(isolation="repeatable_read", readonly=True):
+                yield db
+
+    @asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[Connection]:
         try:
             async with (
                 self._pool.acquire(timeout=self.timeout) as db,
                 db.transaction(),
                 _abandoned_on_timeout(db),
             ):
-                yield db
+                yield PostgresConnection(db)
         except Exception as exc:
             raise self._translate(exc) from exc
 
@@ -339,21 +373,7 @@ class PostgresBase:
             return StorageUnavailable(UNAVAILABLE_MESSAGE)
         return exc
 
-    async def _live_owners(self, db: Any, owners: Sequence[str | None]) -> set[str]:
+    async def _live_owners(self, db: Connection, owners: Sequence[str | None]) -> set[str]:
         """Those of ``owners`` still alive, on whatever host (``owners.live_owners``)."""
-        return await live_owners(db, owners, PostgresBase._open_owners)
-
-    async def _ensure_channel(
-        self, db: Any, channel_id: int, guild_id: int | None, name: str | None
-    ) -> None:
-        """Create or update the channel's row, which locks it until the transaction ends."""
-        await db.execute(
-            "INSERT INTO channels (channel_id, guild_id, name, created_at) "
-            "VALUES ($1, $2, $3, $4) ON CONFLICT (channel_id) DO UPDATE SET "
-            "name = coalesce(excluded.name, channels.name), "
-            "guild_id = coalesce(channels.guild_id, excluded.guild_id)",
-            channel_id,
-            guild_id,
-            name,
-            now_iso(),
-        )
+        assert isinstance(db, PostgresConnection)
+        return await live_owners(db.db, owners, PostgresBase._open_owners)

@@ -1,35 +1,45 @@
-"""SQLite plumbing: one connection, one lock, explicit transactions, PRAGMAs and migrations.
+"""SQLite plumbing: one connection, one lock, explicit transactions, PRAGMAs and migrations, and
+what is SQLite's own in the aggregates: claiming a job, the shard plan's clock (this machine's).
 
 One store owns one connection; every statement goes through it under one asyncio lock, so a
 multi-statement transaction of one coroutine never interleaves with another's statements. The
 connection runs in autocommit mode and transactions are explicit (``BEGIN IMMEDIATE``).
 
-The schema lives in ``schema.sql`` as numbered migrations; ``PRAGMA user_version`` records how far a
-database is. WAL journal, ``foreign_keys=ON``, ``secure_delete=ON``. All SQL is parameterized.
+The schema is Alembic's chain (``bot.store.schema``), run at open on a connection of its own;
+``PRAGMA user_version`` keeps the numbered version (10) of the migrations before it. WAL journal,
+``foreign_keys=ON``, ``secure_delete=ON``. All SQL is parameterized.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
-import re
 import sqlite3
-from collections.abc import AsyncIterator, Sequence
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from importlib import resources
 from pathlib import Path
 from typing import Any, ClassVar, Self
 
 import aiosqlite
+from sqlalchemy import create_engine, event
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.pool import NullPool
 
-from bot.core.store import now_iso
+from bot.core.store import PlanRead, ShardPlan, now_iso
 from bot.errors import StorageError, StorageUnavailable
-from bot.owner import new_owner
+from bot.owner import new_owner, owner_alive
+from bot.store.aggregates.shards import PLAN, shard_plan
+from bot.store.base import StoreBase
+from bot.store.schema.legacy import LATEST, load_legacy
+from bot.store.schema.upgrade import head, upgrade
+from bot.store.sql import Connection, Sql
 
 logger = logging.getLogger(__name__)
 
-_MIGRATION = re.compile(r"^-- migration (\d+)\s*$", re.MULTILINE)
 # SQLITE_READONLY, SQLITE_IOERR, SQLITE_FULL, SQLITE_CANTOPEN (primary result codes)
 _UNAVAILABLE_CODES = {8, 10, 13, 14}
 UNAVAILABLE_MESSAGE = (
@@ -39,18 +49,94 @@ UNAVAILABLE_MESSAGE = (
 
 
 def load_migrations(text: str | None = None) -> list[tuple[int, str]]:
-    """Split schema.sql into (version, sql) pairs; versions must be 1, 2, 3... in order."""
-    if text is None:
-        text = resources.files(__package__).joinpath("schema.sql").read_text(encoding="utf-8")
-    parts = _MIGRATION.split(text)
-    migrations = [(int(parts[i]), parts[i + 1]) for i in range(1, len(parts), 2)]
-    for expected, (version, _) in enumerate(migrations, start=1):
-        if version != expected:
-            raise StorageError(f"schema.sql: migration {version} found where {expected} expected")
-    return migrations
+    """The numbered migrations 1-10 of SQLite (frozen: ``bot.store.schema``)."""
+    return load_legacy("sqlite", text)
 
 
-class SqliteBase:
+def _upgrade(url: str, where: str) -> None:
+    engine = create_engine(url, poolclass=NullPool)
+
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # transactions are ours: BEGIN IMMEDIATE
+        dbapi_connection.execute("PRAGMA busy_timeout = 5000")
+        dbapi_connection.execute("PRAGMA foreign_keys = ON")
+
+    @event.listens_for(engine, "begin")
+    def _begin(connection: Any) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    try:
+        with engine.begin() as connection:
+            upgrade(connection, where)
+    finally:
+        engine.dispose()
+
+
+def _sqlite_error(exc: BaseException) -> BaseException | None:
+    """The sqlite3 error behind ``exc`` (SQLAlchemy wraps it; a migration's StorageError too)."""
+    link: BaseException | None = exc
+    seen: list[BaseException] = []
+    while link is not None and link not in seen:
+        seen.append(link)
+        orig = getattr(link, "orig", None)
+        if isinstance(orig, sqlite3.Error):
+            return orig
+        if isinstance(link, sqlite3.Error):
+            return link
+        link = link.__cause__ or link.__context__
+    return None
+
+
+START_JOB = Sql(
+    "UPDATE jobs SET state = 'running', started_at = :started_at "
+    "WHERE id = :job_id AND state = 'queued'"
+)
+SWITCH_SHARDS = Sql(
+    "UPDATE shard_plan SET previous_count = shard_count, shard_count = :shard_count, "
+    "switch_at = :switch_at, changed_at = :changed_at WHERE id = 1 AND shard_count = :expected"
+)
+
+
+class SqliteConnection(Connection):
+    """The store's one aiosqlite connection, running ``Sql`` statements."""
+
+    dialect = "sqlite"
+
+    def __init__(self, db: aiosqlite.Connection) -> None:
+        self.db = db
+
+    def ids(self, values: Iterable[int]) -> str:
+        return json.dumps([int(v) for v in values])
+
+    # One round trip to aiosqlite's thread per statement (execute_fetchall; a write's cursor is
+    # not closed, which would be a second): on a loaded machine each costs tens of µs.
+
+    async def fetch(self, statement: Sql, /, *, bulk: bool = False, **params: Any) -> list[Any]:
+        sql, args = self.bind(statement, params)
+        return list(await self.db.execute_fetchall(sql, args))
+
+    async def fetchrow(self, statement: Sql, /, *, bulk: bool = False, **params: Any) -> Any:
+        sql, args = self.bind(statement, params)
+        rows = list(await self.db.execute_fetchall(sql, args))
+        return rows[0] if rows else None
+
+    async def fetchval(self, statement: Sql, /, *, bulk: bool = False, **params: Any) -> Any:
+        sql, args = self.bind(statement, params)
+        rows = list(await self.db.execute_fetchall(sql, args))
+        return rows[0][0] if rows else None
+
+    async def execute(self, statement: Sql, /, *, bulk: bool = False, **params: Any) -> int:
+        sql, args = self.bind(statement, params)
+        cursor = await self.db.execute(sql, args)
+        return int(cursor.rowcount)
+
+    async def executemany(self, statement: Sql, rows: Iterable[Mapping[str, Any]]) -> None:
+        sql, names = statement.compiled(self.dialect)
+        await self.db.executemany(sql, [[row[n] for n in names] for row in rows])
+
+
+class SqliteBase(StoreBase):
     """The connection and its helpers; the aggregates' mixins build on it."""
 
     # Owners (see bot.owner) of the stores open in this process: a job of this process whose
@@ -61,9 +147,11 @@ class SqliteBase:
         self.owner = new_owner()
         SqliteBase._open_owners.add(self.owner)
         self._db = connection
+        self._connection = SqliteConnection(connection)
         self._lock = asyncio.Lock()
         self.path = path
         self.read_only = False  # see ``open``
+        self._memory_uri: str | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -77,14 +165,21 @@ class SqliteBase:
         """
         if str(path) != ":memory:" and _exists(path) and not _writable(path):
             return await cls._open_read_only(path, "it is read-only for this user")
+        # ":memory:": a named in-memory database that the migration's connection shares; it
+        # lives while the store's connection is open.
+        memory_uri = f"file:fabulist-{uuid.uuid4().hex}?mode=memory&cache=shared"
+        memory = str(path) == ":memory:"
         try:
-            if str(path) != ":memory:":
+            if memory:
+                connection = await aiosqlite.connect(memory_uri, uri=True, isolation_level=None)
+            else:
                 path.parent.mkdir(parents=True, exist_ok=True)
-            connection = await aiosqlite.connect(path, isolation_level=None)
+                connection = await aiosqlite.connect(path, isolation_level=None)
         except (OSError, sqlite3.Error) as exc:
             raise StorageError(f"cannot open database {path}: {exc}") from exc
         connection.row_factory = aiosqlite.Row
         store = cls(connection, path)
+        store._memory_uri = memory_uri if memory else None
         try:
             await store._configure()
             await store._migrate()
@@ -123,7 +218,7 @@ class SqliteBase:
                 await connection.close()
                 last = exc
                 continue
-            latest = load_migrations()[-1][0]
+            latest = LATEST
             if version != latest:
                 SqliteBase._open_owners.discard(store.owner)
                 await connection.close()
@@ -160,27 +255,35 @@ class SqliteBase:
             raise StorageError(f"{self.path} is not a usable SQLite database: {exc}") from exc
 
     async def _migrate(self) -> None:
-        migrations = load_migrations()
-        async with self._lock:
-            current = await self._scalar("PRAGMA user_version")
-            latest = migrations[-1][0]
-            if current > latest:
-                raise StorageError(
-                    f"database {self.path} has schema version {current}, newer than this "
-                    f"fabulist's {latest}; upgrade fabulist"
-                )
-            for version, sql in migrations:
-                if version <= current:
-                    continue
-                logger.info("migrating %s to schema version %d", self.path, version)
-                # executescript cannot take parameters; the version is an int from schema.sql.
-                script = f"BEGIN IMMEDIATE;\n{sql}\nPRAGMA user_version = {int(version)};\nCOMMIT;"
-                try:
-                    await self._db.executescript(script)
-                except sqlite3.Error as exc:
-                    if self._db.in_transaction:
-                        await self._db.execute("ROLLBACK")
-                    raise StorageError(f"migration {version} of {self.path} failed: {exc}") from exc
+        """Alembic's chain (``bot.store.schema``) on a connection of its own, in one
+        ``BEGIN IMMEDIATE`` transaction, on a worker thread."""
+        if await self._current():
+            return  # nothing to do: no second connection, no write lock taken
+        try:
+            await asyncio.to_thread(_upgrade, self._engine_url(), str(self.path))
+        except (StorageError, SQLAlchemyError) as exc:
+            cause = _sqlite_error(exc)
+            if isinstance(cause, sqlite3.OperationalError):
+                unavailable = _unavailable(self.path, cause)
+                if unavailable is not None:
+                    raise unavailable from cause
+            if isinstance(exc, StorageError):
+                raise
+            raise StorageError(f"upgrading {self.path} failed: {exc}") from exc
+
+    async def _current(self) -> bool:
+        """Whether the database is at the chain's head already (read on the store's connection)."""
+        if await self._scalar("PRAGMA user_version") != LATEST:
+            return False
+        try:
+            return bool(await self._scalar("SELECT version_num FROM alembic_version") == head())
+        except sqlite3.OperationalError:  # no such table: written before Alembic
+            return False
+
+    def _engine_url(self) -> str:
+        if self._memory_uri is not None:
+            return f"sqlite:///{self._memory_uri}&uri=true"
+        return f"sqlite:///{self.path}"
 
     async def schema_version(self) -> int:
         async with self._lock:
@@ -199,28 +302,28 @@ class SqliteBase:
             except sqlite3.Error as exc:
                 logger.warning("WAL checkpoint of %s failed: %s", self.path, exc)
 
-    # -- helpers ---------------------------------------------------------------------------
+    # -- connections ---------------------------------------------------------------------
 
-    async def _scalar(self, sql: str, params: Sequence[Any] = ()) -> Any:
-        async with self._db.execute(sql, params) as cursor:
+    async def _scalar(self, sql: str) -> Any:
+        async with self._db.execute(sql) as cursor:
             row = await cursor.fetchone()
         return None if row is None else row[0]
 
-    async def _all(self, sql: str, params: Sequence[Any] = ()) -> list[aiosqlite.Row]:
-        async with self._db.execute(sql, params) as cursor:
-            return list(await cursor.fetchall())
+    @asynccontextmanager
+    async def _read(self) -> AsyncIterator[Connection]:
+        async with self._lock:
+            yield self._connection
 
-    async def _one(self, sql: str, params: Sequence[Any] = ()) -> aiosqlite.Row | None:
-        async with self._db.execute(sql, params) as cursor:
-            return await cursor.fetchone()
+    def _snapshot_read(self) -> Any:
+        return self._read()  # the lock already keeps every write out
 
     @asynccontextmanager
-    async def _transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+    async def _transaction(self) -> AsyncIterator[Connection]:
         async with self._lock:
             try:
                 await self._db.execute("BEGIN IMMEDIATE")
                 try:
-                    yield self._db
+                    yield self._connection
                     await self._db.execute("COMMIT")
                 except BaseException:
                     # SQLite has already rolled back after some errors (a full disk).
@@ -233,16 +336,40 @@ class SqliteBase:
                     raise
                 raise unavailable from exc
 
-    async def _ensure_channel(
-        self, channel_id: int, guild_id: int | None, name: str | None
-    ) -> None:
-        await self._db.execute(
-            "INSERT INTO channels (channel_id, guild_id, name, created_at) VALUES (?, ?, ?, ?) "
-            "ON CONFLICT (channel_id) DO UPDATE SET "
-            "name = coalesce(excluded.name, channels.name), "
-            "guild_id = coalesce(channels.guild_id, excluded.guild_id)",
-            (channel_id, guild_id, name, now_iso()),
-        )
+    async def _live_owners(self, db: Connection, owners: Sequence[str | None]) -> set[str]:
+        """One SQLite file is one host's: its owners are checked on this host (bot.owner)."""
+        return {o for o in owners if o and owner_alive(o, SqliteBase._open_owners)}
+
+    # -- what is SQLite's own --------------------------------------------------------------
+
+    async def start_job(self, job_id: int) -> None:
+        async with self._transaction() as db:
+            await db.execute(START_JOB, started_at=now_iso(), job_id=job_id)
+
+    async def shard_plan(self) -> PlanRead:
+        """One SQLite file is one machine's: its clock is the store's clock."""
+        async with self._read() as db:
+            read_at = time.time()  # before the read: a later change is not in it
+            row = await db.fetchrow(PLAN)
+        return PlanRead(shard_plan(row), read_at)
+
+    async def switch_shard_count(
+        self, expected: int, shard_count: int, lead_seconds: float
+    ) -> ShardPlan | None:
+        async with self._transaction() as db:
+            # BEGIN IMMEDIATE holds the write lock: the time taken here precedes the commit.
+            await db.execute(
+                SWITCH_SHARDS,
+                shard_count=shard_count,
+                switch_at=time.time() + lead_seconds,
+                changed_at=now_iso(),
+                expected=expected,
+            )
+            row = await db.fetchrow(PLAN)
+        plan = shard_plan(row)
+        if plan is None or plan.shard_count != shard_count or plan.previous_count != expected:
+            return None
+        return plan
 
 
 def _exists(path: Path) -> bool:

@@ -3,18 +3,28 @@ the affected stories go, then the core's policy decides what answers and what re
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 
 from bot.core.store import JobRecord, RemovalFacts, RemovalPolicy, StoryRecord
 from bot.errors import StorageError
-from bot.store.sqlite.jobs import JobTables
-from bot.store.sqlite.models import ModelTables, model_record
+from bot.store.aggregates.jobs import JobTables
+from bot.store.aggregates.models import ACTIVATE, ACTIVE_MODEL, ModelTables, model_record
+from bot.store.sql import Connection, Sql
+
+TRAINED_ON = Sql(
+    "SELECT m.id, m.version, EXISTS (SELECT 1 FROM model_stories ms "
+    "WHERE ms.model_id = m.id AND ms.story_id IN_IDS(:story_ids)) AS trained_on_it "
+    "FROM models m WHERE m.channel_id = :channel_id ORDER BY m.version DESC"
+)
+STORY_IDS = Sql("SELECT id FROM stories WHERE channel_id = :channel_id ORDER BY id")
+DELETE_MODELS = Sql("DELETE FROM models WHERE id IN_IDS(:model_ids)")
+DELETE_STORIES = Sql("DELETE FROM stories WHERE id IN_IDS(:story_ids)")
 
 
 class RemovalTables(JobTables, ModelTables):
     async def _remove_stories(
         self,
+        db: Connection,
         story: StoryRecord,
         removed: Sequence[int],
         rewritten: Sequence[int],
@@ -26,22 +36,15 @@ class RemovalTables(JobTables, ModelTables):
         """Inside a transaction: delete every model version of ``story``'s channel trained on a
         ``removed`` or ``rewritten`` story, and the ``removed`` stories; then apply ``policy``'s
         plan. Returns the facts, the version active afterwards and the queued retraining."""
-        db, channel_id = self._db, story.channel_id
-        active_row = await self._one(
-            "SELECT * FROM model_info WHERE channel_id = ? AND active", (channel_id,)
-        )
+        channel_id = story.channel_id
+        active_row = await db.fetchrow(ACTIVE_MODEL, channel_id=channel_id)
         active = None if active_row is None else model_record(active_row)
-        rows = await self._all(
-            "SELECT m.id, m.version, EXISTS (SELECT 1 FROM model_stories ms "
-            "WHERE ms.model_id = m.id AND ms.story_id IN (SELECT value FROM json_each(?))) "
-            "AS trained_on_it FROM models m WHERE m.channel_id = ? ORDER BY m.version DESC",
-            (json.dumps([*removed, *rewritten]), channel_id),
+        rows = await db.fetch(
+            TRAINED_ON, story_ids=db.ids([*removed, *rewritten]), channel_id=channel_id
         )
         doomed = [r for r in rows if r["trained_on_it"]]
         kept = {int(r["version"]): int(r["id"]) for r in rows if not r["trained_on_it"]}
-        others = await self._all(
-            "SELECT id FROM stories WHERE channel_id = ? ORDER BY id", (channel_id,)
-        )
+        others = await db.fetch(STORY_IDS, channel_id=channel_id)
         facts = RemovalFacts(
             story=story,
             active=active,
@@ -51,22 +54,20 @@ class RemovalTables(JobTables, ModelTables):
             removed_story_ids=tuple(removed),
         )
         plan = policy(facts)
-        await db.executemany("DELETE FROM models WHERE id = ?", [(r["id"],) for r in doomed])
-        await db.executemany("DELETE FROM stories WHERE id = ?", [(i,) for i in removed])
+        await db.execute(DELETE_MODELS, model_ids=db.ids(int(r["id"]) for r in doomed))
+        await db.execute(DELETE_STORIES, story_ids=db.ids(removed))
         active_after = None
         if active is not None and active.version not in facts.deleted_versions:
             active_after = active.version
         if plan.activate_version is not None:
             if plan.activate_version not in kept:
                 raise StorageError(f"version {plan.activate_version} is not kept")
-            await db.execute(
-                "UPDATE channels SET active_model_id = ? WHERE channel_id = ?",
-                (kept[plan.activate_version], channel_id),
-            )
+            await db.execute(ACTIVATE, model_id=kept[plan.activate_version], channel_id=channel_id)
             active_after = plan.activate_version
         job: JobRecord | None = None
         if plan.retrain_story_ids:
             job_id = await self._insert_job(
+                db,
                 channel_id,
                 guild_id,
                 requested_by,
@@ -74,5 +75,5 @@ class RemovalTables(JobTables, ModelTables):
                 plan.retrain_story_ids,
                 plan.retrain_options,
             )
-            job = await self._job_row(job_id)
+            job = await self._job_row(db, job_id)
         return facts, active_after, job

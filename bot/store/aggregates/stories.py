@@ -19,9 +19,42 @@ from bot.core.store import (
     now_iso,
 )
 from bot.errors import StorageError, TooManyStories, TrainingElsewhere
-from bot.store.postgres.connection import BULK_TIMEOUT
-from bot.store.postgres.removal import RemovalTables
-from bot.store.sqlite.models import model_record
+from bot.store.aggregates.models import ACTIVE_MODEL, BLOB, model_record
+from bot.store.aggregates.removal import RemovalTables
+from bot.store.base import LOCK_CHANNEL
+from bot.store.sql import Connection, Sql
+
+_RECORD = (
+    "id, channel_id, filename, uploader_id, uploader_name, sha256, encoding, bytes, symbols, "
+    "vocabulary_size, created_at"
+)
+OPEN_JOBS = Sql(
+    "SELECT id, owner FROM jobs WHERE channel_id = :channel_id "
+    "AND state IN ('queued', 'running') ORDER BY id"
+)
+CHANNEL_STORY_IDS = Sql("SELECT id FROM stories WHERE channel_id = :channel_id ORDER BY id")
+INSERT = Sql(
+    "INSERT INTO stories (channel_id, filename, uploader_id, uploader_name, text, sha256, "
+    "encoding, bytes, symbols, vocabulary_size, created_at) VALUES (:channel_id, :filename, "
+    ":uploader_id, :uploader_name, :text, :sha256, :encoding, :bytes, :symbols, "
+    ":vocabulary_size, :created_at) RETURNING id"
+)
+INSERT_MESSAGE = Sql(
+    "INSERT INTO story_messages (story_id, position, message_id, author_id, text, created_at) "
+    "VALUES (:story_id, :position, :message_id, :author_id, :text, :created_at)"
+)
+STORIES = Sql(f"SELECT {_RECORD} FROM stories WHERE channel_id = :channel_id ORDER BY id")  # noqa: S608 - literal fragments
+TEXTS = Sql("SELECT id, text FROM stories WHERE id IN_IDS(:story_ids)")
+STORY = Sql(f"SELECT {_RECORD} FROM stories WHERE id = :story_id AND channel_id = :channel_id")  # noqa: S608 - literal fragments
+CHANNEL = Sql(
+    "SELECT channel_id, guild_id, name, active_model_id, created_at FROM channels "
+    "WHERE channel_id = :channel_id"
+)
+STORIES_WITH_TEXT = Sql(
+    f"SELECT {_RECORD}, text FROM stories WHERE channel_id = :channel_id ORDER BY id"  # noqa: S608 - literal fragments
+)
+HELD = Sql("SELECT id, sha256, text FROM stories WHERE channel_id = :channel_id")
+JOB_RUNNING = Sql("UPDATE jobs SET state = 'running', started_at = :started_at WHERE id = :job_id")
 
 
 class StoryTables(RemovalTables):
@@ -39,18 +72,17 @@ class StoryTables(RemovalTables):
     ) -> JobRecord:
         """Store an uploaded story and queue its training job, in one transaction.
 
+        ``append`` trains on all the channel's stories in upload order; otherwise on this one.
         Busy (``TrainingElsewhere``) if another live process, on any host, has an open job in
-        the channel: the channel's row stays locked from the check to the commit, so two
-        processes cannot both pass.
+        the channel: the write transaction (SQLite) or the channel's row lock (PostgreSQL)
+        holds from the check to the commit, so two processes cannot both pass.
         """
         async with self._transaction() as db:
             await self._ensure_channel(db, channel_id, guild_id, channel_name)
             await self._refuse_other_process_job(db, channel_id)
             story_id = await self._insert_story(db, channel_id, story, now_iso())
             if append:
-                rows = await db.fetch(
-                    "SELECT id FROM stories WHERE channel_id = $1 ORDER BY id", channel_id
-                )
+                rows = await db.fetch(CHANNEL_STORY_IDS, channel_id=channel_id)
                 story_ids = [int(row["id"]) for row in rows]
             else:
                 story_ids = [story_id]
@@ -59,13 +91,9 @@ class StoryTables(RemovalTables):
             )
             return await self._job_row(db, job_id)
 
-    async def _refuse_other_process_job(self, db: Any, channel_id: int) -> None:
-        rows = await db.fetch(
-            "SELECT id, owner FROM jobs WHERE channel_id = $1 "
-            "AND state IN ('queued', 'running') ORDER BY id",
-            channel_id,
-        )
-        others = [r for r in rows if r["owner"] not in type(self)._open_owners]
+    async def _refuse_other_process_job(self, db: Connection, channel_id: int) -> None:
+        rows = await db.fetch(OPEN_JOBS, channel_id=channel_id)
+        others = [r for r in rows if r["owner"] not in self._open_owners]
         # This process's own jobs are the scheduler's to refuse (``check_not_busy``); a gone
         # process's are orphans, interrupted by the next start.
         live = await self._live_owners(db, [r["owner"] for r in others])
@@ -74,32 +102,36 @@ class StoryTables(RemovalTables):
                 raise TrainingElsewhere(int(other["id"]))
 
     async def _insert_story(
-        self, db: Any, channel_id: int, story: NewStory, created_at: str
+        self, db: Connection, channel_id: int, story: NewStory, created_at: str
     ) -> int:
         story_id = int(
             await db.fetchval(
-                "INSERT INTO stories (channel_id, filename, uploader_id, uploader_name, text, "
-                "sha256, encoding, bytes, symbols, vocabulary_size, created_at) "
-                "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id",
-                channel_id,
-                story.filename,
-                story.uploader_id,
-                story.uploader_name,
-                story.text,
-                story.sha256,
-                story.encoding,
-                story.bytes,
-                story.symbols,
-                story.vocabulary_size,
-                created_at,
+                INSERT,
+                channel_id=channel_id,
+                filename=story.filename,
+                uploader_id=story.uploader_id,
+                uploader_name=story.uploader_name,
+                text=story.text,
+                sha256=story.sha256,
+                encoding=story.encoding,
+                bytes=story.bytes,
+                symbols=story.symbols,
+                vocabulary_size=story.vocabulary_size,
+                created_at=created_at,
             )
         )
         if story.messages:
             await db.executemany(
-                "INSERT INTO story_messages (story_id, position, message_id, author_id, text, "
-                "created_at) VALUES ($1, $2, $3, $4, $5, $6)",
+                INSERT_MESSAGE,
                 [
-                    (story_id, i, m.message_id, m.author_id, m.text, m.created_at)
+                    {
+                        "story_id": story_id,
+                        "position": i,
+                        "message_id": m.message_id,
+                        "author_id": m.author_id,
+                        "text": m.text,
+                        "created_at": m.created_at,
+                    }
                     for i, m in enumerate(story.messages)
                 ],
             )
@@ -107,22 +139,13 @@ class StoryTables(RemovalTables):
 
     async def list_stories(self, channel_id: int) -> list[StoryRecord]:
         async with self._read() as db:
-            rows = await db.fetch(
-                "SELECT id, channel_id, filename, uploader_id, uploader_name, sha256, encoding, "
-                "bytes, symbols, vocabulary_size, created_at FROM stories "
-                "WHERE channel_id = $1 ORDER BY id",
-                channel_id,
-            )
+            rows = await db.fetch(STORIES, channel_id=channel_id)
         return [StoryRecord(**dict(row)) for row in rows]
 
     async def story_texts(self, story_ids: Sequence[int]) -> list[str]:
         """Texts in the given order; StorageError if one is missing."""
         async with self._read() as db:
-            rows = await db.fetch(
-                "SELECT id, text FROM stories WHERE id = ANY($1::bigint[])",
-                list(story_ids),
-                timeout=BULK_TIMEOUT,
-            )
+            rows = await db.fetch(TEXTS, bulk=True, story_ids=db.ids(story_ids))
         texts = {int(row["id"]): str(row["text"]) for row in rows}
         for story_id in story_ids:
             if story_id not in texts:
@@ -133,14 +156,10 @@ class StoryTables(RemovalTables):
         async with self._read() as db:
             return await self._story_row(db, channel_id, story_id)
 
-    async def _story_row(self, db: Any, channel_id: int, story_id: int) -> StoryRecord | None:
-        row = await db.fetchrow(
-            "SELECT id, channel_id, filename, uploader_id, uploader_name, sha256, encoding, "
-            "bytes, symbols, vocabulary_size, created_at FROM stories "
-            "WHERE id = $1 AND channel_id = $2",
-            story_id,
-            channel_id,
-        )
+    async def _story_row(
+        self, db: Connection, channel_id: int, story_id: int
+    ) -> StoryRecord | None:
+        row = await db.fetchrow(STORY, story_id=story_id, channel_id=channel_id)
         return None if row is None else StoryRecord(**dict(row))
 
     async def delete_story(
@@ -155,43 +174,31 @@ class StoryTables(RemovalTables):
     ) -> StoryDeletion | None:
         """Remove a story and its models, then apply ``policy``'s plan, in one transaction.
 
-        PostgreSQL keeps the deleted row's bytes until autovacuum reuses the space (it has no
-        ``secure_delete``); the row is unreachable at once. None if the channel has no such
-        story.
+        Afterwards SQLite's WAL is checkpointed so the text is gone from the files
+        (secure_delete); PostgreSQL keeps the deleted row's bytes until autovacuum reuses the
+        space (it has no ``secure_delete``), the row unreachable at once. None if the channel
+        has no such story.
         """
         async with self._transaction() as db:
-            await db.execute("SELECT 1 FROM channels WHERE channel_id = $1 FOR UPDATE", channel_id)
+            await db.fetchval(LOCK_CHANNEL, channel_id=channel_id)
             story = await self._story_row(db, channel_id, story_id)
             if story is None:
                 return None
             facts, active_after, job = await self._remove_stories(
                 db, story, [story_id], [], guild_id, policy, requested_by, requested_by_name
             )
+        await self.checkpoint()
         return StoryDeletion(story, facts.deleted_versions, active_after, job)
 
     async def snapshot(self, channel_id: int) -> ChannelSnapshot | None:
         """The active model, its blob and every story with its text, read at one instant."""
-        async with self._read() as db, db.transaction(isolation="repeatable_read", readonly=True):
-            channel_row = await db.fetchrow(
-                "SELECT channel_id, guild_id, name, active_model_id, created_at FROM channels "
-                "WHERE channel_id = $1",
-                channel_id,
-            )
-            model_row = await db.fetchrow(
-                "SELECT * FROM model_info WHERE channel_id = $1 AND active", channel_id
-            )
+        async with self._snapshot_read() as db:
+            channel_row = await db.fetchrow(CHANNEL, channel_id=channel_id)
+            model_row = await db.fetchrow(ACTIVE_MODEL, channel_id=channel_id)
             if channel_row is None or model_row is None:
                 return None
-            blob = await db.fetchval(
-                "SELECT blob FROM models WHERE id = $1", model_row["id"], timeout=BULK_TIMEOUT
-            )
-            rows = await db.fetch(
-                "SELECT id, channel_id, filename, uploader_id, uploader_name, sha256, encoding, "
-                "bytes, symbols, vocabulary_size, created_at, text FROM stories "
-                "WHERE channel_id = $1 ORDER BY id",
-                channel_id,
-                timeout=BULK_TIMEOUT,
-            )
+            blob = await db.fetchval(BLOB, bulk=True, model_id=model_row["id"])
+            rows = await db.fetch(STORIES_WITH_TEXT, bulk=True, channel_id=channel_id)
         stories = []
         for row in rows:
             values = dict(row)
@@ -215,17 +222,20 @@ class StoryTables(RemovalTables):
         max_stories: int,
         keep_versions: int,
     ) -> tuple[JobRecord, ModelRecord, tuple[int, ...]]:
-        """Add imported stories and make their model the active new version, in one transaction
-        (the rules of the SQLite store: a story already held is reused, not stored twice)."""
+        """Add imported stories and make their model the active new version, in one transaction.
+
+        The import is recorded as a job that is already done. Returns (job, model, story ids);
+        the ids are of the stories kept: pruning (see ``_prune``) drops the file's stories
+        that its model did not learn. Raises StorageError (nothing changed) if the channel
+        would exceed ``max_stories``.
+        """
         async with self._transaction() as db:
             await self._ensure_channel(db, channel_id, guild_id, channel_name)
-            existing = {
-                (row["sha256"], row["text"]): int(row["id"])
-                for row in await db.fetch(
-                    "SELECT id, sha256, text FROM stories WHERE channel_id = $1", channel_id
-                )
-            }
-            held = len(existing)
+            # A story the channel already holds (same text) is reused, not stored twice: importing
+            # one export twice adds a model version, never duplicate stories.
+            rows = await db.fetch(HELD, channel_id=channel_id)
+            existing = {(row["sha256"], row["text"]): int(row["id"]) for row in rows}
+            held = len(rows)
             new = [s for s in stories if (s.story.sha256, s.story.text) not in existing]
             if held + len(new) > max_stories:
                 raise TooManyStories(held, len(new), max_stories)
@@ -241,12 +251,8 @@ class StoryTables(RemovalTables):
             job_id = await self._insert_job(
                 db, channel_id, guild_id, requested_by, requested_by_name, trained_on, model.options
             )
-            await db.execute(
-                "UPDATE jobs SET state = 'running', started_at = $1 WHERE id = $2",
-                now_iso(),
-                job_id,
-            )
-            model_id = await self._insert_model(
+            await db.execute(JOB_RUNNING, started_at=now_iso(), job_id=job_id)
+            model_id, pruned = await self._insert_model(
                 db,
                 job_id=job_id,
                 channel_id=channel_id,
@@ -256,10 +262,8 @@ class StoryTables(RemovalTables):
             )
             record = await self._model_row(db, model_id)
             job = await self._job_row(db, job_id)
-            kept = {
-                int(row["id"])
-                for row in await db.fetch(
-                    "SELECT id FROM stories WHERE channel_id = $1", channel_id
-                )
-            }
+            rows = await db.fetch(CHANNEL_STORY_IDS, channel_id=channel_id)
+            kept = {int(row["id"]) for row in rows}
+        if pruned:
+            await self.checkpoint()
         return job, record, tuple(i for i in story_ids if i in kept)

@@ -1,3 +1,7 @@
+-- Frozen (2026-12-07): fabulist's numbered migrations 1-10, before Alembic. The baseline revision
+-- (bot/store/schema/versions/r0010_baseline.py) applies the ones a database lacks; new changes
+-- are Alembic revisions, one for both backends. Never edit this file.
+--
 -- fabulist database schema.
 --
 -- The file is a list of migrations. Each starts with a line "-- migration N" and moves the database

@@ -1,6 +1,10 @@
+-- Frozen (2026-12-07): fabulist's numbered migrations 1-10, before Alembic. The baseline revision
+-- (bot/store/schema/versions/r0010_baseline.py) applies the ones a database lacks; new changes
+-- are Alembic revisions, one for both backends. Never edit this file.
+--
 -- fabulist database schema, PostgreSQL dialect (bot/store/postgres).
 --
--- The same migration history as bot/store/sqlite/schema.sql: migration N here brings a PostgreSQL database to the
+-- The same migration history as bot/store/schema/legacy_sqlite.sql: migration N here brings a PostgreSQL database to the
 -- state migration N brings a SQLite one, so a version number means the same tables in both and
 -- `migrate-storage` can copy between them. The version lives in the one-row table schema_version
 -- (SQLite: PRAGMA user_version). Each migration runs in one transaction with its new version,
