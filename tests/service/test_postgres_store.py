@@ -24,12 +24,11 @@ from bot.store.postgres import (
     LOST_CONNECTION_MESSAGE,
     NOT_ANSWERING_MESSAGE,
     UNAVAILABLE_MESSAGE,
-    load_postgres_migrations,
     redact_url,
     session_settings,
 )
 from bot.store.postgres import PostgresStoryStore as PostgresStore
-from bot.store.sqlite import load_migrations
+from bot.store.schema.legacy import load_legacy
 from tests.postgres_server import PostgresServer
 from tests.service.conftest import ADMIN, STORY, channel, tiny_config
 from tests.service.test_storage import _add_job, _story
@@ -46,11 +45,11 @@ async def pg(postgres_url: str) -> AsyncIterator[PostgresStore]:
 
 
 def test_one_migration_history_for_both_dialects() -> None:
-    assert [v for v, _ in load_postgres_migrations()] == [v for v, _ in load_migrations()]
+    assert [v for v, _ in load_legacy("postgresql")] == [v for v, _ in load_legacy("sqlite")]
 
 
 async def test_schema_version_and_newer_schema_refused(pg: PostgresStore) -> None:
-    assert await pg.schema_version() == len(load_migrations())
+    assert await pg.schema_version() == len(load_legacy("sqlite"))
     connection = await asyncpg.connect(pg.url)
     await connection.execute("UPDATE schema_version SET version = 999")
     await connection.close()

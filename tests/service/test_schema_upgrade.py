@@ -17,9 +17,8 @@ import pytest
 
 from bot.core.store import NewStory
 from bot.errors import StorageError
-from bot.store.postgres import load_postgres_migrations
+from bot.store.schema.legacy import load_legacy
 from bot.store.schema.upgrade import head
-from bot.store.sqlite import load_migrations
 from bot.store.urls import open_store_url
 from tests.conftest import BACKENDS
 
@@ -47,7 +46,7 @@ def legacy_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "sqlite":
         path = tmp_path / "v10.sqlite3"
         raw = sqlite3.connect(path)
-        for version, sql in load_migrations():
+        for version, sql in load_legacy("sqlite"):
             raw.executescript(f"BEGIN;\n{sql}\nPRAGMA user_version = {version};\nCOMMIT;")
         rows = ROWS.replace("BLOB", "X'0102'")
         raw.executescript(f"BEGIN;\n{rows}\nCOMMIT;")
@@ -59,7 +58,7 @@ def legacy_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     name = url.rsplit("/", 1)[1]
     server.psql("CREATE TABLE schema_version (version INTEGER NOT NULL); "
                 "INSERT INTO schema_version (version) VALUES (0)", name)  # fmt: skip
-    for version, sql in load_postgres_migrations():
+    for version, sql in load_legacy("postgresql"):
         server.psql(f"BEGIN;\n{sql}\nUPDATE schema_version SET version = {version};\nCOMMIT;", name)
     rows = ROWS.replace("BLOB", "decode('0102', 'hex')")
     server.psql(f"BEGIN;\n{rows}\nCOMMIT;", name)

@@ -22,7 +22,8 @@ import pytest
 from bot.cli import main
 from bot.core.shard_plan import LEAD_SECONDS, ShardGate, reshard
 from bot.errors import UserError
-from bot.store.sqlite import SqliteStoryStore, load_migrations
+from bot.store.schema.legacy import load_legacy
+from bot.store.sqlite import SqliteStoryStore
 from tests.conftest import BACKENDS
 from tests.fake_discord.bot_process import REPO_ROOT
 
@@ -183,7 +184,7 @@ async def test_a_database_at_schema_version_9_upgrades(
         name = url.rsplit("/", 1)[1]
         server.psql("DROP TABLE shard_plan; UPDATE schema_version SET version = 9", name)
     upgraded = await open_store()
-    assert await upgraded.schema_version() == len(load_migrations()) == 10
+    assert await upgraded.schema_version() == len(load_legacy("sqlite")) == 10
     assert (await upgraded.shard_plan()).plan is None
     assert (await upgraded.record_shard_count(2)).shard_count == 2
 
@@ -191,7 +192,7 @@ async def test_a_database_at_schema_version_9_upgrades(
 async def test_version_9_sqlite_file_upgrades_from_its_own_migrations(tmp_path: Path) -> None:
     path = tmp_path / "v9.sqlite3"
     raw = sqlite3.connect(path)
-    for version, sql in load_migrations()[:9]:
+    for version, sql in load_legacy("sqlite")[:9]:
         raw.executescript(f"BEGIN;\n{sql}\nPRAGMA user_version = {version};\nCOMMIT;")
     raw.close()
 

@@ -13,8 +13,8 @@ from bot.core.library import removal_plan
 from bot.core.store import JobRecord, JobState, NewModel, NewStory, StoryDeletion
 from bot.core.validation import JobOptions
 from bot.errors import StorageError
+from bot.store.schema.legacy import load_legacy
 from bot.store.sqlite import SqliteStoryStore as StoryStore
-from bot.store.sqlite import load_migrations
 from tests.conftest import BACKENDS
 
 # The store's suite (the protocol's contract) runs on both backends: ``store`` and
@@ -109,7 +109,7 @@ async def _delete(store: StoryStore, channel_id: int, story_id: int) -> StoryDel
 
 async def test_fresh_database_is_migrated_wal_with_foreign_keys(tmp_path: Path) -> None:
     store = await StoryStore.open(tmp_path / "sub" / "db.sqlite3")
-    assert await store.schema_version() == len(load_migrations())
+    assert await store.schema_version() == len(load_legacy("sqlite"))
     await store.close()
     raw = sqlite3.connect(tmp_path / "sub" / "db.sqlite3")
     assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
@@ -117,7 +117,7 @@ async def test_fresh_database_is_migrated_wal_with_foreign_keys(tmp_path: Path) 
     assert {"channels", "stories", "models", "model_stories", "jobs"} <= tables
     raw.close()
     again = await StoryStore.open(tmp_path / "sub" / "db.sqlite3")  # idempotent
-    assert await again.schema_version() == len(load_migrations())
+    assert await again.schema_version() == len(load_legacy("sqlite"))
     await again.close()
 
 
@@ -137,7 +137,7 @@ async def test_not_a_database_is_a_clear_error(tmp_path: Path) -> None:
 
 def test_migrations_must_be_numbered_in_order() -> None:
     with pytest.raises(StorageError, match="migration 3"):
-        load_migrations("-- migration 1\nSELECT 1;\n-- migration 3\nSELECT 1;\n")
+        load_legacy("sqlite", "-- migration 1\nSELECT 1;\n-- migration 3\nSELECT 1;\n")
 
 
 async def test_versions_prune_rollback_and_activation(store: StoryStore) -> None:

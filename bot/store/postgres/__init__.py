@@ -18,7 +18,6 @@ from bot.store.postgres.connection import (
     LOST_CONNECTION_MESSAGE,
     NOT_ANSWERING_MESSAGE,
     UNAVAILABLE_MESSAGE,
-    load_postgres_migrations,
     session_settings,
 )
 from bot.store.postgres.own import PostgresOwn
@@ -34,7 +33,6 @@ __all__ = [
     "NOT_ANSWERING_MESSAGE",
     "UNAVAILABLE_MESSAGE",
     "PostgresStoryStore",
-    "load_postgres_migrations",
     "redact_url",
     "session_settings",
 ]

@@ -39,8 +39,8 @@ from bot.errors import Busy, StorageError, StorageUnavailable
 from bot.owner import new_owner
 from bot.store.base import StoreBase
 from bot.store.postgres.owners import LOCK_NAMESPACE, OwnerLease, live_owners
-from bot.store.schema.legacy import load_legacy
-from bot.store.schema.upgrade import upgrade
+from bot.store.schema.legacy import LATEST
+from bot.store.schema.upgrade import head, upgrade
 from bot.store.sql import Connection, Sql
 from bot.store.url_password import redact_url
 
@@ -85,11 +85,6 @@ def session_settings(url: str) -> dict[str, str]:
     if "synchronous_commit" not in parse_qs(urlsplit(url).query):
         settings["synchronous_commit"] = "off"
     return settings
-
-
-def load_postgres_migrations(text: str | None = None) -> list[tuple[int, str]]:
-    """The numbered migrations 1-10 of PostgreSQL (frozen: ``bot.store.schema``)."""
-    return load_legacy("postgresql", text)
 
 
 def _require_asyncpg() -> Any:
@@ -163,6 +158,15 @@ def rowcount(status: str) -> int:
 
 
 SCHEMA_VERSION = Sql("SELECT max(version) FROM schema_version")
+# Whether the database is at the chain's head already (the second only once both tables exist).
+SCHEMA_TABLES = Sql(
+    "SELECT to_regclass('schema_version') IS NOT NULL "
+    "AND to_regclass('alembic_version') IS NOT NULL"
+)
+AT_HEAD = Sql(
+    "SELECT (SELECT max(version) FROM schema_version) = :latest "
+    "AND (SELECT version_num FROM alembic_version) = :head"
+)
 # The invariants of the data (PostgreSQL checks its own pages).
 INTEGRITY_CHECKS = {
     "a channel's active model belongs to another channel": Sql(
@@ -290,7 +294,10 @@ class PostgresBase(StoreBase):
     async def _migrate(self) -> None:
         """Alembic's chain (``bot.store.schema``) in one transaction on a connection of its own
         (SQLAlchemy's asyncpg dialect), under the advisory lock that serializes concurrent
-        start-ups: whatever the number of processes starting, the database migrates once."""
+        start-ups: whatever the number of processes starting, the database migrates once. A
+        database at the head already is only read, on the pool (no second connection, no lock)."""
+        if await self._current():
+            return
 
         async def connect() -> Any:
             return await _require_asyncpg().connect(
@@ -309,6 +316,12 @@ class PostgresBase(StoreBase):
                 await connection.run_sync(upgrade, self.path)
         finally:
             await engine.dispose()
+
+    async def _current(self) -> bool:
+        async with self._read() as db:
+            if not await db.fetchval(SCHEMA_TABLES):
+                return False
+            return bool(await db.fetchval(AT_HEAD, latest=LATEST, head=head()))
 
     async def schema_version(self) -> int:
         async with self._read() as db:

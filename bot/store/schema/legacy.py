@@ -62,10 +62,10 @@ def legacy_version(connection: Connection) -> int:
     return int(current)
 
 
-def apply_legacy(connection: Connection, where: str) -> None:
-    """Inside the upgrade's transaction: the numbered migrations the database lacks."""
+def apply_legacy(connection: Connection, where: str, current: int) -> None:
+    """Inside the upgrade's transaction: the numbered migrations after ``current`` (the
+    database's :func:`legacy_version`)."""
     dialect = connection.dialect.name
-    current = legacy_version(connection)
     for version, sql in load_legacy(dialect):
         if version <= current:
             continue

@@ -28,8 +28,8 @@ def _config() -> Config:
     return config
 
 
-def _script() -> ScriptDirectory:
-    return ScriptDirectory.from_config(_config())
+def _script(config: Config | None = None) -> ScriptDirectory:
+    return ScriptDirectory.from_config(config or _config())
 
 
 @functools.cache
@@ -51,9 +51,9 @@ def upgrade(connection: Connection, where: str) -> None:
             f"database {where} has schema version {legacy}, newer than this fabulist's "
             f"{LATEST}; upgrade fabulist"
         )
-    apply_legacy(connection, where)
+    apply_legacy(connection, where, legacy)
     config = _config()
-    script = ScriptDirectory.from_config(config)
+    script = _script(config)
 
     def to_head(revision: Any, context: Any) -> Any:
         return script._upgrade_revs("head", revision)
@@ -63,7 +63,6 @@ def upgrade(connection: Connection, where: str) -> None:
             connection=connection,
             render_as_batch=connection.dialect.name == "sqlite",
             target_metadata=metadata,
-            where=where,
         )
         try:
             env.run_migrations()

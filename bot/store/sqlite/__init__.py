@@ -13,11 +13,11 @@ from bot.store.aggregates.channels import ChannelTables
 from bot.store.aggregates.filters import FilterTables
 from bot.store.aggregates.privacy import PrivacyTables
 from bot.store.aggregates.shards import ShardTables
-from bot.store.sqlite.connection import UNAVAILABLE_MESSAGE, SqliteBase, load_migrations
+from bot.store.sqlite.connection import UNAVAILABLE_MESSAGE, SqliteBase
 
 
 class SqliteStoryStore(SqliteBase, PrivacyTables, ChannelTables, FilterTables, ShardTables):
     """The bot's only database connection. Create with ``await SqliteStoryStore.open(path)``."""
 
 
-__all__ = ["UNAVAILABLE_MESSAGE", "SqliteStoryStore", "load_migrations"]
+__all__ = ["UNAVAILABLE_MESSAGE", "SqliteStoryStore"]

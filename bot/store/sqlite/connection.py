@@ -34,7 +34,7 @@ from bot.errors import StorageError, StorageUnavailable
 from bot.owner import new_owner, owner_alive
 from bot.store.aggregates.shards import PLAN, shard_plan
 from bot.store.base import StoreBase
-from bot.store.schema.legacy import LATEST, load_legacy
+from bot.store.schema.legacy import LATEST
 from bot.store.schema.upgrade import head, upgrade
 from bot.store.sql import Connection, Sql
 
@@ -46,11 +46,6 @@ UNAVAILABLE_MESSAGE = (
     "I cannot save anything right now (my storage is full or read-only), so nothing was "
     "changed. Please tell the bot's operator."
 )
-
-
-def load_migrations(text: str | None = None) -> list[tuple[int, str]]:
-    """The numbered migrations 1-10 of SQLite (frozen: ``bot.store.schema``)."""
-    return load_legacy("sqlite", text)
 
 
 def _upgrade(url: str, where: str) -> None:
@@ -218,13 +213,12 @@ class SqliteBase(StoreBase):
                 await connection.close()
                 last = exc
                 continue
-            latest = LATEST
-            if version != latest:
+            if version != LATEST:
                 SqliteBase._open_owners.discard(store.owner)
                 await connection.close()
                 raise StorageError(
                     f"database {path} cannot be written ({why}) and needs an upgrade of its "
-                    f"schema (version {version} -> {latest}): make {path.parent} writable"
+                    f"schema (version {version} -> {LATEST}): make {path.parent} writable"
                 )
             logger.warning("database %s opened read-only: %s", path, why)
             return store

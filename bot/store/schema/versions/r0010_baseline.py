@@ -1,17 +1,14 @@
 """Baseline: the schema of fabulist's numbered migrations 1-10, for both dialects.
 
-A database written before Alembic (any numbered version, 10 included) or a fresh one gets the
-numbered migrations it lacks (``bot.store.schema.legacy``); one already at 10 only gets stamped.
+The chain runs only through ``bot.store.schema.upgrade.upgrade``, which applies the numbered
+migrations a database lacks (``bot.store.schema.legacy``) before it: a database written before
+Alembic (any numbered version, 10 included) or a fresh one is at 10 when this revision stamps it.
 
 Revision ID: 0010
 Revises: (none)
 """
 
 from __future__ import annotations
-
-from alembic import op
-
-from bot.store.schema.legacy import apply_legacy
 
 revision = "0010"
 down_revision = None
@@ -20,8 +17,7 @@ depends_on = None
 
 
 def upgrade() -> None:
-    connection = op.get_bind()
-    apply_legacy(connection, op.get_context().opts.get("where", "the database"))
+    """Nothing to change: the numbered migrations were applied before the chain ran."""
 
 
 def downgrade() -> None:
