@@ -7,6 +7,7 @@ English here is the job's ``error`` for people, stored with the job and shown as
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import time
 from dataclasses import dataclass, field
@@ -38,6 +39,9 @@ SHUTDOWN_MESSAGE = "The bot shut down during this training.{kept}"
 KEPT = " The previous model is still active."
 FORGOTTEN = "The channel was forgotten."
 NOT_RECORDED = " (The bot could not record this in its database.)"
+NOT_YET_RECORDED = " (The bot could not record this in its database yet; it keeps trying.)"
+#: Seconds between tries to record a job's end that the store refused (doubling up to the last).
+RECORD_RETRY_SECONDS = (0.5, 1.0, 2.0, 5.0)
 
 
 @dataclass
@@ -126,6 +130,23 @@ class JobLedger:
             logger.exception("could not record the end (%s) of job %d", state, job.job_id)
             return False
         return True
+
+    async def record_end_later(self, job_id: int, state: JobState, message: str) -> None:
+        """Retry storing a refused job end until the store takes it (a full disk freed).
+
+        Without it the job's row would say "running" until the next start; cancelled at close,
+        where the next start marks it interrupted instead.
+        """
+        for attempt in itertools.count():
+            await asyncio.sleep(RECORD_RETRY_SECONDS[min(attempt, len(RECORD_RETRY_SECONDS) - 1)])
+            try:
+                await self.store.finish_job(job_id, state, message)
+            except Exception as exc:
+                if attempt == 0:
+                    logger.warning("job %d: its end is still not recorded (%s)", job_id, exc)
+                continue
+            logger.info("job %d: its end (%s) recorded on retry %d", job_id, state, attempt + 1)
+            return
 
     async def kept(self, channel_id: int) -> str:
         """:data:`KEPT` if the channel still has an active model, else an empty string."""

@@ -41,6 +41,7 @@ from bot.core.executor import (
 from bot.core.job_records import (
     FORGOTTEN,
     NOT_RECORDED,
+    NOT_YET_RECORDED,
     SHUTDOWN_MESSAGE,
     JobLedger,
     OpenJob,
@@ -215,7 +216,8 @@ class TrainingScheduler:
             if job.discarded is None and not await self.ledger.record_end(
                 job, JobState.FAILED, message
             ):
-                message += NOT_RECORDED
+                self._spawn_task(self.ledger.record_end_later(job.job_id, JobState.FAILED, message))
+                message += NOT_YET_RECORDED
             result = JobResult(job.job_id, JobState.FAILED, message, None, None)
         self._settle(job, result)
 

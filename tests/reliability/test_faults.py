@@ -461,7 +461,7 @@ async def test_full_disk_during_upload_and_commit(
     await store._db.execute(f"PRAGMA max_page_count = {int(pages)}")
     result = await service.wait_for_job(job.job_id)
     await store._db.execute("PRAGMA max_page_count = 1073741823")
-    record = await store.job(job.job_id)
+    record = await _recorded_end(store, job.job_id)
     ok = (
         result.state == "failed"
         and result.error is not None
@@ -474,3 +474,45 @@ async def test_full_disk_during_upload_and_commit(
     )
     ledger.record("faults", ok, f"full disk at commit: {result.error!r}")
     assert ok, (result, record)
+
+
+async def _recorded_end(store: StoryStore, job_id: int, timeout: float = 30.0) -> Any:
+    """The job's row once it has an end: the store may refuse the end first ("keeps trying")."""
+    deadline = time.monotonic() + timeout
+    record = await store.job(job_id)
+    while record is not None and record.state == "running" and time.monotonic() < deadline:
+        await asyncio.sleep(0.2)
+        record = await store.job(job_id)
+    return record
+
+
+async def test_a_job_end_the_store_refused_is_recorded_once_it_can(
+    disk: tuple[StoryService, StoryStore, Path], ledger: Ledger
+) -> None:
+    service, store, _ = disk
+    channel = ChannelRef(100, 1)
+    seen: list[JobProgress] = []
+    job = await service.train(
+        channel, ADMIN, "long.txt", long_story(20_000), TrainOptions(max_seconds=30), seen.append
+    )
+    await _wait_epoch(seen, job.job_id)
+    await store._db.execute("PRAGMA query_only = 1")
+    await service.cancel(channel, ADMIN)
+    result = await service.wait_for_job(job.job_id)
+    refused = await store.job(job.job_id)
+    await store._db.execute("PRAGMA query_only = 0")
+    record = await _recorded_end(store, job.job_id)
+    ok = (
+        result.state == "failed"
+        and result.error is not None
+        and friendly(result.error)
+        and "keeps trying" in result.error
+        and refused is not None
+        and refused.state == "running"
+        and record is not None
+        and record.state == "failed"
+        and await store.active_model_id(1) is not None
+        and await store.integrity_check() == "ok"
+    )
+    ledger.record("faults", ok, f"job end refused, then recorded: {result.error!r}")
+    assert ok, (result, refused, record)
