@@ -22,6 +22,7 @@ import asyncio
 import logging
 import sys
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Sequence
 from concurrent.futures import Executor
@@ -43,6 +44,7 @@ from model import (
     tokenize,
 )
 from model.filtering import BlockedSymbols, WordFilter
+from model.quantized import int8_kernel
 from model.serialization import STORY_ARRAYS
 from model.vocabulary import UNKNOWN
 
@@ -222,6 +224,18 @@ class ModelCache:
         # The models allowed to keep their float32 copies, most recently used last (by id:
         # one model may serve a channel and, for a moment, a request that just loaded it).
         self._hot: OrderedDict[int, CachedModel] = OrderedDict()
+
+    async def prepare(self) -> None:
+        """Load the int8 kernel now, before anything is served: its first use in a process
+        takes ~0.6 s and holds the GIL for ~0.1 s of it (numba's import and cache read), which
+        stalled the event loop and every reply waiting on the first model load (issue 27)."""
+        started = time.monotonic()
+        kernel = await asyncio.get_running_loop().run_in_executor(self._executor, int8_kernel)
+        logger.info(
+            "generation: int8 kernel %s in %.0f ms",
+            "ready" if kernel is not None else "missing (numba not installed)",
+            (time.monotonic() - started) * 1000,
+        )
 
     async def model_for(self, channel_id: int) -> CachedModel:
         """The channel's active model (loaded off the loop on first use); NoModel without one."""

@@ -102,6 +102,7 @@ class StoryService:
         if not self.store.read_only:  # else reading commands only: every write is refused
             await self.scheduler.interrupt_orphans()
         await self.shards.start(shard_count)
+        await self.cache.prepare()
         if warm_workers:
             await self.executor.start()
 

@@ -134,6 +134,15 @@ async def test_commands_are_synced_to_the_dev_guild(env: Env) -> None:
     assert not env.fake.commands.get(None), "run must not sync globally"
 
 
+async def test_the_generation_kernel_is_ready_before_the_gateway_connects(env: Env) -> None:
+    """The first /continue does not pay numba's import and cache read (~0.6 s, ~0.1 s of it
+    holding the GIL): the service loads the int8 kernel before the bot connects."""
+    log = await env.bot.wait_for_log("has connected to Gateway", 30.0)
+    kernel = log.find("generation: int8 kernel ready")
+    connected = log.find("has connected to Gateway")
+    assert 0 <= kernel < connected, env.bot.log_tail()
+
+
 async def test_continue_in_a_channel_with_no_model(env: Env) -> None:
     handle = await env.fake.send_slash_command(
         "continue",
