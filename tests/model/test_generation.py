@@ -198,3 +198,47 @@ def test_generation_needs_no_tensorflow(tiny_model: TrainedModel, tmp_path: Path
         check=True,
     )
     assert result.stdout.split() == generate(tiny_model, ["had", "a", "general"])
+
+
+def _numpy_nucleus_draw(
+    scores: np.ndarray, temperature: float, top_p: float, rng: np.random.Generator
+) -> int:
+    """Nucleus sampling written with numpy's own ``Generator.choice`` and a stable sort of the
+    whole vocabulary: what ``_sample`` must draw, from the same random stream."""
+    scaled = scores / temperature
+    scaled -= scaled.max()
+    p = np.exp(scaled)
+    p /= p.sum()
+    if top_p < 1.0:
+        ranked = np.argsort(-p, kind="stable")
+        size = int(np.searchsorted(np.cumsum(p[ranked]), top_p)) + 1
+        nucleus = np.zeros_like(p)
+        nucleus[ranked[:size]] = p[ranked[:size]]
+        p = nucleus / nucleus.sum()
+    return int(rng.choice(len(p), p=p))
+
+
+@pytest.mark.parametrize("vocabulary", [3, 112, 5_000])
+def test_sampling_draws_what_numpys_choice_draws(vocabulary: int) -> None:
+    """The sampler skips ``Generator.choice``'s checks and ranks only the symbols with a
+    probability: the same symbols from the same seeds, and the stream left where numpy
+    leaves it, on whole vocabularies and on a few story candidates, with ties."""
+    from model.generation import _sample
+
+    cases = np.random.default_rng(vocabulary)
+    for case in range(300):
+        scores = cases.normal(0, 3, vocabulary)
+        if case % 3 == 0:  # a few story candidates: the rest cannot be drawn
+            hidden = cases.random(vocabulary) < 0.97
+            hidden[cases.integers(vocabulary)] = False
+            scores[hidden] = -np.inf
+        if case % 5 == 0:  # equal scores: ties broken by id
+            scores = np.round(scores)
+        temperature = float(cases.choice([0.3, 0.8, 1.5]))
+        top_p = float(cases.choice([0.5, 0.9, 1.0]))
+        options = GenerationOptions(temperature=temperature, top_p=top_p)
+        ours, numpys = np.random.default_rng(case), np.random.default_rng(case)
+        drawn = [_sample(scores.copy(), options, ours) for _ in range(4)]
+        expected = [_numpy_nucleus_draw(scores.copy(), temperature, top_p, numpys) for _ in range(4)]
+        assert drawn == expected, (case, temperature, top_p)
+        assert ours.random() == numpys.random()
