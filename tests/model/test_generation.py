@@ -239,6 +239,8 @@ def test_sampling_draws_what_numpys_choice_draws(vocabulary: int) -> None:
         options = GenerationOptions(temperature=temperature, top_p=top_p)
         ours, numpys = np.random.default_rng(case), np.random.default_rng(case)
         drawn = [_sample(scores.copy(), options, ours) for _ in range(4)]
-        expected = [_numpy_nucleus_draw(scores.copy(), temperature, top_p, numpys) for _ in range(4)]
+        expected = [
+            _numpy_nucleus_draw(scores.copy(), temperature, top_p, numpys) for _ in range(4)
+        ]
         assert drawn == expected, (case, temperature, top_p)
         assert ours.random() == numpys.random()
