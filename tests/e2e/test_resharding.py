@@ -122,7 +122,10 @@ async def test_two_to_three_shards_without_downtime(
     for process in new:
         await process.wait_for_log("it answers no interactions until", 30.0)
 
-    book = (CORPORA / "fables-of-aesop-jacobs.txt").read_bytes()[:30_000]
+    # Long enough that the training still runs when ``reshard`` (a new process) counts it:
+    # 30 KB plateaued ~3 s after its first epoch, as long as the command took to start (CI,
+    # 2026-12-07); 150 KB trains about five times as long per epoch.
+    book = (CORPORA / "aesops-fables-vernon-jones.txt").read_bytes()[:150_000]
     attachment = fake.add_attachment("aesop.txt", book, channel=train_channel)
     reply = await (
         await fake.send_slash_command(

@@ -7,6 +7,8 @@ vocabulary sizes and widths so that their sizes differ.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import gc
 import tracemalloc
 from collections.abc import AsyncIterator
@@ -21,6 +23,7 @@ from bot.core.api import ChannelRef, ContinueOptions
 from bot.core.model_cache import MIB
 from bot.core.model_cache import load_model as _load_model
 from bot.core.service import StoryService
+from bot.errors import ShuttingDown
 from bot.executors.local import TrainingPool
 from bot.store.sqlite import SqliteStoryStore as StoryStore
 from model import ModelConfig, TrainedModel, to_bytes, tokenize
@@ -286,3 +289,22 @@ def test_four_grams_come_from_the_story_index_without_reading_the_story() -> Non
     assert len(from_index.ngrams) == len({tuple(tokens[i : i + 4]) for i in range(len(tokens) - 3)})
     np.testing.assert_array_equal(from_index.ngrams, from_text.ngrams)
     assert from_index.network.story_index is not None and from_text.network.story_index is None
+
+
+async def test_a_continue_during_shutdown_is_told_so(db: Path) -> None:
+    """A /continue that reaches the service once close() has begun (the Discord gateway still
+    delivers for a moment after SIGTERM) gets the friendly ShuttingDown, not the thread pool's
+    RuntimeError (an "unexpected error" reply); one racing close() gets a reply or that."""
+    service, store = await _service(db, models=100, megabytes=1024)
+    try:
+        channel = ChannelRef(100, next(iter(MODELS)))
+        racing = asyncio.ensure_future(service.continue_story(channel, PROMPT, GREEDY))
+        await service.close()
+        # It may have been answered before the threads stopped: both are fine.
+        with contextlib.suppress(ShuttingDown):
+            await racing
+        with pytest.raises(ShuttingDown):
+            await service.continue_story(channel, PROMPT, GREEDY)
+    finally:
+        await service.close()
+        await store.close()
