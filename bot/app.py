@@ -133,12 +133,16 @@ async def open_app(
     warm_workers: bool = True,
     start: bool = True,
     close_executor: bool | None = None,
+    serving: bool = False,
 ) -> AsyncIterator[App]:
     """Open the store, the executor and the service; close them in reverse order.
 
     A ``store`` or ``executor`` passed in is used and left open (its owner closes it), unless
     ``close_executor`` (an executor opened and prepared before the loop, handed over).
     ``start=False`` skips ``service.start`` (the caller starts it, e.g. after a fault test).
+    ``serving`` (the Discord bot): generation's kernel is loaded before the bot connects, so
+    the first replies do not wait on it (``ModelCache.prepare``); commands that generate
+    nothing (``sync``, ``reshard``, ``train``) do not wait for it either.
     """
     keep_large_arrays_out_of_the_heap()
     own_store = store is None
@@ -147,6 +151,8 @@ async def open_app(
     opened_executor = executor if executor is not None else open_executor(config)
     service = StoryService(config, opened_store, opened_executor)
     try:
+        if serving:
+            await service.cache.prepare()
         if start:
             await service.start(warm_workers=warm_workers)
         yield App(config, opened_store, opened_executor, service, own_executor)

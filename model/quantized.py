@@ -20,8 +20,8 @@ are the same from run to run on one machine. The model cache's load-time check
 numba is a dependency; without it (an install that lacks it) :func:`int8_kernel` returns None
 and compact storage widens the matrices as before. The compiled kernel is cached on disk
 (``cache=True``, numba's cache folder), so only a process that finds no cache compiles it
-(0.7 s measured; reading it from the cache and importing numba take 0.3 s). The bot's service
-loads it at start, before it connects (``ModelCache.prepare``): at the first compact model's load
+(0.7 s measured; reading it from the cache and importing numba take 0.3 s). The Discord bot
+loads it before it connects (``open_app(serving=True)``): at the first compact model's load
 it held the GIL for ~0.1 s while replies waited.
 """
 

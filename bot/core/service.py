@@ -105,12 +105,6 @@ class StoryService:
         if warm_workers:
             await self.executor.start()
 
-    async def prepare_generation(self) -> None:
-        """Load generation's compiled kernel now, before a process that serves concurrent
-        replies (the Discord bot) connects; see ``ModelCache.prepare``. Commands that generate
-        nothing (``sync``, ``reshard``, ``train``) skip it."""
-        await self.cache.prepare()
-
     async def close(self) -> None:
         """Interrupt open jobs and stop the generation threads; never blocks the loop.
 
@@ -118,6 +112,7 @@ class StoryService:
         if self._closed:
             return
         self._closed = True
+        self.storyteller.closing = True
         await self.shards.close()
         await self.scheduler.close()
         await asyncio.to_thread(self._threads.shutdown, wait=True)
@@ -269,16 +264,8 @@ class StoryService:
         member: Member | None = None,
     ) -> Continuation:
         """Continue ``prompt`` with the channel's active model (off the loop); with ``member``,
-        the per-user cooldown applies (refunded when the request fails). ShuttingDown once
-        :meth:`close` has begun (the generation threads are going or gone)."""
-        self._check_open()
-        try:
-            return await self.storyteller.continue_story(channel, prompt, options, member=member)
-        except RuntimeError:
-            # The thread pool refuses new work after close(): a request that raced it.
-            if self.scheduler.closing:
-                raise ShuttingDown() from None
-            raise
+        the per-user cooldown applies (refunded when the request fails)."""
+        return await self.storyteller.continue_story(channel, prompt, options, member=member)
 
     def message_prompt(self, text: str) -> str:
         """The last words of a message as the prompt that continues it ("Continue this")."""

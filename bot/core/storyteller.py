@@ -17,7 +17,7 @@ from bot.core.model_cache import ModelCache, generate_with_share
 from bot.core.recent_replies import RecentReplies
 from bot.core.store import StoryStore
 from bot.core.validation import RequestChecks
-from bot.errors import InvalidOption, NoModel
+from bot.errors import InvalidOption, NoModel, ShuttingDown
 from model import ModelError, detokenize, tokenize
 from model.errors import EverythingFiltered
 
@@ -44,6 +44,9 @@ class Storyteller:
         self.filters = filters
         self.cooldowns = Cooldowns(config.cooldowns.continue_seconds)
         self.recent = RecentReplies()
+        # Set when the service closes: then the threads refuse work, and a request that raced
+        # close() is told ShuttingDown, not the pool's RuntimeError.
+        self.closing = False
 
     async def continue_story(
         self,
@@ -62,6 +65,8 @@ class Storyteller:
         charged up front (so concurrent requests cannot slip through) and refunded when the
         request fails, so a member can correct a refused prompt at once.
         """
+        if self.closing:
+            raise ShuttingDown()
         generation = self.checks.continue_options(options)
         tokens = self.checks.prompt(prompt)
         word_filter = await self.filters.word_filter(channel.guild_id)
@@ -87,9 +92,11 @@ class Storyteller:
                 # The checks above keep the options in the model's ranges; its own words
                 # (English only: model/ has no catalogue) are the last resort.
                 raise InvalidOption.untranslated(str(exc)) from None
-        except BaseException:
+        except BaseException as exc:
             if member is not None and charge is not None:
                 self.cooldowns.refund(member.user_id, charge)
+            if isinstance(exc, RuntimeError) and self.closing:
+                raise ShuttingDown() from None
             raise
         self.recent.add(channel.channel_id, entry.version, reply.symbols)
         try:

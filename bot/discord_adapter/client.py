@@ -123,7 +123,6 @@ class FabulistBot(commands.Bot):
         if self._service is not None:
             await self._service.start(shard_count=self.config.discord.shard_count)
             self._service_started = True
-            await self._service.prepare_generation()
         for extension in COG_EXTENSIONS:
             await self.load_extension(extension)
         guild_id = self.config.discord.dev_guild_id

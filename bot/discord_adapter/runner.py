@@ -198,7 +198,9 @@ async def _run(
 
     # The bot starts the service in setup_hook; its close() calls app.shutdown (the service,
     # then the trainers) before the connection closes; open_app closes the store last.
-    async with open_app(config, start=False, executor=executor, close_executor=True) as app:
+    async with open_app(
+        config, start=False, executor=executor, close_executor=True, serving=True
+    ) as app:
         bot = create_bot(config, app.service, shutdown=app.shutdown)
         loop = asyncio.get_running_loop()
         closing: list[asyncio.Task[None]] = []
