@@ -43,6 +43,8 @@ from bot.core.api import (
     console_channel,
 )
 from bot.core.service import StoryService
+from bot.core.store import JobRecord
+from bot.core.store import StoryStore as CoreStore
 from bot.errors import UserError
 from bot.executors.local import TrainingPool
 from bot.store.sqlite import SqliteStoryStore as StoryStore
@@ -461,7 +463,7 @@ async def test_full_disk_during_upload_and_commit(
     await store._db.execute(f"PRAGMA max_page_count = {int(pages)}")
     result = await service.wait_for_job(job.job_id)
     await store._db.execute("PRAGMA max_page_count = 1073741823")
-    record = await _recorded_end(store, job.job_id)
+    record = await recorded_end(store, job.job_id)
     ok = (
         result.state == "failed"
         and result.error is not None
@@ -476,7 +478,7 @@ async def test_full_disk_during_upload_and_commit(
     assert ok, (result, record)
 
 
-async def _recorded_end(store: StoryStore, job_id: int, timeout: float = 30.0) -> Any:
+async def recorded_end(store: CoreStore, job_id: int, timeout: float = 30.0) -> JobRecord | None:
     """The job's row once it has an end: the store may refuse the end first ("keeps trying")."""
     deadline = time.monotonic() + timeout
     record = await store.job(job_id)
@@ -501,7 +503,7 @@ async def test_a_job_end_the_store_refused_is_recorded_once_it_can(
     result = await service.wait_for_job(job.job_id)
     refused = await store.job(job.job_id)
     await store._db.execute("PRAGMA query_only = 0")
-    record = await _recorded_end(store, job.job_id)
+    record = await recorded_end(store, job.job_id)
     ok = (
         result.state == "failed"
         and result.error is not None

@@ -49,7 +49,7 @@ from model import from_bytes
 from tests.postgres_server import TEMPLATE, PostgresServer
 from tests.reliability.conftest import REPO, STORY, Ledger
 from tests.reliability.helpers import friendly, seed_model
-from tests.reliability.test_faults import ADMIN, ENV, TINY
+from tests.reliability.test_faults import ADMIN, ENV, TINY, recorded_end
 from tests.service.conftest import long_story
 from tests.service.test_cli_terminal import ARTICLE, cli_env, fabulist
 
@@ -340,13 +340,8 @@ async def test_full_disk_on_postgresql(
     filler = fill(disk)
     result = await service.wait_for_job(job.job_id)
     filler.unlink()
-    # The job's end may itself have met the full disk ("it keeps trying"): once the disk has
-    # room again, the row says failed within a few retries.
-    record = await store.job(job.job_id)
-    deadline = time.monotonic() + 30
-    while record is not None and record.state != "failed" and time.monotonic() < deadline:
-        await asyncio.sleep(0.2)
-        record = await store.job(job.job_id)
+    # The job's end may itself have met the full disk ("it keeps trying").
+    record = await recorded_end(store, job.job_id)
     active = await store.active_model(1)
     ok = (
         result.state == "failed"
