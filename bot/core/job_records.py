@@ -40,7 +40,7 @@ KEPT = " The previous model is still active."
 FORGOTTEN = "The channel was forgotten."
 NOT_RECORDED = " (The bot could not record this in its database.)"
 NOT_YET_RECORDED = " (The bot could not record this in its database yet; it keeps trying.)"
-#: Seconds between tries to record a job's end that the store refused (doubling up to the last).
+#: Seconds before each try to record a job's end the store refused: then the last, repeated.
 RECORD_RETRY_SECONDS = (0.5, 1.0, 2.0, 5.0)
 
 
