@@ -30,10 +30,11 @@ the compiled kernel of :mod:`model.quantized` (numba; issue 27): the 1 MiB int8 
 symbol. The other matrices compute in float32: their float32 copies are made on first use and
 kept until :meth:`NumpyLSTM.release` (the model cache keeps them for its most recently used
 models only). Without numba, and with ``int8_products=False``, the int8 matrices are widened to
-float32 copies too and multiplied by BLAS, as before issue 27. A 32-symbol greedy
-continuation, p50 in one run on the busy 2-core machine (bench/RESULTS.md, 2026-12-07): the
-article's model 5.4 ms with int8 products, 9.7 ms widened, 45 ms Keras; Grimm's (9 window states
-a symbol) 25.9 ms, 32.6 ms and 147 ms.
+float32 copies too and multiplied by BLAS, as before issue 27. An int8 layer's gates and
+states are compiled as well (:func:`model.quantized.lstm_gates`). A 32-symbol greedy
+continuation, p50 in three runs on the quiet 2-core machine (bench/RESULTS.md, 2026-12-08): the
+article's model 3.9-4.8 ms with int8 products, 6.3-8.4 ms widened, 47-61 ms Keras; Grimm's (9
+window states a symbol) 17.4-18.3 ms, 25.3-27.8 ms and 146-205 ms.
 
 Rounding can turn a near-tie the other way, so the storage is **checked when the model is
 loaded**, with the products generation will use (the int8 kernel's included): on the story's
@@ -62,7 +63,7 @@ import numpy as np
 import numpy.typing as npt
 
 from model.config import ModelConfig
-from model.quantized import int8_kernel, int8_product
+from model.quantized import int8_kernel, int8_product, lstm_gates
 from model.serialization import STORY_ARRAYS, TrainedModel
 from model.story_index import StoryIndex
 
@@ -73,6 +74,8 @@ Precision = Literal["int8", "float16", "float32"]
 CHECKED_SYMBOLS = 512
 logger = logging.getLogger(__name__)
 _BLOCK_BYTES = 512 * 1024  # one recurrent column block: fits the L2 cache with room to spare
+# The previous cells of a first symbol (none; C-contiguous, as the compiled gates expect).
+_NO_ROWS: FloatArray = np.zeros((0, 0), dtype=np.float32)
 
 
 class _BlasLimit:
@@ -416,13 +419,22 @@ class Stepper:
         for depth, layer in enumerate(w.layers):
             z = np.empty((rows, 4 * u), dtype=np.float32)
             z[:] = x @ layer.kernel  # one row broadcast at layer 0, one row per suffix above
-            z += layer.bias
-            if rows > 1 and layer.recurrent_int8 is not None:
+            if layer.recurrent_int8 is not None:
+                # Compiled (model.quantized): the recurrent product, then bias, gates and
+                # states in one pass.
                 assert layer.recurrent_scale is not None
-                int8_product(
-                    self.h[depth][: rows - 1], layer.recurrent_int8, layer.recurrent_scale, z[1:]
-                )
-            elif rows > 1:
+                c_prev = self.c[depth] if depth < len(self.c) else _NO_ROWS
+                if rows > 1:
+                    previous = self.h[depth][: rows - 1]
+                    int8_product(previous, layer.recurrent_int8, layer.recurrent_scale, z[1:])
+                h = np.empty((rows, u), dtype=np.float32)
+                c = np.empty((rows, u), dtype=np.float32)
+                lstm_gates(z, layer.bias, c_prev, h, c)
+                self._keep(depth, h, c)
+                x = h
+                continue
+            z += layer.bias
+            if rows > 1:
                 h_old = self.h[depth][: rows - 1]
                 start = 0
                 for block in layer.blocks:
@@ -435,13 +447,16 @@ class Stepper:
             if rows > 1:
                 c[1:] += z[1:, u : 2 * u] * self.c[depth][: rows - 1]  # + f * c
             h = z[:, 2 * u : 3 * u] * np.tanh(c)
-            if depth < len(self.h):
-                self.h[depth], self.c[depth] = h, c
-            else:
-                self.h.append(h)
-                self.c.append(c)
+            self._keep(depth, h, c)
             x = h
         self.window = [*self.window, symbol][-self.n :]
+
+    def _keep(self, depth: int, h: FloatArray, c: FloatArray) -> None:
+        if depth < len(self.h):
+            self.h[depth], self.c[depth] = h, c
+        else:
+            self.h.append(h)
+            self.c.append(c)
 
     def top(self) -> FloatArray:
         """The last layer's output for the current window (zeros before any symbol)."""

@@ -178,6 +178,8 @@ class _RepeatGuard:
 def _sample(
     scores: npt.NDArray[np.float64], options: GenerationOptions, rng: np.random.Generator
 ) -> int:
+    """An index of ``scores`` (logits of the symbols that may come next, by ascending id: the
+    story's candidates, or the whole vocabulary) drawn after ``top_k`` and ``top_p``."""
     if options.top_k is not None and options.top_k < len(scores):
         cut = np.partition(scores, -options.top_k)[-options.top_k]
         scores = np.where(scores >= cut, scores, -np.inf)
@@ -235,9 +237,9 @@ def _pick(
             chosen = stepper.logits(keep).astype(np.float64)
             if options.temperature <= 0.0:
                 return int(keep[int(np.argmax(chosen))])  # ties: the lowest id, as argmax
-            scores = np.full(vocab_size, -np.inf)
-            scores[keep] = chosen
-            return _sample(scores, options, rng)
+            # Drawn among the candidates alone (ascending ids, as over the whole vocabulary
+            # with the other symbols at probability 0): the same top_k, nucleus and draw.
+            return int(keep[_sample(chosen, options, rng)])
     logits = stepper.logits()
     scores = logits.astype(np.float64)
     scores[is_banned] = -np.inf

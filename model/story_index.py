@@ -53,16 +53,21 @@ class StoryIndex:
                 positions = positions[inside][self.story[before[inside]] == int(history[-1 - k])]
             if not len(positions):
                 break
-            found.append(_distinct(self.story[positions + 1]))
+            found.append(_distinct(self.story[positions + 1], len(self.offsets) - 1))
         return found[::-1]
 
 
-def _distinct(symbols: npt.NDArray[Any]) -> IntArray:
-    """The sorted distinct values (np.unique), through a Python set when there are few: a
-    lookup runs once per generated symbol, and np.unique's fixed cost is most of it."""
-    if len(symbols) > 64:
-        return np.unique(symbols).astype(np.int64)
-    return np.array(sorted(set(symbols.tolist())), dtype=np.int64)
+def _distinct(symbols: npt.NDArray[Any], vocab_size: int) -> IntArray:
+    """The sorted distinct values (np.unique's), found the cheapest way for their number: a
+    lookup runs once per generated symbol. Few: a Python set (np.unique's fixed cost is most of
+    it); many (a frequent word's followers in a book): marked in a table of the vocabulary,
+    which for 5,001 symbols took 5.7 us for 300 of them and 15 us for 3,000, against np.unique's
+    14.5 and 136 us (medians of 300, 2026-12-08)."""
+    if len(symbols) <= 64:
+        return np.array(sorted(set(symbols.tolist())), dtype=np.int64)
+    seen = np.zeros(vocab_size, dtype=bool)
+    seen[symbols] = True
+    return np.flatnonzero(seen).astype(np.int64)
 
 
 def default_story_order(symbols: int) -> int:

@@ -11,7 +11,7 @@ import pytest
 
 from model import GenerationOptions, TrainedModel, generate
 from model.forward import NumpyLSTM
-from model.quantized import int8_kernel, int8_product
+from model.quantized import int8_kernel, int8_product, lstm_gates
 
 
 @pytest.mark.parametrize("rows", range(1, 10))
@@ -82,3 +82,46 @@ def test_without_numba_compact_storage_widens_its_int8_matrices(
         assert widened.story_choices() == expected.story_choices()
     finally:
         int8_kernel.cache_clear()
+
+
+@pytest.mark.parametrize(("rows", "units"), [(1, 512), (2, 512), (9, 512), (3, 16), (2, 7)])
+def test_compiled_gates_match_numpy(rows: int, units: int) -> None:
+    """The int8 layers' compiled gates (Eigen's rational tanh) against float64 numpy, on
+    pre-activations up to +-20 (saturated gates included) and a row 0 that starts from zero."""
+    rng = np.random.default_rng(rows * 100 + units)
+    z = (rng.standard_normal((rows, 4 * units)) * 5).clip(-20, 20).astype(np.float32)
+    bias = rng.standard_normal(4 * units).astype(np.float32)
+    c_prev = rng.standard_normal((rows, units)).astype(np.float32)
+    h = np.empty((rows, units), dtype=np.float32)
+    c = np.empty((rows, units), dtype=np.float32)
+    lstm_gates(z, bias, c_prev, h, c)
+
+    def sigmoid(x: np.ndarray) -> np.ndarray:
+        return 1.0 / (1.0 + np.exp(-x))
+
+    pre = z.astype(np.float64) + bias
+    i, f = sigmoid(pre[:, :units]), sigmoid(pre[:, units : 2 * units])
+    o, g = sigmoid(pre[:, 2 * units : 3 * units]), np.tanh(pre[:, 3 * units :])
+    expected_c = i * g
+    expected_c[1:] += f[1:] * c_prev[: rows - 1]
+    expected_h = o * np.tanh(expected_c)
+    # float32 rounding of a few operations: well under 1e-6 on values of magnitude <= a few.
+    assert np.abs(c - expected_c).max() < 1e-6
+    assert np.abs(h - expected_h).max() < 1e-6
+
+
+def test_compiled_gates_never_read_a_previous_cell_for_row_0() -> None:
+    """Row 0 (the newest suffix, one symbol long) starts from a zero cell: the same with no
+    previous cells at all (a first symbol) as with huge ones."""
+    rng = np.random.default_rng(3)
+    z = rng.standard_normal((1, 64)).astype(np.float32)
+    bias = rng.standard_normal(64).astype(np.float32)
+    results = []
+    for c_prev in (np.zeros((0, 0), dtype=np.float32), np.full((1, 16), 1e6, dtype=np.float32)):
+        h = np.empty((1, 16), dtype=np.float32)
+        c = np.empty((1, 16), dtype=np.float32)
+        lstm_gates(z, bias, c_prev, h, c)
+        results.append((h, c))
+    assert np.array_equal(results[0][0], results[1][0])
+    assert np.array_equal(results[0][1], results[1][1])
+    assert np.abs(results[0][1]).max() < 1.0  # |i g| < 1: no huge cell leaked in
