@@ -244,3 +244,31 @@ def test_sampling_draws_what_numpys_choice_draws(vocabulary: int) -> None:
         ]
         assert drawn == expected, (case, temperature, top_p)
         assert ours.random() == numpys.random()
+
+
+@pytest.mark.parametrize("vocabulary", [112, 5_000])
+def test_sampling_among_candidates_draws_what_the_whole_vocabulary_draws(vocabulary: int) -> None:
+    """Replies that follow the story draw among its candidates alone (model.generation._pick):
+    the same symbols, and the stream left at the same place, as a draw over the whole
+    vocabulary whose other symbols cannot be drawn, with top_k and the nucleus applied."""
+    from model.generation import _sample
+
+    cases = np.random.default_rng(vocabulary + 1)
+    for case in range(300):
+        count = int(cases.integers(1, 40))
+        candidates = np.sort(cases.choice(vocabulary, count, replace=False))
+        logits = cases.normal(0, 3, count)
+        if case % 5 == 0:  # ties: broken by id either way
+            logits = np.round(logits)
+        whole = np.full(vocabulary, -np.inf)
+        whole[candidates] = logits
+        options = GenerationOptions(
+            temperature=float(cases.choice([0.3, 0.8, 1.5])),
+            top_k=[None, 1, 3, 50][case % 4],
+            top_p=float(cases.choice([0.5, 0.9, 1.0])),
+        )
+        among, over_all = np.random.default_rng(case), np.random.default_rng(case)
+        drawn = [int(candidates[_sample(logits.copy(), options, among)]) for _ in range(4)]
+        expected = [_sample(whole.copy(), options, over_all) for _ in range(4)]
+        assert drawn == expected, (case, options)
+        assert among.random() == over_all.random()
