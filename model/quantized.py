@@ -26,10 +26,11 @@ of float64's on the tests' pre-activations; the load-time check covers it with t
 
 numba is a dependency; without it (an install that lacks it) :func:`int8_kernel` returns None
 and compact storage widens the matrices as before. The compiled kernels are cached on disk
-(``cache=True``, numba's cache folder), so only a process that finds no cache compiles it
-(0.7 s measured; reading it from the cache and importing numba take 0.3 s). The Discord bot
-loads it before it connects (``open_app(serving=True)``): at the first compact model's load
-it held the GIL for ~0.1 s while replies waited.
+(``cache=True``, numba's cache folder), so only a process that finds no cache compiles them
+(2.4-2.8 s for both; reading them from the cache and importing numba take 0.44-0.55 s; three
+runs each, 2026-12-08). The Discord bot loads them before it connects
+(``open_app(serving=True)``): at the first compact model's load the product alone held the GIL
+for ~0.1 s while replies waited.
 """
 
 from __future__ import annotations
