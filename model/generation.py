@@ -238,7 +238,9 @@ def _pick(
             if options.temperature <= 0.0:
                 return int(keep[int(np.argmax(chosen))])  # ties: the lowest id, as argmax
             # Drawn among the candidates alone (ascending ids, as over the whole vocabulary
-            # with the other symbols at probability 0): the same top_k, nucleus and draw.
+            # with the other symbols at probability 0): the same top_k, nucleus and draw, up
+            # to the last bit of the normalizing sums (numpy groups a vocabulary's zeros in
+            # its sums otherwise), so only a random number within that bit could differ.
             return int(keep[_sample(chosen, options, rng)])
     logits = stepper.logits()
     scores = logits.astype(np.float64)

@@ -18,11 +18,14 @@ are the same from run to run on one machine. The model cache's load-time check
 (model.forward) compares the choices made with this kernel against float32's.
 
 **The gates** of an int8 layer are compiled too (:func:`lstm_gates`): bias, the four gates and
-the new cell and output of every row in one vectorized pass, where numpy took ten calls of a
-few microseconds each (for 2 rows of 512 units, 16 us per step with scalar code, 3 us
-vectorized; medians of 200, 2026-12-08). Its tanh is Eigen's rational approximation (the one
-TensorFlow's CPU kernels use: numba has no vectorized tanh without Intel's SVML), within 3e-7
-of float64's on the tests' pre-activations; the load-time check covers it with the product.
+the new cell and output of every row in one vectorized pass instead of numpy's ten calls: 3.3
+against 16.1 us for 2 rows of 512 units, 11.4 against 41.9 us for 9 (medians of 300,
+2026-12-08). Its tanh is Eigen's rational approximation (the one
+TensorFlow's CPU kernels use: numba has no vectorized tanh without Intel's SVML): the new cells
+and outputs are within 4e-7 of float64 numpy's on the tests' pre-activations (most of it where
+the approximation levels off at 1 - 2.6e-7), and the load-time check covers it with the product.
+A NaN pre-activation comes out near +-1 here, NaN in numpy; a model's weights are never NaN
+(model.serialization refuses them).
 
 numba is a dependency; without it (an install that lacks it) :func:`int8_kernel` returns None
 and compact storage widens the matrices as before. The compiled kernels are cached on disk
@@ -57,7 +60,8 @@ Int8Product = Callable[
     ],
     None,
 ]
-# z (rows, 4U), bias (4U,), c_prev (rows - 1 or more, U), h_out and c_out (rows, U), float32.
+# z (rows, 4U), bias (4U,), c_prev (at least rows - 1 rows of U; any shape for one row),
+# h_out and c_out (rows, U), float32.
 LstmGates = Callable[
     [
         npt.NDArray[np.float32],
@@ -125,9 +129,9 @@ def _lstm_gates_py(  # pragma: no cover
     kernels use it), which vectorizes, where a call to libm's would not."""
 
     def tanh(x: Any) -> Any:
-        # Eigen's generic_fast_tanh_float: odd 13th / even 6th degree rational function on
-        # [-7.9, 7.9] (tanh is +-1 in float32 beyond), x itself below 4e-4. Branch-free, so
-        # the loops below vectorize.
+        # Eigen's generic_fast_tanh_float: odd 13th / even 6th degree rational function,
+        # its input clamped to [-7.9, 7.9] (where it levels off, 2.6e-7 short of +-1), x
+        # itself below 4e-4. Branch-free, so the loops below vectorize.
         bound = np.float32(7.90531110763549805)
         y = x if x < bound else bound
         y = y if y > -bound else -bound
@@ -151,6 +155,8 @@ def _lstm_gates_py(  # pragma: no cover
     u = width // 4
     for r in range(rows):
         zr, h, c = z[r], h_out[r], c_out[r]
+        # Row 0 in a loop of its own: it has no forget gate to compute nor previous cell to
+        # read (a first symbol has none), and neither loop branches, so both vectorize.
         if r == 0:
             for j in range(u):
                 i = half * tanh(half * (zr[j] + bias[j])) + half
@@ -177,8 +183,9 @@ class Int8Kernels:
 
 @functools.cache
 def int8_kernel() -> Int8Kernels | None:
-    """The compiled :func:`_int8_product_py` (compiled or read from numba's cache now, so the
-    first generation does not wait for it), or None where numba is not installed."""
+    """The compiled :func:`_int8_product_py` and :func:`_lstm_gates_py` (compiled or read
+    from numba's cache now, so the first generation does not wait for them), or None where
+    numba is not installed."""
     try:
         import numba
     except ImportError:

@@ -60,12 +60,12 @@ def long_story(words: int = 30_000, seed: int = 0) -> bytes:
 
 
 def synthetic_model(
-    words: list[str], *, units: int = 16, n_input: int = 3, seed: int = 0
+    words: list[str], *, units: int = 16, n_input: int = 3, seed: int = 0, layers: int = 1
 ) -> TrainedModel:
     """A well-formed model over ``words`` with random weights (for storage and load tests)."""
     vocabulary = Vocabulary(tuple(words))
     config = ModelConfig(
-        vocab_size=len(vocabulary), n_input=n_input, layers=1, units=units, embedding_dim=16
+        vocab_size=len(vocabulary), n_input=n_input, layers=layers, units=units, embedding_dim=16
     )
     rng = np.random.default_rng(seed)
     weights: dict[str, Any] = {}

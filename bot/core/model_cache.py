@@ -227,9 +227,9 @@ class ModelCache:
 
     async def prepare(self) -> None:
         """Load the int8 kernels now, before anything is served: their first use in a process
-        takes ~0.5 s (2.5 s where numba's cache has no copy yet) and held the GIL for ~0.1 s
-        (numba's import and cache read), which stalled the event loop and every reply waiting
-        on the first model load (issue 27)."""
+        takes ~0.5 s (2.5 s where numba's cache has no copy yet); with the product's kernel
+        alone it held the GIL for ~0.1 s (numba's import and cache read), which stalled the
+        event loop and every reply waiting on the first model load (issue 27)."""
         started = time.monotonic()
         # Without numba int8_kernel() has warned already: nothing more to say.
         if await asyncio.get_running_loop().run_in_executor(self._executor, int8_kernel):

@@ -100,6 +100,20 @@ def test_story_index_finds_the_longest_known_context() -> None:
     assert index.continuations([], 3) == []
 
 
+@pytest.mark.parametrize("vocabulary", [5, 5_001, 200_000])
+def test_story_index_lookups_are_np_unique_s_for_every_follower_count(vocabulary: int) -> None:
+    """A symbol's followers are made distinct three ways by their number (a set, np.unique, a
+    table of the vocabulary): each gives np.unique's sorted int64 ids."""
+    from model.story_index import _distinct
+
+    rng = np.random.default_rng(vocabulary)
+    for count in (0, 1, 64, 65, 300, 1_563, 3_000, 30_000):
+        followers = rng.integers(0, vocabulary, count).astype(np.int32)
+        found = _distinct(followers, vocabulary)
+        assert found.dtype == np.int64
+        assert np.array_equal(found, np.unique(followers).astype(np.int64)), count
+
+
 def test_story_index_is_stored_and_checked(tiny_model: TrainedModel) -> None:
     assert all(name in tiny_model.weights for name in STORY_ARRAYS)
     back = from_bytes(to_bytes(tiny_model))

@@ -249,8 +249,9 @@ def test_sampling_draws_what_numpys_choice_draws(vocabulary: int) -> None:
 @pytest.mark.parametrize("vocabulary", [112, 5_000])
 def test_sampling_among_candidates_draws_what_the_whole_vocabulary_draws(vocabulary: int) -> None:
     """Replies that follow the story draw among its candidates alone (model.generation._pick):
-    the same symbols, and the stream left at the same place, as a draw over the whole
-    vocabulary whose other symbols cannot be drawn, with top_k and the nucleus applied."""
+    the same symbols as a draw over the whole vocabulary whose other symbols cannot be drawn,
+    with top_k and the nucleus applied. (The normalizing sums can differ in their last bit,
+    so a draw could differ where the random number falls within it: none of these 2,400.)"""
     from model.generation import _sample
 
     cases = np.random.default_rng(vocabulary + 1)
@@ -271,4 +272,3 @@ def test_sampling_among_candidates_draws_what_the_whole_vocabulary_draws(vocabul
         drawn = [int(candidates[_sample(logits.copy(), options, among)]) for _ in range(4)]
         expected = [_sample(whole.copy(), options, over_all) for _ in range(4)]
         assert drawn == expected, (case, options)
-        assert among.random() == over_all.random()

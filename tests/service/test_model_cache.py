@@ -13,7 +13,6 @@ import gc
 import tracemalloc
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
@@ -26,9 +25,8 @@ from bot.core.service import StoryService
 from bot.errors import ShuttingDown
 from bot.executors.local import TrainingPool
 from bot.store.sqlite import SqliteStoryStore as StoryStore
-from model import ModelConfig, TrainedModel, to_bytes, tokenize
+from model import TrainedModel, to_bytes, tokenize
 from model.generation import story_index_arrays
-from model.serialization import expected_shapes
 from tests.reliability.helpers import seed_model
 from tests.support import synthetic_model
 
@@ -47,19 +45,9 @@ def _text(words: int) -> str:
 
 
 def _model(words: int, *, units: int, layers: int, n_input: int = 3) -> TrainedModel:
-    base = synthetic_model([f"w{i}" for i in range(words)], units=units, n_input=n_input)
-    config = ModelConfig(
-        vocab_size=words, n_input=n_input, layers=layers, units=units, embedding_dim=16
+    return synthetic_model(
+        [f"w{i}" for i in range(words)], units=units, n_input=n_input, seed=1, layers=layers
     )
-    rng = np.random.default_rng(1)
-    weights: dict[str, Any] = {}
-    for name, (shape, dtype) in expected_shapes(config).items():
-        weights[name] = (
-            np.full(shape, -1, dtype="<i4")
-            if dtype == "<i4"
-            else rng.normal(0, 0.1, shape).astype("<f4")
-        )
-    return TrainedModel(config, base.vocabulary, weights, base.figures)
 
 
 @pytest.fixture
