@@ -130,7 +130,7 @@ async def open_app(
     *,
     store: StoryStore | None = None,
     executor: TrainingExecutor | None = None,
-    warm_workers: bool = True,
+    warm_workers: bool | None = None,
     start: bool = True,
     close_executor: bool | None = None,
     serving: bool = False,
@@ -140,6 +140,7 @@ async def open_app(
     A ``store`` or ``executor`` passed in is used and left open (its owner closes it), unless
     ``close_executor`` (an executor opened and prepared before the loop, handed over).
     ``start=False`` skips ``service.start`` (the caller starts it, e.g. after a fault test).
+    ``warm_workers``: start the trainers now (None: as ``workers.warm`` says).
     ``serving`` (the Discord bot): generation's kernel is loaded before the bot connects, so
     the first replies do not wait on it (``ModelCache.prepare``); commands that generate
     nothing (``sync``, ``reshard``, ``train``) do not wait for it either.
@@ -154,7 +155,8 @@ async def open_app(
         if serving:
             await service.cache.prepare()
         if start:
-            await service.start(warm_workers=warm_workers)
+            warm = config.workers.warm if warm_workers is None else warm_workers
+            await service.start(warm_workers=warm)
         yield App(config, opened_store, opened_executor, service, own_executor)
     finally:
         try:

@@ -9,8 +9,16 @@ import pytest
 
 from tests.fake_discord import FakeDiscord
 from tests.fake_discord.bot_process import BotProcess, make_bot_process
+from tests.fake_discord.fixtures import StartBot
 
 pytestmark = pytest.mark.e2e
+# No test here trains: the bots start their trainers at a first training (workers.warm).
+COLD_TRAINERS = {"workers": {"warm": False}}
+
+
+@pytest.fixture
+async def bot(start_bot: StartBot) -> BotProcess:
+    return await start_bot(COLD_TRAINERS)
 
 
 async def test_history_without_the_intent_explains_how_to_enable_it(
@@ -27,6 +35,8 @@ async def test_history_without_the_intent_explains_how_to_enable_it(
     assert reply.ephemeral and "Message Content" in text, text
     assert "Developer Portal" in text and "message_content = true" in text
     assert not fake_discord.history_pages  # nothing was read
+    # workers.warm = false: connected and answering, no trainer started.
+    assert "training worker" not in bot.log_text()
     both = await fake_discord.send_slash_command(
         "train", {"source": "file"}, user=w.admin, channel=w.channel
     )
@@ -61,7 +71,7 @@ async def test_intent_on_in_the_config_but_refused_by_discord_is_a_clear_error(
 ) -> None:
     w = fake_discord.world
     assert w is not None  # the fake refuses privileged intents, as an unticked portal box does
-    config = {"discord": {"dev_guild_id": w.guild.id, "message_content": True}}
+    config = {"discord": {"dev_guild_id": w.guild.id, "message_content": True}, **COLD_TRAINERS}
     proc = make_bot_process(fake_discord, tmp_path, config)
     await proc.start(wait_identify=False, wait_commands_for=False)
     assert await proc.wait_exit(60.0) == 2, proc.log_tail()

@@ -49,6 +49,7 @@ def test_token_from_environment_overrides_file_and_never_shows(
         ({"training": {"max_seconds": 0}}, "training.max_seconds must be a number >= 0.1"),
         ({"training": {"optimizer": "sgd"}}, "training.optimizer must be one of adam, rmsprop"),
         ({"workers": {"count": 0}}, "workers.count must be an integer between 1 and 64"),
+        ({"workers": {"warm": "yes"}}, "workers.warm must be true or false"),
         ({"cache": {"models": -1}}, "cache.models must be a positive integer"),
         ({"workers": {"backend": "celery"}}, "workers.backend must be one of local, ray"),
         ({"workers": {"gpus_per_job": 1.5}}, "workers.gpus_per_job must be a fraction of one GPU"),

@@ -224,3 +224,19 @@ def test_bot_process_never_imports_tensorflow() -> None:
         "assert 'bot.discord_adapter.cogs.story' in sys.modules\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO, timeout=60)
+
+
+async def test_trainers_start_with_the_bot_unless_workers_warm_is_false(tmp_path: Path) -> None:
+    """``workers.warm`` (true by default) starts the trainer processes with the bot; false
+    starts none until the first training, which then starts one and trains."""
+    from bot.app import open_app
+    from bot.executors.local import LocalProcessExecutor
+
+    async with open_app(tiny_config(tmp_path / "warm")) as app:
+        assert isinstance(app.executor, LocalProcessExecutor) and app.executor.started
+    async with open_app(tiny_config(tmp_path / "cold", workers={"warm": False})) as app:
+        assert isinstance(app.executor, LocalProcessExecutor)
+        assert not app.executor.started and app.executor.ready_workers == 0
+        job = await app.service.train(channel(1), ADMIN, "s.txt", STORY, TrainOptions(seed=1))
+        assert (await app.service.wait_for_job(job.job_id)).state == "done"
+        assert app.executor.started
