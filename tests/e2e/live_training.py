@@ -15,13 +15,15 @@ CANCEL = "fabulist:cancel:"
 async def train_until_live(
     fake: FakeDiscord, start_bot: StartBot
 ) -> tuple[BotProcess, FakeMessage, FakeMessage]:
-    """Start the bot (one worker), /train a book slice and wait until an epoch is shown.
+    """Start the bot (one worker, started by this first training: ``workers.warm = false``,
+    which a restarted bot keeps, so it starts none), /train a book slice and wait until an
+    epoch is shown.
 
     Returns the bot, the /train reply and the channel's progress message (the one with Cancel).
     """
     world = fake.world
     assert world is not None
-    bot = await start_bot({"workers": {"count": 1}})
+    bot = await start_bot({"workers": {"count": 1, "warm": False}})
     book = (CORPORA / "fables-of-aesop-jacobs.txt").read_bytes()[:30_000]
     attachment = fake.add_attachment("aesop.txt", book, channel=world.channel)
     handle = await fake.send_slash_command(
