@@ -93,7 +93,9 @@ async def test_two_shard_processes_share_one_postgresql(
 
     config: dict[str, Any] = {
         "storage": {"url": postgres_url},
-        "workers": {"count": 1},
+        # Trainers start at a process's first training: the restarted and the single
+        # process, which train nothing more, start none.
+        "workers": {"count": 1, "warm": False},
         "training": TINY,
         "cooldowns": {"continue_seconds": 0.0},
         "limits": {"story_bytes": 400_000},
