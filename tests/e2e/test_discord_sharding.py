@@ -15,7 +15,8 @@ async def test_shard_count_runs_an_auto_sharded_bot(
 ) -> None:
     world = fake_discord.world
     assert world is not None
-    bot = await start_bot({"discord": {"shard_count": 2}, "workers": {"count": 1}})
+    # Nothing trains here: no trainer to start (workers.warm).
+    bot = await start_bot({"discord": {"shard_count": 2}, "workers": {"count": 1, "warm": False}})
     # One IDENTIFY per shard (the fake checks each names a valid [shard_id, 2]).
     await fake_discord.wait_for_identify(2)
     handle = await fake_discord.send_slash_command(
