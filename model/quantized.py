@@ -1,5 +1,6 @@
-"""The int8 matrix product of compact storage: float32 rows times an int8 matrix with one
-float32 scale per column, compiled by numba, without a float32 copy of the matrix.
+"""The compiled kernels of compact storage's int8 layers (numba): the int8 matrix product,
+float32 rows times an int8 matrix with one float32 scale per column without a float32 copy of
+the matrix, and the LSTM gates.
 
 numpy has no int8 product kernel (an int8 ``@`` runs numpy's own loops: 2.2 ms for 9 rows
 times a 512 x 2048 matrix, against 0.50 ms for float32 with OpenBLAS; bench/RESULTS.md,
@@ -20,11 +21,11 @@ are the same from run to run on one machine. The model cache's load-time check
 **The gates** of an int8 layer are compiled too (:func:`lstm_gates`): bias, the four gates and
 the new cell and output of every row in one vectorized pass instead of numpy's ten calls: 3.3
 against 16.1 us for 2 rows of 512 units, 11.4 against 41.9 us for 9 (medians of 300,
-2026-12-08). Its tanh is Eigen's rational approximation (the one
-TensorFlow's CPU kernels use: numba has no vectorized tanh without Intel's SVML): the new cells
-and outputs are within 4e-7 of float64 numpy's on the tests' pre-activations (most of it where
-the approximation levels off at 1 - 2.6e-7), and the load-time check covers it with the product.
-A NaN pre-activation comes out near +-1 here, NaN in numpy; a model's weights are never NaN
+2026-12-08). Its tanh is Eigen's rational approximation (the one TensorFlow's CPU kernels use:
+numba has no vectorized tanh without Intel's SVML): the new cells and outputs are within 4e-7 of
+float64 numpy's on the tests' pre-activations (most of it where the approximation levels off at
+1 - 2.6e-7), and the load-time check covers it with the product. A NaN pre-activation comes out
+near 1 here (the clamp takes it to the bound), NaN in numpy; a model's weights are never NaN
 (model.serialization refuses them).
 
 numba is a dependency; without it (an install that lacks it) :func:`int8_kernel` returns None
