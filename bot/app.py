@@ -155,8 +155,7 @@ async def open_app(
         if serving:
             await service.cache.prepare()
         if start:
-            warm = config.workers.warm if warm_workers is None else warm_workers
-            await service.start(warm_workers=warm)
+            await service.start(warm_workers=warm_workers)
         yield App(config, opened_store, opened_executor, service, own_executor)
     finally:
         try:

@@ -189,8 +189,8 @@ def _sample(
     p /= p.sum()
     if options.top_p is not None and options.top_p < 1.0:
         # The fewest likeliest symbols whose probabilities reach top_p (at least one). Only
-        # the symbols with a probability are ranked (often a few story candidates among
-        # thousands): in the same order as a stable sort of them all, as the ids ascend.
+        # the symbols with a probability are ranked (over the whole vocabulary, the banned
+        # ones have none): in the same order as a stable sort of them all, as the ids ascend.
         likely = np.flatnonzero(p)
         ranked = likely[np.argsort(-p[likely], kind="stable")]
         size = int(np.searchsorted(np.cumsum(p[ranked]), options.top_p)) + 1

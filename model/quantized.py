@@ -226,10 +226,7 @@ def int8_product(
     out: npt.NDArray[np.float32],
 ) -> None:
     """``out += (h @ matrix.T) * scale`` with the compiled kernel (numba required)."""
-    kernels = int8_kernel()
-    if kernels is None:
-        raise RuntimeError("the int8 product needs numba")
-    kernels.product(h, matrix, scale, out)
+    _required().product(h, matrix, scale, out)
 
 
 def lstm_gates(
@@ -241,7 +238,11 @@ def lstm_gates(
 ) -> None:
     """The gates and new states of an LSTM step's rows (see :func:`_lstm_gates_py`; numba
     required)."""
+    _required().gates(z, bias, c_prev, h_out, c_out)
+
+
+def _required() -> Int8Kernels:
     kernels = int8_kernel()
     if kernels is None:
-        raise RuntimeError("the compiled LSTM gates need numba")
-    kernels.gates(z, bias, c_prev, h_out, c_out)
+        raise RuntimeError("compact storage's int8 kernels need numba")
+    return kernels

@@ -95,14 +95,16 @@ class StoryService:
 
     # -- lifecycle ---------------------------------------------------------------------------
 
-    async def start(self, *, warm_workers: bool = True, shard_count: int | None = None) -> None:
-        """Interrupt the open jobs of processes that are gone; optionally start the trainers.
-
-        ``shard_count``: the Discord shard count this process serves (``answers_interaction``)."""
+    async def start(
+        self, *, warm_workers: bool | None = None, shard_count: int | None = None
+    ) -> None:
+        """Interrupt the open jobs of processes that are gone; start the trainers if
+        ``warm_workers`` (None: as ``workers.warm`` says). ``shard_count``: the Discord shard
+        count this process serves (``answers_interaction``)."""
         if not self.store.read_only:  # else reading commands only: every write is refused
             await self.scheduler.interrupt_orphans()
         await self.shards.start(shard_count)
-        if warm_workers:
+        if self.config.workers.warm if warm_workers is None else warm_workers:
             await self.executor.start()
 
     async def close(self) -> None:

@@ -121,9 +121,7 @@ class FabulistBot(commands.Bot):
     async def setup_hook(self) -> None:
         await self.load_catalogue()
         if self._service is not None:
-            await self._service.start(
-                warm_workers=self.config.workers.warm, shard_count=self.config.discord.shard_count
-            )
+            await self._service.start(shard_count=self.config.discord.shard_count)
             self._service_started = True
         for extension in COG_EXTENSIONS:
             await self.load_extension(extension)
