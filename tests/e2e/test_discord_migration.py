@@ -102,6 +102,8 @@ async def test_replies_are_byte_identical_after_migrating_to_postgresql(
 
     _remove_database(sqlite_path)  # only PostgreSQL can answer now
 
-    await start_bot({**common, "storage": {"url": postgres_url}}, name="postgres")
+    # It only answers: its trainer starts at a first training (none comes).
+    serving = {**common, "workers": {"count": 1, "warm": False}}
+    await start_bot({**serving, "storage": {"url": postgres_url}}, name="postgres")
     after = await _replies(fake, world.member, channels)
     assert after == before  # byte for byte, every reply

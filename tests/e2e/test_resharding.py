@@ -34,7 +34,8 @@ from tests.fake_discord.models import FakeChannel, FakeGuild, FakeUser
 pytestmark = pytest.mark.e2e
 
 CONFIG: dict[str, Any] = {
-    "workers": {"count": 1},
+    # Trainers start at a process's first training: one of the five processes trains.
+    "workers": {"count": 1, "warm": False},
     "training": {"units": 32, "embedding_dim": 16, "max_epochs": 200, "max_seconds": 40.0},
     "cooldowns": {"continue_seconds": 0.0},
 }

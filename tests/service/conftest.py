@@ -1,4 +1,5 @@
-"""Service fixtures: real SQLite files in tmp_path, one real executor per module (local, Ray)."""
+"""Service fixtures: real SQLite files in tmp_path, one real executor per test process (local,
+Ray)."""
 
 from __future__ import annotations
 
@@ -45,9 +46,11 @@ def ray_cluster() -> Iterator[RayHead]:
         yield head
 
 
-@pytest.fixture(scope="module", params=["local", pytest.param("ray", marks=pytest.mark.ray)])
+@pytest.fixture(scope="session", params=["local", pytest.param("ray", marks=pytest.mark.ray)])
 def pool(request: pytest.FixtureRequest) -> Iterator[TrainingExecutor]:
-    """One training executor per module: the local spawned pool, and Ray (same tests)."""
+    """One training executor per test process (pytest-xdist worker) and kind: the local
+    spawned pool, and Ray (same tests). Its trainer imports TensorFlow once for every module
+    that trains on it; a trainer a test kills is replaced by the executor, as in the bot."""
     if request.param == "ray":
         from bot.executors.ray_cluster import RaySettings, RayTrainingExecutor
 

@@ -143,6 +143,8 @@ async def test_worker_sigkill_keeps_previous_model(
     await _first_epoch(seen)
     pid = pool.pid_for_job(job.job_id)
     assert pid is not None
+    # A trainer imports TensorFlow and Keras without matplotlib (import_training_code).
+    assert "/matplotlib/" not in await asyncio.to_thread(Path(f"/proc/{pid}/maps").read_text)
     os.kill(pid, signal.SIGKILL)
     result = await service.wait_for_job(job.job_id)
     assert result.state == "failed"

@@ -22,7 +22,7 @@ import sys
 from multiprocessing.connection import Connection
 from typing import Any
 
-from bot.executors.training_task import run_training
+from bot.executors.training_task import import_training_code, run_training
 
 NATIVE_LOGS_ENV = "FABULIST_TF_LOGS"
 
@@ -62,7 +62,7 @@ def worker_main(conn: Connection) -> None:
     with contextlib.suppress(OSError):
         os.nice(10)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s worker: %(message)s")
-    import model.training  # noqa: F401  (warm-up: the first job must not pay the import)
+    import_training_code()  # warm-up: the first job must not pay the import
 
     conn.send(("ready", os.getpid()))
     while True:

@@ -66,9 +66,10 @@ class JobBoard:
 
 def warm_up() -> int:
     """Import the training code once in a Ray worker (later tasks there skip the ~2 s import)."""
-    _prepare_process()
-    import model.training  # noqa: F401
+    from bot.executors.training_task import import_training_code
 
+    _prepare_process()
+    import_training_code()
     return os.getpid()
 
 
