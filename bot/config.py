@@ -147,8 +147,7 @@ class WorkersConfig:
     queue_length: int = field(default=20, metadata=_c(min=0))
     generation_threads: int = field(default=2, metadata=_c(min=1, max=64))
     # Start the trainers with the bot, so the first training does not wait for TensorFlow's
-    # import; false: at the first training (an idle local trainer: 494 MiB resident, 181 of
-    # them its own, the rest TensorFlow's shared libraries).
+    # import; false: at the first training (an idle trainer's memory: docs/configuration.md).
     warm: bool = True
     # Where trainings run: "local" (``count`` spawned processes) or "ray" (the ray_* settings).
     backend: str = field(default="local", metadata=_c(choices=("local", "ray")))

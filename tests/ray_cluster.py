@@ -24,7 +24,7 @@ OBJECT_STORE_BYTES = 200 * 1024 * 1024
 NUM_CPUS = 2
 # A test cluster listens on 127.0.0.1 only; Ray's token authentication is for real clusters.
 # Nor does it start idle workers for a driver ahead of its tasks: on the shared 2 cores each such
-# worker imports Ray for nothing (2 of them, ~1.1 CPU-seconds a driver, 2026-12-08).
+# worker imports Ray for nothing (bench/RESULTS.md, "Test suite", 2026-12-08).
 TEST_ENV = {
     "RAY_AUTH_MODE": "disabled",
     "RAY_USAGE_STATS_ENABLED": "0",

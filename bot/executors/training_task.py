@@ -22,9 +22,11 @@ def import_training_code() -> None:
     """Import ``model.training`` (TensorFlow and Keras) in a trainer process, without matplotlib.
 
     Keras imports matplotlib where it is installed (its image-gallery helpers), and this project
-    installs it for the bot's training plot, which the bot process draws: in a trainer it cost
-    ~0.55 of the import's ~3.1 CPU-seconds (2026-12-08). ``None`` in ``sys.modules`` makes an
-    import of it raise ImportError, which Keras expects. Only for processes that never draw.
+    installs it for the bot's training plot, which the bot process draws: in a trainer it was a
+    sixth of the import's CPU (bench/RESULTS.md, "Test suite", 2026-12-08). ``None`` in
+    ``sys.modules`` makes an import of it raise ImportError, which Keras expects. Called by the
+    trainer processes' entry points only (a local trainer, a Ray worker's tasks): never in a
+    process that may draw.
     """
     if "matplotlib" not in sys.modules:
         sys.modules["matplotlib"] = None  # type: ignore[assignment]
@@ -41,7 +43,6 @@ def run_training(
     ``{"state": "done", "blob", "config", "vocabulary", "figures"}``, ``{"state": "cancelled"}``
     or ``{"state": "failed", "error"}``. ``on_progress`` gets ``TrainingProgress`` as a dict.
     """
-    import_training_code()
     from model import ModelError, TrainingCancelled, TrainingConfig, to_bytes, tokenize
     from model.training import train_model
 

@@ -4,6 +4,7 @@ Ray)."""
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -64,6 +65,30 @@ def pool(request: pytest.FixtureRequest) -> Iterator[TrainingExecutor]:
     training_pool.start_sync()
     yield training_pool
     training_pool.close_sync()
+
+
+def _runs_in_flight(executor: TrainingExecutor) -> int:
+    """The trainings an executor still holds (read from its internals: for the check below)."""
+    if isinstance(executor, TrainingPool):
+        return sum(1 for worker in executor._workers if worker.assignment is not None)
+    driver = getattr(executor, "_driver", None)
+    return len(driver.runs) if driver is not None else 0
+
+
+@pytest.fixture(autouse=True)
+def _executor_left_idle(request: pytest.FixtureRequest) -> Iterator[None]:
+    """After a test that used the shared executor, its trainings have ended (within 60 s) and
+    it still works: every test's database numbers its jobs from 1, so a run left behind could
+    take a later test's outcome or cancel, in another module too."""
+    yield
+    if "pool" not in request.fixturenames:
+        return
+    executor: TrainingExecutor = request.getfixturevalue("pool")
+    deadline = time.monotonic() + 60.0
+    while _runs_in_flight(executor):
+        assert time.monotonic() < deadline, "the test left a training in the shared executor"
+        time.sleep(0.05)
+    assert not getattr(executor, "broken", False), "the shared local pool stopped restarting"
 
 
 @pytest.fixture

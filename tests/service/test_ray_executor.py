@@ -303,8 +303,8 @@ story = long_story().decode()
 def train(job_id, interrupts):
     monitor.submit({"job_id": job_id, "texts": [story], "model": {"units": 16, "embedding_dim": 16},
                     # no early stop, and time to spare on a busy machine: the task is still
-                    # training when the interrupt comes (an epoch is ~0.5 s, slower when busy);
-                    # a task that is not interrupted ends after 20 epochs
+                    # training when the interrupt comes (its epochs slow down on a busy machine
+                    # as the interrupts do); a task that is not interrupted ends after 20 epochs
                     "training": {"max_seconds": 30.0, "max_epochs": 20, "patience": None},
                     "vocabulary_max_size": None})
     # starts: how often a task of the job began (a second start is the monitor's resubmission);

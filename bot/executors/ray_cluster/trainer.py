@@ -78,9 +78,10 @@ def train(task: dict[str, Any], board: Any) -> dict[str, Any]:
     :func:`bot.executors.training_task.run_training` (plain values)."""
     import ray
 
-    from bot.executors.training_task import run_training
+    from bot.executors.training_task import import_training_code, run_training
 
     _prepare_process()
+    import_training_code()
     job_id = int(task["job_id"])
     state = {"cancelled": False, "checked": 0.0, "posted": 0.0}
     pending: dict[str, Any] = {}
