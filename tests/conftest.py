@@ -58,8 +58,9 @@ def postgres_url(postgres_server: PostgresServer) -> Iterator[str]:
 # `make test` runs pytest-xdist workers with `--dist loadscope`, here scheduled by module: a
 # module's tests run on one worker, in order (its module-scoped bots are shared by its tests),
 # and every Ray test runs on one worker, so one Ray cluster (and one Ray executor for the tests
-# that take the `pool` fixture) serves the whole run instead of one per worker. The controller sees node ids only: Ray tests are those of the Ray
-# modules and those run with the `ray` executor parameter (tests/service/conftest.py's `pool`).
+# that take the `pool` fixture) serves the whole run instead of one per worker. The controller
+# sees node ids only: Ray tests are those of the Ray modules and those run with the `ray`
+# executor parameter (tests/service/conftest.py's `pool`).
 RAY_MODULES = ("tests/service/test_ray_executor.py", "tests/e2e/test_discord_ray.py")
 
 
