@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import _thread
 import asyncio
 import os
 import signal
@@ -242,3 +243,19 @@ async def test_trainers_start_with_the_bot_unless_workers_warm_is_false(tmp_path
         job = await app.service.train(channel(1), ADMIN, "s.txt", STORY, TrainOptions(seed=1))
         assert (await app.service.wait_for_job(job.job_id)).state == "done"
         assert app.executor.started
+
+
+def test_an_interrupt_during_a_ray_trainers_import_is_raised_after_it() -> None:
+    """ray.cancel interrupts a Ray worker's main thread; one that lands while the training code
+    is imported waits until the import is whole (an import cut short leaves native modules that
+    cannot load again, and the worker could train no more), then cancels as before."""
+    from bot.executors.ray_cluster.trainer import interrupts_deferred
+
+    before = signal.getsignal(signal.SIGINT)
+    steps = 0
+    with pytest.raises(KeyboardInterrupt), interrupts_deferred():
+        _thread.interrupt_main()  # how Ray's cancel reaches a task
+        for _ in range(100_000):  # bytecode boundaries, where an interrupt would land
+            steps += 1
+    assert steps == 100_000
+    assert signal.getsignal(signal.SIGINT) is before

@@ -19,8 +19,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import time
+from collections.abc import Iterator
 from typing import Any
+
+from bot.executors.training_task import import_training_code, run_training
 
 PROGRESS_EVERY = 0.25
 CANCEL_POLL = 0.2
@@ -67,6 +71,8 @@ class JobBoard:
 def warm_up() -> int:
     """Import the training code once in a Ray worker (later tasks there skip the ~2.5 s import)."""
     _prepare_trainer()
+    with interrupts_deferred():
+        import_training_code()
     return os.getpid()
 
 
@@ -74,8 +80,6 @@ def train(task: dict[str, Any], board: Any) -> dict[str, Any]:
     """Train one task (a ``TrainingTask`` as a dict); the outcome of
     :func:`bot.executors.training_task.run_training` (plain values)."""
     import ray
-
-    from bot.executors.training_task import run_training
 
     _prepare_trainer()
     job_id = int(task["job_id"])
@@ -110,6 +114,8 @@ def train(task: dict[str, Any], board: Any) -> dict[str, Any]:
     with contextlib.suppress(Exception):
         board.started.remote(job_id, ray.util.get_node_ip_address(), os.getpid())
     try:
+        with interrupts_deferred():
+            import_training_code()
         outcome = run_training(task, on_progress, should_cancel)
     except KeyboardInterrupt:  # ray.cancel's (asked for or stray: the monitor tells which)
         return {"state": "cancelled"}
@@ -118,13 +124,30 @@ def train(task: dict[str, Any], board: Any) -> dict[str, Any]:
 
 
 def _prepare_trainer() -> None:
-    """This Ray worker as a trainer: TensorFlow's log level, the trainers' niceness, and the
-    training code imported (once per process)."""
-    from bot.executors.training_task import import_training_code
-
+    """This Ray worker as a trainer: TensorFlow's log level and the trainers' niceness."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     with contextlib.suppress(OSError):
         current = os.nice(0)
         if current < TRAINER_NICENESS:
             os.nice(TRAINER_NICENESS - current)
-    import_training_code()
+
+
+@contextlib.contextmanager
+def interrupts_deferred() -> Iterator[None]:
+    """Hold back ``ray.cancel``'s interrupt (SIGINT's handler, run on the main thread) until the
+    block ends, then raise it. For the training code's import: one interrupted half-way leaves
+    numpy's or TensorFlow's native modules loaded but unregistered, and every later import in
+    that worker fails ("cannot load module more than once per process"), so every later
+    training of the job there fails too (seen in a full test run, 2026-12-08)."""
+    previous = signal.getsignal(signal.SIGINT)
+    if previous is None:  # a handler set outside Python: it could not be put back
+        yield
+        return
+    held: list[int] = []
+    signal.signal(signal.SIGINT, lambda signum, _frame: held.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if held:
+        raise KeyboardInterrupt
