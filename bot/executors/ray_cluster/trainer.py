@@ -135,10 +135,10 @@ def _prepare_trainer() -> None:
 @contextlib.contextmanager
 def interrupts_deferred() -> Iterator[None]:
     """Hold back ``ray.cancel``'s interrupt (SIGINT's handler, run on the main thread) until the
-    block ends, then raise it. For the training code's import: one interrupted half-way leaves
-    numpy's or TensorFlow's native modules loaded but unregistered, and every later import in
-    that worker fails ("cannot load module more than once per process"), so every later
-    training of the job there fails too (seen in a full test run, 2026-12-08)."""
+    block ends, then raise it. For the training code's import: one cut short can leave the
+    process unable to import it again, so every later training in that worker fails (seen in
+    a full test run: numpy's "cannot load module more than once per process"; reproduced with
+    an interrupt 0.3 s into the import: the second import fails; 2026-12-08)."""
     previous = signal.getsignal(signal.SIGINT)
     if previous is None:  # a handler set outside Python: it could not be put back
         yield
